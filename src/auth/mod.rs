@@ -1,0 +1,6 @@
+//! Partner authentication: credentials at rest, signed access tokens, and the key ring.
+
+pub mod credentials;
+pub mod tokens;
+
+pub use tokens::{KeyRing, PartnerClaims, TokenError};

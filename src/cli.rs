@@ -1,0 +1,182 @@
+//! The `onboard` command line: parse, load settings, dispatch.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::config::Settings;
+use crate::domain::{Environment, PartnerId, PartnerName, now_ms};
+use crate::startup::{self, Application, open_store};
+use crate::{auth, telemetry};
+
+#[derive(Parser)]
+#[command(name = "onboard", version, about = "Partner user registration and onboarding service")]
+pub struct Cli {
+    /// Settings file (default: ./onboard.toml when it exists).
+    #[arg(long, global = true, env = "ONBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates first; creates a sandbox partner on an empty database).
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage partners and their credentials.
+    Partner {
+        #[command(subcommand)]
+        command: PartnerCommand,
+    },
+    /// Manage the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnerCommand {
+    /// Create a partner with an API key and an OAuth client (secrets are shown only now).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "sandbox")]
+        environment: Environment,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List partners.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new API key; the old ones stay valid for `--grace` (e.g. 24h), default none.
+    RotateKey {
+        #[arg(long)]
+        partner: PartnerId,
+        #[arg(long, default_value = "0s")]
+        grace: humantime::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start signing with a new key; the old one verifies until the tokens it signed expire.
+    Rotate,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Serve { listen: Some(addr) } = &cli.command {
+        settings.listen = *addr;
+    }
+    telemetry::init(&settings.log);
+    match cli.command {
+        Command::Serve { .. } => serve(settings).await,
+        Command::Migrate => {
+            open_store(&settings).await?.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Partner { command } => partner(settings, command).await,
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let store = open_store(&settings).await?;
+            let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;
+            let kid = auth::tokens::rotate(&store, window, now_ms()).await?;
+            store.close().await;
+            println!(
+                "new signing key {kid}; the previous key verifies for another {}",
+                humantime::format_duration(window)
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let addr = app.local_addr();
+    if let Some(credentials) = &app.bootstrap {
+        print_bootstrap_banner(credentials, addr);
+    }
+    tracing::info!(%addr, backend = ?app.state().store.kind(), "listening");
+    app.run_until(startup::shutdown_signal()).await.context("server error")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_bootstrap_banner(c: &IssuedCredentials, addr: SocketAddr) {
+    println!(
+        "\nSandbox partner created (shown once; store these now):\n\
+         \n  partner id     {}\n  API key        {}\n  client id      {}\n  client secret  {}\n\
+         \nTry it:\n\
+         \n  curl -s -u '{}:{}' -d grant_type=client_credentials http://{addr}/oauth/token\
+         \n  curl -s -H 'PartnerApiKey: {}' http://{addr}/partner\n",
+        c.partner_id, c.api_key, c.client_id, c.client_secret, c.client_id, c.client_secret, c.api_key
+    );
+}
+
+async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    match command {
+        PartnerCommand::Create { name, environment, json } => {
+            let name = PartnerName::parse(&name).context("--name")?;
+            let key = NewApiKey::generate(environment);
+            let client = NewClient::generate();
+            let partner = store.create_partner(&name, environment, &key, &client, now_ms()).await?;
+            let issued = IssuedCredentials::new(&partner, &key, &client);
+            if json {
+                println!("{}", serde_json::to_string(&issued)?);
+            } else {
+                println!(
+                    "partner {} ({}) created\n  API key        {}\n  client id      {}\n  client secret  {}\n(secrets are shown only now)",
+                    issued.partner_id,
+                    environment.as_str(),
+                    issued.api_key,
+                    issued.client_id,
+                    issued.client_secret
+                );
+            }
+        }
+        PartnerCommand::List { json } => {
+            let partners = store.list_partners().await?;
+            if json {
+                println!("{}", serde_json::to_string(&partners)?);
+            } else {
+                println!("{:>10}  {:<8}  name", "id", "env");
+                for p in partners {
+                    println!("{:>10}  {:<8}  {}", p.id, p.environment.as_str(), p.name);
+                }
+            }
+        }
+        PartnerCommand::RotateKey { partner, grace, json } => {
+            let found = store.find_partner(partner).await?.with_context(|| format!("no partner {partner}"))?;
+            let key = NewApiKey::generate(found.environment);
+            store.rotate_api_key(partner, &key, grace.into(), now_ms()).await?;
+            let secret = secrecy::ExposeSecret::expose_secret(&key.key).to_owned();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"partnerId": partner.get(), "apiKey": secret, "previousKeysValidFor": grace.to_string()})
+                );
+            } else {
+                println!("new API key for partner {partner}: {secret}\nprevious keys stay valid for {grace}");
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

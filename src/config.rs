@@ -1,0 +1,217 @@
+//! Typed settings: defaults < `onboard.toml` < `ONBOARD_*` environment (and `DATABASE_URL`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    pub log: LogSettings,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub db: DbSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `auto` (pretty on a terminal, JSON otherwise), `pretty` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info,onboard=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `iss` of the access tokens this node issues.
+    pub issuer: String,
+    /// Lifetime of partner access tokens from `POST /oauth/token`.
+    pub access_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbSettings {
+    /// Connections in the pool (PostgreSQL) or readers (SQLite; writes go through one connection).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://onboard.db".into(),
+            log: LogSettings::default(),
+            http: HttpSettings::default(),
+            auth: AuthSettings::default(),
+            db: DbSettings::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, filter: "info,sqlx=warn".into() }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600 }
+    }
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Settings {
+    /// Loads the layers. `file` is read when it exists; a missing default file is not an error,
+    /// but an explicitly named one is.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    problem: format!("file {} does not exist", path.display()),
+                });
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file("onboard.toml")),
+        }
+        let figment = figment
+            .merge(Env::prefixed("ONBOARD_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
+        let settings: Settings = figment.extract().map_err(describe)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                problem: "must start with sqlite: or postgres://".into(),
+            });
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid { key: "http.max_body_bytes", problem: "must be at least 1024".into() });
+        }
+        if !(60..=86_400).contains(&self.auth.access_token_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "auth.access_token_ttl_secs",
+                problem: "must be between 60 and 86400".into(),
+            });
+        }
+        if self.db.max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "db.max_connections", problem: "must be at least 1".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Names each bad key the way the docs spell it (`http.max_body_bytes`) and where it came from.
+fn describe(errors: figment::Error) -> ConfigError {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>().join(".");
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            if key.is_empty() { format!("{}{source}", e.kind) } else { format!("`{key}`{source}: {}", e.kind) }
+        })
+        .collect();
+    ConfigError::Load(lines.join("; "))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return its large error type
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ONBOARD_HTTP__MAX_BODY_BYTES", "lots");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("max_body_bytes"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("onboard.toml", "database_url = \"mysql://x\"")?;
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("database_url"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("onboard.toml", "[http]\nmax_body_byte = 5")?;
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("max_body_byte"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("onboard.toml", "listen = \"127.0.0.1:9000\"\n[auth]\naccess_token_ttl_secs = 600")?;
+            jail.set_env("ONBOARD_LISTEN", "127.0.0.1:9001");
+            jail.set_env("DATABASE_URL", "postgres://localhost/x");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.listen.port(), 9001);
+            assert_eq!(s.auth.access_token_ttl_secs, 600);
+            assert_eq!(s.database_url, "postgres://localhost/x");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,133 @@
+//! Partners: the tenants that register users through Onboard.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A partner's numeric id. It is 001's `merchantId` and 003's `partnerId`, an int32 on both wires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartnerId(i64);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a partner id is an integer between 1 and 2147483647")]
+pub struct InvalidPartnerId;
+
+impl PartnerId {
+    pub fn new(raw: i64) -> Result<Self, InvalidPartnerId> {
+        if (1..=i64::from(i32::MAX)).contains(&raw) { Ok(Self(raw)) } else { Err(InvalidPartnerId) }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for PartnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for PartnerId {
+    type Err = InvalidPartnerId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse::<i64>().map_err(|_| InvalidPartnerId).and_then(Self::new)
+    }
+}
+
+/// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Sandbox,
+    Live,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Live => "live",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("environment must be `sandbox` or `live`")]
+pub struct InvalidEnvironment;
+
+impl FromStr for Environment {
+    type Err = InvalidEnvironment;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sandbox" => Ok(Environment::Sandbox),
+            "live" => Ok(Environment::Live),
+            _ => Err(InvalidEnvironment),
+        }
+    }
+}
+
+/// A partner's display name: trimmed, 1–200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidPartnerName {
+    #[error("a partner name must not be empty")]
+    Empty,
+    #[error("a partner name has at most 200 characters")]
+    TooLong,
+    #[error("a partner name must not contain control characters")]
+    ControlCharacter,
+}
+
+impl PartnerName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidPartnerName> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidPartnerName::Empty);
+        }
+        if trimmed.chars().count() > 200 {
+            return Err(InvalidPartnerName::TooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InvalidPartnerName::ControlCharacter);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partner_ids_are_int32_positive() {
+        assert!(PartnerId::new(0).is_err());
+        assert!(PartnerId::new(-1).is_err());
+        assert!(PartnerId::new(i64::from(i32::MAX) + 1).is_err());
+        assert_eq!(PartnerId::new(9101).unwrap().get(), 9101);
+        assert_eq!(" 42 ".parse::<PartnerId>().unwrap().get(), 42);
+        assert!("4x".parse::<PartnerId>().is_err());
+    }
+
+    #[test]
+    fn partner_names_are_trimmed_and_bounded() {
+        assert_eq!(PartnerName::parse("  Acme  ").unwrap().as_str(), "Acme");
+        assert_eq!(PartnerName::parse("   "), Err(InvalidPartnerName::Empty));
+        assert_eq!(PartnerName::parse(&"x".repeat(201)), Err(InvalidPartnerName::TooLong));
+        assert_eq!(PartnerName::parse("a\u{7}b"), Err(InvalidPartnerName::ControlCharacter));
+    }
+
+    #[test]
+    fn environments_parse_exactly() {
+        assert_eq!("live".parse::<Environment>(), Ok(Environment::Live));
+        assert!("LIVE".parse::<Environment>().is_err());
+    }
+}

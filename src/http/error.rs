@@ -1,0 +1,250 @@
+//! The HTTP error type and its one mapping to the wire: RFC 9457 problem+json, or RFC 6749
+//! error bodies on the OAuth endpoints. Surfaces whose seed fixes another shape map there too.
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::trace::TraceContext;
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Which credential a 401 asks for, so the `WWW-Authenticate` challenge names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// `PartnerApiKey: <key>` header (seed 000).
+    ApiKey,
+    /// RFC 6750 bearer token; `invalid` adds `error="invalid_token"` (credentials were sent).
+    Bearer { invalid: bool },
+    /// Either of the above is accepted.
+    Partner,
+}
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The request field, in the wire's spelling (`$.a.b` for nested JSON paths).
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Validation { detail: String, errors: Vec<FieldError> },
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("{detail}")]
+    Unauthenticated { challenge: Challenge, detail: &'static str },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    Unavailable { detail: &'static str, retry_after_secs: u64 },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+    #[error("{0:?}")]
+    OAuth(OAuthError),
+}
+
+/// RFC 6749 §5.2 error codes used by `/oauth/token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuthError {
+    pub error: OAuthErrorCode,
+    pub error_description: &'static str,
+}
+
+impl ApiError {
+    pub fn oauth(error: OAuthErrorCode, error_description: &'static str) -> Self {
+        ApiError::OAuth(OAuthError { error, error_description })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } | ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::OAuth(e) if e.error == OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The stable `type` of the problem, documented in the README.
+    fn problem_type(&self) -> &'static str {
+        match self {
+            ApiError::Validation { .. } => "urn:onboard:problem:validation",
+            ApiError::MalformedBody(_) => "urn:onboard:problem:malformed-body",
+            ApiError::UnsupportedMediaType(_) => "urn:onboard:problem:unsupported-media-type",
+            ApiError::PayloadTooLarge => "urn:onboard:problem:payload-too-large",
+            ApiError::Unauthenticated { .. } => "urn:onboard:problem:unauthenticated",
+            ApiError::Forbidden(_) => "urn:onboard:problem:forbidden",
+            ApiError::NotFound(_) => "urn:onboard:problem:not-found",
+            ApiError::MethodNotAllowed => "urn:onboard:problem:method-not-allowed",
+            ApiError::Conflict(_) => "urn:onboard:problem:conflict",
+            ApiError::Unavailable { .. } => "urn:onboard:problem:unavailable",
+            ApiError::Internal(_) | ApiError::OAuth(_) => "urn:onboard:problem:internal",
+        }
+    }
+}
+
+/// An RFC 9457 problem document with Onboard's extension members.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// `00-<trace id>-<span id>-00`; quote it when reporting a problem.
+    pub trace_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let trace = TraceContext::current();
+        if let ApiError::OAuth(body) = &self {
+            let mut response = (status, Json(body)).into_response();
+            no_store(&mut response);
+            if status == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="onboard""#));
+            }
+            return response;
+        }
+        let detail = match &self {
+            ApiError::Internal(err) => {
+                // The whole cause chain goes to the log, never to the client.
+                tracing::error!(trace_id = %trace.trace_id_hex(), error = ?err, "unexpected error");
+                "An unexpected error occurred; quote the traceId when reporting it.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let errors = match self {
+            ApiError::Validation { ref errors, .. } => errors.clone(),
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            problem_type: self.problem_type().to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            trace_id: trace.trace_id_field(),
+            errors,
+        };
+        let mut response = problem_response(status, &problem);
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthenticated { challenge, .. } => {
+                let value = match challenge {
+                    Challenge::ApiKey => r#"PartnerApiKey realm="onboard""#,
+                    Challenge::Bearer { invalid: false } => r#"Bearer realm="onboard""#,
+                    Challenge::Bearer { invalid: true } => r#"Bearer realm="onboard", error="invalid_token""#,
+                    Challenge::Partner => r#"Bearer realm="onboard", PartnerApiKey realm="onboard""#,
+                };
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
+            ApiError::Unavailable { retry_after_secs, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Serialises any body as `application/problem+json` (also used by surfaces with their own shape).
+pub fn problem_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+/// RFC 6749 §5.1: token responses and their errors must not be cached.
+pub fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = ?err, "database unavailable");
+                ApiError::Unavailable {
+                    detail: "The service is temporarily unavailable; retry shortly.",
+                    retry_after_secs: 1,
+                }
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::UnsupportedMediaType("Expected a request body with `Content-Type: application/json`.".into())
+            }
+            _ => match rejection {
+                JsonRejection::JsonDataError(e) => ApiError::MalformedBody(format!(
+                    "The JSON body does not match the expected shape: {}",
+                    e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+                )),
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::MalformedBody("The request body is not valid JSON.".into())
+                }
+                other => ApiError::MalformedBody(other.body_text()),
+            },
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::oauth(
+                OAuthErrorCode::InvalidRequest,
+                "the body must be application/x-www-form-urlencoded parameters",
+            ),
+        }
+    }
+}

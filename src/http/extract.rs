@@ -1,0 +1,124 @@
+//! Extractors shared by the surfaces: JSON bodies with problem+json rejections, and the
+//! partner credentials (`PartnerApiKey` header, `Authorization: Bearer`).
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::{ApiError, Challenge};
+use crate::auth::credentials::{PresentedApiKey, digests_match};
+use crate::domain::now_ms;
+use crate::store::Partner;
+
+/// `Json<T>` whose rejections are problem+json (400/413/415) instead of axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state).await.map(|Json(value)| ApiJson(value)).map_err(ApiError::from)
+    }
+}
+
+pub const API_KEY_HEADER: &str = "partnerapikey";
+
+const MISSING_API_KEY: &str = "Send the partner's API key in the `PartnerApiKey` header.";
+const INVALID_API_KEY: &str = "The API key is not valid.";
+const MISSING_BEARER: &str = "Send an access token from `POST /oauth/token` as `Authorization: Bearer <token>`.";
+const INVALID_BEARER: &str = "The access token is invalid or has expired.";
+
+/// Resolves a `PartnerApiKey` header value to its partner.
+pub async fn partner_from_api_key(state: &AppState, raw: &str) -> Result<Partner, ApiError> {
+    let invalid = || ApiError::Unauthenticated { challenge: Challenge::ApiKey, detail: INVALID_API_KEY };
+    let presented = PresentedApiKey::parse(raw.trim()).ok_or_else(invalid)?;
+    let record = state.store.find_api_key(&presented.id).await?.ok_or_else(invalid)?;
+    if digests_match(&record.secret_hash, &presented.hash) && record.usable_at(now_ms()) {
+        Ok(record.partner)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// Resolves a bearer access token to its partner.
+pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partner, ApiError> {
+    let invalid =
+        || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
+    let claims = state.keys.verify_partner_token(token).await.map_err(|e| match e {
+        crate::auth::TokenError::Store(store) => ApiError::from(store),
+        _ => invalid(),
+    })?;
+    let id = claims.partner_id().ok_or_else(invalid)?;
+    // The partner row is read so that a deleted partner's tokens stop working at once.
+    state.store.find_partner(id).await?.ok_or_else(invalid)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?;
+    let value = value.to_str().map_err(|_| ());
+    Some(value.and_then(|v| match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(()),
+    }))
+}
+
+/// A partner authenticated by the `PartnerApiKey` header.
+pub struct ApiKeyPartner(pub Partner);
+
+impl FromRequestParts<AppState> for ApiKeyPartner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(API_KEY_HEADER) else {
+            return Err(ApiError::Unauthenticated { challenge: Challenge::ApiKey, detail: MISSING_API_KEY });
+        };
+        let raw = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthenticated { challenge: Challenge::ApiKey, detail: INVALID_API_KEY })?;
+        partner_from_api_key(state, raw).await.map(ApiKeyPartner)
+    }
+}
+
+/// A partner authenticated by a bearer access token.
+pub struct BearerPartner(pub Partner);
+
+impl FromRequestParts<AppState> for BearerPartner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer_token(&parts.headers) {
+            None => Err(ApiError::Unauthenticated {
+                challenge: Challenge::Bearer { invalid: false },
+                detail: MISSING_BEARER,
+            }),
+            Some(Err(())) => Err(ApiError::Unauthenticated {
+                challenge: Challenge::Bearer { invalid: true },
+                detail: INVALID_BEARER,
+            }),
+            Some(Ok(token)) => partner_from_bearer(state, token).await.map(BearerPartner),
+        }
+    }
+}
+
+/// A partner authenticated by either credential (bearer token preferred when both are sent).
+pub struct AnyPartner(pub Partner);
+
+impl FromRequestParts<AppState> for AnyPartner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return BearerPartner::from_request_parts(parts, state).await.map(|BearerPartner(p)| AnyPartner(p));
+        }
+        if parts.headers.contains_key(API_KEY_HEADER) {
+            return ApiKeyPartner::from_request_parts(parts, state).await.map(|ApiKeyPartner(p)| AnyPartner(p));
+        }
+        Err(ApiError::Unauthenticated {
+            challenge: Challenge::Partner,
+            detail: "Send `Authorization: Bearer <token>` or the `PartnerApiKey` header.",
+        })
+    }
+}

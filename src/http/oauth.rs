@@ -1,0 +1,119 @@
+//! OAuth 2.0 for partners: `client_credentials` tokens (RFC 6749 §4.4) and the JWKS to verify them.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, OAuthErrorCode, no_store};
+use crate::auth::credentials::{digests_match, hash_secret};
+use crate::domain::now_ms;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth/token", post(token)).route("/.well-known/jwks.json", get(jwks))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TokenRequest {
+    /// `client_credentials`.
+    grant_type: Option<String>,
+    /// Only when the client does not authenticate with HTTP Basic.
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// Issues a partner access token for client credentials sent with HTTP Basic or in the form.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "RFC 6749 error: invalid_request, unsupported_grant_type"),
+        (status = 401, description = "RFC 6749 error: invalid_client"),
+    ))]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form?;
+    let basic = basic_credentials(&headers)?;
+    let (client_id, secret) = match (basic, form.client_id, form.client_secret) {
+        (Some(_), _, Some(_)) => {
+            return Err(ApiError::oauth(
+                OAuthErrorCode::InvalidRequest,
+                "use exactly one client authentication method",
+            ));
+        }
+        (Some(pair), _, None) => pair,
+        (None, Some(id), Some(secret)) => (id, secret),
+        (None, _, _) => {
+            return Err(ApiError::oauth(OAuthErrorCode::InvalidClient, "client authentication is required"));
+        }
+    };
+    match form.grant_type.as_deref() {
+        None | Some("") => return Err(ApiError::oauth(OAuthErrorCode::InvalidRequest, "grant_type is required")),
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(ApiError::oauth(
+                OAuthErrorCode::UnsupportedGrantType,
+                "supported grant types: client_credentials",
+            ));
+        }
+    }
+
+    let invalid_client = || ApiError::oauth(OAuthErrorCode::InvalidClient, "client authentication failed");
+    let presented = hash_secret(&secret);
+    let record = state.store.find_client(&client_id).await?.ok_or_else(invalid_client)?;
+    if !digests_match(&record.secret_hash, &presented) || record.revoked_at.is_some() {
+        return Err(invalid_client());
+    }
+
+    let ttl = Duration::from_secs(state.settings.auth.access_token_ttl_secs);
+    let access_token = state
+        .keys
+        .issue_partner_token(&record.partner, &client_id, now_ms() / 1000, ttl)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response =
+        Json(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl.as_secs() }).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// RFC 6749 §2.3.1: `Basic base64(urlencode(id) ":" urlencode(secret))`.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let bad = || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed HTTP Basic credentials");
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else { return Err(bad()) };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned());
+    Ok(Some((unescape(id).map_err(|_| bad())?, unescape(secret).map_err(|_| bad())?)))
+}
+
+/// The public keys that verify Onboard's access tokens (RFC 7517), current and recently retired.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", responses((status = 200, description = "JWK set", content_type = "application/json")))]
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.keys.jwks()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}

@@ -1,0 +1,105 @@
+//! The calling partner's own account: `GET /partner` (who am I, like Stripe's `GET /v1/account`)
+//! and `POST /partner/api-keys` (roll the API key, old keys expiring after a grace period).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use super::extract::{AnyPartner, ApiJson};
+use crate::auth::credentials::NewApiKey;
+use crate::domain::now_ms;
+use crate::store::Partner;
+
+/// Longest grace period for keys being rolled: 30 days.
+const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/partner", get(whoami)).route("/partner/api-keys", post(roll_api_key))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerView {
+    partner_id: i64,
+    name: String,
+    environment: crate::domain::Environment,
+}
+
+impl From<Partner> for PartnerView {
+    fn from(p: Partner) -> Self {
+        Self { partner_id: p.id.get(), name: p.name, environment: p.environment }
+    }
+}
+
+/// The partner that the `PartnerApiKey` header or bearer token authenticates.
+#[utoipa::path(get, path = "/partner", tag = "partner",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    responses(
+        (status = 200, body = PartnerView),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn whoami(AnyPartner(partner): AnyPartner) -> Json<PartnerView> {
+    Json(partner.into())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollApiKey {
+    /// Seconds the partner's current keys keep working (0 revokes them now; at most 30 days).
+    expire_current_keys_in_seconds: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledApiKey {
+    /// The new key. It is shown only in this response.
+    api_key: String,
+    /// When the previous keys stop working, in milliseconds since the Unix epoch.
+    previous_keys_expire_at: i64,
+}
+
+/// Issues a new API key for the calling partner.
+#[utoipa::path(post, path = "/partner/api-keys", tag = "partner",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    request_body = RollApiKey,
+    responses(
+        (status = 201, body = RolledApiKey),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 413, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 415, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn roll_api_key(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    ApiJson(body): ApiJson<RollApiKey>,
+) -> Result<(StatusCode, Json<RolledApiKey>), ApiError> {
+    let grace = body.expire_current_keys_in_seconds;
+    if !(0..=MAX_GRACE_SECS).contains(&grace) {
+        return Err(ApiError::Validation {
+            detail: "The request has invalid fields.".into(),
+            errors: vec![FieldError {
+                field: "expireCurrentKeysInSeconds".into(),
+                message: format!("must be between 0 and {MAX_GRACE_SECS}"),
+            }],
+        });
+    }
+    let key = NewApiKey::generate(partner.environment);
+    let now = now_ms();
+    let grace = Duration::from_secs(grace.unsigned_abs());
+    if !state.store.rotate_api_key(partner.id, &key, grace, now).await? {
+        return Err(ApiError::NotFound("The partner no longer exists.".into()));
+    }
+    let response = RolledApiKey {
+        api_key: key.key.expose_secret().to_owned(),
+        previous_keys_expire_at: now + i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
+    };
+    Ok((StatusCode::CREATED, Json(response)))
+}

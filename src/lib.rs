@@ -1,0 +1,11 @@
+//! Onboard: partner user registration and onboarding for fintech platforms.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod pii;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,155 @@
+//! Building and running the server: `Application::build` binds (port 0 in tests) and wires
+//! the state; `run_until` serves until the shutdown future resolves, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::KeyRing;
+use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::config::Settings;
+use crate::domain::{Environment, PartnerName, now_ms};
+use crate::http::{self, AppState};
+use crate::store::Store;
+
+/// How often a node reloads the signing keys, so a rotation made elsewhere takes effect.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Credentials of the sandbox partner made on this first start, if this node made it.
+    pub bootstrap: Option<IssuedCredentials>,
+}
+
+/// Connects and migrates: the first thing every command that touches the database does.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url, &settings.db)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("cannot apply database migrations")?;
+    Ok(store)
+}
+
+/// The URL without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let bootstrap = bootstrap_sandbox(&store).await?;
+        let keys = KeyRing::load(store.clone(), settings.auth.issuer.clone(), now_ms())
+            .await
+            .context("cannot load signing keys")?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let state =
+            AppState { store, keys: Arc::new(keys), settings: Arc::new(settings), metrics: http::ops::prometheus() };
+        Ok(Self { listener, state, bootstrap })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (at most `http.shutdown_grace_secs`) and closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self { listener, state, .. } = self;
+        let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
+        let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let store = state.store.clone();
+        let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(signal);
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = server.into_future() => result,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        reloader.abort();
+        store.close().await;
+        result
+    }
+}
+
+async fn reload_keys_periodically(keys: Arc<KeyRing>) {
+    let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(err) = keys.reload(now_ms()).await {
+            tracing::warn!(error = ?err, "signing key reload failed; keeping the keys in memory");
+        }
+    }
+}
+
+async fn bootstrap_sandbox(store: &Store) -> anyhow::Result<Option<IssuedCredentials>> {
+    let name = PartnerName::parse("Sandbox").expect("a valid constant name");
+    let key = NewApiKey::generate(Environment::Sandbox);
+    let client = NewClient::generate();
+    let partner = store.bootstrap_partner(&name, &key, &client, now_ms()).await?;
+    Ok(partner.map(|p| IssuedCredentials::new(&p, &key, &client)))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://onboard.db"), "sqlite://onboard.db");
+    }
+}

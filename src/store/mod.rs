@@ -1,0 +1,443 @@
+//! Storage: one `Store`, two backends (SQLite embedded, PostgreSQL for production).
+//!
+//! SQL is written once where the dialects agree (`$n` placeholders, `RETURNING`, `ON CONFLICT`)
+//! and `with_pool!` runs that text on whichever pool is configured; where they differ the backend
+//! arm says so explicitly. The conformance suite in `tests/api/storage.rs` runs on both.
+//!
+//! SQLite gets one writer connection and a pool of readers: writers on several connections only
+//! fight over SQLite's single write lock (busy-timeout sleeps, long tails).
+
+mod records;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use records::{ApiKeyRecord, ClientRecord, Partner, SigningKeyRecord};
+use records::{ApiKeyRow, ClientRow, PartnerRow};
+
+use crate::auth::credentials::{NewApiKey, NewClient};
+use crate::config::DbSettings;
+use crate::domain::{Environment, PartnerId, PartnerName};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("a unique constraint was violated ({0})")]
+    Conflict(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err)
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned())
+            }
+            // SQLITE_BUSY after the busy timeout: the database is overloaded, not broken.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") => StoreError::Unavailable(err),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+enum Backend {
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres(PgPool),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+/// Runs `$body` with `$pool` bound to the pool for `read` or `write` work on either backend.
+macro_rules! with_pool {
+    ($store:expr, read, |$pool:ident| $body:expr) => {
+        with_pool!(@run $store, reader, $pool, $body)
+    };
+    ($store:expr, write, |$pool:ident| $body:expr) => {
+        with_pool!(@run $store, writer, $pool, $body)
+    };
+    (@run $store:expr, $field:ident, $pool:ident, $body:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite { $field: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Inserts a partner's API key and OAuth client inside an open transaction.
+macro_rules! insert_credentials {
+    ($conn:expr, $partner:expr, $key:expr, $client:expr, $now:expr) => {{
+        sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&$key.id)
+            .bind($partner.get())
+            .bind(&$key.hash[..])
+            .bind($now)
+            .execute(&mut *$conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_clients (client_id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&$client.client_id)
+        .bind($partner.get())
+        .bind(&$client.hash[..])
+        .bind($now)
+        .execute(&mut *$conn)
+        .await?;
+    }};
+}
+
+/// The partner columns every partner-returning query selects, as a literal for `concat!`.
+macro_rules! partner_columns {
+    () => {
+        "p.id, p.name, p.environment, p.created_at"
+    };
+}
+
+impl Store {
+    /// Connects to `url`, creating the SQLite file when it does not exist yet.
+    pub async fn connect(url: &str, settings: &DbSettings) -> StoreResult<Self> {
+        let acquire = Duration::from_millis(settings.acquire_timeout_ms);
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the 2xx, power loss included.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections.clamp(1, 8))
+                .acquire_timeout(acquire)
+                .connect_with(options.read_only(true))
+                .await?;
+            Backend::Sqlite { writer, reader }
+        } else {
+            let options = PgConnectOptions::from_str(url)?.application_name("onboard");
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(acquire)
+                .connect_with(options)
+                .await?;
+            Backend::Postgres(pool)
+        };
+        Ok(Self { backend: Arc::new(backend) })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match &*self.backend {
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.kind() {
+            BackendKind::Sqlite => &SQLITE_MIGRATIONS,
+            BackendKind::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock while it does, so
+    /// nodes starting together migrate once and the others wait for it.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = self.migrator();
+        with_pool!(self, write, |pool| migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// True when every migration this binary knows has been applied successfully.
+    pub async fn migrations_current(&self) -> StoreResult<bool> {
+        let applied: Vec<i64> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(pool)
+                .await?
+        });
+        let known: Vec<i64> =
+            self.migrator().iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+        Ok(known.iter().all(|v| applied.contains(v)))
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        with_pool!(self, read, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Pool gauges for `/metrics`: (connections open, of which idle).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match &*self.backend {
+            Backend::Sqlite { writer, reader } => {
+                (writer.size() + reader.size(), writer.num_idle() + reader.num_idle())
+            }
+            Backend::Postgres(pg) => (pg.size(), pg.num_idle()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match &*self.backend {
+            Backend::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres(pg) => pg.close().await,
+        }
+    }
+
+    // ---- partners -------------------------------------------------------------------------
+
+    /// Creates a partner with its first API key and OAuth client, in one transaction.
+    pub async fn create_partner(
+        &self,
+        name: &PartnerName,
+        environment: Environment,
+        key: &NewApiKey,
+        client: &NewClient,
+        now: i64,
+    ) -> StoreResult<Partner> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let row: PartnerRow = sqlx::query_as(
+                "INSERT INTO partners (name, environment, created_at) VALUES ($1, $2, $3)
+                 RETURNING id, name, environment, created_at",
+            )
+            .bind(name.as_str())
+            .bind(environment.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let partner = Partner::try_from(row)?;
+            insert_credentials!(&mut *tx, partner.id, key, client, now);
+            tx.commit().await?;
+            Ok(partner)
+        })
+    }
+
+    /// On first start only: creates the sandbox partner when the database has none. Exactly one
+    /// of several nodes starting together gets `Some` (the `bootstrap` row decides).
+    pub async fn bootstrap_partner(
+        &self,
+        name: &PartnerName,
+        key: &NewApiKey,
+        client: &NewClient,
+        now: i64,
+    ) -> StoreResult<Option<Partner>> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partners").fetch_one(&mut *tx).await?;
+            if existing > 0 {
+                return Ok(None);
+            }
+            let row: PartnerRow = sqlx::query_as(
+                "INSERT INTO partners (name, environment, created_at) VALUES ($1, 'sandbox', $2)
+                 RETURNING id, name, environment, created_at",
+            )
+            .bind(name.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let partner = Partner::try_from(row)?;
+            let claimed = sqlx::query(
+                "INSERT INTO bootstrap (id, partner_id, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(partner.id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                // Another node won the race; dropping `tx` rolls our partner back.
+                return Ok(None);
+            }
+            insert_credentials!(&mut *tx, partner.id, key, client, now);
+            tx.commit().await?;
+            Ok(Some(partner))
+        })
+    }
+
+    pub async fn list_partners(&self) -> StoreResult<Vec<Partner>> {
+        let rows: Vec<PartnerRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!("SELECT ", partner_columns!(), " FROM partners p ORDER BY p.id"))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Partner::try_from).collect()
+    }
+
+    pub async fn find_partner(&self, id: PartnerId) -> StoreResult<Option<Partner>> {
+        let row: Option<PartnerRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!("SELECT ", partner_columns!(), " FROM partners p WHERE p.id = $1"))
+                .bind(id.get())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Partner::try_from).transpose()
+    }
+
+    /// Issues a new API key. Keys that are still valid stay valid for `grace` (at most; an
+    /// earlier expiry is kept), or are revoked at once when `grace` is zero.
+    /// Returns `false` when the partner does not exist.
+    pub async fn rotate_api_key(
+        &self,
+        partner: PartnerId,
+        key: &NewApiKey,
+        grace: Duration,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM partners WHERE id = $1")
+                .bind(partner.get())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            if grace_ms == 0 {
+                sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE partner_id = $1 AND revoked_at IS NULL")
+                    .bind(partner.get())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE api_keys SET expires_at = $2
+                     WHERE partner_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(partner.get())
+                .bind(now.saturating_add(grace_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&key.id)
+                .bind(partner.get())
+                .bind(&key.hash[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    pub async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                partner_columns!(),
+                ", k.secret_hash, k.expires_at, k.revoked_at
+                 FROM api_keys k JOIN partners p ON p.id = k.partner_id WHERE k.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(ApiKeyRecord::try_from).transpose()
+    }
+
+    pub async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let row: Option<ClientRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                partner_columns!(),
+                ", c.secret_hash, c.revoked_at
+                 FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.client_id = $1"
+            ))
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(ClientRecord::try_from).transpose()
+    }
+
+    // ---- signing keys ---------------------------------------------------------------------
+
+    /// Stores `candidate` as the signing key unless one is already current (another node may
+    /// have been first; the UNIQUE `is_current` column decides).
+    pub async fn ensure_signing_key(&self, candidate: &SigningKeyRecord) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, is_current)
+                 SELECT $1, 'EdDSA', $2, $3, $4, 1
+                 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE is_current = 1)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&candidate.kid)
+            .bind(&candidate.private_key)
+            .bind(&candidate.public_key)
+            .bind(candidate.created_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Makes `new` the signing key; the previous one keeps verifying until `old_verify_until`.
+    pub async fn rotate_signing_key(&self, new: &SigningKeyRecord, old_verify_until: i64) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE signing_keys SET is_current = NULL, verify_until = $1 WHERE is_current = 1")
+                .bind(old_verify_until)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, is_current)
+                 VALUES ($1, 'EdDSA', $2, $3, $4, 1)",
+            )
+            .bind(&new.kid)
+            .bind(&new.private_key)
+            .bind(&new.public_key)
+            .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The current key and every retired key still inside its verification window.
+    pub async fn usable_signing_keys(&self, now: i64) -> StoreResult<Vec<SigningKeyRecord>> {
+        let keys = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT kid, private_key, public_key, created_at, is_current, verify_until FROM signing_keys
+                 WHERE is_current = 1 OR verify_until > $1 ORDER BY created_at DESC",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(keys)
+    }
+}

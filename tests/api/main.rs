@@ -1,0 +1,10 @@
+//! Black-box tests: the real application over HTTP, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod oauth;
+mod ops;
+mod process;
+mod storage;

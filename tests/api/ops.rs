@@ -1,0 +1,58 @@
+use crate::helpers::assert_problem;
+use crate::on_both_backends;
+
+on_both_backends! {
+    async fn operator_endpoints_answer_with_their_content_types(app) {
+        for (path, content_type) in [
+            ("/healthz", "application/json"),
+            ("/readyz", "application/json"),
+            ("/metrics", "text/plain"),
+            ("/openapi.json", "application/json"),
+            ("/docs", "text/html"),
+            ("/.well-known/jwks.json", "application/json"),
+        ] {
+            let response = app.get(path).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let got = response.headers()["content-type"].to_str().unwrap();
+            assert!(got.starts_with(content_type), "{path}: {got}");
+        }
+    }
+
+    async fn readiness_reports_database_and_migrations(app) {
+        let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["migrations"], "current");
+    }
+
+    async fn readiness_fails_when_the_database_is_gone(app) {
+        app.store().close().await;
+        let response = app.get("/readyz").await;
+        assert!(response.headers().contains_key("retry-after"));
+        assert_problem(response, 503).await;
+        // Liveness does not depend on the database.
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+
+    async fn metrics_count_requests_by_route_template(app) {
+        app.get("/healthz").await;
+        app.get("/no/such/route/ana@example.org").await;
+        let text = app.get("/metrics").await.text().await.unwrap();
+        assert!(text.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"}"#), "{text}");
+        assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+        assert!(!text.contains("ana@example.org"));
+        assert!(text.contains("http_request_duration_seconds_bucket"));
+        assert!(text.contains("db_pool_connections"));
+    }
+
+    async fn openapi_document_describes_the_routes(app) {
+        let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+        assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in ["/oauth/token", "/partner", "/partner/api-keys", "/healthz", "/readyz"] {
+            assert!(spec["paths"].get(path).is_some(), "{path} missing");
+        }
+        assert!(spec.pointer("/components/securitySchemes/partnerApiKey").is_some());
+        let page = app.get("/docs").await.text().await.unwrap();
+        assert!(page.contains("/oauth/token") && page.contains("<html"));
+        assert!(!page.contains("<script src=\"http"), "the docs page must not load anything remotely");
+    }
+}

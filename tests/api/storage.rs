@@ -1,0 +1,142 @@
+//! Storage conformance: the same assertions on SQLite and PostgreSQL, against `Store` directly.
+
+use std::time::Duration;
+
+use onboard::auth::credentials::{NewApiKey, NewClient, digests_match, hash_secret};
+use onboard::auth::tokens::generate_signing_key;
+use onboard::domain::{Environment, PartnerId, PartnerName};
+use onboard::store::{Store, StoreError};
+
+use crate::helpers::{Backend, TestDb, test_settings};
+
+async fn open(backend: Backend) -> Option<(Store, TestDb)> {
+    let db = TestDb::new(backend).await?;
+    let store = onboard::startup::open_store(&test_settings(&db.url)).await.expect("open store");
+    Some((store, db))
+}
+
+macro_rules! conformance {
+    ($(async fn $name:ident($store:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($store: Store) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { if let Some((store, _db)) = open(Backend::Sqlite).await { run(store).await } }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { if let Some((store, _db)) = open(Backend::Postgres).await { run(store).await } }
+        }
+    )*};
+}
+
+fn name(n: &str) -> PartnerName {
+    PartnerName::parse(n).unwrap()
+}
+
+conformance! {
+    async fn migrations_are_idempotent_and_current(store) {
+        store.migrate().await.unwrap();
+        assert!(store.migrations_current().await.unwrap());
+        store.ping().await.unwrap();
+    }
+
+    async fn partners_round_trip_with_their_credentials(store) {
+        let key = NewApiKey::generate(Environment::Live);
+        let client = NewClient::generate();
+        let created = store.create_partner(&name("Acme"), Environment::Live, &key, &client, 1_000).await.unwrap();
+        assert_eq!(created.name, "Acme");
+        assert_eq!(created.environment, Environment::Live);
+        assert_eq!(store.find_partner(created.id).await.unwrap(), Some(created.clone()));
+        assert_eq!(store.list_partners().await.unwrap(), vec![created.clone()]);
+        assert_eq!(store.find_partner(PartnerId::new(999_999).unwrap()).await.unwrap(), None);
+
+        let record = store.find_api_key(&key.id).await.unwrap().unwrap();
+        assert_eq!(record.partner, created);
+        assert!(digests_match(&record.secret_hash, &key.hash));
+        assert!(record.usable_at(2_000));
+        let client_record = store.find_client(&client.client_id).await.unwrap().unwrap();
+        assert_eq!(client_record.partner.id, created.id);
+        use secrecy::ExposeSecret;
+        assert!(digests_match(&client_record.secret_hash, &hash_secret(client.secret.expose_secret())));
+        assert!(store.find_api_key("0000000000000000").await.unwrap().is_none());
+    }
+
+    async fn duplicate_credentials_are_conflicts(store) {
+        let key = NewApiKey::generate(Environment::Sandbox);
+        let client = NewClient::generate();
+        store.create_partner(&name("A"), Environment::Sandbox, &key, &client, 0).await.unwrap();
+        let err = store.create_partner(&name("B"), Environment::Sandbox, &key, &NewClient::generate(), 0).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        // The failed transaction left no partner behind.
+        assert_eq!(store.list_partners().await.unwrap().len(), 1);
+    }
+
+    async fn rotation_expires_or_revokes_previous_keys(store) {
+        let first = NewApiKey::generate(Environment::Sandbox);
+        let partner = store.create_partner(&name("A"), Environment::Sandbox, &first, &NewClient::generate(), 0).await.unwrap();
+        let second = NewApiKey::generate(Environment::Sandbox);
+        assert!(store.rotate_api_key(partner.id, &second, Duration::from_secs(60), 1_000).await.unwrap());
+        let old = store.find_api_key(&first.id).await.unwrap().unwrap();
+        assert_eq!(old.expires_at, Some(61_000));
+        assert!(old.usable_at(60_999) && !old.usable_at(61_000));
+
+        // A longer grace never extends an earlier expiry.
+        let third = NewApiKey::generate(Environment::Sandbox);
+        store.rotate_api_key(partner.id, &third, Duration::from_secs(3600), 2_000).await.unwrap();
+        assert_eq!(store.find_api_key(&first.id).await.unwrap().unwrap().expires_at, Some(61_000));
+
+        let fourth = NewApiKey::generate(Environment::Sandbox);
+        store.rotate_api_key(partner.id, &fourth, Duration::ZERO, 3_000).await.unwrap();
+        for id in [&first.id, &second.id, &third.id] {
+            assert!(!store.find_api_key(id).await.unwrap().unwrap().usable_at(3_000), "{id}");
+        }
+        assert!(store.find_api_key(&fourth.id).await.unwrap().unwrap().usable_at(3_000));
+        let nobody = PartnerId::new(424_242).unwrap();
+        assert!(!store.rotate_api_key(nobody, &NewApiKey::generate(Environment::Live), Duration::ZERO, 0).await.unwrap());
+    }
+
+    async fn bootstrap_happens_once_even_when_raced(store) {
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.bootstrap_partner(&name("Sandbox"), &NewApiKey::generate(Environment::Sandbox), &NewClient::generate(), 0).await
+            })
+        });
+        let mut created = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap().unwrap().is_some() {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1);
+        let partners = store.list_partners().await.unwrap();
+        assert_eq!(partners.len(), 1);
+        assert_eq!(partners[0].environment, Environment::Sandbox);
+    }
+
+    async fn bootstrap_skips_a_database_that_has_partners(store) {
+        store.create_partner(&name("Existing"), Environment::Live, &NewApiKey::generate(Environment::Live), &NewClient::generate(), 0).await.unwrap();
+        let made = store.bootstrap_partner(&name("Sandbox"), &NewApiKey::generate(Environment::Sandbox), &NewClient::generate(), 0).await.unwrap();
+        assert!(made.is_none());
+        assert_eq!(store.list_partners().await.unwrap().len(), 1);
+    }
+
+    async fn exactly_one_signing_key_is_current(store) {
+        let first = generate_signing_key(1_000);
+        store.ensure_signing_key(&first).await.unwrap();
+        store.ensure_signing_key(&generate_signing_key(2_000)).await.unwrap();
+        let keys = store.usable_signing_keys(3_000).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid, first.kid);
+
+        let second = generate_signing_key(4_000);
+        store.rotate_signing_key(&second, 10_000).await.unwrap();
+        let keys = store.usable_signing_keys(5_000).await.unwrap();
+        assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), vec![second.kid.as_str(), first.kid.as_str()]);
+        assert_eq!(keys.iter().filter(|k| k.is_current == Some(1)).count(), 1);
+        // After its window the retired key is no longer offered for verification.
+        let keys = store.usable_signing_keys(10_000).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid, second.kid);
+    }
+}
