@@ -18,6 +18,22 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub db: DbSettings,
+    pub idempotency: IdempotencySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// How long a stored answer is replayed for an `Idempotency-Key`.
+    pub ttl_secs: u64,
+    /// How long an unfinished request holds its key before another may take it over.
+    pub lease_secs: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self { ttl_secs: 24 * 3600, lease_secs: 60 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +89,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             auth: AuthSettings::default(),
             db: DbSettings::default(),
+            idempotency: IdempotencySettings::default(),
         }
     }
 }

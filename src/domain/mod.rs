@@ -1,8 +1,12 @@
 //! Domain types: parsed once at the edge, trusted everywhere after.
 
+pub mod email;
 pub mod partner;
+pub mod user;
 
+pub use email::{Email, InvalidEmail};
 pub use partner::{Environment, PartnerId, PartnerName};
+pub use user::{PublicUserId, UserId};
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {

@@ -23,6 +23,7 @@ use super::AppState;
         super::ops::healthz, super::ops::readyz, super::ops::render_metrics,
         super::oauth::token, super::oauth::jwks,
         super::partner::whoami, super::partner::roll_api_key,
+        super::user::create_user, super::user::get_user,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),

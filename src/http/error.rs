@@ -51,6 +51,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("This Idempotency-Key was already used with a different request.")]
+    IdempotencyKeyReused,
+    #[error("A request with this Idempotency-Key is still being processed; retry shortly.")]
+    IdempotencyKeyInUse,
     #[error("{detail}")]
     Unavailable { detail: &'static str, retry_after_secs: u64 },
     #[error("internal error")]
@@ -91,7 +95,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::OAuth(e) if e.error == OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
@@ -100,7 +105,10 @@ impl ApiError {
     }
 
     /// The stable `type` of the problem, documented in the README.
-    fn problem_type(&self) -> &'static str {
+    fn problem_type(&self, flavor: Flavor) -> &'static str {
+        if flavor == Flavor::AspNet {
+            return aspnet_type(self.status());
+        }
         match self {
             ApiError::Validation { .. } => "urn:onboard:problem:validation",
             ApiError::MalformedBody(_) => "urn:onboard:problem:malformed-body",
@@ -111,6 +119,8 @@ impl ApiError {
             ApiError::NotFound(_) => "urn:onboard:problem:not-found",
             ApiError::MethodNotAllowed => "urn:onboard:problem:method-not-allowed",
             ApiError::Conflict(_) => "urn:onboard:problem:conflict",
+            ApiError::IdempotencyKeyReused => "urn:onboard:problem:idempotency-key-reused",
+            ApiError::IdempotencyKeyInUse => "urn:onboard:problem:idempotency-key-in-use",
             ApiError::Unavailable { .. } => "urn:onboard:problem:unavailable",
             ApiError::Internal(_) | ApiError::OAuth(_) => "urn:onboard:problem:internal",
         }
@@ -132,8 +142,39 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// Which family of `type` URIs a surface uses: Onboard's own, or the RFC 7231 section links that
+/// ASP.NET Core puts in its ProblemDetails (seed 001 was written against an ASP.NET service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Onboard,
+    AspNet,
+}
+
+fn aspnet_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+        401 => "https://tools.ietf.org/html/rfc7235#section-3.1",
+        403 => "https://tools.ietf.org/html/rfc7231#section-6.5.3",
+        404 => "https://tools.ietf.org/html/rfc7231#section-6.5.4",
+        405 => "https://tools.ietf.org/html/rfc7231#section-6.5.5",
+        409 => "https://tools.ietf.org/html/rfc7231#section-6.5.8",
+        413 => "https://tools.ietf.org/html/rfc7231#section-6.5.11",
+        415 => "https://tools.ietf.org/html/rfc7231#section-6.5.13",
+        422 => "https://tools.ietf.org/html/rfc4918#section-11.2",
+        503 => "https://tools.ietf.org/html/rfc7231#section-6.6.4",
+        _ => "https://tools.ietf.org/html/rfc7231#section-6.6.1",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.render(Flavor::Onboard)
+    }
+}
+
+impl ApiError {
+    /// The one mapping from errors to the wire, in the given flavour.
+    pub fn render(self, flavor: Flavor) -> Response {
         let status = self.status();
         let trace = TraceContext::current();
         if let ApiError::OAuth(body) = &self {
@@ -159,7 +200,7 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let problem = Problem {
-            problem_type: self.problem_type().to_owned(),
+            problem_type: self.problem_type(flavor).to_owned(),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
@@ -180,6 +221,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::IdempotencyKeyInUse => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -1,12 +1,15 @@
 //! The HTTP server: one module per surface, merged here with the cross-cutting layers.
 
+pub mod aspnet;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod oauth;
 pub mod ops;
 pub mod partner;
 pub mod trace;
+pub mod user;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -37,9 +40,11 @@ pub fn router(state: AppState) -> Router {
         .merge(docs::router())
         .merge(oauth::router())
         .merge(partner::router())
+        .merge(user::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .layer(CatchPanicLayer::custom(panic_response))
         // Outermost, so that even a panic's 500 carries the request's trace id and is logged.
         .layer(axum::middleware::from_fn(trace::observe))

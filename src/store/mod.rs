@@ -91,6 +91,12 @@ macro_rules! with_pool {
     };
 }
 
+pub mod idempotency;
+mod users;
+
+pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
+pub use users::{CompleteWith, NewMinimalUser, UserRecord};
+
 /// Inserts a partner's API key and OAuth client inside an open transaction.
 macro_rules! insert_credentials {
     ($conn:expr, $partner:expr, $key:expr, $client:expr, $now:expr) => {{

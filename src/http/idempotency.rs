@@ -1,0 +1,192 @@
+//! `Idempotency-Key` on every POST (IETF httpapi idempotency-key draft, Stripe semantics):
+//! the first final answer is stored with a fingerprint of the request; a repeat gets it back
+//! (`Idempotent-Replayed: true`), the same key with another request gets 422, and a repeat while
+//! the first is still running gets 409. Keys are per partner and enforced by the database.
+//!
+//! Handlers that write may finish the claim inside their own transaction (`CompleteWith`), so a
+//! committed effect and its stored answer never diverge; otherwise it is finished here afterwards.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use super::extract::AnyPartner;
+use crate::domain::now_ms;
+use crate::store::{Claim, IdempotencyScope, StoredResponse};
+
+pub const HEADER: &str = "idempotency-key";
+
+/// Put in the request's extensions when this request owns its key.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+}
+
+/// Put in a response's extensions by a handler that completed the claim in its transaction.
+#[derive(Debug, Clone, Copy)]
+struct CompletedByHandler;
+
+pub fn mark_completed(response: &mut Response) {
+    response.extensions_mut().insert(CompletedByHandler);
+}
+
+pub fn stored_into_response(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// Accepts the draft's sf-string form (`"abc"`) and the bare form Stripe clients send.
+fn parse_key(raw: &HeaderValue) -> Option<String> {
+    let text = raw.to_str().ok()?.trim();
+    let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let valid = (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic() && b != b'"');
+    valid.then(|| text.to_owned())
+}
+
+/// Same method, path, query and body (JSON compared by value, not by spacing or key order).
+fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str());
+    hash.update([0]);
+    hash.update(uri.path_and_query().map_or("", |p| p.as_str()));
+    hash.update([0]);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        // serde_json's map is ordered by key, so this is a canonical form.
+        Ok(value) => hash.update(serde_json::to_vec(&value).unwrap_or_default()),
+        Err(_) => hash.update(body),
+    }
+    hash.finalize().into()
+}
+
+/// Answers worth replaying: final outcomes, not ones that a retry could change.
+fn is_final(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::CONFLICT
+                | StatusCode::TOO_MANY_REQUESTS
+        ))
+}
+
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
+    let Some(key) = parse_key(raw_key) else {
+        return ApiError::Validation {
+            detail: "The Idempotency-Key header is not valid.".into(),
+            errors: vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: "1 to 255 visible ASCII characters, optionally in double quotes".into(),
+            }],
+        }
+        .into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    // Keys belong to a partner; without valid credentials the route itself answers 401.
+    let Ok(AnyPartner(partner)) = AnyPartner::from_request_parts(&mut parts, &state).await else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, state.settings.http.max_body_bytes).await else {
+        return ApiError::PayloadTooLarge.into_response();
+    };
+    let scope = IdempotencyScope { partner: partner.id, key };
+    let settings = &state.settings.idempotency;
+    let claim = state
+        .store
+        .claim_idempotency_key(
+            &scope,
+            &fingerprint(&parts.method, &parts.uri, &bytes),
+            now_ms(),
+            i64::try_from(settings.lease_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+            i64::try_from(settings.ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+        )
+        .await;
+    match claim {
+        Err(err) => ApiError::from(err).into_response(),
+        Ok(Claim::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
+        Ok(Claim::InFlight) => ApiError::IdempotencyKeyInUse.into_response(),
+        Ok(Claim::Replay(stored)) => {
+            let mut response = stored_into_response(stored);
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(Claim::Acquired) => {
+            parts.extensions.insert(IdempotencyClaim { scope: scope.clone() });
+            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            finish(&state, &scope, response).await
+        }
+    }
+}
+
+/// Stores a final answer (unless the handler already did) or releases the key for a retry.
+async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) -> Response {
+    if response.extensions().get::<CompletedByHandler>().is_some() {
+        return response;
+    }
+    if !is_final(response.status()) {
+        if let Err(err) = state.store.release_idempotency_key(scope).await {
+            tracing::warn!(error = ?err, "could not release an idempotency key; it frees itself when its lease ends");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(err) => return ApiError::Internal(anyhow::anyhow!("response body: {err}")).into_response(),
+    };
+    let keep = [header::CONTENT_TYPE, header::LOCATION];
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        headers: keep
+            .iter()
+            .filter_map(|name| Some((name.as_str().to_owned(), parts.headers.get(name)?.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    if let Err(err) = state.store.complete_idempotency_key(scope, &stored).await {
+        tracing::warn!(error = ?err, "could not store an idempotent response; a retry will run again");
+        let _ = state.store.release_idempotency_key(scope).await;
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_both_forms() {
+        assert_eq!(parse_key(&HeaderValue::from_static("abc-123")).as_deref(), Some("abc-123"));
+        assert_eq!(parse_key(&HeaderValue::from_static("\"8e03978e-40d5\"")).as_deref(), Some("8e03978e-40d5"));
+        assert_eq!(parse_key(&HeaderValue::from_static("")), None);
+        assert_eq!(parse_key(&HeaderValue::from_static("a b")), None);
+        assert_eq!(parse_key(&HeaderValue::from_str(&"k".repeat(256)).unwrap()), None);
+    }
+
+    #[test]
+    fn fingerprints_ignore_json_spacing_and_order_only() {
+        let uri: axum::http::Uri = "/User".parse().unwrap();
+        let a = fingerprint(&Method::POST, &uri, br#"{"a":1,"b":2}"#);
+        assert_eq!(a, fingerprint(&Method::POST, &uri, b"{ \"b\": 2, \"a\": 1 }"));
+        assert_ne!(a, fingerprint(&Method::POST, &uri, br#"{"a":1,"b":3}"#));
+        assert_ne!(a, fingerprint(&Method::POST, &"/Other".parse().unwrap(), br#"{"a":1,"b":2}"#));
+    }
+}

@@ -1,0 +1,318 @@
+//! Seed 001: `POST /User` creates a minimal user record; `GET /User/{id}` reads it back.
+//! Errors are shaped as the ASP.NET service the seed documents (see `aspnet.rs`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::aspnet::{JsonBody, ValidationErrors};
+use super::error::{ApiError, Flavor};
+use super::extract::BearerPartner;
+use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
+use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
+use crate::store::{CompleteWith, NewMinimalUser, StoredResponse, UserRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/User", post(create_user)).route("/User/{id}", get(get_user))
+}
+
+/// This surface's errors, mapped to its wire in one place.
+pub enum UserError {
+    Api(ApiError),
+    Validation(ValidationErrors),
+}
+
+impl From<ApiError> for UserError {
+    fn from(err: ApiError) -> Self {
+        UserError::Api(err)
+    }
+}
+
+impl From<crate::store::StoreError> for UserError {
+    fn from(err: crate::store::StoreError) -> Self {
+        UserError::Api(err.into())
+    }
+}
+
+impl IntoResponse for UserError {
+    fn into_response(self) -> Response {
+        match self {
+            UserError::Api(err) => err.render(Flavor::AspNet),
+            UserError::Validation(errors) => errors.into_response(),
+        }
+    }
+}
+
+/// The request once it has passed validation.
+struct CreateUser {
+    merchant_id: PartnerId,
+    email: Option<Email>,
+    additional_data: Option<String>,
+}
+
+const REQUEST_TYPE: &str = "Onboard.Contracts.CreateUserRequest";
+
+/// Checks the body the way the ASP.NET model binder and the seed's validation rules do, reporting
+/// every problem at once.
+fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
+    let body = JsonBody::parse(raw)?;
+    let mut errors = ValidationErrors::default();
+    let Value::Object(fields) = &body.value else {
+        return Err(ValidationErrors::single("$", body.conversion_error("$", REQUEST_TYPE)));
+    };
+
+    let missing: Vec<&str> = ["merchantId", "email"].into_iter().filter(|k| !fields.contains_key(*k)).collect();
+    if !missing.is_empty() {
+        let list = missing.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        errors.add(
+            "$",
+            format!(
+                "JSON deserialization for type '{REQUEST_TYPE}' was missing required properties including: {list}."
+            ),
+        );
+    }
+
+    let merchant_id = match fields.get("merchantId") {
+        None => None,
+        Some(Value::Number(n)) => match n.as_i64().filter(|v| i32::try_from(*v).is_ok()) {
+            Some(v) => match PartnerId::new(v) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.add("MerchantId", "The field MerchantId must be between 1 and 2147483647.");
+                    None
+                }
+            },
+            None => {
+                errors.add("$.merchantId", body.conversion_error("$.merchantId", "System.Int32"));
+                None
+            }
+        },
+        Some(_) => {
+            errors.add("$.merchantId", body.conversion_error("$.merchantId", "System.Int32"));
+            None
+        }
+    };
+
+    let email = match fields.get("email") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match Email::parse(s) {
+            Ok(email) => Some(email),
+            Err(InvalidEmail::Empty) => {
+                errors.add("Email", "The Email field is required.");
+                errors.add("Email", "Email address is required");
+                None
+            }
+            Err(InvalidEmail::Malformed) => {
+                errors.add("Email", "Invalid email address");
+                None
+            }
+        },
+        Some(_) => {
+            errors.add("$.email", body.conversion_error("$.email", "System.String"));
+            None
+        }
+    };
+
+    let additional_data = match fields.get("additionalData") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(inner)) => {
+            let mut ok = true;
+            if inner.get("type").is_some_and(|t| !t.is_string() && !t.is_null()) {
+                errors.add("$.additionalData.type", body.conversion_error("$.additionalData.type", "System.String"));
+                ok = false;
+            }
+            if inner.get("data").is_some_and(|d| !d.is_object() && !d.is_null()) {
+                let dictionary = "System.Collections.Generic.Dictionary`2[System.String,System.Object]";
+                errors.add("$.additionalData.data", body.conversion_error("$.additionalData.data", dictionary));
+                ok = false;
+            }
+            ok.then(|| body.raw_text("$.additionalData").map(str::to_owned)).flatten()
+        }
+        Some(_) => {
+            let target = "Onboard.Contracts.AdditionalData";
+            errors.add("$.additionalData", body.conversion_error("$.additionalData", target));
+            None
+        }
+    };
+
+    match merchant_id {
+        Some(merchant_id) if errors.is_empty() => Ok(CreateUser { merchant_id, email, additional_data }),
+        _ => Err(errors),
+    }
+}
+
+/// ASP.NET accepts `application/json`, `text/json` and `application/*+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The 201 answer, built once and used both live and for Idempotency-Key replays.
+fn created(record: &UserRecord) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![
+            ("content-type".into(), "application/json; charset=utf-8".into()),
+            ("location".into(), format!("/User/{}", record.id)),
+        ],
+        body: format!(r#"{{"id":{}}}"#, record.id).into_bytes(),
+    }
+}
+
+/// Create a minimal user record (seed 001). Each call creates a new user unless it repeats an
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/User", tag = "users (seed 001)",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a repeat returns the first answer")),
+    request_body(content = Object, description = r#"`{"merchantId": 9101, "email": "client.name@example.org", "additionalData": {"type": "onboarding", "data": {}}}`"#),
+    responses(
+        (status = 201, description = r#"`{"id": 2072}` with `Location: /User/2072`"#),
+        (status = 400, description = "ASP.NET ValidationProblemDetails", content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token", content_type = "application/problem+json"),
+        (status = 403, description = "`merchantId` is not the calling partner", content_type = "application/problem+json"),
+        (status = 409, description = "The same Idempotency-Key is still in flight", content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with another body", content_type = "application/problem+json"),
+    ))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    partner: Result<BearerPartner, ApiError>,
+    claim: Option<Extension<IdempotencyClaim>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, UserError> {
+    let BearerPartner(partner) = partner?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::MalformedBody("The request body could not be read.".into()),
+    })?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType("Send the body as `Content-Type: application/json`.".into()).into());
+    }
+    let request = parse_create_user(&body).map_err(UserError::Validation)?;
+    if request.merchant_id != partner.id {
+        return Err(ApiError::Forbidden("merchantId is not the merchant these credentials belong to.".into()).into());
+    }
+    let user = NewMinimalUser {
+        partner: partner.id,
+        public_id: PublicUserId::generate(),
+        email: request.email,
+        additional_data: request.additional_data,
+        created_at: now_ms(),
+    };
+    let complete = claim.as_ref().map(|Extension(claim)| CompleteWith { scope: &claim.scope, respond: created });
+    let completing = complete.is_some();
+    let record = state.store.create_minimal_user(&user, complete).await?;
+    tracing::debug!(user_id = %record.id, email = ?user.email.as_ref().map(ToString::to_string), "user created");
+    let mut response = stored_into_response(created(&record));
+    if completing {
+        mark_completed(&mut response);
+    }
+    Ok(response)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: UserId,
+    user_id: PublicUserId,
+    merchant_id: i64,
+    email: Option<String>,
+    additional_data: Option<Box<RawValue>>,
+    created_at: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Read back a user created by the calling partner (404 for anyone else's).
+#[utoipa::path(get, path = "/User/{id}", tag = "users (seed 001)",
+    security(("bearer" = [])),
+    params(("id" = i32, Path, description = "The `id` returned by `POST /User`")),
+    responses(
+        (status = 200, description = "The stored record"),
+        (status = 401, content_type = "application/problem+json"),
+        (status = 404, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    partner: Result<BearerPartner, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, UserError> {
+    let BearerPartner(partner) = partner?;
+    let not_found = || UserError::Api(ApiError::NotFound("No such user.".into()));
+    let id = id.parse::<i64>().ok().and_then(|v| UserId::new(v).ok()).ok_or_else(not_found)?;
+    let record = state.store.find_user(partner.id, id).await?.ok_or_else(not_found)?;
+    Ok(Json(UserView {
+        id: record.id,
+        user_id: record.public_id,
+        merchant_id: record.partner.get(),
+        email: record.email,
+        additional_data: record.additional_data.and_then(|text| RawValue::from_string(text).ok()),
+        created_at: rfc3339(record.created_at),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(body: &str) -> String {
+        serde_json::to_string(&parse_create_user(body.as_bytes()).err().expect("invalid")).unwrap()
+    }
+
+    #[test]
+    fn seed_examples() {
+        assert_eq!(errors_of(r#"{"merchantId": 9101, "email": "bad"}"#), r#"{"Email":["Invalid email address"]}"#);
+        assert_eq!(
+            errors_of(r#"{"merchantId": 9101, "email": ""}"#),
+            r#"{"Email":["The Email field is required.","Email address is required"]}"#
+        );
+        let ok = parse_create_user(br#"{"merchantId": 9101, "email": "client.name@example.org"}"#).unwrap();
+        assert_eq!(ok.merchant_id.get(), 9101);
+        assert!(parse_create_user(br#"{"merchantId": 9101, "email": null}"#).unwrap().email.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = errors_of(r#"{"merchantId": "abc", "email": "x@", "additionalData": []}"#);
+        assert!(text.contains(r#""$.merchantId":["The JSON value could not be converted to System.Int32. Path: $.merchantId | LineNumber: 0 | BytePositionInLine: 20."]"#), "{text}");
+        assert!(text.contains(r#""Email":["Invalid email address"]"#), "{text}");
+        assert!(text.contains(r#""$.additionalData":["#), "{text}");
+        let missing = errors_of("{}");
+        assert!(missing.contains("missing required properties including: 'merchantId', 'email'."), "{missing}");
+        assert!(errors_of(r#"{"merchantId": 0, "email": null}"#).contains("MerchantId"));
+        assert!(errors_of(r#"{"merchantId": 2147483648, "email": null}"#).contains("$.merchantId"));
+        assert!(errors_of(r#"{"merchantId": 1.5, "email": null}"#).contains("$.merchantId"));
+        assert!(errors_of(r#"{"merchantId": 1, "email": 5}"#).contains("$.email"));
+        assert!(
+            errors_of(r#"{"merchantId": 1, "email": null, "additionalData": {"type": 1, "data": []}}"#)
+                .contains("$.additionalData.data")
+        );
+        assert!(errors_of("[1]").contains(r#""$":["#));
+    }
+
+    #[test]
+    fn additional_data_is_kept_verbatim() {
+        let raw = br#"{"merchantId": 1, "email": null, "additionalData": {"type":"import",  "data": {"requestId": "r-1", "n": 1.50}}}"#;
+        let parsed = parse_create_user(raw).unwrap();
+        assert_eq!(
+            parsed.additional_data.as_deref(),
+            Some(r#"{"type":"import",  "data": {"requestId": "r-1", "n": 1.50}}"#)
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Idempotency-Key records. The primary key (partner, key) is what makes a key single-use
+//! across every node; the claim is an INSERT, never a check-then-insert.
+
+use super::{Backend, Store, StoreResult};
+use crate::domain::PartnerId;
+
+/// Which key, for which partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyScope {
+    pub partner: PartnerId,
+    pub key: String,
+}
+
+/// A response kept for replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// Headers worth replaying (content type, location), as `(name, value)` pairs.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key and must run.
+    Acquired,
+    /// The key already has a final response: send it again.
+    Replay(StoredResponse),
+    /// The key was used with a different request.
+    Mismatch,
+    /// The first request with this key has not finished yet.
+    InFlight,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    fingerprint: Vec<u8>,
+    state: String,
+    locked_until: i64,
+    response_status: Option<i64>,
+    response_headers: Option<String>,
+    response_body: Option<Vec<u8>>,
+    expires_at: i64,
+}
+
+pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+/// Marks a claimed key completed with `response`, inside the caller's open transaction.
+macro_rules! complete_idempotency_in {
+    ($conn:expr, $scope:expr, $response:expr) => {{
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_headers = $4, response_body = $5
+             WHERE partner_id = $1 AND idempotency_key = $2",
+        )
+        .bind($scope.partner.get())
+        .bind(&$scope.key)
+        .bind(i64::from($response.status))
+        .bind($crate::store::idempotency::encode_headers(&$response.headers))
+        .bind(&$response.body)
+        .execute(&mut *$conn)
+        .await?;
+    }};
+}
+pub(crate) use complete_idempotency_in;
+
+impl Store {
+    /// Claims `scope` for a request with `fingerprint`, or says why it cannot run.
+    /// `lease_ms`: how long an unfinished claim blocks others before it is presumed crashed.
+    pub async fn claim_idempotency_key(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &[u8; 32],
+        now: i64,
+        lease_ms: i64,
+        ttl_ms: i64,
+    ) -> StoreResult<Claim> {
+        // Twice at most: a second round follows only the removal of an expired record.
+        for _ in 0..2 {
+            let inserted = with_pool!(self, write, |pool| {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys
+                       (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at)
+                     VALUES ($1, $2, $3, 'in_flight', $4, $5, $6)
+                     ON CONFLICT (partner_id, idempotency_key) DO NOTHING",
+                )
+                .bind(scope.partner.get())
+                .bind(&scope.key)
+                .bind(&fingerprint[..])
+                .bind(now.saturating_add(lease_ms))
+                .bind(now)
+                .bind(now.saturating_add(ttl_ms))
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if inserted == 1 {
+                return Ok(Claim::Acquired);
+            }
+            let row: Option<KeyRow> = with_pool!(self, write, |pool| {
+                sqlx::query_as(
+                    "SELECT fingerprint, state, locked_until, response_status, response_headers, response_body, expires_at
+                     FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2",
+                )
+                .bind(scope.partner.get())
+                .bind(&scope.key)
+                .fetch_optional(pool)
+                .await?
+            });
+            let Some(row) = row else { continue };
+            if row.expires_at <= now {
+                self.delete_expired_idempotency_key(scope, now).await?;
+                continue;
+            }
+            if row.fingerprint.as_slice() != fingerprint.as_slice() {
+                return Ok(Claim::Mismatch);
+            }
+            if row.state == "completed" {
+                let headers =
+                    row.response_headers.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default();
+                return Ok(Claim::Replay(StoredResponse {
+                    status: row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+                    headers,
+                    body: row.response_body.unwrap_or_default(),
+                }));
+            }
+            if row.locked_until > now {
+                return Ok(Claim::InFlight);
+            }
+            // The first request's lease ran out (its node died): take the claim over, once.
+            let taken = with_pool!(self, write, |pool| {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET locked_until = $3
+                     WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight' AND locked_until = $4",
+                )
+                .bind(scope.partner.get())
+                .bind(&scope.key)
+                .bind(now.saturating_add(lease_ms))
+                .bind(row.locked_until)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            return Ok(if taken == 1 { Claim::Acquired } else { Claim::InFlight });
+        }
+        Ok(Claim::InFlight)
+    }
+
+    /// Stores the final response of a claimed key.
+    pub async fn complete_idempotency_key(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut conn = pool.acquire().await?;
+            complete_idempotency_in!(conn, scope, response);
+        });
+        Ok(())
+    }
+
+    /// Gives up an unfinished claim so that a retry may run (the request failed transiently).
+    pub async fn release_idempotency_key(&self, scope: &IdempotencyScope) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight'",
+            )
+            .bind(scope.partner.get())
+            .bind(&scope.key)
+            .execute(pool)
+            .await
+            .map(drop)?
+        });
+        Ok(())
+    }
+
+    async fn delete_expired_idempotency_key(&self, scope: &IdempotencyScope, now: i64) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2 AND expires_at <= $3",
+            )
+            .bind(scope.partner.get())
+            .bind(&scope.key)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Deletes records past their retention; returns how many.
+    pub async fn purge_expired_idempotency_keys(&self, now: i64) -> StoreResult<u64> {
+        let deleted = with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(deleted)
+    }
+}
