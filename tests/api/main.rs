@@ -4,7 +4,9 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod idempotency;
 mod oauth;
 mod ops;
 mod process;
 mod storage;
+mod user;

@@ -1,0 +1,175 @@
+//! `Idempotency-Key` on POST routes, over HTTP and at the store, on both backends.
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both_backends;
+
+impl TestApp {
+    pub async fn post_user_with_key(&self, token: &str, key: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/User"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", key)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+on_both_backends! {
+    async fn a_repeat_returns_the_first_answer(app) {
+        let token = app.sandbox_token().await;
+        let body = format!(r#"{{"merchantId": {}, "email": "client.name@example.org"}}"#, app.sandbox.partner_id);
+        let first = app.post_user_with_key(&token, "retry-1", &body).await;
+        assert_eq!(first.status(), 201);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let location = first.headers()["location"].clone();
+        let first_body = first.text().await.unwrap();
+
+        // Same request, spelled differently (spacing, key order): still a repeat.
+        let respelled = format!(r#"{{ "email":"client.name@example.org",  "merchantId":{} }}"#, app.sandbox.partner_id);
+        let again = app.post_user_with_key(&token, "\"retry-1\"", &respelled).await;
+        assert_eq!(again.status(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.headers()["location"], location);
+        assert_eq!(again.headers()["content-type"], "application/json; charset=utf-8");
+        assert_eq!(again.text().await.unwrap(), first_body);
+        assert_eq!(app.users().await, 1);
+    }
+
+    async fn the_same_key_with_another_body_is_422(app) {
+        let token = app.sandbox_token().await;
+        let pid = app.sandbox.partner_id;
+        app.post_user_with_key(&token, "k", &format!(r#"{{"merchantId": {pid}, "email": "a@example.org"}}"#)).await;
+        let response = app.post_user_with_key(&token, "k", &format!(r#"{{"merchantId": {pid}, "email": "b@example.org"}}"#)).await;
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(problem["type"], "urn:onboard:problem:idempotency-key-reused");
+        assert_eq!(app.users().await, 1);
+    }
+
+    async fn keys_are_scoped_per_partner(app) {
+        let token = app.sandbox_token().await;
+        let (other_id, other_token) = app.other_partner_token().await;
+        let mine = app.post_user_with_key(&token, "shared", &format!(r#"{{"merchantId": {}, "email": null}}"#, app.sandbox.partner_id)).await;
+        let theirs = app.post_user_with_key(&other_token, "shared", &format!(r#"{{"merchantId": {other_id}, "email": null}}"#)).await;
+        assert_eq!(mine.status(), 201);
+        assert_eq!(theirs.status(), 201);
+        assert!(theirs.headers().get("idempotent-replayed").is_none());
+    }
+
+    async fn final_errors_are_replayed_but_auth_failures_are_not_stored(app) {
+        let token = app.sandbox_token().await;
+        let body = format!(r#"{{"merchantId": {}, "email": "nope"}}"#, app.sandbox.partner_id);
+        let first = app.post_user_with_key(&token, "bad-email", &body).await;
+        assert_eq!(first.status(), 400);
+        let first_text = first.text().await.unwrap();
+        let again = app.post_user_with_key(&token, "bad-email", &body).await;
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.text().await.unwrap(), first_text, "the stored answer, trace id included");
+
+        // A 403 is not final (the partner may fix its credentials); the key stays usable.
+        let (other_id, _) = app.other_partner_token().await;
+        let forbidden = format!(r#"{{"merchantId": {other_id}, "email": null}}"#);
+        assert_eq!(app.post_user_with_key(&token, "k403", &forbidden).await.status(), 403);
+        let ok = format!(r#"{{"merchantId": {}, "email": null}}"#, app.sandbox.partner_id);
+        assert_eq!(app.post_user_with_key(&token, "k403", &ok).await.status(), 201);
+    }
+
+    async fn fifty_concurrent_identical_requests_create_one_user(app) {
+        let token = app.sandbox_token().await;
+        let body = format!(r#"{{"merchantId": {}, "email": "burst@example.org"}}"#, app.sandbox.partner_id);
+        let requests = (0..50).map(|_| {
+            let (client, url, token, body) = (app.client.clone(), app.url("/User"), token.clone(), body.clone());
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("Content-Type", "application/json")
+                    .header("Idempotency-Key", "burst")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap())
+            })
+        });
+        let mut created_bodies = std::collections::HashSet::new();
+        for request in requests {
+            let (status, text) = request.await.unwrap();
+            match status {
+                201 => {
+                    created_bodies.insert(text);
+                }
+                409 => assert!(text.contains("idempotency-key-in-use"), "{text}"),
+                other => panic!("unexpected {other}: {text}"),
+            }
+        }
+        assert_eq!(created_bodies.len(), 1, "every 201 carries the same id");
+        assert_eq!(app.users().await, 1);
+    }
+
+    async fn malformed_keys_are_rejected(app) {
+        let token = app.sandbox_token().await;
+        let body = format!(r#"{{"merchantId": {}, "email": null}}"#, app.sandbox.partner_id);
+        let problem = assert_problem(app.post_user_with_key(&token, "has space", &body).await, 400).await;
+        assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+        assert_eq!(app.users().await, 0);
+    }
+}
+
+mod store {
+    use onboard::auth::credentials::{NewApiKey, NewClient};
+    use onboard::domain::{Environment, PartnerName};
+    use onboard::store::{Claim, IdempotencyScope, Store, StoredResponse};
+
+    use crate::helpers::{Backend, TestDb, test_settings};
+
+    async fn check(store: Store) {
+        let env = Environment::Sandbox;
+        let partner = store
+            .create_partner(
+                &PartnerName::parse("P").unwrap(),
+                env,
+                &NewApiKey::generate(env),
+                &NewClient::generate(),
+                0,
+            )
+            .await
+            .unwrap();
+        let scope = IdempotencyScope { partner: partner.id, key: "k".into() };
+        let (fp, other) = ([1u8; 32], [2u8; 32]);
+        let claim = |fp: [u8; 32], now: i64| {
+            let (store, scope) = (store.clone(), scope.clone());
+            async move { store.claim_idempotency_key(&scope, &fp, now, 1_000, 10_000).await.unwrap() }
+        };
+        assert_eq!(claim(fp, 0).await, Claim::Acquired);
+        assert_eq!(claim(fp, 500).await, Claim::InFlight);
+        assert_eq!(claim(other, 500).await, Claim::Mismatch);
+        // The lease runs out: the next request takes the key over, exactly once.
+        assert_eq!(claim(fp, 1_500).await, Claim::Acquired);
+        assert_eq!(claim(fp, 1_600).await, Claim::InFlight);
+        let stored =
+            StoredResponse { status: 201, headers: vec![("location".into(), "/User/1".into())], body: b"{}".to_vec() };
+        store.complete_idempotency_key(&scope, &stored).await.unwrap();
+        assert_eq!(claim(fp, 2_000).await, Claim::Replay(stored));
+        // Past its retention the key is new again.
+        assert_eq!(claim(other, 10_001).await, Claim::Acquired);
+        store.release_idempotency_key(&scope).await.unwrap();
+        assert_eq!(claim(fp, 10_002).await, Claim::Acquired);
+        assert_eq!(store.purge_expired_idempotency_keys(30_000).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let db = TestDb::new(Backend::Sqlite).await.unwrap();
+        check(onboard::startup::open_store(&test_settings(&db.url)).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+        check(onboard::startup::open_store(&test_settings(&db.url)).await.unwrap()).await;
+    }
+}
