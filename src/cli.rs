@@ -43,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Drive load against a running server and print throughput and latency.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -79,6 +81,9 @@ enum KeysCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Bench(args) = cli.command {
+        return crate::bench::run(args).await;
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Command::Serve { listen: Some(addr) } = &cli.command {
         settings.listen = *addr;
@@ -92,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Partner { command } => partner(settings, command).await,
+        Command::Bench(_) => unreachable!("handled before the settings are loaded"),
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
             let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;

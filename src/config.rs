@@ -78,6 +78,8 @@ pub struct DbSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout_ms: u64,
+    /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
+    pub write_queue: usize,
 }
 
 impl Default for Settings {
@@ -114,7 +116,7 @@ impl Default for AuthSettings {
 
 impl Default for DbSettings {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_ms: 5_000 }
+        Self { max_connections: 16, acquire_timeout_ms: 5_000, write_queue: 8192 }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Onboard: partner user registration and onboarding for fintech platforms.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

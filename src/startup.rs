@@ -14,7 +14,7 @@ use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
 use crate::config::Settings;
 use crate::domain::{Environment, PartnerName, now_ms};
 use crate::http::{self, AppState};
-use crate::store::Store;
+use crate::store::{Store, UserWriter};
 
 /// How often a node reloads the signing keys, so a rotation made elsewhere takes effect.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -58,7 +58,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state =
-            AppState { store, keys: Arc::new(keys), settings: Arc::new(settings), metrics: http::ops::prometheus() };
+            AppState {
+            users: UserWriter::spawn(store.clone(), settings.db.write_queue),
+            store,
+            keys: Arc::new(keys),
+            verified_tokens: Arc::default(),
+            settings: Arc::new(settings),
+            metrics: http::ops::prometheus(),
+        };
         Ok(Self { listener, state, bootstrap })
     }
 
@@ -76,6 +83,7 @@ impl Application {
         let Self { listener, state, .. } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
+        let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -99,6 +107,7 @@ impl Application {
             }
         };
         reloader.abort();
+        purger.abort();
         store.close().await;
         result
     }
@@ -111,6 +120,20 @@ async fn reload_keys_periodically(keys: Arc<KeyRing>) {
         tick.tick().await;
         if let Err(err) = keys.reload(now_ms()).await {
             tracing::warn!(error = ?err, "signing key reload failed; keeping the keys in memory");
+        }
+    }
+}
+
+/// Idempotency records past their retention are deleted in the background, a few minutes apart;
+/// until then an expired record is ignored (and replaced) by the claim itself.
+async fn purge_idempotency_keys_periodically(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        match store.purge_expired_idempotency_keys(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired idempotency keys purged"),
+            Err(err) => tracing::warn!(error = ?err, "idempotency key purge failed"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Partner authentication: credentials at rest, signed access tokens, and the key ring.
 
+pub mod cache;
 pub mod credentials;
 pub mod tokens;
 

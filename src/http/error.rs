@@ -255,6 +255,10 @@ impl From<StoreError> for ApiError {
                     retry_after_secs: 1,
                 }
             }
+            StoreError::Overloaded => ApiError::Unavailable {
+                detail: "The service is busy; retry shortly.",
+                retry_after_secs: 1,
+            },
             other => ApiError::Internal(other.into()),
         }
     }

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::{ApiError, Challenge};
+use crate::auth::cache::VerifiedTokens;
 use crate::auth::credentials::{PresentedApiKey, digests_match};
 use crate::domain::now_ms;
 use crate::store::Partner;
@@ -43,17 +44,23 @@ pub async fn partner_from_api_key(state: &AppState, raw: &str) -> Result<Partner
     }
 }
 
-/// Resolves a bearer access token to its partner.
+/// Resolves a bearer access token to its partner (verified once, then served from the cache).
 pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partner, ApiError> {
-    let invalid =
-        || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
+    let invalid = || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
+    let now = now_ms();
+    let key = VerifiedTokens::key(token);
+    if let Some(partner) = state.verified_tokens.get(&key, now) {
+        return Ok(partner);
+    }
     let claims = state.keys.verify_partner_token(token).await.map_err(|e| match e {
         crate::auth::TokenError::Store(store) => ApiError::from(store),
         _ => invalid(),
     })?;
     let id = claims.partner_id().ok_or_else(invalid)?;
-    // The partner row is read so that a deleted partner's tokens stop working at once.
-    state.store.find_partner(id).await?.ok_or_else(invalid)
+    // The partner row is read so that a removed partner's tokens stop working.
+    let partner = state.store.find_partner(id).await?.ok_or_else(invalid)?;
+    state.verified_tokens.insert(key, partner.clone(), claims.exp.saturating_mul(1000), now);
+    Ok(partner)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {

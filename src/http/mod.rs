@@ -28,7 +28,10 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Group-committing writer for user inserts.
+    pub users: crate::store::UserWriter,
     pub keys: Arc<KeyRing>,
+    pub verified_tokens: Arc<crate::auth::cache::VerifiedTokens>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
 }
@@ -45,10 +48,37 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
+        .layer(axum::middleware::from_fn_with_state(max_body, reject_oversize))
         .layer(CatchPanicLayer::custom(panic_response))
         // Outermost, so that even a panic's 500 carries the request's trace id and is logged.
         .layer(axum::middleware::from_fn(trace::observe))
         .with_state(state)
+}
+
+/// Bodies announced larger than the limit get 413 before any handler runs. The body is read and
+/// discarded first (up to a bound): closing a socket with unread data makes the kernel send a
+/// reset, and the client would see a broken connection instead of the 413.
+async fn reject_oversize(
+    axum::extract::State(max_body): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    const DRAIN_AT_MOST: usize = 64 * 1024 * 1024;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > max_body as u64 => {
+            if length <= DRAIN_AT_MOST as u64 {
+                let drain = axum::body::to_bytes(request.into_body(), DRAIN_AT_MOST);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+            }
+            ApiError::PayloadTooLarge.into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -18,7 +18,7 @@ use super::error::{ApiError, Flavor};
 use super::extract::BearerPartner;
 use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
 use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
-use crate::store::{CompleteWith, NewMinimalUser, StoredResponse, UserRecord};
+use crate::store::{NewMinimalUser, Respond, StoredResponse, UserRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/User", post(create_user)).route("/User/{id}", get(get_user))
@@ -210,10 +210,11 @@ pub async fn create_user(
         additional_data: request.additional_data,
         created_at: now_ms(),
     };
-    let complete = claim.as_ref().map(|Extension(claim)| CompleteWith { scope: &claim.scope, respond: created });
-    let completing = complete.is_some();
-    let record = state.store.create_minimal_user(&user, complete).await?;
-    tracing::debug!(user_id = %record.id, email = ?user.email.as_ref().map(ToString::to_string), "user created");
+    let completing = claim.is_some();
+    let complete = claim.map(|Extension(claim)| (claim.scope, created as Respond));
+    let masked_email = user.email.as_ref().map(ToString::to_string);
+    let record = state.users.create(user, complete).await?;
+    tracing::debug!(user_id = %record.id, email = ?masked_email, "user created");
     let mut response = stored_into_response(created(&record));
     if completing {
         mark_completed(&mut response);

@@ -35,6 +35,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    #[error("too many writes are waiting")]
+    Overloaded,
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("migration failed")]
@@ -91,10 +93,12 @@ macro_rules! with_pool {
     };
 }
 
+mod batch;
 pub mod idempotency;
 mod users;
 
 pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
+pub use batch::{Respond, UserWriter};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};
 
 /// Inserts a partner's API key and OAuth client inside an open transaction.

@@ -26,7 +26,7 @@ pub struct UserRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: i64,
     public_id: String,
     partner_id: i64,

@@ -1,0 +1,210 @@
+//! `onboard bench`: a load generator for a running server. HTTP/1.1 keep-alive connections,
+//! a unique body per request, closed-loop by default or at a fixed `--rate` (latency then counts
+//! from when a request was due, so a stalled server cannot hide its queueing: no coordinated
+//! omission). Prints throughput, latency percentiles, status counts and the server's RSS.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, header};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// OAuth client id of the partner to drive the load as.
+    #[arg(long, env = "ONBOARD_BENCH_CLIENT_ID")]
+    pub client_id: String,
+    #[arg(long, env = "ONBOARD_BENCH_CLIENT_SECRET")]
+    pub client_secret: String,
+    /// Which route to drive.
+    #[arg(long, value_enum, default_value = "user")]
+    pub route: Route,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value = "10s")]
+    pub duration: humantime::Duration,
+    #[arg(long, default_value = "2s")]
+    pub warmup: humantime::Duration,
+    /// Total requests per second (open loop); omitted: as fast as the server answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Send an `Idempotency-Key` on this fraction of requests (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub idempotency_keys: f64,
+    /// PID of the server, to report its resident memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum Route {
+    /// Seed 001: `POST /User` with a bearer token.
+    User,
+}
+
+struct Target {
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("http://").context("only http:// URLs are supported")?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let (host, port) = authority.rsplit_once(':').map_or((authority, "80"), |(h, p)| (h, p));
+        Ok(Self { host: host.to_owned(), port: port.parse().context("port")? })
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+async fn send(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+struct Sample {
+    micros: u32,
+    status: u16,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let target = Target::parse(&args.url)?;
+    let mut setup = target.connect().await.context("cannot connect to the server")?;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", args.client_id, args.client_secret));
+    let token_request = Request::post("/oauth/token")
+        .header(header::HOST, &target.host)
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))?;
+    let (status, body) = send(&mut setup, token_request).await?;
+    if status != 200 {
+        bail!("POST /oauth/token answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    let token = serde_json::from_slice::<Value>(&body)?["access_token"].as_str().context("no access_token")?.to_owned();
+    let whoami = Request::get("/partner")
+        .header(header::HOST, &target.host)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))?;
+    let (_, body) = send(&mut setup, whoami).await?;
+    let partner_id = serde_json::from_slice::<Value>(&body)?["partnerId"].as_i64().context("GET /partner")?;
+
+    let warmup: Duration = args.warmup.into();
+    let measure: Duration = args.duration.into();
+    let start = Instant::now();
+    let (measure_from, stop_at) = (start + warmup, start + warmup + measure);
+    let interval = args.rate.map(|rate| Duration::from_secs_f64(args.connections as f64 / rate.max(0.001)));
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+
+    let mut workers = Vec::with_capacity(args.connections);
+    for worker in 0..args.connections {
+        let mut sender = target.connect().await?;
+        let (host, token, run_id) = (target.host.clone(), token.clone(), run_id[..8].to_owned());
+        let keyed_every = if args.idempotency_keys > 0.0 { (1.0 / args.idempotency_keys).round() as u64 } else { 0 };
+        let route = args.route;
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(1 << 16);
+            let mut transport_errors = 0u64;
+            let mut due = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / 64.0));
+            for i in 0u64.. {
+                if interval.is_some() {
+                    tokio::time::sleep_until(due.into()).await;
+                } else {
+                    due = Instant::now();
+                }
+                if due >= stop_at {
+                    break;
+                }
+                let request = match route {
+                    Route::User => {
+                        let body = format!(
+                            r#"{{"merchantId":{partner_id},"email":"bench.{run_id}.{worker}.{i}@example.org","additionalData":{{"type":"bench","data":{{"seq":{i}}}}}}}"#
+                        );
+                        let mut builder = Request::post("/User")
+                            .header(header::HOST, &host)
+                            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                            .header(header::CONTENT_TYPE, "application/json");
+                        if keyed_every > 0 && i % keyed_every == 0 {
+                            builder = builder.header("Idempotency-Key", format!("{run_id}-{worker}-{i}"));
+                        }
+                        builder.body(Full::new(Bytes::from(body))).expect("a valid request")
+                    }
+                };
+                let outcome = send(&mut sender, request).await;
+                let done = Instant::now();
+                match outcome {
+                    Ok((status, _)) if due >= measure_from => samples.push(Sample {
+                        micros: u32::try_from(done.duration_since(due).as_micros()).unwrap_or(u32::MAX),
+                        status,
+                    }),
+                    Ok(_) => {}
+                    Err(_) => {
+                        transport_errors += 1;
+                        break;
+                    }
+                }
+                if let Some(interval) = interval {
+                    due += interval;
+                }
+            }
+            (samples, transport_errors)
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut transport_errors = 0;
+    for worker in workers {
+        let (s, e) = worker.await?;
+        samples.extend(s);
+        transport_errors += e;
+    }
+    report(&args, &samples, transport_errors, measure);
+    Ok(())
+}
+
+fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured: Duration) {
+    let mut latencies: Vec<u32> = samples.iter().map(|s| s.micros).collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        f64::from(latencies[rank.clamp(1, latencies.len()) - 1]) / 1000.0
+    };
+    let ok = samples.iter().filter(|s| (200..300).contains(&s.status)).count();
+    let mut statuses = std::collections::BTreeMap::new();
+    for s in samples {
+        *statuses.entry(s.status).or_insert(0u64) += 1;
+    }
+    let secs = measured.as_secs_f64();
+    println!("route {:?}, {} connections, {} measured{}", args.route, args.connections, humantime::format_duration(measured), args.rate.map(|r| format!(", target rate {r}/s")).unwrap_or_default());
+    println!("  throughput   {:>10.0} ok/s   ({} requests, {} ok)", ok as f64 / secs, samples.len(), ok);
+    println!("  latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}", pct(50.0), pct(90.0), pct(99.0), pct(99.9), pct(100.0));
+    println!("  statuses     {statuses:?}   transport errors {transport_errors}");
+    if let Some(pid) = args.server_pid {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let field = |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned());
+            println!("  server RSS   {} (peak {})", field("VmRSS:").unwrap_or_default(), field("VmHWM:").unwrap_or_default());
+        }
+    }
+}
