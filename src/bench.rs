@@ -197,14 +197,32 @@ fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured:
         *statuses.entry(s.status).or_insert(0u64) += 1;
     }
     let secs = measured.as_secs_f64();
-    println!("route {:?}, {} connections, {} measured{}", args.route, args.connections, humantime::format_duration(measured), args.rate.map(|r| format!(", target rate {r}/s")).unwrap_or_default());
+    println!(
+        "route {:?}, {} connections, {} measured{}",
+        args.route,
+        args.connections,
+        humantime::format_duration(measured),
+        args.rate.map(|r| format!(", target rate {r}/s")).unwrap_or_default()
+    );
     println!("  throughput   {:>10.0} ok/s   ({} requests, {} ok)", ok as f64 / secs, samples.len(), ok);
-    println!("  latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}", pct(50.0), pct(90.0), pct(99.0), pct(99.9), pct(100.0));
+    println!(
+        "  latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        pct(50.0),
+        pct(90.0),
+        pct(99.0),
+        pct(99.9),
+        pct(100.0)
+    );
     println!("  statuses     {statuses:?}   transport errors {transport_errors}");
     if let Some(pid) = args.server_pid {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let field = |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned());
-            println!("  server RSS   {} (peak {})", field("VmRSS:").unwrap_or_default(), field("VmHWM:").unwrap_or_default());
+            let field =
+                |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned());
+            println!(
+                "  server RSS   {} (peak {})",
+                field("VmRSS:").unwrap_or_default(),
+                field("VmHWM:").unwrap_or_default()
+            );
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct AuthSettings {
     pub issuer: String,
     /// Lifetime of partner access tokens from `POST /oauth/token`.
     pub access_token_ttl_secs: u64,
+    /// Remember verified bearer tokens (≤ 30 s) instead of verifying every request.
+    pub token_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +80,8 @@ pub struct DbSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout_ms: u64,
+    /// Commit concurrent user inserts together (one transaction and fsync for many requests).
+    pub group_commit: bool,
     /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
     pub write_queue: usize,
 }
@@ -110,13 +114,13 @@ impl Default for HttpSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600 }
+        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600, token_cache: true }
     }
 }
 
 impl Default for DbSettings {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_ms: 5_000, write_queue: 8192 }
+        Self { max_connections: 16, acquire_timeout_ms: 5_000, group_commit: true, write_queue: 8192 }
     }
 }
 

@@ -57,8 +57,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state =
-            AppState {
+        let state = AppState {
             users: UserWriter::spawn(store.clone(), settings.db.write_queue),
             store,
             keys: Arc::new(keys),

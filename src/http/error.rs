@@ -255,10 +255,9 @@ impl From<StoreError> for ApiError {
                     retry_after_secs: 1,
                 }
             }
-            StoreError::Overloaded => ApiError::Unavailable {
-                detail: "The service is busy; retry shortly.",
-                retry_after_secs: 1,
-            },
+            StoreError::Overloaded => {
+                ApiError::Unavailable { detail: "The service is busy; retry shortly.", retry_after_secs: 1 }
+            }
             other => ApiError::Internal(other.into()),
         }
     }

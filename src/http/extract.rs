@@ -46,10 +46,12 @@ pub async fn partner_from_api_key(state: &AppState, raw: &str) -> Result<Partner
 
 /// Resolves a bearer access token to its partner (verified once, then served from the cache).
 pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partner, ApiError> {
-    let invalid = || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
+    let invalid =
+        || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
     let now = now_ms();
+    let cache = state.settings.auth.token_cache;
     let key = VerifiedTokens::key(token);
-    if let Some(partner) = state.verified_tokens.get(&key, now) {
+    if let Some(partner) = state.verified_tokens.get(&key, now).filter(|_| cache) {
         return Ok(partner);
     }
     let claims = state.keys.verify_partner_token(token).await.map_err(|e| match e {
@@ -59,7 +61,9 @@ pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partne
     let id = claims.partner_id().ok_or_else(invalid)?;
     // The partner row is read so that a removed partner's tokens stop working.
     let partner = state.store.find_partner(id).await?.ok_or_else(invalid)?;
-    state.verified_tokens.insert(key, partner.clone(), claims.exp.saturating_mul(1000), now);
+    if cache {
+        state.verified_tokens.insert(key, partner.clone(), claims.exp.saturating_mul(1000), now);
+    }
     Ok(partner)
 }
 

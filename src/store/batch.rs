@@ -48,7 +48,11 @@ impl UserWriter {
         Self { queue: tx }
     }
 
-    pub async fn create(&self, user: NewMinimalUser, complete: Option<(IdempotencyScope, Respond)>) -> StoreResult<UserRecord> {
+    pub async fn create(
+        &self,
+        user: NewMinimalUser,
+        complete: Option<(IdempotencyScope, Respond)>,
+    ) -> StoreResult<UserRecord> {
         let (reply, answer) = oneshot::channel();
         self.queue.try_send(Job { user, complete, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
@@ -84,7 +88,8 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 // One bad row must not fail its neighbours: retry each on its own.
                 tracing::warn!(error = ?err, rows = batch.len(), "batch insert failed; retrying row by row");
                 for job in batch {
-                    let complete = job.complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
+                    let complete =
+                        job.complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
                     let _ = job.reply.send(store.create_minimal_user(&job.user, complete).await);
                 }
             }

@@ -97,8 +97,8 @@ mod batch;
 pub mod idempotency;
 mod users;
 
-pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
 pub use batch::{Respond, UserWriter};
+pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};
 
 /// Inserts a partner's API key and OAuth client inside an open transaction.

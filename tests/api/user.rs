@@ -223,3 +223,65 @@ on_both_backends! {
         assert_trace_id(&response.json::<Value>().await.unwrap()["traceId"]);
     }
 }
+
+on_both_backends! {
+    async fn a_burst_of_creates_gets_distinct_committed_ids(app) {
+        let token = app.sandbox_token().await;
+        let requests = (0..200).map(|i| {
+            let (client, url, token) = (app.client.clone(), app.url("/User"), token.clone());
+            let body = format!(r#"{{"merchantId": {}, "email": "u{i}@example.org", "additionalData": {{"data": {{"i": {i}}}}}}}"#, app.sandbox.partner_id);
+            tokio::spawn(async move {
+                let response = client.post(url).bearer_auth(token).header("Content-Type", "application/json").body(body).send().await.unwrap();
+                assert_eq!(response.status(), 201);
+                response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+            })
+        });
+        let mut ids = std::collections::HashSet::new();
+        for request in requests {
+            ids.insert(request.await.unwrap());
+        }
+        assert_eq!(ids.len(), 200);
+        assert_eq!(app.users().await, 200);
+        // Each id is the row its request wrote (batches match rows by public id, not by order).
+        let id = *ids.iter().next().unwrap();
+        let stored: Value = app.client.get(app.url(&format!("/User/{id}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let i = stored["additionalData"]["data"]["i"].as_i64().unwrap();
+        assert_eq!(stored["email"], format!("u{i}@example.org"));
+    }
+}
+
+mod without_group_commit_or_token_cache {
+    use super::*;
+    use crate::helpers::Backend;
+
+    async fn run(backend: Backend) {
+        let Some(app) = TestApp::spawn_with(backend, |s| {
+            s.db.group_commit = false;
+            s.auth.token_cache = false;
+        })
+        .await
+        else {
+            return;
+        };
+        let token = app.sandbox_token().await;
+        let body = format!(r#"{{"merchantId": {}, "email": "direct@example.org"}}"#, app.sandbox.partner_id);
+        let first = app.post_user_with_key(&token, "direct", &body).await;
+        assert_eq!(first.status(), 201);
+        let first = first.text().await.unwrap();
+        let again = app.post_user_with_key(&token, "direct", &body).await;
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.text().await.unwrap(), first);
+        assert_eq!(app.post_user(&token, &body).await.status(), 201);
+        assert_eq!(app.users().await, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
