@@ -214,15 +214,14 @@ fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured:
         pct(100.0)
     );
     println!("  statuses     {statuses:?}   transport errors {transport_errors}");
-    if let Some(pid) = args.server_pid {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let field =
-                |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned());
-            println!(
-                "  server RSS   {} (peak {})",
-                field("VmRSS:").unwrap_or_default(),
-                field("VmHWM:").unwrap_or_default()
-            );
-        }
+    let server_status = args.server_pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
+    if let Some(status) = server_status {
+        let field =
+            |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned());
+        println!(
+            "  server RSS   {} (peak {})",
+            field("VmRSS:").unwrap_or_default(),
+            field("VmHWM:").unwrap_or_default()
+        );
     }
 }
