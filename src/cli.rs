@@ -88,7 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { listen: Some(addr) } = &cli.command {
         settings.listen = *addr;
     }
-    telemetry::init(&settings.log);
+    let _log_guard = telemetry::init(&settings.log);
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
         Command::Migrate => {

@@ -84,6 +84,9 @@ pub struct DbSettings {
     pub group_commit: bool,
     /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
     pub write_queue: usize,
+    /// Concurrent group-commit writers on PostgreSQL (SQLite always has one). Fewer writers make
+    /// bigger batches; more overlap commits. Measured best on 2 cores: 1 (BENCHMARKS.md).
+    pub batch_writers: usize,
 }
 
 impl Default for Settings {
@@ -120,7 +123,7 @@ impl Default for AuthSettings {
 
 impl Default for DbSettings {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_ms: 5_000, group_commit: true, write_queue: 8192 }
+        Self { max_connections: 16, acquire_timeout_ms: 5_000, group_commit: true, write_queue: 8192, batch_writers: 1 }
     }
 }
 
@@ -170,6 +173,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "auth.access_token_ttl_secs",
                 problem: "must be between 60 and 86400".into(),
+            });
+        }
+        if self.db.batch_writers == 0 || self.db.batch_writers >= self.db.max_connections as usize {
+            return Err(ConfigError::Invalid {
+                key: "db.batch_writers",
+                problem: "must be at least 1 and less than db.max_connections".into(),
             });
         }
         if self.db.max_connections == 0 {

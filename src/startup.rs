@@ -13,7 +13,7 @@ use crate::auth::KeyRing;
 use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
 use crate::config::Settings;
 use crate::domain::{Environment, PartnerName, now_ms};
-use crate::http::{self, AppState};
+use crate::http::{self, AppInner, AppState};
 use crate::store::{Store, UserWriter};
 
 /// How often a node reloads the signing keys, so a rotation made elsewhere takes effect.
@@ -57,14 +57,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state = AppState {
-            users: UserWriter::spawn(store.clone(), settings.db.write_queue),
+        let state = AppState::new(AppInner {
+            users: UserWriter::spawn(store.clone(), settings.db.write_queue, settings.db.batch_writers),
             store,
             keys: Arc::new(keys),
-            verified_tokens: Arc::default(),
-            settings: Arc::new(settings),
+            verified_tokens: Default::default(),
+            settings,
             metrics: http::ops::prometheus(),
-        };
+        });
         Ok(Self { listener, state, bootstrap })
     }
 

@@ -25,15 +25,31 @@ use crate::config::Settings;
 use crate::store::Store;
 use error::ApiError;
 
+/// Everything a handler may need. Cloned for every request by axum, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
     pub store: Store,
     /// Group-committing writer for user inserts.
     pub users: crate::store::UserWriter,
     pub keys: Arc<KeyRing>,
-    pub verified_tokens: Arc<crate::auth::cache::VerifiedTokens>,
-    pub settings: Arc<Settings>,
+    pub verified_tokens: crate::auth::cache::VerifiedTokens,
+    pub settings: Settings,
     pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,6 +1,5 @@
 //! W3C trace context for every request, plus the request log line and the HTTP metrics.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -54,9 +53,11 @@ impl TraceContext {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }

@@ -118,7 +118,7 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
         LOGS.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
-                onboard::telemetry::init(&Default::default());
+                std::mem::forget(onboard::telemetry::init(&Default::default()));
             }
         });
         let db = TestDb::new(backend).await?;
