@@ -1,5 +1,42 @@
 //! Domain types: parsed once at the edge, trusted everywhere after.
 
+/// A positive int32 id (the wires of seeds 001 and 003 carry int32s), stored as `i64`.
+macro_rules! int32_id {
+    ($(#[$doc:meta])* $name:ident, $error:ident, $message:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+        #[error($message)]
+        pub struct $error;
+
+        impl $name {
+            pub fn new(raw: i64) -> Result<Self, $error> {
+                if (1..=i64::from(i32::MAX)).contains(&raw) { Ok(Self(raw)) } else { Err($error) }
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.trim().parse::<i64>().map_err(|_| $error).and_then(Self::new)
+            }
+        }
+    };
+}
+
 pub mod email;
 pub mod partner;
 pub mod user;

@@ -1,41 +1,15 @@
 //! Partners: the tenants that register users through Onboard.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A partner's numeric id. It is 001's `merchantId` and 003's `partnerId`, an int32 on both wires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PartnerId(i64);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a partner id is an integer between 1 and 2147483647")]
-pub struct InvalidPartnerId;
-
-impl PartnerId {
-    pub fn new(raw: i64) -> Result<Self, InvalidPartnerId> {
-        if (1..=i64::from(i32::MAX)).contains(&raw) { Ok(Self(raw)) } else { Err(InvalidPartnerId) }
-    }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for PartnerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for PartnerId {
-    type Err = InvalidPartnerId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim().parse::<i64>().map_err(|_| InvalidPartnerId).and_then(Self::new)
-    }
-}
+int32_id!(
+    /// A partner's numeric id. It is 001's `merchantId` and 003's `partnerId`, an int32 on both wires.
+    PartnerId,
+    InvalidPartnerId,
+    "a partner id is an integer between 1 and 2147483647"
+);
 
 /// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]

@@ -6,34 +6,12 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(i64);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a user id is an integer between 1 and 2147483647")]
-pub struct InvalidUserId;
-
-impl UserId {
-    pub fn new(raw: i64) -> Result<Self, InvalidUserId> {
-        if (1..=i64::from(i32::MAX)).contains(&raw) { Ok(Self(raw)) } else { Err(InvalidUserId) }
-    }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl Serialize for UserId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(self.0)
-    }
-}
+int32_id!(
+    /// A user's numeric id: seed 001's `id`.
+    UserId,
+    InvalidUserId,
+    "a user id is an integer between 1 and 2147483647"
+);
 
 /// `usr:` followed by a UUID v7 (time-ordered, so inserts stay index-friendly).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -80,24 +80,20 @@ fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
         );
     }
 
-    let merchant_id = match fields.get("merchantId") {
+    // A JSON integer that fits an Int32 (anything else is a conversion error, as in .NET),
+    // then the seed's range rule.
+    let merchant_id = match fields.get("merchantId").map(|v| v.as_i64().filter(|n| i32::try_from(*n).is_ok())) {
         None => None,
-        Some(Value::Number(n)) => match n.as_i64().filter(|v| i32::try_from(*v).is_ok()) {
-            Some(v) => match PartnerId::new(v) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    errors.add("MerchantId", "The field MerchantId must be between 1 and 2147483647.");
-                    None
-                }
-            },
-            None => {
-                errors.add("$.merchantId", body.conversion_error("$.merchantId", "System.Int32"));
-                None
-            }
-        },
-        Some(_) => {
+        Some(None) => {
             errors.add("$.merchantId", body.conversion_error("$.merchantId", "System.Int32"));
             None
+        }
+        Some(Some(n)) => {
+            let id = PartnerId::new(n).ok();
+            if id.is_none() {
+                errors.add("MerchantId", "The field MerchantId must be between 1 and 2147483647.");
+            }
+            id
         }
     };
 

@@ -97,6 +97,21 @@ impl Node {
     }
 }
 
+/// `POST /oauth/token` with client credentials; returns the access token.
+async fn fetch_token(http: &reqwest::Client, base: &str, client_id: &str, secret: &str) -> String {
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().expect("a token").to_owned()
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -116,17 +131,7 @@ async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     assert!(dir.path().join("onboard.db").exists(), "the embedded database is created in the working directory");
 
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access_token = token["access_token"].as_str().expect("a token").to_owned();
+    let access_token = fetch_token(&http, &base, &client_id, &client_secret).await;
     let whoami = http.get(format!("{base}/partner")).bearer_auth(&access_token).send().await.unwrap();
     assert_eq!(whoami.status(), 200);
     let by_key = http.get(format!("{base}/partner")).header("PartnerApiKey", &api_key).send().await.unwrap();
@@ -194,18 +199,8 @@ async fn two_nodes_on_one_postgres_migrate_once_and_both_serve() {
     let (banner_node, other) = if a.printed("API key").is_some() { (&a, &url_b) } else { (&b, &url_a) };
     let (id, secret) = (banner_node.printed("client id").unwrap(), banner_node.printed("client secret").unwrap());
     let issuing = if other == &url_a { &url_b } else { &url_a };
-    let token: Value = http
-        .post(format!("{issuing}/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let whoami =
-        http.get(format!("{other}/partner")).bearer_auth(token["access_token"].as_str().unwrap()).send().await.unwrap();
+    let token = fetch_token(&http, issuing, &id, &secret).await;
+    let whoami = http.get(format!("{other}/partner")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(whoami.status(), 200);
 
     assert!(a.terminate().success());
