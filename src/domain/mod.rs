@@ -39,10 +39,14 @@ macro_rules! int32_id {
 
 pub mod email;
 pub mod partner;
+pub mod phone;
+pub mod registration;
 pub mod user;
 
 pub use email::{Email, InvalidEmail};
 pub use partner::{Environment, PartnerId, PartnerName};
+pub use phone::{InvalidPhone, Phone};
+pub use registration::{Alias, AuthMethod, ExternalUserId, PartnerRegistration, SignIn, UserType};
 pub use user::{PublicUserId, UserId};
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.

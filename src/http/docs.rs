@@ -24,6 +24,7 @@ use super::AppState;
         super::oauth::token, super::oauth::jwks,
         super::partner::whoami, super::partner::roll_api_key,
         super::user::create_user, super::user::get_user,
+        super::partner_users::register, super::partner_users::show,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),

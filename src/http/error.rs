@@ -51,6 +51,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("{detail}")]
+    ConflictingFields { detail: String, errors: Vec<FieldError> },
     #[error("This Idempotency-Key was already used with a different request.")]
     IdempotencyKeyReused,
     #[error("A request with this Idempotency-Key is still being processed; retry shortly.")]
@@ -95,7 +97,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictingFields { .. } | ApiError::IdempotencyKeyInUse => {
+                StatusCode::CONFLICT
+            }
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,7 +122,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "urn:onboard:problem:forbidden",
             ApiError::NotFound(_) => "urn:onboard:problem:not-found",
             ApiError::MethodNotAllowed => "urn:onboard:problem:method-not-allowed",
-            ApiError::Conflict(_) => "urn:onboard:problem:conflict",
+            ApiError::Conflict(_) | ApiError::ConflictingFields { .. } => "urn:onboard:problem:conflict",
             ApiError::IdempotencyKeyReused => "urn:onboard:problem:idempotency-key-reused",
             ApiError::IdempotencyKeyInUse => "urn:onboard:problem:idempotency-key-in-use",
             ApiError::Unavailable { .. } => "urn:onboard:problem:unavailable",
@@ -196,7 +200,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            ApiError::Validation { ref errors, .. } => errors.clone(),
+            ApiError::Validation { ref errors, .. } | ApiError::ConflictingFields { ref errors, .. } => errors.clone(),
             _ => Vec::new(),
         };
         let problem = Problem {

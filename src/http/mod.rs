@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod oauth;
 pub mod ops;
 pub mod partner;
+pub mod partner_users;
 pub mod trace;
 pub mod user;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(partner::router())
         .merge(user::router())
+        .merge(partner_users::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -95,6 +97,14 @@ async fn reject_oversize(
         }
         _ => next.run(request).await,
     }
+}
+
+/// Milliseconds since the epoch as RFC 3339, as every surface writes timestamps.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 async fn not_found() -> ApiError {

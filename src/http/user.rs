@@ -234,13 +234,6 @@ pub struct UserView {
     created_at: String,
 }
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// Read back a user created by the calling partner (404 for anyone else's).
 #[utoipa::path(get, path = "/User/{id}", tag = "users (seed 001)",
     security(("bearer" = [])),
@@ -265,7 +258,7 @@ pub async fn get_user(
         merchant_id: record.partner.get(),
         email: record.email,
         additional_data: record.additional_data.and_then(|text| RawValue::from_string(text).ok()),
-        created_at: rfc3339(record.created_at),
+        created_at: super::rfc3339(record.created_at),
     }))
 }
 

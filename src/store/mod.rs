@@ -95,10 +95,12 @@ macro_rules! with_pool {
 
 mod batch;
 pub mod idempotency;
+mod registrations;
 mod users;
 
 pub use batch::{Respond, UserWriter};
 pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
+pub use registrations::{Registered, RegistrationRecord};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};
 
 /// Inserts a partner's API key and OAuth client inside an open transaction.

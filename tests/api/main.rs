@@ -7,6 +7,7 @@ mod errors;
 mod idempotency;
 mod oauth;
 mod ops;
+mod partner_users;
 mod process;
 mod storage;
 mod user;

@@ -203,6 +203,33 @@ async fn two_nodes_on_one_postgres_migrate_once_and_both_serve() {
     let whoami = http.get(format!("{other}/partner")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(whoami.status(), 200);
 
+    // Seed 000 across nodes: 100 identical registrations spread over both make one user.
+    let api_key = banner_node.printed("API key").unwrap();
+    let body = serde_json::json!({"externalUserId": "two-nodes", "method": "PHONE_NUMBER", "identifier": "+524401234567", "type": "INDIVIDUAL"});
+    let requests = (0..100).map(|i| {
+        let url = format!("{}/partner/users", if i % 2 == 0 { &url_a } else { &url_b });
+        let (http, key, body) = (http.clone(), api_key.clone(), body.clone());
+        tokio::spawn(async move {
+            let response = http.post(url).header("PartnerApiKey", key).json(&body).send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap()["userId"].to_string())
+        })
+    });
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for request in requests {
+        let (status, id) = request.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+        ids.insert(id);
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE external_user_id = 'two-nodes'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }

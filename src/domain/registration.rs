@@ -1,0 +1,194 @@
+//! Seed 000's partner registration: the partner's own id for the user, how the user signs in,
+//! and what kind of user it is.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Email, Phone};
+
+/// The partner's own identifier for the user: 1–255 printable characters, kept exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalUserId(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidExternalUserId {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most 255 characters")]
+    TooLong,
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+impl ExternalUserId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidExternalUserId> {
+        if raw.is_empty() {
+            return Err(InvalidExternalUserId::Empty);
+        }
+        if raw.chars().count() > 255 {
+            return Err(InvalidExternalUserId::TooLong);
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidExternalUserId::ControlCharacter);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: trimmed, 1–100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAlias {
+    #[error("must not be blank")]
+    Blank,
+    #[error("must be at most 100 characters")]
+    TooLong,
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+impl Alias {
+    pub fn parse(raw: &str) -> Result<Self, InvalidAlias> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidAlias::Blank);
+        }
+        if trimmed.chars().count() > 100 {
+            return Err(InvalidAlias::TooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InvalidAlias::ControlCharacter);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthMethod {
+    Email,
+    PhoneNumber,
+    None,
+}
+
+impl AuthMethod {
+    pub const ALL: &'static str = "EMAIL, PHONE_NUMBER, NONE";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Email => "EMAIL",
+            AuthMethod::PhoneNumber => "PHONE_NUMBER",
+            AuthMethod::None => "NONE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "EMAIL" => Some(AuthMethod::Email),
+            "PHONE_NUMBER" => Some(AuthMethod::PhoneNumber),
+            "NONE" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserType {
+    Individual,
+    Business,
+}
+
+impl UserType {
+    pub const ALL: &'static str = "INDIVIDUAL, BUSINESS";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserType::Individual => "INDIVIDUAL",
+            UserType::Business => "BUSINESS",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "INDIVIDUAL" => Some(UserType::Individual),
+            "BUSINESS" => Some(UserType::Business),
+            _ => None,
+        }
+    }
+}
+
+/// How the user signs in, with the identifier that method needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    Email(Email),
+    Phone(Phone),
+    None,
+}
+
+impl SignIn {
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            SignIn::Email(_) => AuthMethod::Email,
+            SignIn::Phone(_) => AuthMethod::PhoneNumber,
+            SignIn::None => AuthMethod::None,
+        }
+    }
+
+    /// The identifier as stored: the e-mail as spelled, the phone in E.164.
+    pub fn identifier(&self) -> Option<&str> {
+        match self {
+            SignIn::Email(email) => Some(email.as_str()),
+            SignIn::Phone(phone) => Some(phone.e164()),
+            SignIn::None => None,
+        }
+    }
+}
+
+/// A validated seed-000 registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerRegistration {
+    pub external_user_id: ExternalUserId,
+    pub sign_in: SignIn,
+    pub user_type: UserType,
+    pub alias: Option<Alias>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ids_are_kept_exactly() {
+        assert_eq!(ExternalUserId::parse(" 91b95244 ").unwrap().as_str(), " 91b95244 ");
+        assert_eq!(ExternalUserId::parse(""), Err(InvalidExternalUserId::Empty));
+        assert_eq!(ExternalUserId::parse(&"x".repeat(256)), Err(InvalidExternalUserId::TooLong));
+        assert_eq!(ExternalUserId::parse("a\nb"), Err(InvalidExternalUserId::ControlCharacter));
+        assert!(ExternalUserId::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn aliases_are_trimmed() {
+        assert_eq!(Alias::parse("  Satoshi Nakamoto ").unwrap().as_str(), "Satoshi Nakamoto");
+        assert_eq!(Alias::parse("  "), Err(InvalidAlias::Blank));
+        assert_eq!(Alias::parse(&"a".repeat(101)), Err(InvalidAlias::TooLong));
+        assert_eq!(Alias::parse("a\u{0}"), Err(InvalidAlias::ControlCharacter));
+    }
+
+    #[test]
+    fn enums_are_exact() {
+        assert_eq!(AuthMethod::parse("PHONE_NUMBER"), Some(AuthMethod::PhoneNumber));
+        assert_eq!(AuthMethod::parse("email"), None);
+        assert_eq!(UserType::parse("BUSINESS"), Some(UserType::Business));
+        assert_eq!(UserType::parse("INDIVIDUAL or BUSINESS"), None);
+    }
+}

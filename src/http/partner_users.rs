@@ -1,0 +1,328 @@
+//! Seed 000: `POST /partner/users` registers a user under the partner's own `externalUserId`
+//! (201 the first time, 200 with the same body on a replay, 409 when the data differs), and
+//! `GET /partner/users/{externalUserId}` reads it back. Authenticated by `PartnerApiKey`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use super::extract::{ApiJson, ApiKeyPartner};
+use crate::domain::{
+    Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, PublicUserId, SignIn, UserType, now_ms,
+};
+use crate::store::{Registered, RegistrationRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/partner/users", post(register)).route("/partner/users/{external_user_id}", get(show))
+}
+
+const FIELDS: [&str; 5] = ["externalUserId", "method", "identifier", "type", "alias"];
+
+/// Collects every problem of the body, so one answer lists them all.
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+}
+
+/// A string field: `Ok(None)` when absent or null.
+fn string_field<'a>(body: &'a Map<String, Value>, field: &str, problems: &mut Problems) -> Option<Option<&'a str>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s)),
+        Some(_) => {
+            problems.add(field, "must be a string");
+            None
+        }
+    }
+}
+
+fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
+    let Value::Object(body) = body else {
+        return Err(ApiError::MalformedBody("The body must be a JSON object.".into()));
+    };
+    let mut problems = Problems(Vec::new());
+    for key in body.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        problems.add(key, format!("is not a field of this request (fields: {})", FIELDS.join(", ")));
+    }
+
+    let external_user_id = match string_field(body, "externalUserId", &mut problems) {
+        Some(Some(raw)) => ExternalUserId::parse(raw).map_err(|e| problems.add("externalUserId", e.to_string())).ok(),
+        Some(None) => {
+            problems.add("externalUserId", "is required");
+            None
+        }
+        None => None,
+    };
+    let method = match string_field(body, "method", &mut problems) {
+        Some(None) => Some(AuthMethod::None),
+        Some(Some(raw)) => {
+            let method = AuthMethod::parse(raw);
+            if method.is_none() {
+                problems.add("method", format!("must be one of {}", AuthMethod::ALL));
+            }
+            method
+        }
+        None => None,
+    };
+    let identifier = string_field(body, "identifier", &mut problems);
+    let sign_in = match (method, identifier) {
+        (Some(AuthMethod::None), Some(None)) => Some(SignIn::None),
+        (Some(AuthMethod::None), Some(Some(_))) => {
+            problems.add("identifier", "must be null or absent for method NONE");
+            None
+        }
+        (Some(m @ (AuthMethod::Email | AuthMethod::PhoneNumber)), Some(None)) => {
+            problems.add("identifier", format!("is required for method {}", m.as_str()));
+            None
+        }
+        (Some(AuthMethod::Email), Some(Some(raw))) => match Email::parse(raw) {
+            Ok(email) => Some(SignIn::Email(email)),
+            Err(_) => {
+                problems.add("identifier", "is not a valid e-mail address for method EMAIL");
+                None
+            }
+        },
+        (Some(AuthMethod::PhoneNumber), Some(Some(raw))) => match Phone::parse(raw) {
+            Ok(phone) => Some(SignIn::Phone(phone)),
+            Err(e) => {
+                problems.add("identifier", format!("is not a valid phone number for method PHONE_NUMBER: it {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    let user_type = match string_field(body, "type", &mut problems) {
+        Some(Some(raw)) => {
+            let user_type = UserType::parse(raw);
+            if user_type.is_none() {
+                problems.add("type", format!("must be one of {}", UserType::ALL));
+            }
+            user_type
+        }
+        Some(None) => {
+            problems.add("type", format!("is required: one of {}", UserType::ALL));
+            None
+        }
+        None => None,
+    };
+    let alias = match string_field(body, "alias", &mut problems) {
+        Some(Some(raw)) => match Alias::parse(raw) {
+            Ok(alias) => Some(Some(alias)),
+            Err(e) => {
+                problems.add("alias", e.to_string());
+                None
+            }
+        },
+        Some(None) => Some(None),
+        None => None,
+    };
+
+    match (external_user_id, sign_in, user_type, alias) {
+        (Some(external_user_id), Some(sign_in), Some(user_type), Some(alias)) if problems.0.is_empty() => {
+            Ok(PartnerRegistration { external_user_id, sign_in, user_type, alias })
+        }
+        _ => Err(ApiError::Validation { detail: "The request has invalid fields.".into(), errors: problems.0 }),
+    }
+}
+
+/// The fields in which `stored` differs from `incoming`. E-mails compare case-insensitively on
+/// the domain; phones compare in E.164; aliases after trimming.
+fn differences(stored: &RegistrationRecord, incoming: &PartnerRegistration) -> Vec<&'static str> {
+    let mut differ = Vec::new();
+    if stored.auth_method != incoming.sign_in.method().as_str() {
+        differ.push("method");
+    }
+    let same_identifier = match (&incoming.sign_in, stored.identifier.as_deref()) {
+        (SignIn::Email(email), Some(stored)) => {
+            Email::parse(stored).is_ok_and(|s| s.normalized() == email.normalized())
+        }
+        (SignIn::Phone(phone), Some(stored)) => stored == phone.e164(),
+        (SignIn::None, None) => true,
+        _ => false,
+    };
+    if !same_identifier {
+        differ.push("identifier");
+    }
+    if stored.user_type != incoming.user_type.as_str() {
+        differ.push("type");
+    }
+    if stored.alias.as_deref() != incoming.alias.as_ref().map(Alias::as_str) {
+        differ.push("alias");
+    }
+    differ
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredUser {
+    /// `usr:<uuid>`.
+    user_id: String,
+    external_user_id: String,
+    method: String,
+    identifier: Option<String>,
+    #[serde(rename = "type")]
+    user_type: String,
+    alias: Option<String>,
+    /// RFC 3339.
+    created_at: String,
+}
+
+impl From<RegistrationRecord> for RegisteredUser {
+    fn from(r: RegistrationRecord) -> Self {
+        Self {
+            user_id: r.public_id,
+            external_user_id: r.external_user_id,
+            method: r.auth_method,
+            identifier: r.identifier,
+            user_type: r.user_type,
+            alias: r.alias,
+            created_at: super::rfc3339(r.created_at),
+        }
+    }
+}
+
+/// Register a user under the partner's own id; repeating the same registration is safe.
+#[utoipa::path(post, path = "/partner/users", tag = "partner users (seed 000)",
+    security(("partnerApiKey" = [])),
+    request_body(content = Object, description = r#"`{"externalUserId": "91b95244-72ca-459e-88d2-281c3e2935c1", "method": "EMAIL", "identifier": "money@capa.fi", "type": "INDIVIDUAL", "alias": "Satoshi Nakamoto"}`"#),
+    responses(
+        (status = 201, body = RegisteredUser, description = "Registered"),
+        (status = 200, body = RegisteredUser, description = "Already registered with the same data: the same body again"),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Registered before with different data; `errors` names the fields"),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiKeyPartner(partner): ApiKeyPartner,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<RegisteredUser>), ApiError> {
+    let registration = parse_registration(&body)?;
+    let outcome =
+        state.store.register_partner_user(partner.id, &registration, &PublicUserId::generate(), now_ms()).await?;
+    match outcome {
+        Registered::Created(record) => Ok((StatusCode::CREATED, Json(record.into()))),
+        Registered::Existing(record) => {
+            let differ = differences(&record, &registration);
+            if differ.is_empty() {
+                return Ok((StatusCode::OK, Json(record.into())));
+            }
+            Err(ApiError::ConflictingFields {
+                detail: "This externalUserId is already registered with different data.".into(),
+                errors: differ
+                    .into_iter()
+                    .map(|field| FieldError {
+                        field: field.into(),
+                        message: "differs from the registered value".into(),
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// A user this partner registered, by its `externalUserId` (404 for any other partner's).
+#[utoipa::path(get, path = "/partner/users/{externalUserId}", tag = "partner users (seed 000)",
+    security(("partnerApiKey" = [])),
+    params(("externalUserId" = String, Path, description = "The partner's own id for the user (URL-encoded)")),
+    responses(
+        (status = 200, body = RegisteredUser),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn show(
+    State(state): State<AppState>,
+    ApiKeyPartner(partner): ApiKeyPartner,
+    Path(external_user_id): Path<String>,
+) -> Result<Json<RegisteredUser>, ApiError> {
+    let record = state.store.find_registration(partner.id, &external_user_id).await?;
+    record.map(|r| Json(r.into())).ok_or_else(|| ApiError::NotFound("No user with this externalUserId.".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems(body: Value) -> Vec<(String, String)> {
+        match parse_registration(&body) {
+            Err(ApiError::Validation { errors, .. }) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_seeds_three_use_cases_parse() {
+        let email = parse_registration(
+            &json!({"externalUserId": "a", "method": "EMAIL", "identifier": "money@capa.fi", "type": "INDIVIDUAL"}),
+        )
+        .unwrap();
+        assert_eq!(email.sign_in.identifier(), Some("money@capa.fi"));
+        let phone = parse_registration(&json!({"externalUserId": "b", "method": "PHONE_NUMBER", "identifier": "+524401234567", "type": "BUSINESS"})).unwrap();
+        assert_eq!(phone.sign_in.method(), AuthMethod::PhoneNumber);
+        let none = parse_registration(&json!({"externalUserId": "c", "method": "NONE", "identifier": null, "type": "INDIVIDUAL", "alias": " Satoshi Nakamoto "})).unwrap();
+        assert_eq!(none.alias.unwrap().as_str(), "Satoshi Nakamoto");
+        let absent_method = parse_registration(&json!({"externalUserId": "d", "type": "INDIVIDUAL"})).unwrap();
+        assert_eq!(absent_method.sign_in, SignIn::None);
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let found = problems(json!({"externalUserId": "", "method": "SMS", "type": "PERSON", "alias": 5, "extra": 1}));
+        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["extra", "externalUserId", "method", "type", "alias"]);
+        let found = problems(
+            json!({"externalUserId": "x", "method": "PHONE_NUMBER", "identifier": "5521206703", "type": "INDIVIDUAL"}),
+        );
+        assert_eq!(found[0].0, "identifier");
+        assert!(found[0].1.contains("not a valid phone number for method PHONE_NUMBER"), "{found:?}");
+        assert_eq!(
+            problems(json!({"externalUserId": "x", "method": "EMAIL", "type": "INDIVIDUAL"}))[0].1,
+            "is required for method EMAIL"
+        );
+        assert_eq!(
+            problems(json!({"externalUserId": "x", "method": "NONE", "identifier": "a@b.co", "type": "INDIVIDUAL"}))[0]
+                .0,
+            "identifier"
+        );
+        assert_eq!(
+            problems(json!({"method": "NONE", "type": "INDIVIDUAL"}))[0],
+            ("externalUserId".into(), "is required".into())
+        );
+        assert_eq!(
+            problems(json!({"externalUserId": 7, "type": "INDIVIDUAL"}))[0],
+            ("externalUserId".into(), "must be a string".into())
+        );
+        assert_eq!(problems(json!({"externalUserId": "x"}))[0].0, "type");
+    }
+
+    #[test]
+    fn replays_compare_the_way_people_spell() {
+        let stored = RegistrationRecord {
+            id: 1,
+            public_id: "usr:x".into(),
+            external_user_id: "a".into(),
+            auth_method: "EMAIL".into(),
+            identifier: Some("Money@Capa.fi".into()),
+            user_type: "INDIVIDUAL".into(),
+            alias: None,
+            created_at: 0,
+        };
+        let same = parse_registration(
+            &json!({"externalUserId": "a", "method": "EMAIL", "identifier": "Money@capa.FI", "type": "INDIVIDUAL"}),
+        )
+        .unwrap();
+        assert!(differences(&stored, &same).is_empty());
+        let other = parse_registration(&json!({"externalUserId": "a", "method": "EMAIL", "identifier": "money@capa.fi", "type": "BUSINESS", "alias": "S"})).unwrap();
+        assert_eq!(differences(&stored, &other), ["identifier", "type", "alias"]);
+    }
+}
