@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiKeyPartner};
 use crate::domain::{
     Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, PublicUserId, SignIn, UserType, now_ms,
 };
-use crate::store::{Registered, RegistrationRecord};
+use crate::store::{NewRegistration, Registered, RegistrationRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/partner/users", post(register)).route("/partner/users/{external_user_id}", get(show))
@@ -206,8 +206,24 @@ pub async fn register(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<RegisteredUser>), ApiError> {
     let registration = parse_registration(&body)?;
-    let outcome =
-        state.store.register_partner_user(partner.id, &registration, &PublicUserId::generate(), now_ms()).await?;
+    // A replay is a read: only registrations the partner does not have yet go to the writer
+    // (which still lets the unique index decide, for concurrent first calls).
+    let existing = state.store.find_registration(partner.id, registration.external_user_id.as_str()).await?;
+    let outcome = match existing {
+        Some(record) => Registered::Existing(record),
+        None if state.settings.db.group_commit => {
+            let new = NewRegistration {
+                partner: partner.id,
+                public_id: PublicUserId::generate(),
+                created_at: now_ms(),
+                registration: registration.clone(),
+            };
+            state.users.register(new).await?
+        }
+        None => {
+            state.store.register_partner_user(partner.id, &registration, &PublicUserId::generate(), now_ms()).await?
+        }
+    };
     match outcome {
         Registered::Created(record) => Ok((StatusCode::CREATED, Json(record.into()))),
         Registered::Existing(record) => {

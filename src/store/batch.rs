@@ -1,9 +1,11 @@
 //! Group commit for user inserts. Each request hands its row to a writer task; the writer takes
-//! every row queued at that moment and commits them in one transaction (one multi-row INSERT, one
-//! fsync), then answers each request. Durability is unchanged — every 201 is still committed
-//! before it is sent — but one commit now serves dozens of requests (`PERF-NOTES.md`).
+//! every row queued at that moment and commits them in one transaction (one fsync), then answers
+//! each request. Durability is unchanged — every 2xx is still committed before it is sent — but
+//! one commit now serves dozens of requests (`PERF-NOTES.md`, `BENCHMARKS.md`).
 //!
-//! SQLite has one writer task (it has one write lock); PostgreSQL several, to overlap commits.
+//! SQLite has one writer task (it has one write lock); PostgreSQL `db.batch_writers`.
+//! The statements differ by backend: PostgreSQL gets fixed `UNNEST` statements (prepared once,
+//! whatever the batch size), SQLite multi-row VALUES lists (it has no array parameters).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +14,10 @@ use sqlx::QueryBuilder;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::idempotency::{IdempotencyScope, StoredResponse, complete_idempotency_in};
+use super::registrations::{Registered, RegistrationRecord};
 use super::users::{CompleteWith, NewMinimalUser, UserRecord, UserRow};
 use super::{Backend, BackendKind, Store, StoreError, StoreResult};
+use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, SignIn};
 
 /// Builds the stored answer for a committed user (Idempotency-Key replays).
 pub type Respond = fn(&UserRecord) -> StoredResponse;
@@ -21,10 +25,29 @@ pub type Respond = fn(&UserRecord) -> StoredResponse;
 /// Rows per transaction at most: bounded so a commit's latency stays bounded too.
 const MAX_BATCH: usize = 512;
 
-struct Job {
+/// A seed-000 registration to insert unless the partner already has its externalUserId.
+#[derive(Debug, Clone)]
+pub struct NewRegistration {
+    pub partner: PartnerId,
+    pub registration: PartnerRegistration,
+    pub public_id: PublicUserId,
+    pub created_at: i64,
+}
+
+struct MinimalJob {
     user: NewMinimalUser,
     complete: Option<(IdempotencyScope, Respond)>,
     reply: oneshot::Sender<StoreResult<UserRecord>>,
+}
+
+struct RegistrationJob {
+    new: NewRegistration,
+    reply: oneshot::Sender<StoreResult<Registered>>,
+}
+
+enum Job {
+    Minimal(MinimalJob),
+    Registration(RegistrationJob),
 }
 
 #[derive(Clone)]
@@ -48,16 +71,26 @@ impl UserWriter {
         Self { queue: tx }
     }
 
+    fn enqueue(&self, job: Job) -> StoreResult<()> {
+        // Full or closed (shutting down): either way, not now.
+        self.queue.try_send(job).map_err(|_| StoreError::Overloaded)
+    }
+
+    /// Inserts a seed-001 user; with `complete`, its Idempotency-Key answer in the same commit.
     pub async fn create(
         &self,
         user: NewMinimalUser,
         complete: Option<(IdempotencyScope, Respond)>,
     ) -> StoreResult<UserRecord> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { user, complete, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Overloaded,
-        })?;
+        self.enqueue(Job::Minimal(MinimalJob { user, complete, reply }))?;
+        answer.await.map_err(|_| StoreError::Overloaded)?
+    }
+
+    /// Registers a seed-000 user, or returns the partner's existing registration for its id.
+    pub async fn register(&self, new: NewRegistration) -> StoreResult<Registered> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Registration(RegistrationJob { new, reply }))?;
         answer.await.map_err(|_| StoreError::Overloaded)?
     }
 }
@@ -72,106 +105,229 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 return; // every sender is gone: the application has shut down
             }
         }
+        let rows = batch.len();
+        let (mut minimal, mut registrations) = (Vec::new(), Vec::new());
+        for job in batch {
+            match job {
+                Job::Minimal(job) => minimal.push(job),
+                Job::Registration(job) => registrations.push(job),
+            }
+        }
         let started = std::time::Instant::now();
-        let result = store.insert_minimal_users(&batch).await;
-        metrics::histogram!("db_batch_rows").record(batch.len() as f64);
+        let result = store.commit_batch(&minimal, &registrations).await;
+        metrics::histogram!("db_batch_rows").record(rows as f64);
         metrics::histogram!("db_batch_duration_seconds").record(started.elapsed().as_secs_f64());
         match result {
-            Ok(records) => {
-                for (job, record) in batch.into_iter().zip(records) {
+            Ok((users, registered)) => {
+                for (job, record) in minimal.into_iter().zip(users) {
                     let _ = job.reply.send(Ok(record));
+                }
+                for (job, outcome) in registrations.into_iter().zip(registered) {
+                    let _ = job.reply.send(Ok(outcome));
                 }
             }
             Err(StoreError::Unavailable(err)) => {
-                tracing::warn!(error = ?err, rows = batch.len(), "batch insert: database unavailable");
-                for job in batch {
+                tracing::warn!(error = ?err, rows, "batch insert: database unavailable");
+                for job in minimal {
+                    let _ = job.reply.send(Err(StoreError::Overloaded));
+                }
+                for job in registrations {
                     let _ = job.reply.send(Err(StoreError::Overloaded));
                 }
             }
             Err(err) => {
                 // One bad row must not fail its neighbours: retry each on its own.
-                tracing::warn!(error = ?err, rows = batch.len(), "batch insert failed; retrying row by row");
-                for job in batch {
+                tracing::warn!(error = ?err, rows, "batch insert failed; retrying row by row");
+                for job in minimal {
                     let complete =
                         job.complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
                     let _ = job.reply.send(store.create_minimal_user(&job.user, complete).await);
+                }
+                for job in registrations {
+                    let new = &job.new;
+                    let outcome = store
+                        .register_partner_user(new.partner, &new.registration, &new.public_id, new.created_at)
+                        .await;
+                    let _ = job.reply.send(outcome);
                 }
             }
         }
     }
 }
 
-/// Turns the RETURNING rows into records in job order and completes the jobs' Idempotency-Keys,
-/// inside the batch's open transaction.
-macro_rules! finish_batch {
+/// The stored e-mail of a registration (only for method EMAIL).
+fn registration_email(new: &NewRegistration) -> Option<&str> {
+    match &new.registration.sign_in {
+        SignIn::Email(email) => Some(email.as_str()),
+        _ => None,
+    }
+}
+
+/// Matches RETURNING rows to jobs by public id (neither database promises RETURNING order).
+fn by_public_id<R>(rows: Vec<R>, public_id: impl Fn(&R) -> String) -> HashMap<String, R> {
+    rows.into_iter().map(|row| (public_id(&row), row)).collect()
+}
+
+/// Seed-000 registrations inside the batch's open transaction: rows the INSERT did not return
+/// already existed (or came twice in this batch) and are read back in the same transaction.
+macro_rules! finish_registrations {
     ($tx:ident, $rows:expr, $jobs:expr) => {{
-        // RETURNING order is not promised by either database: match rows by public id.
-        let mut by_public_id: HashMap<String, UserRecord> = HashMap::with_capacity($rows.len());
-        for row in $rows {
-            let record = UserRecord::try_from(row)?;
-            by_public_id.insert(record.public_id.as_str().to_owned(), record);
+        let mut inserted = by_public_id($rows, |r: &RegistrationRecord| r.public_id.clone());
+        let mut outcomes = Vec::with_capacity($jobs.len());
+        for job in $jobs {
+            let outcome = match inserted.remove(job.new.public_id.as_str()) {
+                Some(record) => Registered::Created(record),
+                None => {
+                    let existing: RegistrationRecord = sqlx::query_as(concat!(
+                        "SELECT id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at",
+                        " FROM users WHERE partner_id = $1 AND external_user_id = $2"
+                    ))
+                    .bind(job.new.partner.get())
+                    .bind(job.new.registration.external_user_id.as_str())
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                    Registered::Existing(existing)
+                }
+            };
+            outcomes.push(outcome);
         }
+        outcomes
+    }};
+}
+
+/// Seed-001 users inside the batch's open transaction, completing their Idempotency-Keys.
+macro_rules! finish_minimal {
+    ($tx:ident, $rows:expr, $jobs:expr) => {{
+        let mut inserted = by_public_id($rows, |r: &UserRow| r.public_id.clone());
         let mut records = Vec::with_capacity($jobs.len());
         for job in $jobs {
-            let record = by_public_id
+            let row = inserted
                 .remove(job.user.public_id.as_str())
                 .ok_or_else(|| StoreError::Corrupt("a batched insert returned fewer rows".into()))?;
+            let record = UserRecord::try_from(row)?;
             if let Some((scope, respond)) = &job.complete {
                 let response = respond(&record);
                 complete_idempotency_in!($tx, scope, response);
             }
             records.push(record);
         }
-        $tx.commit().await?;
-        Ok(records)
+        records
     }};
 }
 
-const RETURNING: &str = " RETURNING id, public_id, partner_id, email, additional_data, created_at";
+const USER_RETURNING: &str = " RETURNING id, public_id, partner_id, email, additional_data, created_at";
+const REGISTRATION_RETURNING: &str =
+    " RETURNING id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at";
+const REGISTRATION_INSERT: &str = "INSERT INTO users (public_id, partner_id, email, external_user_id, auth_method, identifier, user_type, alias, created_at) ";
 
 impl Store {
-    /// Inserts every job's user in one transaction and completes their Idempotency-Keys in it.
-    /// Returns the records in job order. The statement differs by backend: PostgreSQL gets one
-    /// fixed `UNNEST` statement (prepared once, whatever the batch size); SQLite a multi-row
-    /// VALUES list (its statements are cheap to prepare and it has no array parameters).
-    async fn insert_minimal_users(&self, jobs: &[Job]) -> StoreResult<Vec<UserRecord>> {
+    /// Inserts every job's row in one transaction. Returns the outcomes in job order.
+    async fn commit_batch(
+        &self,
+        minimal: &[MinimalJob],
+        registrations: &[RegistrationJob],
+    ) -> StoreResult<(Vec<UserRecord>, Vec<Registered>)> {
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
-                let mut insert =
-                    QueryBuilder::new("INSERT INTO users (public_id, partner_id, email, additional_data, created_at) ");
-                insert.push_values(jobs, |mut row, job| {
-                    row.push_bind(job.user.public_id.as_str())
-                        .push_bind(job.user.partner.get())
-                        .push_bind(job.user.email.as_ref().map(|e| e.as_str()))
-                        .push_bind(job.user.additional_data.as_deref())
-                        .push_bind(job.user.created_at);
-                });
-                insert.push(RETURNING);
-                let rows: Vec<UserRow> = insert.build_query_as().fetch_all(&mut *tx).await?;
-                finish_batch!(tx, rows, jobs)
+                let mut users = Vec::new();
+                if !minimal.is_empty() {
+                    let mut insert = QueryBuilder::new(
+                        "INSERT INTO users (public_id, partner_id, email, additional_data, created_at) ",
+                    );
+                    insert.push_values(minimal, |mut row, job| {
+                        row.push_bind(job.user.public_id.as_str())
+                            .push_bind(job.user.partner.get())
+                            .push_bind(job.user.email.as_ref().map(|e| e.as_str()))
+                            .push_bind(job.user.additional_data.as_deref())
+                            .push_bind(job.user.created_at);
+                    });
+                    insert.push(USER_RETURNING);
+                    let rows: Vec<UserRow> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                    users = finish_minimal!(tx, rows, minimal);
+                }
+                let mut registered = Vec::new();
+                if !registrations.is_empty() {
+                    let mut insert = QueryBuilder::new(REGISTRATION_INSERT);
+                    insert.push_values(registrations, |mut row, job| {
+                        let new = &job.new;
+                        row.push_bind(new.public_id.as_str())
+                            .push_bind(new.partner.get())
+                            .push_bind(registration_email(new))
+                            .push_bind(new.registration.external_user_id.as_str())
+                            .push_bind(new.registration.sign_in.method().as_str())
+                            .push_bind(new.registration.sign_in.identifier())
+                            .push_bind(new.registration.user_type.as_str())
+                            .push_bind(new.registration.alias.as_ref().map(|a| a.as_str()))
+                            .push_bind(new.created_at);
+                    });
+                    insert.push(" ON CONFLICT (partner_id, external_user_id) DO NOTHING");
+                    insert.push(REGISTRATION_RETURNING);
+                    let rows: Vec<RegistrationRecord> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                    registered = finish_registrations!(tx, rows, registrations);
+                }
+                tx.commit().await?;
+                Ok((users, registered))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let public_ids: Vec<&str> = jobs.iter().map(|j| j.user.public_id.as_str()).collect();
-                let partners: Vec<i64> = jobs.iter().map(|j| j.user.partner.get()).collect();
-                let emails: Vec<Option<&str>> =
-                    jobs.iter().map(|j| j.user.email.as_ref().map(|e| e.as_str())).collect();
-                let data: Vec<Option<&str>> = jobs.iter().map(|j| j.user.additional_data.as_deref()).collect();
-                let created: Vec<i64> = jobs.iter().map(|j| j.user.created_at).collect();
-                let rows: Vec<UserRow> = sqlx::query_as(concat!(
-                    "INSERT INTO users (public_id, partner_id, email, additional_data, created_at)
-                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])",
-                    " RETURNING id, public_id, partner_id, email, additional_data, created_at"
-                ))
-                .bind(&public_ids)
-                .bind(&partners)
-                .bind(&emails)
-                .bind(&data)
-                .bind(&created)
-                .fetch_all(&mut *tx)
-                .await?;
-                finish_batch!(tx, rows, jobs)
+                let mut users = Vec::new();
+                if !minimal.is_empty() {
+                    let public_ids: Vec<&str> = minimal.iter().map(|j| j.user.public_id.as_str()).collect();
+                    let partners: Vec<i64> = minimal.iter().map(|j| j.user.partner.get()).collect();
+                    let emails: Vec<Option<&str>> =
+                        minimal.iter().map(|j| j.user.email.as_ref().map(|e| e.as_str())).collect();
+                    let data: Vec<Option<&str>> = minimal.iter().map(|j| j.user.additional_data.as_deref()).collect();
+                    let created: Vec<i64> = minimal.iter().map(|j| j.user.created_at).collect();
+                    let rows: Vec<UserRow> = sqlx::query_as(concat!(
+                        "INSERT INTO users (public_id, partner_id, email, additional_data, created_at)
+                         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])",
+                        " RETURNING id, public_id, partner_id, email, additional_data, created_at"
+                    ))
+                    .bind(&public_ids)
+                    .bind(&partners)
+                    .bind(&emails)
+                    .bind(&data)
+                    .bind(&created)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    users = finish_minimal!(tx, rows, minimal);
+                }
+                let mut registered = Vec::new();
+                if !registrations.is_empty() {
+                    let column = |f: fn(&NewRegistration) -> Option<&str>| -> Vec<Option<&str>> {
+                        registrations.iter().map(|j| f(&j.new)).collect()
+                    };
+                    let public_ids = column(|n| Some(n.public_id.as_str()));
+                    let emails = column(registration_email);
+                    let external_ids = column(|n| Some(n.registration.external_user_id.as_str()));
+                    let methods = column(|n| Some(n.registration.sign_in.method().as_str()));
+                    let identifiers = column(|n| n.registration.sign_in.identifier());
+                    let types = column(|n| Some(n.registration.user_type.as_str()));
+                    let aliases = column(|n| n.registration.alias.as_ref().map(|a| a.as_str()));
+                    let partners: Vec<i64> = registrations.iter().map(|j| j.new.partner.get()).collect();
+                    let created: Vec<i64> = registrations.iter().map(|j| j.new.created_at).collect();
+                    let rows: Vec<RegistrationRecord> = sqlx::query_as(concat!(
+                        "INSERT INTO users (public_id, partner_id, email, external_user_id, auth_method, identifier, user_type, alias, created_at)
+                         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+                         ON CONFLICT (partner_id, external_user_id) DO NOTHING",
+                        " RETURNING id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at"
+                    ))
+                    .bind(&public_ids)
+                    .bind(&partners)
+                    .bind(&emails)
+                    .bind(&external_ids)
+                    .bind(&methods)
+                    .bind(&identifiers)
+                    .bind(&types)
+                    .bind(&aliases)
+                    .bind(&created)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    registered = finish_registrations!(tx, rows, registrations);
+                }
+                tx.commit().await?;
+                Ok((users, registered))
             }
         }
     }

@@ -98,7 +98,7 @@ pub mod idempotency;
 mod registrations;
 mod users;
 
-pub use batch::{Respond, UserWriter};
+pub use batch::{NewRegistration, Respond, UserWriter};
 pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
 pub use registrations::{Registered, RegistrationRecord};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};

@@ -28,7 +28,7 @@ pub struct UserRecord {
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
     id: i64,
-    public_id: String,
+    pub(super) public_id: String,
     partner_id: i64,
     email: Option<String>,
     additional_data: Option<String>,

@@ -158,3 +158,34 @@ on_both_backends! {
         assert_eq!(app.users().await, 1);
     }
 }
+
+mod without_group_commit {
+    use super::*;
+    use crate::helpers::Backend;
+
+    async fn run(backend: Backend) {
+        let Some(app) = TestApp::spawn_with(backend, |s| s.db.group_commit = false).await else { return };
+        let key = &app.sandbox.api_key;
+        let body = json!({"externalUserId": "direct", "method": "PHONE_NUMBER", "identifier": "+5215521206703", "type": "INDIVIDUAL"});
+        let created = app.register(key, &body).await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["identifier"], "+525521206703", "legacy Mexican mobile form stored modern");
+        let again = app.register(key, &body).await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.json::<Value>().await.unwrap(), created);
+        let changed = json!({"externalUserId": "direct", "method": "NONE", "type": "INDIVIDUAL"});
+        assert_problem(app.register(key, &changed).await, 409).await;
+        assert_eq!(app.users().await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
