@@ -20,11 +20,17 @@ pub struct BenchArgs {
     /// Base URL of the server under test.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// OAuth client id of the partner to drive the load as.
+    /// OAuth client id of the partner to drive the load as (route `user`).
     #[arg(long, env = "ONBOARD_BENCH_CLIENT_ID")]
-    pub client_id: String,
+    pub client_id: Option<String>,
     #[arg(long, env = "ONBOARD_BENCH_CLIENT_SECRET")]
-    pub client_secret: String,
+    pub client_secret: Option<String>,
+    /// The partner's API key (route `partner-users`).
+    #[arg(long, env = "ONBOARD_BENCH_API_KEY")]
+    pub api_key: Option<String>,
+    /// Route `partner-users`: fraction of requests that repeat an earlier registration (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub replay_ratio: f64,
     /// Which route to drive.
     #[arg(long, value_enum, default_value = "user")]
     pub route: Route,
@@ -51,6 +57,8 @@ pub struct BenchArgs {
 pub enum Route {
     /// Seed 001: `POST /User` with a bearer token.
     User,
+    /// Seed 000: `POST /partner/users` with the `PartnerApiKey` header, new and replayed ids.
+    PartnerUsers,
 }
 
 struct Target {
@@ -83,6 +91,24 @@ async fn send(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes
     Ok((status, body))
 }
 
+/// The partner id behind the credentials, from `GET /partner`.
+async fn partner_id(
+    sender: &mut SendRequest<Full<Bytes>>,
+    target: &Target,
+    header_name: &str,
+    value: &str,
+) -> anyhow::Result<i64> {
+    let whoami = Request::get("/partner")
+        .header(header::HOST, &target.host)
+        .header(header_name, value)
+        .body(Full::new(Bytes::new()))?;
+    let (status, body) = send(sender, whoami).await?;
+    if status != 200 {
+        bail!("GET /partner answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    serde_json::from_slice::<Value>(&body)?["partnerId"].as_i64().context("GET /partner has no partnerId")
+}
+
 struct Sample {
     micros: u32,
     status: u16,
@@ -91,23 +117,36 @@ struct Sample {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)?;
     let mut setup = target.connect().await.context("cannot connect to the server")?;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", args.client_id, args.client_secret));
-    let token_request = Request::post("/oauth/token")
-        .header(header::HOST, &target.host)
-        .header(header::AUTHORIZATION, format!("Basic {basic}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))?;
-    let (status, body) = send(&mut setup, token_request).await?;
-    if status != 200 {
-        bail!("POST /oauth/token answered {status}: {}", String::from_utf8_lossy(&body));
-    }
-    let token = serde_json::from_slice::<Value>(&body)?["access_token"].as_str().context("no access_token")?.to_owned();
-    let whoami = Request::get("/partner")
-        .header(header::HOST, &target.host)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))?;
-    let (_, body) = send(&mut setup, whoami).await?;
-    let partner_id = serde_json::from_slice::<Value>(&body)?["partnerId"].as_i64().context("GET /partner")?;
+    // The header every request carries, and the partner id for bodies that name it.
+    let (auth_header, auth_value, partner_id) = match args.route {
+        Route::User => {
+            let (Some(id), Some(secret)) = (&args.client_id, &args.client_secret) else {
+                bail!("route `user` needs --client-id and --client-secret");
+            };
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            let token_request = Request::post("/oauth/token")
+                .header(header::HOST, &target.host)
+                .header(header::AUTHORIZATION, format!("Basic {basic}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))?;
+            let (status, body) = send(&mut setup, token_request).await?;
+            if status != 200 {
+                bail!("POST /oauth/token answered {status}: {}", String::from_utf8_lossy(&body));
+            }
+            let token =
+                serde_json::from_slice::<Value>(&body)?["access_token"].as_str().context("no access_token")?.to_owned();
+            (
+                "authorization",
+                format!("Bearer {token}"),
+                partner_id(&mut setup, &target, "authorization", &format!("Bearer {token}")).await?,
+            )
+        }
+        Route::PartnerUsers => {
+            let key = args.api_key.clone().context("route `partner-users` needs --api-key")?;
+            let id = partner_id(&mut setup, &target, "partnerapikey", &key).await?;
+            ("partnerapikey", key, id)
+        }
+    };
 
     let warmup: Duration = args.warmup.into();
     let measure: Duration = args.duration.into();
@@ -119,11 +158,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut workers = Vec::with_capacity(args.connections);
     for worker in 0..args.connections {
         let mut sender = target.connect().await?;
-        let (host, token, run_id) = (target.host.clone(), token.clone(), run_id[..8].to_owned());
+        let (host, auth_value, run_id) = (target.host.clone(), auth_value.clone(), run_id[..8].to_owned());
+        let replay_ratio = args.replay_ratio.clamp(0.0, 1.0);
         let keyed_every = if args.idempotency_keys > 0.0 { (1.0 / args.idempotency_keys).round() as u64 } else { 0 };
         let route = args.route;
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(1 << 16);
+            let mut registered: Vec<u64> = Vec::new();
             let mut transport_errors = 0u64;
             let mut due = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / 64.0));
             for i in 0u64.. {
@@ -142,12 +183,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         );
                         let mut builder = Request::post("/User")
                             .header(header::HOST, &host)
-                            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                            .header(auth_header, &auth_value)
                             .header(header::CONTENT_TYPE, "application/json");
                         if keyed_every > 0 && i % keyed_every == 0 {
                             builder = builder.header("Idempotency-Key", format!("{run_id}-{worker}-{i}"));
                         }
                         builder.body(Full::new(Bytes::from(body))).expect("a valid request")
+                    }
+                    Route::PartnerUsers => {
+                        // Every 1/ratio-th request repeats a registration this connection made.
+                        let replay = (i as f64 * replay_ratio).floor() != ((i + 1) as f64 * replay_ratio).floor();
+                        let n = match registered.len() {
+                            len if replay && len > 0 => registered[(i as usize * 7919) % len],
+                            _ => {
+                                registered.push(i);
+                                i
+                            }
+                        };
+                        let body = format!(
+                            r#"{{"externalUserId":"bench-{run_id}-{worker}-{n}","method":"EMAIL","identifier":"b.{run_id}.{worker}.{n}@example.org","type":"INDIVIDUAL","alias":"Bench {n}"}}"#
+                        );
+                        Request::post("/partner/users")
+                            .header(header::HOST, &host)
+                            .header(auth_header, &auth_value)
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .expect("a valid request")
                     }
                 };
                 let outcome = send(&mut sender, request).await;
