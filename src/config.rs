@@ -69,8 +69,8 @@ pub struct AuthSettings {
     pub issuer: String,
     /// Lifetime of partner access tokens from `POST /oauth/token`.
     pub access_token_ttl_secs: u64,
-    /// Remember verified bearer tokens (≤ 30 s) instead of verifying every request.
-    pub token_cache: bool,
+    /// Remember verified bearer tokens and API keys (≤ 30 s) instead of checking every request.
+    pub credential_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +117,7 @@ impl Default for HttpSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600, token_cache: true }
+        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600, credential_cache: true }
     }
 }
 

@@ -62,6 +62,7 @@ impl Application {
             store,
             keys: Arc::new(keys),
             verified_tokens: Default::default(),
+            verified_api_keys: Default::default(),
             settings,
             metrics: http::ops::prometheus(),
         });

@@ -1,9 +1,11 @@
-//! Verified bearer tokens, so steady traffic skips the signature check and the partner read.
-//! `PERF-NOTES.md`: verifying every request costs more than half the throughput.
+//! Verified partner credentials (bearer tokens, API keys), so steady traffic skips the signature
+//! check or key lookup and the partner read. `PERF-NOTES.md`: verifying every request costs more
+//! than half the throughput.
 //!
-//! Entries live until the token's `exp` and at most `MAX_AGE_MS`, so a change to the partner
-//! (or its removal) takes effect within that bound. Keys are SHA-256 digests: the cache never
-//! holds a usable token.
+//! Entries live until the credential expires and at most `MAX_AGE_MS`, so a change made on
+//! another node (a key revoked with `partner rotate-key`) takes effect within that bound; this
+//! node clears its cache when it rotates a key itself. Keys are SHA-256 digests: the cache never
+//! holds a usable credential.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,11 +18,11 @@ const MAX_AGE_MS: i64 = 30_000;
 const CAPACITY: usize = 65_536;
 
 #[derive(Default)]
-pub struct VerifiedTokens {
+pub struct VerifiedCredentials {
     entries: RwLock<HashMap<[u8; 32], (Partner, i64)>>,
 }
 
-impl VerifiedTokens {
+impl VerifiedCredentials {
     pub fn key(token: &str) -> [u8; 32] {
         Sha256::digest(token.as_bytes()).into()
     }
@@ -30,7 +32,7 @@ impl VerifiedTokens {
         entries.get(key).filter(|(_, until)| *until > now_ms).map(|(partner, _)| partner.clone())
     }
 
-    /// Remembers a verified token until `exp_ms` (capped by `MAX_AGE_MS`).
+    /// Remembers a verified credential until `exp_ms` (capped by `MAX_AGE_MS`).
     pub fn insert(&self, key: [u8; 32], partner: Partner, exp_ms: i64, now_ms: i64) {
         let until = exp_ms.min(now_ms.saturating_add(MAX_AGE_MS));
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
@@ -43,6 +45,10 @@ impl VerifiedTokens {
             }
         }
         entries.insert(key, (partner, until));
+    }
+
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -57,14 +63,14 @@ mod tests {
 
     #[test]
     fn entries_expire_with_the_token_or_the_max_age() {
-        let cache = VerifiedTokens::default();
-        let key = VerifiedTokens::key("t");
+        let cache = VerifiedCredentials::default();
+        let key = VerifiedCredentials::key("t");
         cache.insert(key, partner(), 5_000, 0);
         assert!(cache.get(&key, 4_999).is_some());
         assert!(cache.get(&key, 5_000).is_none());
         cache.insert(key, partner(), i64::MAX, 0);
         assert!(cache.get(&key, MAX_AGE_MS - 1).is_some());
         assert!(cache.get(&key, MAX_AGE_MS).is_none());
-        assert!(cache.get(&VerifiedTokens::key("other"), 0).is_none());
+        assert!(cache.get(&VerifiedCredentials::key("other"), 0).is_none());
     }
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::{ApiError, Challenge};
-use crate::auth::cache::VerifiedTokens;
+use crate::auth::cache::VerifiedCredentials;
 use crate::auth::credentials::{PresentedApiKey, digests_match};
 use crate::domain::now_ms;
 use crate::store::Partner;
@@ -36,12 +36,24 @@ const INVALID_BEARER: &str = "The access token is invalid or has expired.";
 pub async fn partner_from_api_key(state: &AppState, raw: &str) -> Result<Partner, ApiError> {
     let invalid = || ApiError::Unauthenticated { challenge: Challenge::ApiKey, detail: INVALID_API_KEY };
     let presented = PresentedApiKey::parse(raw.trim()).ok_or_else(invalid)?;
-    let record = state.store.find_api_key(&presented.id).await?.ok_or_else(invalid)?;
-    if digests_match(&record.secret_hash, &presented.hash) && record.usable_at(now_ms()) {
-        Ok(record.partner)
-    } else {
-        Err(invalid())
+    let (cache, now) = (state.settings.auth.credential_cache, now_ms());
+    // The cache is keyed by the digest of the whole key, so a hit is a constant-time-equal key.
+    if let Some(partner) = state.verified_api_keys.get(&presented.hash, now).filter(|_| cache) {
+        return Ok(partner);
     }
+    let record = state.store.find_api_key(&presented.id).await?.ok_or_else(invalid)?;
+    if !(digests_match(&record.secret_hash, &presented.hash) && record.usable_at(now)) {
+        return Err(invalid());
+    }
+    if cache {
+        state.verified_api_keys.insert(
+            presented.hash,
+            record.partner.clone(),
+            record.expires_at.unwrap_or(i64::MAX),
+            now,
+        );
+    }
+    Ok(record.partner)
 }
 
 /// Resolves a bearer access token to its partner (verified once, then served from the cache).
@@ -49,8 +61,8 @@ pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partne
     let invalid =
         || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_BEARER };
     let now = now_ms();
-    let cache = state.settings.auth.token_cache;
-    let key = VerifiedTokens::key(token);
+    let cache = state.settings.auth.credential_cache;
+    let key = VerifiedCredentials::key(token);
     if let Some(partner) = state.verified_tokens.get(&key, now).filter(|_| cache) {
         return Ok(partner);
     }

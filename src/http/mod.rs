@@ -35,7 +35,8 @@ pub struct AppInner {
     /// Group-committing writer for user inserts.
     pub users: crate::store::UserWriter,
     pub keys: Arc<KeyRing>,
-    pub verified_tokens: crate::auth::cache::VerifiedTokens,
+    pub verified_tokens: crate::auth::cache::VerifiedCredentials,
+    pub verified_api_keys: crate::auth::cache::VerifiedCredentials,
     pub settings: Settings,
     pub metrics: PrometheusHandle,
 }

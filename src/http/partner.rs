@@ -97,6 +97,8 @@ pub async fn roll_api_key(
     if !state.store.rotate_api_key(partner.id, &key, grace, now).await? {
         return Err(ApiError::NotFound("The partner no longer exists.".into()));
     }
+    // Cached verifications would outlive the new expiry of the old keys on this node.
+    state.verified_api_keys.clear();
     let response = RolledApiKey {
         api_key: key.key.expose_secret().to_owned(),
         previous_keys_expire_at: now + i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),

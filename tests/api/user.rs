@@ -250,14 +250,14 @@ on_both_backends! {
     }
 }
 
-mod without_group_commit_or_token_cache {
+mod without_group_commit_or_credential_cache {
     use super::*;
     use crate::helpers::Backend;
 
     async fn run(backend: Backend) {
         let Some(app) = TestApp::spawn_with(backend, |s| {
             s.db.group_commit = false;
-            s.auth.token_cache = false;
+            s.auth.credential_cache = false;
         })
         .await
         else {
