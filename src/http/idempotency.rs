@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::AnyPartner;
 use crate::domain::now_ms;
-use crate::store::{Claim, IdempotencyScope, StoredResponse};
+use crate::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -109,16 +109,18 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     };
     let scope = IdempotencyScope { partner: partner.id, key };
     let settings = &state.settings.idempotency;
-    let claim = state
-        .store
-        .claim_idempotency_key(
-            &scope,
-            &fingerprint(&parts.method, &parts.uri, &bytes),
-            now_ms(),
-            i64::try_from(settings.lease_secs).unwrap_or(i64::MAX).saturating_mul(1000),
-            i64::try_from(settings.ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000),
-        )
-        .await;
+    let request = ClaimRequest {
+        scope: scope.clone(),
+        fingerprint: fingerprint(&parts.method, &parts.uri, &bytes),
+        now: now_ms(),
+        lease_ms: i64::try_from(settings.lease_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+        ttl_ms: i64::try_from(settings.ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000),
+    };
+    let claim = if state.settings.db.group_commit {
+        state.users.claim(request).await
+    } else {
+        state.store.claim_idempotency_key(&request).await
+    };
     match claim {
         Err(err) => ApiError::from(err).into_response(),
         Ok(Claim::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
@@ -161,7 +163,12 @@ async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) 
             .collect(),
         body: body.to_vec(),
     };
-    if let Err(err) = state.store.complete_idempotency_key(scope, &stored).await {
+    let completed = if state.settings.db.group_commit {
+        state.users.complete(scope.clone(), stored.clone()).await
+    } else {
+        state.store.complete_idempotency_key(scope, &stored).await
+    };
+    if let Err(err) = completed {
         tracing::warn!(error = ?err, "could not store an idempotent response; a retry will run again");
         let _ = state.store.release_idempotency_key(scope).await;
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sqlx::QueryBuilder;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::idempotency::{IdempotencyScope, StoredResponse, complete_idempotency_in};
+use super::idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse, claim_in, complete_idempotency_in};
 use super::registrations::{Registered, RegistrationRecord};
 use super::users::{CompleteWith, NewMinimalUser, UserRecord, UserRow};
 use super::{Backend, BackendKind, Store, StoreError, StoreResult};
@@ -45,9 +45,40 @@ struct RegistrationJob {
     reply: oneshot::Sender<StoreResult<Registered>>,
 }
 
+struct ClaimJob {
+    request: ClaimRequest,
+    reply: oneshot::Sender<StoreResult<Claim>>,
+}
+
+struct CompleteJob {
+    scope: IdempotencyScope,
+    response: StoredResponse,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
 enum Job {
     Minimal(MinimalJob),
     Registration(RegistrationJob),
+    /// Idempotency-Key claims and completions ride the same commits: on SQLite every write
+    /// would otherwise be an fsync of its own on the one writer.
+    Claim(ClaimJob),
+    Complete(CompleteJob),
+}
+
+/// One drained batch, by kind, in arrival order within each kind.
+#[derive(Default)]
+struct Batch {
+    claims: Vec<ClaimJob>,
+    completions: Vec<CompleteJob>,
+    minimal: Vec<MinimalJob>,
+    registrations: Vec<RegistrationJob>,
+}
+
+/// What a committed batch answers, in the order of each kind's jobs.
+struct Outcomes {
+    claims: Vec<Claim>,
+    users: Vec<UserRecord>,
+    registered: Vec<Registered>,
 }
 
 #[derive(Clone)]
@@ -87,6 +118,20 @@ impl UserWriter {
         answer.await.map_err(|_| StoreError::Overloaded)?
     }
 
+    /// Claims an Idempotency-Key (see `Store::claim_idempotency_key`), group-committed.
+    pub async fn claim(&self, request: ClaimRequest) -> StoreResult<Claim> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Claim(ClaimJob { request, reply }))?;
+        answer.await.map_err(|_| StoreError::Overloaded)?
+    }
+
+    /// Stores the final answer of a claimed key, group-committed.
+    pub async fn complete(&self, scope: IdempotencyScope, response: StoredResponse) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Complete(CompleteJob { scope, response, reply }))?;
+        answer.await.map_err(|_| StoreError::Overloaded)?
+    }
+
     /// Registers a seed-000 user, or returns the partner's existing registration for its id.
     pub async fn register(&self, new: NewRegistration) -> StoreResult<Registered> {
         let (reply, answer) = oneshot::channel();
@@ -106,44 +151,56 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         }
         let rows = batch.len();
-        let (mut minimal, mut registrations) = (Vec::new(), Vec::new());
+        let mut jobs = Batch::default();
         for job in batch {
             match job {
-                Job::Minimal(job) => minimal.push(job),
-                Job::Registration(job) => registrations.push(job),
+                Job::Minimal(job) => jobs.minimal.push(job),
+                Job::Registration(job) => jobs.registrations.push(job),
+                Job::Claim(job) => jobs.claims.push(job),
+                Job::Complete(job) => jobs.completions.push(job),
             }
         }
         let started = std::time::Instant::now();
-        let result = store.commit_batch(&minimal, &registrations).await;
+        let result = store.commit_batch(&jobs).await;
         metrics::histogram!("db_batch_rows").record(rows as f64);
         metrics::histogram!("db_batch_duration_seconds").record(started.elapsed().as_secs_f64());
         match result {
-            Ok((users, registered)) => {
-                for (job, record) in minimal.into_iter().zip(users) {
+            Ok(outcomes) => {
+                for (job, claim) in jobs.claims.into_iter().zip(outcomes.claims) {
+                    let _ = job.reply.send(Ok(claim));
+                }
+                for job in jobs.completions {
+                    let _ = job.reply.send(Ok(()));
+                }
+                for (job, record) in jobs.minimal.into_iter().zip(outcomes.users) {
                     let _ = job.reply.send(Ok(record));
                 }
-                for (job, outcome) in registrations.into_iter().zip(registered) {
+                for (job, outcome) in jobs.registrations.into_iter().zip(outcomes.registered) {
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
             Err(StoreError::Unavailable(err)) => {
-                tracing::warn!(error = ?err, rows, "batch insert: database unavailable");
-                for job in minimal {
-                    let _ = job.reply.send(Err(StoreError::Overloaded));
-                }
-                for job in registrations {
-                    let _ = job.reply.send(Err(StoreError::Overloaded));
-                }
+                tracing::warn!(error = ?err, rows, "batch: database unavailable");
+                jobs.claims.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
+                jobs.completions.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
+                jobs.minimal.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
+                jobs.registrations.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
             }
             Err(err) => {
                 // One bad row must not fail its neighbours: retry each on its own.
-                tracing::warn!(error = ?err, rows, "batch insert failed; retrying row by row");
-                for job in minimal {
+                tracing::warn!(error = ?err, rows, "batch failed; retrying job by job");
+                for job in jobs.claims {
+                    let _ = job.reply.send(store.claim_idempotency_key(&job.request).await);
+                }
+                for job in jobs.completions {
+                    let _ = job.reply.send(store.complete_idempotency_key(&job.scope, &job.response).await);
+                }
+                for job in jobs.minimal {
                     let complete =
                         job.complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
                     let _ = job.reply.send(store.create_minimal_user(&job.user, complete).await);
                 }
-                for job in registrations {
+                for job in jobs.registrations {
                     let new = &job.new;
                     let outcome = store
                         .register_partner_user(new.partner, &new.registration, &new.public_id, new.created_at)
@@ -215,21 +272,34 @@ macro_rules! finish_minimal {
     }};
 }
 
+/// The batch's Idempotency-Key claims and completions, inside its open transaction.
+macro_rules! idempotency_jobs {
+    ($tx:ident, $jobs:expr) => {{
+        let mut claims = Vec::with_capacity($jobs.claims.len());
+        for job in &$jobs.claims {
+            claims.push(claim_in!($tx, &job.request));
+        }
+        for job in &$jobs.completions {
+            complete_idempotency_in!($tx, job.scope, job.response);
+        }
+        claims
+    }};
+}
+
 const USER_RETURNING: &str = " RETURNING id, public_id, partner_id, email, additional_data, created_at";
 const REGISTRATION_RETURNING: &str =
     " RETURNING id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at";
 const REGISTRATION_INSERT: &str = "INSERT INTO users (public_id, partner_id, email, external_user_id, auth_method, identifier, user_type, alias, created_at) ";
 
 impl Store {
-    /// Inserts every job's row in one transaction. Returns the outcomes in job order.
-    async fn commit_batch(
-        &self,
-        minimal: &[MinimalJob],
-        registrations: &[RegistrationJob],
-    ) -> StoreResult<(Vec<UserRecord>, Vec<Registered>)> {
+    /// Runs every job of the batch in one transaction: claims and completions first (a request
+    /// is never both claiming and inserting in one batch), then the inserts.
+    async fn commit_batch(&self, jobs: &Batch) -> StoreResult<Outcomes> {
+        let (minimal, registrations) = (&jobs.minimal, &jobs.registrations);
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
+                let claims = idempotency_jobs!(tx, jobs);
                 let mut users = Vec::new();
                 if !minimal.is_empty() {
                     let mut insert = QueryBuilder::new(
@@ -267,10 +337,11 @@ impl Store {
                     registered = finish_registrations!(tx, rows, registrations);
                 }
                 tx.commit().await?;
-                Ok((users, registered))
+                Ok(Outcomes { claims, users, registered })
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                let claims = idempotency_jobs!(tx, jobs);
                 let mut users = Vec::new();
                 if !minimal.is_empty() {
                     let public_ids: Vec<&str> = minimal.iter().map(|j| j.user.public_id.as_str()).collect();
@@ -327,7 +398,7 @@ impl Store {
                     registered = finish_registrations!(tx, rows, registrations);
                 }
                 tx.commit().await?;
-                Ok((users, registered))
+                Ok(Outcomes { claims, users, registered })
             }
         }
     }

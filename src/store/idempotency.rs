@@ -33,14 +33,14 @@ pub enum Claim {
 }
 
 #[derive(sqlx::FromRow)]
-struct KeyRow {
-    fingerprint: Vec<u8>,
-    state: String,
-    locked_until: i64,
-    response_status: Option<i64>,
-    response_headers: Option<String>,
-    response_body: Option<Vec<u8>>,
-    expires_at: i64,
+pub(crate) struct KeyRow {
+    pub(super) fingerprint: Vec<u8>,
+    pub(super) state: String,
+    pub(super) locked_until: i64,
+    pub(super) response_status: Option<i64>,
+    pub(super) response_headers: Option<String>,
+    pub(super) response_body: Option<Vec<u8>>,
+    pub(super) expires_at: i64,
 }
 
 pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
@@ -65,86 +65,130 @@ macro_rules! complete_idempotency_in {
 }
 pub(crate) use complete_idempotency_in;
 
-impl Store {
-    /// Claims `scope` for a request with `fingerprint`, or says why it cannot run.
-    /// `lease_ms`: how long an unfinished claim blocks others before it is presumed crashed.
-    pub async fn claim_idempotency_key(
-        &self,
-        scope: &IdempotencyScope,
-        fingerprint: &[u8; 32],
-        now: i64,
-        lease_ms: i64,
-        ttl_ms: i64,
-    ) -> StoreResult<Claim> {
+/// One claim: the key, the request's fingerprint, and the clock and limits to judge it by.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub scope: IdempotencyScope,
+    pub fingerprint: [u8; 32],
+    pub now: i64,
+    /// How long an unfinished claim blocks others before it is presumed crashed.
+    pub lease_ms: i64,
+    /// How long a completed answer is replayed.
+    pub ttl_ms: i64,
+}
+
+/// What an existing record means for a new request with the same key.
+pub(super) enum Verdict {
+    Final(Claim),
+    /// An unfinished claim whose lease ran out (its node died): take it over if still so.
+    TakeOver {
+        locked_until: i64,
+    },
+}
+
+pub(super) fn judge(row: KeyRow, request: &ClaimRequest) -> Verdict {
+    if row.fingerprint.as_slice() != request.fingerprint.as_slice() {
+        return Verdict::Final(Claim::Mismatch);
+    }
+    if row.state == "completed" {
+        let headers = row.response_headers.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default();
+        return Verdict::Final(Claim::Replay(StoredResponse {
+            status: row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+            headers,
+            body: row.response_body.unwrap_or_default(),
+        }));
+    }
+    if row.locked_until > request.now {
+        return Verdict::Final(Claim::InFlight);
+    }
+    Verdict::TakeOver { locked_until: row.locked_until }
+}
+
+/// Claims a key inside the caller's open transaction; evaluates to `Claim` (`?` on errors).
+/// The primary key decides between concurrent claimers; an expired record is replaced.
+macro_rules! claim_in {
+    ($conn:ident, $request:expr) => {{
+        let request: &$crate::store::idempotency::ClaimRequest = $request;
+        let scope = &request.scope;
+        let mut outcome = $crate::store::idempotency::Claim::InFlight;
         // Twice at most: a second round follows only the removal of an expired record.
         for _ in 0..2 {
-            let inserted = with_pool!(self, write, |pool| {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys
-                       (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at)
-                     VALUES ($1, $2, $3, 'in_flight', $4, $5, $6)
-                     ON CONFLICT (partner_id, idempotency_key) DO NOTHING",
-                )
-                .bind(scope.partner.get())
-                .bind(&scope.key)
-                .bind(&fingerprint[..])
-                .bind(now.saturating_add(lease_ms))
-                .bind(now)
-                .bind(now.saturating_add(ttl_ms))
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys
+                   (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at)
+                 VALUES ($1, $2, $3, 'in_flight', $4, $5, $6)
+                 ON CONFLICT (partner_id, idempotency_key) DO NOTHING",
+            )
+            .bind(scope.partner.get())
+            .bind(&scope.key)
+            .bind(&request.fingerprint[..])
+            .bind(request.now.saturating_add(request.lease_ms))
+            .bind(request.now)
+            .bind(request.now.saturating_add(request.ttl_ms))
+            .execute(&mut *$conn)
+            .await?
+            .rows_affected();
             if inserted == 1 {
-                return Ok(Claim::Acquired);
+                outcome = $crate::store::idempotency::Claim::Acquired;
+                break;
             }
-            let row: Option<KeyRow> = with_pool!(self, write, |pool| {
-                sqlx::query_as(
-                    "SELECT fingerprint, state, locked_until, response_status, response_headers, response_body, expires_at
-                     FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2",
+            let row: Option<$crate::store::idempotency::KeyRow> = sqlx::query_as(
+                "SELECT fingerprint, state, locked_until, response_status, response_headers, response_body, expires_at
+                 FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2",
+            )
+            .bind(scope.partner.get())
+            .bind(&scope.key)
+            .fetch_optional(&mut *$conn)
+            .await?;
+            let Some(row) = row else { continue };
+            if row.expires_at <= request.now {
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2 AND expires_at <= $3",
                 )
                 .bind(scope.partner.get())
                 .bind(&scope.key)
-                .fetch_optional(pool)
-                .await?
-            });
-            let Some(row) = row else { continue };
-            if row.expires_at <= now {
-                self.delete_expired_idempotency_key(scope, now).await?;
+                .bind(request.now)
+                .execute(&mut *$conn)
+                .await?;
                 continue;
             }
-            if row.fingerprint.as_slice() != fingerprint.as_slice() {
-                return Ok(Claim::Mismatch);
-            }
-            if row.state == "completed" {
-                let headers =
-                    row.response_headers.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default();
-                return Ok(Claim::Replay(StoredResponse {
-                    status: row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
-                    headers,
-                    body: row.response_body.unwrap_or_default(),
-                }));
-            }
-            if row.locked_until > now {
-                return Ok(Claim::InFlight);
-            }
-            // The first request's lease ran out (its node died): take the claim over, once.
-            let taken = with_pool!(self, write, |pool| {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET locked_until = $3
-                     WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight' AND locked_until = $4",
-                )
-                .bind(scope.partner.get())
-                .bind(&scope.key)
-                .bind(now.saturating_add(lease_ms))
-                .bind(row.locked_until)
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
-            return Ok(if taken == 1 { Claim::Acquired } else { Claim::InFlight });
+            outcome = match $crate::store::idempotency::judge(row, request) {
+                $crate::store::idempotency::Verdict::Final(claim) => claim,
+                $crate::store::idempotency::Verdict::TakeOver { locked_until } => {
+                    let taken = sqlx::query(
+                        "UPDATE idempotency_keys SET locked_until = $3
+                         WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight' AND locked_until = $4",
+                    )
+                    .bind(scope.partner.get())
+                    .bind(&scope.key)
+                    .bind(request.now.saturating_add(request.lease_ms))
+                    .bind(locked_until)
+                    .execute(&mut *$conn)
+                    .await?
+                    .rows_affected();
+                    if taken == 1 {
+                        $crate::store::idempotency::Claim::Acquired
+                    } else {
+                        $crate::store::idempotency::Claim::InFlight
+                    }
+                }
+            };
+            break;
         }
-        Ok(Claim::InFlight)
+        outcome
+    }};
+}
+pub(crate) use claim_in;
+
+impl Store {
+    /// Claims a key in a transaction of its own (the group-commit writer batches claims instead).
+    pub async fn claim_idempotency_key(&self, request: &ClaimRequest) -> StoreResult<Claim> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let claim = claim_in!(tx, request);
+            tx.commit().await?;
+            Ok(claim)
+        })
     }
 
     /// Stores the final response of a claimed key.
@@ -168,21 +212,6 @@ impl Store {
             )
             .bind(scope.partner.get())
             .bind(&scope.key)
-            .execute(pool)
-            .await
-            .map(drop)?
-        });
-        Ok(())
-    }
-
-    async fn delete_expired_idempotency_key(&self, scope: &IdempotencyScope, now: i64) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2 AND expires_at <= $3",
-            )
-            .bind(scope.partner.get())
-            .bind(&scope.key)
-            .bind(now)
             .execute(pool)
             .await
             .map(drop)?

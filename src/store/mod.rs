@@ -99,7 +99,7 @@ mod registrations;
 mod users;
 
 pub use batch::{NewRegistration, Respond, UserWriter};
-pub use idempotency::{Claim, IdempotencyScope, StoredResponse};
+pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 pub use registrations::{Registered, RegistrationRecord};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};
 

@@ -122,7 +122,7 @@ on_both_backends! {
 mod store {
     use onboard::auth::credentials::{NewApiKey, NewClient};
     use onboard::domain::{Environment, PartnerName};
-    use onboard::store::{Claim, IdempotencyScope, Store, StoredResponse};
+    use onboard::store::{Claim, ClaimRequest, IdempotencyScope, Store, StoredResponse};
 
     use crate::helpers::{Backend, TestDb, test_settings};
 
@@ -142,7 +142,10 @@ mod store {
         let (fp, other) = ([1u8; 32], [2u8; 32]);
         let claim = |fp: [u8; 32], now: i64| {
             let (store, scope) = (store.clone(), scope.clone());
-            async move { store.claim_idempotency_key(&scope, &fp, now, 1_000, 10_000).await.unwrap() }
+            async move {
+                let request = ClaimRequest { scope, fingerprint: fp, now, lease_ms: 1_000, ttl_ms: 10_000 };
+                store.claim_idempotency_key(&request).await.unwrap()
+            }
         };
         assert_eq!(claim(fp, 0).await, Claim::Acquired);
         assert_eq!(claim(fp, 500).await, Claim::InFlight);
@@ -171,5 +174,28 @@ mod store {
     async fn postgres() {
         let Some(db) = TestDb::new(Backend::Postgres).await else { return };
         check(onboard::startup::open_store(&test_settings(&db.url)).await.unwrap()).await;
+    }
+}
+
+on_both_backends! {
+    async fn keys_work_on_other_post_routes_too(app) {
+        let body = serde_json::json!({"externalUserId": "idem-000", "method": "NONE", "type": "INDIVIDUAL"});
+        let send = || {
+            app.client
+                .post(app.url("/partner/users"))
+                .header("PartnerApiKey", &app.sandbox.api_key)
+                .header("Idempotency-Key", "reg-1")
+                .json(&body)
+                .send()
+        };
+        let first = send().await.unwrap();
+        assert_eq!(first.status(), 201);
+        let first_body = first.text().await.unwrap();
+        // Without the key a repeat is seed 000's own replay (200); with it, the stored 201.
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.text().await.unwrap(), first_body);
+        assert_eq!(app.users().await, 1);
     }
 }
