@@ -49,6 +49,33 @@ pub use phone::{InvalidPhone, Phone};
 pub use registration::{Alias, AuthMethod, ExternalUserId, PartnerRegistration, SignIn, UserType};
 pub use user::{PublicUserId, UserId};
 
+/// Why a free-text field (a name, an alias, a partner's id) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TextProblem {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {0} characters")]
+    TooLong(usize),
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+/// The one rule for free text: non-empty (after trimming, when `trim`), at most `max_chars`
+/// characters, no control characters. Returns the text to keep.
+pub fn clean_text(raw: &str, max_chars: usize, trim: bool) -> Result<&str, TextProblem> {
+    let text = if trim { raw.trim() } else { raw };
+    if text.is_empty() {
+        return Err(TextProblem::Empty);
+    }
+    if text.chars().count() > max_chars {
+        return Err(TextProblem::TooLong(max_chars));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(TextProblem::ControlCharacter);
+    }
+    Ok(text)
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -48,28 +48,12 @@ impl FromStr for Environment {
 pub struct PartnerName(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InvalidPartnerName {
-    #[error("a partner name must not be empty")]
-    Empty,
-    #[error("a partner name has at most 200 characters")]
-    TooLong,
-    #[error("a partner name must not contain control characters")]
-    ControlCharacter,
-}
+#[error("a partner name {0}")]
+pub struct InvalidPartnerName(pub super::TextProblem);
 
 impl PartnerName {
     pub fn parse(raw: &str) -> Result<Self, InvalidPartnerName> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(InvalidPartnerName::Empty);
-        }
-        if trimmed.chars().count() > 200 {
-            return Err(InvalidPartnerName::TooLong);
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(InvalidPartnerName::ControlCharacter);
-        }
-        Ok(Self(trimmed.to_owned()))
+        super::clean_text(raw, 200, true).map(|name| Self(name.to_owned())).map_err(InvalidPartnerName)
     }
 
     pub fn as_str(&self) -> &str {
@@ -80,6 +64,7 @@ impl PartnerName {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TextProblem;
 
     #[test]
     fn partner_ids_are_int32_positive() {
@@ -94,9 +79,10 @@ mod tests {
     #[test]
     fn partner_names_are_trimmed_and_bounded() {
         assert_eq!(PartnerName::parse("  Acme  ").unwrap().as_str(), "Acme");
-        assert_eq!(PartnerName::parse("   "), Err(InvalidPartnerName::Empty));
-        assert_eq!(PartnerName::parse(&"x".repeat(201)), Err(InvalidPartnerName::TooLong));
-        assert_eq!(PartnerName::parse("a\u{7}b"), Err(InvalidPartnerName::ControlCharacter));
+        assert_eq!(PartnerName::parse("   "), Err(InvalidPartnerName(TextProblem::Empty)));
+        assert_eq!(PartnerName::parse(&"x".repeat(201)), Err(InvalidPartnerName(TextProblem::TooLong(200))));
+        assert!(PartnerName::parse(&"x".repeat(200)).is_ok());
+        assert_eq!(PartnerName::parse("a\u{7}b"), Err(InvalidPartnerName(TextProblem::ControlCharacter)));
     }
 
     #[test]

@@ -3,34 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Email, Phone};
+use super::{Email, Phone, TextProblem, clean_text};
 
 /// The partner's own identifier for the user: 1–255 printable characters, kept exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ExternalUserId(String);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidExternalUserId {
-    #[error("must not be empty")]
-    Empty,
-    #[error("must be at most 255 characters")]
-    TooLong,
-    #[error("must not contain control characters")]
-    ControlCharacter,
-}
-
 impl ExternalUserId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidExternalUserId> {
-        if raw.is_empty() {
-            return Err(InvalidExternalUserId::Empty);
-        }
-        if raw.chars().count() > 255 {
-            return Err(InvalidExternalUserId::TooLong);
-        }
-        if raw.chars().any(char::is_control) {
-            return Err(InvalidExternalUserId::ControlCharacter);
-        }
-        Ok(Self(raw.to_owned()))
+    pub fn parse(raw: &str) -> Result<Self, TextProblem> {
+        clean_text(raw, 255, false).map(|id| Self(id.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,29 +23,9 @@ impl ExternalUserId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias(String);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidAlias {
-    #[error("must not be blank")]
-    Blank,
-    #[error("must be at most 100 characters")]
-    TooLong,
-    #[error("must not contain control characters")]
-    ControlCharacter,
-}
-
 impl Alias {
-    pub fn parse(raw: &str) -> Result<Self, InvalidAlias> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(InvalidAlias::Blank);
-        }
-        if trimmed.chars().count() > 100 {
-            return Err(InvalidAlias::TooLong);
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(InvalidAlias::ControlCharacter);
-        }
-        Ok(Self(trimmed.to_owned()))
+    pub fn parse(raw: &str) -> Result<Self, TextProblem> {
+        clean_text(raw, 100, true).map(|alias| Self(alias.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -170,18 +131,18 @@ mod tests {
     #[test]
     fn external_ids_are_kept_exactly() {
         assert_eq!(ExternalUserId::parse(" 91b95244 ").unwrap().as_str(), " 91b95244 ");
-        assert_eq!(ExternalUserId::parse(""), Err(InvalidExternalUserId::Empty));
-        assert_eq!(ExternalUserId::parse(&"x".repeat(256)), Err(InvalidExternalUserId::TooLong));
-        assert_eq!(ExternalUserId::parse("a\nb"), Err(InvalidExternalUserId::ControlCharacter));
+        assert_eq!(ExternalUserId::parse(""), Err(TextProblem::Empty));
+        assert_eq!(ExternalUserId::parse(&"x".repeat(256)), Err(TextProblem::TooLong(255)));
+        assert_eq!(ExternalUserId::parse("a\nb"), Err(TextProblem::ControlCharacter));
         assert!(ExternalUserId::parse(&"é".repeat(255)).is_ok());
     }
 
     #[test]
     fn aliases_are_trimmed() {
         assert_eq!(Alias::parse("  Satoshi Nakamoto ").unwrap().as_str(), "Satoshi Nakamoto");
-        assert_eq!(Alias::parse("  "), Err(InvalidAlias::Blank));
-        assert_eq!(Alias::parse(&"a".repeat(101)), Err(InvalidAlias::TooLong));
-        assert_eq!(Alias::parse("a\u{0}"), Err(InvalidAlias::ControlCharacter));
+        assert_eq!(Alias::parse("  "), Err(TextProblem::Empty));
+        assert_eq!(Alias::parse(&"a".repeat(101)), Err(TextProblem::TooLong(100)));
+        assert_eq!(Alias::parse("a\u{0}"), Err(TextProblem::ControlCharacter));
     }
 
     #[test]
