@@ -164,7 +164,7 @@ async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) 
         body: body.to_vec(),
     };
     let completed = if state.settings.db.group_commit {
-        state.users.complete(scope.clone(), stored.clone()).await
+        state.users.complete(scope.clone(), stored).await
     } else {
         state.store.complete_idempotency_key(scope, &stored).await
     };

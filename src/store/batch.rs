@@ -236,7 +236,8 @@ macro_rules! finish_registrations {
                 Some(record) => Registered::Created(record),
                 None => {
                     let existing: RegistrationRecord = sqlx::query_as(concat!(
-                        "SELECT id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at",
+                        "SELECT ",
+                        registration_columns!(),
                         " FROM users WHERE partner_id = $1 AND external_user_id = $2"
                     ))
                     .bind(job.new.partner.get())
@@ -286,9 +287,6 @@ macro_rules! idempotency_jobs {
     }};
 }
 
-const USER_RETURNING: &str = " RETURNING id, public_id, partner_id, email, additional_data, created_at";
-const REGISTRATION_RETURNING: &str =
-    " RETURNING id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at";
 const REGISTRATION_INSERT: &str = "INSERT INTO users (public_id, partner_id, email, external_user_id, auth_method, identifier, user_type, alias, created_at) ";
 
 impl Store {
@@ -312,7 +310,7 @@ impl Store {
                             .push_bind(job.user.additional_data.as_deref())
                             .push_bind(job.user.created_at);
                     });
-                    insert.push(USER_RETURNING);
+                    insert.push(concat!(" RETURNING ", user_columns!()));
                     let rows: Vec<UserRow> = insert.build_query_as().fetch_all(&mut *tx).await?;
                     users = finish_minimal!(tx, rows, minimal);
                 }
@@ -332,7 +330,7 @@ impl Store {
                             .push_bind(new.created_at);
                     });
                     insert.push(" ON CONFLICT (partner_id, external_user_id) DO NOTHING");
-                    insert.push(REGISTRATION_RETURNING);
+                    insert.push(concat!(" RETURNING ", registration_columns!()));
                     let rows: Vec<RegistrationRecord> = insert.build_query_as().fetch_all(&mut *tx).await?;
                     registered = finish_registrations!(tx, rows, registrations);
                 }
@@ -353,7 +351,8 @@ impl Store {
                     let rows: Vec<UserRow> = sqlx::query_as(concat!(
                         "INSERT INTO users (public_id, partner_id, email, additional_data, created_at)
                          SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])",
-                        " RETURNING id, public_id, partner_id, email, additional_data, created_at"
+                        " RETURNING ",
+                        user_columns!()
                     ))
                     .bind(&public_ids)
                     .bind(&partners)
@@ -382,7 +381,8 @@ impl Store {
                         "INSERT INTO users (public_id, partner_id, email, external_user_id, auth_method, identifier, user_type, alias, created_at)
                          SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
                          ON CONFLICT (partner_id, external_user_id) DO NOTHING",
-                        " RETURNING id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at"
+                        " RETURNING ",
+                        registration_columns!()
                     ))
                     .bind(&public_ids)
                     .bind(&partners)

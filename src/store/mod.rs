@@ -93,6 +93,20 @@ macro_rules! with_pool {
     };
 }
 
+/// The columns `UserRow` decodes, as a literal for `concat!` (one list for every query).
+macro_rules! user_columns {
+    () => {
+        "id, public_id, partner_id, email, additional_data, created_at"
+    };
+}
+
+/// The columns `RegistrationRecord` decodes, as a literal for `concat!`.
+macro_rules! registration_columns {
+    () => {
+        "id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at"
+    };
+}
+
 mod batch;
 pub mod idempotency;
 mod registrations;

@@ -31,12 +31,6 @@ pub enum Registered {
     Existing(RegistrationRecord),
 }
 
-macro_rules! registration_columns {
-    () => {
-        "id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at"
-    };
-}
-
 impl Store {
     /// Registers the user unless the partner already has this externalUserId, in which case the
     /// stored registration is returned for the caller to compare. The unique index decides, so

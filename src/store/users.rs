@@ -69,10 +69,11 @@ impl Store {
     {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let row: UserRow = sqlx::query_as(
+            let row: UserRow = sqlx::query_as(concat!(
                 "INSERT INTO users (public_id, partner_id, email, additional_data, created_at) VALUES ($1, $2, $3, $4, $5)
-                 RETURNING id, public_id, partner_id, email, additional_data, created_at",
-            )
+                 RETURNING ",
+                user_columns!()
+            ))
             .bind(user.public_id.as_str())
             .bind(user.partner.get())
             .bind(user.email.as_ref().map(Email::as_str))
@@ -93,14 +94,11 @@ impl Store {
     /// The user `id` if it belongs to `partner` (tenants never see each other's users).
     pub async fn find_user(&self, partner: PartnerId, id: UserId) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, public_id, partner_id, email, additional_data, created_at FROM users
-                 WHERE partner_id = $1 AND id = $2",
-            )
-            .bind(partner.get())
-            .bind(id.get())
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE partner_id = $1 AND id = $2"))
+                .bind(partner.get())
+                .bind(id.get())
+                .fetch_optional(pool)
+                .await?
         });
         row.map(UserRecord::try_from).transpose()
     }
