@@ -19,6 +19,45 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub db: DbSettings,
     pub idempotency: IdempotencySettings,
+    pub jobs: JobSettings,
+    pub sanctions: SanctionsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    /// Whether this node runs background job workers (API-only nodes can turn them off).
+    pub enabled: bool,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// How long a claimed job is held before another worker may take it over; also a job's time limit.
+    pub lease_secs: u64,
+    /// First retry delay; doubled per attempt up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { enabled: true, poll_interval_ms: 250, lease_secs: 60, backoff_base_ms: 1_000, backoff_max_ms: 600_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SanctionsSettings {
+    /// Loaded by `serve` when the database has no list yet ("" to skip).
+    pub autoload_dir: String,
+    /// How often a node checks for a list version loaded elsewhere.
+    pub refresh_secs: u64,
+    /// Thresholds of the matcher.
+    pub policy: crate::sanctions::MatchPolicy,
+}
+
+impl Default for SanctionsSettings {
+    fn default() -> Self {
+        Self { autoload_dir: "data/ofac".into(), refresh_secs: 60, policy: Default::default() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +138,8 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             db: DbSettings::default(),
             idempotency: IdempotencySettings::default(),
+            jobs: JobSettings::default(),
+            sanctions: SanctionsSettings::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod credentials;
+pub mod staff;
 pub mod tokens;
 
 pub use tokens::{KeyRing, PartnerClaims, TokenError};

@@ -37,6 +37,7 @@ macro_rules! int32_id {
     };
 }
 
+pub mod cip;
 pub mod email;
 pub mod partner;
 pub mod phone;

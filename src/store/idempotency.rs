@@ -1,7 +1,7 @@
 //! Idempotency-Key records. The primary key (partner, key) is what makes a key single-use
 //! across every node; the claim is an INSERT, never a check-then-insert.
 
-use super::{Backend, Store, StoreResult};
+use super::{Store, StoreResult};
 use crate::domain::PartnerId;
 
 /// Which key, for which partner.

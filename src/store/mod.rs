@@ -87,8 +87,8 @@ macro_rules! with_pool {
     };
     (@run $store:expr, $field:ident, $pool:ident, $body:expr) => {
         match &*$store.backend {
-            Backend::Sqlite { $field: $pool, .. } => $body,
-            Backend::Postgres($pool) => $body,
+            $crate::store::Backend::Sqlite { $field: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
         }
     };
 }
@@ -109,13 +109,19 @@ macro_rules! registration_columns {
 
 mod batch;
 pub mod idempotency;
+pub mod jobs;
 mod registrations;
+pub mod sanctions;
+mod staff;
 mod users;
 
 pub use batch::{NewRegistration, Respond, UserWriter};
 pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
+pub use jobs::{ClaimedJob, JobRow, NewJob, QueueStats};
 pub use registrations::{Registered, RegistrationRecord};
-pub use users::{CompleteWith, NewMinimalUser, UserRecord};
+pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson, UserEvent};
+pub use staff::{AuditEntry, StaffTokenRecord};
+pub use users::{CompleteWith, NewMinimalUser, NewPerson, UserRecord};
 
 /// Inserts a partner's API key and OAuth client inside an open transaction.
 macro_rules! insert_credentials {

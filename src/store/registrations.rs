@@ -1,6 +1,6 @@
 //! Seed 000 registrations: insert-or-return by (partner, externalUserId).
 
-use super::{Backend, Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, UserId};
 
 /// A registration as stored (the comparison form: e-mail as spelled, phone in E.164).

@@ -1,0 +1,233 @@
+//! The in-process side of the durable job table: per-kind workers that claim due jobs with a
+//! lease, run their handler, and record the outcome (done, retry with exponential backoff, or
+//! dead-letter). A job whose worker died is taken over once its lease expires, by this node or
+//! any other on the same database. On shutdown the workers stop claiming and wait (bounded) for
+//! the jobs they hold.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::JobSettings;
+use crate::domain::now_ms;
+use crate::store::{ClaimedJob, Store};
+
+/// What a handler reports.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Succeeded; the runner marks it done.
+    Done,
+    /// The handler already committed the job's completion in its own transaction (so its effects
+    /// and the completion are atomic).
+    Committed,
+    /// Failed in a way that may pass later: retried after a backoff, dead after `max_attempts`.
+    Retry(String),
+    /// Will never succeed: dead-lettered at once.
+    Fail(String),
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = JobOutcome> + Send>>;
+type Handler = Arc<dyn Fn(ClaimedJob) -> HandlerFuture + Send + Sync>;
+
+struct Kind {
+    handler: Handler,
+    concurrency: usize,
+}
+
+/// Registered handlers; `start` spawns their workers.
+#[derive(Default)]
+pub struct JobRegistry {
+    kinds: HashMap<String, Kind>,
+}
+
+impl JobRegistry {
+    pub fn register<F, Fut>(&mut self, kind: &str, concurrency: usize, handler: F)
+    where
+        F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
+        self.kinds.insert(kind.to_owned(), Kind { handler, concurrency: concurrency.max(1) });
+    }
+
+    pub fn start(self, store: Store, settings: JobSettings) -> JobRunner {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let worker = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let mut tasks = JoinSet::new();
+        let kinds: Vec<String> = self.kinds.keys().cloned().collect();
+        for (name, kind) in self.kinds {
+            tasks.spawn(work_kind(
+                store.clone(),
+                settings.clone(),
+                worker.clone(),
+                name,
+                kind,
+                stop_rx.clone(),
+                wake.clone(),
+            ));
+        }
+        tasks.spawn(report_queue_depth(store, kinds, stop_rx));
+        JobRunner { stop: stop_tx, wake, tasks }
+    }
+}
+
+pub struct JobRunner {
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    tasks: JoinSet<()>,
+}
+
+impl JobRunner {
+    /// Tells idle workers to look for work now (after enqueueing on this node).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Stops claiming and waits up to `grace` for running jobs; jobs still running after that
+    /// keep their lease and are taken over when it expires.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        self.wake.notify_waiters();
+        let drained = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("job workers did not drain in time; their leases will expire");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+async fn work_kind(
+    store: Store,
+    settings: JobSettings,
+    worker: String,
+    kind: String,
+    spec: Kind,
+    mut stop: watch::Receiver<bool>,
+    wake: Arc<Notify>,
+) {
+    let permits = Arc::new(Semaphore::new(spec.concurrency));
+    let mut running = JoinSet::new();
+    let poll = Duration::from_millis(settings.poll_interval_ms);
+    let lease_ms = (settings.lease_secs * 1000) as i64;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while running.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        let mut claimed = Vec::new();
+        if free > 0 {
+            match store.claim_jobs(&kind, &worker, free as i64, lease_ms, now_ms()).await {
+                Ok(jobs) => claimed = jobs,
+                Err(err) => tracing::warn!(kind, error = ?err, "claiming jobs failed"),
+            }
+        }
+        let got = claimed.len();
+        for job in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let (store, handler, settings) = (store.clone(), spec.handler.clone(), settings.clone());
+            running.spawn(async move {
+                run_one(&store, &settings, handler, job).await;
+                drop(permit);
+            });
+        }
+        if got == 0 || permits.available_permits() == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = wake.notified() => {}
+                _ = stop.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn run_one(store: &Store, settings: &JobSettings, handler: Handler, job: ClaimedJob) {
+    let kind = job.kind.clone();
+    let started = std::time::Instant::now();
+    let outcome = if job.attempts > job.max_attempts {
+        // Its earlier workers all died holding it (a job that crashes the process, say).
+        JobOutcome::Fail(format!("lease expired on {} attempts", job.attempts - 1))
+    } else {
+        let timeout = Duration::from_secs(settings.lease_secs);
+        match tokio::time::timeout(timeout, handler(job.clone())).await {
+            Ok(outcome) => outcome,
+            Err(_) => JobOutcome::Retry(format!("timed out after {}s", timeout.as_secs())),
+        }
+    };
+    metrics::histogram!("jobs_run_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
+    let now = now_ms();
+    let (label, recorded) = match &outcome {
+        JobOutcome::Done => ("done", store.complete_job(&job, now).await),
+        JobOutcome::Committed => ("done", Ok(true)),
+        JobOutcome::Retry(error) => {
+            let retry_at = now + backoff_ms(job.attempts, settings.backoff_base_ms, settings.backoff_max_ms);
+            let dead = job.attempts >= job.max_attempts;
+            tracing::warn!(kind, job = job.id, attempt = job.attempts, dead, error, "job failed");
+            (if dead { "dead" } else { "retry" }, store.fail_job(&job, error, false, retry_at, now).await)
+        }
+        JobOutcome::Fail(error) => {
+            tracing::error!(kind, job = job.id, error, "job failed permanently");
+            ("dead", store.fail_job(&job, error, true, now, now).await)
+        }
+    };
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(kind, job = job.id, "job lease was lost before its outcome was recorded"),
+        Err(err) => {
+            tracing::warn!(kind, job = job.id, error = ?err, "recording a job outcome failed; the lease will expire")
+        }
+    }
+    metrics::counter!("jobs_finished_total", "kind" => kind, "outcome" => label).increment(1);
+}
+
+/// `base × 2^(attempt-1)`, capped, with ±20 % jitter so retries of a burst spread out.
+pub fn backoff_ms(attempt: i64, base_ms: u64, max_ms: u64) -> i64 {
+    let exponent = attempt.clamp(1, 30) as u32 - 1;
+    let raw = base_ms.saturating_mul(1u64 << exponent).min(max_ms) as f64;
+    let jitter = rand::rng().random_range(0.8..1.2);
+    (raw * jitter) as i64
+}
+
+async fn report_queue_depth(store: Store, kinds: Vec<String>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = now_ms();
+        let Ok(stats) = store.queue_stats(now).await else { continue };
+        for kind in &kinds {
+            let row = stats.iter().find(|s| &s.kind == kind);
+            let get = |f: fn(&crate::store::QueueStats) -> i64| row.map_or(0, f) as f64;
+            metrics::gauge!("jobs_queued", "kind" => kind.clone()).set(get(|s| s.queued));
+            metrics::gauge!("jobs_running", "kind" => kind.clone()).set(get(|s| s.running));
+            metrics::gauge!("jobs_dead", "kind" => kind.clone()).set(get(|s| s.dead));
+            let age = row.and_then(|s| s.oldest_due).map_or(0.0, |due| (now - due).max(0) as f64 / 1000.0);
+            metrics::gauge!("jobs_oldest_due_age_seconds", "kind" => kind.clone()).set(age);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        for _ in 0..100 {
+            assert!((800..=1200).contains(&backoff_ms(1, 1000, 600_000)));
+            assert!((3200..=4800).contains(&backoff_ms(3, 1000, 600_000)));
+            assert!(backoff_ms(40, 1000, 600_000) <= 720_000);
+        }
+    }
+}

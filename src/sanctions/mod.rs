@@ -1,0 +1,278 @@
+//! Sanctions screening: the OFAC list (parse), names to tokens (normalize), the index and scorer
+//! (index), and this module, which keeps the current list version loaded, screens, records what
+//! it screened, and re-screens users when a new list arrives.
+
+mod countries;
+pub mod index;
+pub mod normalize;
+pub mod parse;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+pub use index::{Candidate, Decision, MatchPolicy, Query, SanctionsIndex};
+pub use parse::{EntityKind, ListCounts, ListFiles, ParseError, country_code, is_country_code, parse_list};
+
+use crate::domain::cip::{CipState, Transition};
+use crate::domain::{PartnerId, UserId, now_ms};
+use crate::store::{ClaimedJob, ListVersion, NewJob, NewList, NewScreening, RescreenOutcome, Store, StoreError};
+
+/// The job kind that re-screens users against a newly loaded list, one page per job.
+pub const RESCREEN_JOB: &str = "sanctions.rescreen";
+const RESCREEN_PAGE: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SanctionsError {
+    #[error("no sanctions list is loaded; run `onboard sanctions load`")]
+    NotLoaded,
+    #[error("the list files are invalid: {0}")]
+    Invalid(#[from] ParseError),
+    #[error("{0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A list version and its index, as one unit: a screening never mixes two versions.
+pub struct LoadedList {
+    pub version: ListVersion,
+    pub index: SanctionsIndex,
+}
+
+/// The answer to one screening: the list it was judged against and the candidates.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Screening {
+    pub list_version: i64,
+    pub list_published: Option<String>,
+    pub decision: Decision,
+    pub matches: Vec<Candidate>,
+}
+
+impl Screening {
+    pub fn top_score(&self) -> Option<f64> {
+        self.matches.first().map(|c| c.score)
+    }
+}
+
+/// The current list, shared by the HTTP surfaces and the job workers of one process.
+#[derive(Clone, Default)]
+pub struct Sanctions {
+    current: Arc<RwLock<Option<Arc<LoadedList>>>>,
+    policy: MatchPolicy,
+}
+
+impl Sanctions {
+    pub fn new(policy: MatchPolicy) -> Self {
+        Self { current: Arc::default(), policy }
+    }
+
+    pub fn current(&self) -> Option<Arc<LoadedList>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes the database's newest list the one this process screens with (a no-op when it
+    /// already is). Parsing and indexing run off the async runtime.
+    pub async fn refresh(&self, store: &Store) -> Result<Option<Arc<LoadedList>>, SanctionsError> {
+        let Some(version) = store.current_sanctions_list().await? else {
+            return Ok(None);
+        };
+        if let Some(loaded) = self.current()
+            && loaded.version.id == version.id
+        {
+            return Ok(Some(loaded));
+        }
+        let files = store.sanctions_list_files(version.id).await?;
+        let policy = self.policy;
+        let started = Instant::now();
+        let index = tokio::task::spawn_blocking(move || -> Result<SanctionsIndex, ParseError> {
+            Ok(SanctionsIndex::build(parse_list(&files)?.entries, policy))
+        })
+        .await
+        .map_err(|e| SanctionsError::Fetch(format!("index build panicked: {e}")))??;
+        metrics::histogram!("sanctions_index_build_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("sanctions_list_version").set(version.id as f64);
+        metrics::gauge!("sanctions_index_names").set(index.name_count() as f64);
+        tracing::info!(
+            list = version.id,
+            entries = index.entry_count(),
+            names = index.name_count(),
+            "sanctions list loaded"
+        );
+        let loaded = Arc::new(LoadedList { version, index });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
+        Ok(Some(loaded))
+    }
+
+    /// Validates and stores a list publication, then loads it. Loading the same files again
+    /// changes nothing and says so (`false`).
+    pub async fn install(
+        &self,
+        store: &Store,
+        files: ListFiles,
+        source: String,
+        published_on: Option<String>,
+    ) -> Result<(ListVersion, bool), SanctionsError> {
+        let (files, counts, sha256) = tokio::task::spawn_blocking(move || {
+            let parsed = parse_list(&files)?;
+            let sha256 = files.digest();
+            Ok::<_, ParseError>((files, parsed.counts, sha256))
+        })
+        .await
+        .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
+        let rescreen = NewJob::new(RESCREEN_JOB, serde_json::json!({ "afterUserId": 0 }), now_ms());
+        let list = NewList { files: &files, sha256, published_on, source, counts, rescreen };
+        let (version, created) = store.insert_sanctions_list(&list, now_ms()).await?;
+        self.refresh(store).await?;
+        Ok((version, created))
+    }
+
+    /// Screens against the current list (without recording: see `screen_and_record`).
+    pub fn screen(&self, query: &Query) -> Result<Screening, SanctionsError> {
+        let loaded = self.current().ok_or(SanctionsError::NotLoaded)?;
+        Ok(screen_with(&loaded, query))
+    }
+
+    /// Screens and stores the screening (list version, query, candidates, decision, actor).
+    pub async fn screen_and_record(
+        &self,
+        store: &Store,
+        query: &Query,
+        actor: &str,
+        partner: Option<PartnerId>,
+        user: Option<UserId>,
+    ) -> Result<Screening, SanctionsError> {
+        let screening = self.screen(query)?;
+        store.record_screening(&screening_row(&screening, query, actor, partner, user)).await?;
+        Ok(screening)
+    }
+
+    /// One page of re-screening after a list load (the `sanctions.rescreen` job): users whose
+    /// screening now reaches `review` or `match` and who were not already a compliance case
+    /// move to `UpgradePending/Compliance`. Returns how many moved, or `None` if the lease was lost.
+    pub async fn rescreen_page(&self, store: &Store, job: &ClaimedJob) -> Result<Option<u64>, SanctionsError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            list_id: i64,
+            after_user_id: i64,
+        }
+        let page: Page =
+            serde_json::from_str(&job.payload).map_err(|e| SanctionsError::Fetch(format!("bad payload: {e}")))?;
+        let loaded = self.refresh(store).await?.ok_or(SanctionsError::NotLoaded)?;
+        if loaded.version.id != page.list_id {
+            // A newer list arrived meanwhile; its own re-screening covers everyone.
+            return Ok(store.commit_rescreen_page(job, &[], None, now_ms()).await?.map(|_| 0));
+        }
+        let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
+        let mut outcomes = Vec::with_capacity(people.len());
+        for person in &people {
+            let query = Query {
+                name: person.full_name(),
+                date_of_birth: person.date_of_birth.as_deref().and_then(parse_date),
+                country: person.country.clone(),
+                kind: Some(EntityKind::Individual),
+            };
+            let screening = screen_with(&loaded, &query);
+            let partner = PartnerId::new(person.partner_id).ok();
+            let user = UserId::new(person.id).ok();
+            let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
+            let from = person.cip_state()?;
+            let already_case = from
+                .is_some_and(|s| s.status == crate::domain::cip::Status::UpgradeFailed || s == CipState::COMPLIANCE);
+            let transition = if screening.decision != Decision::Clear && !already_case {
+                let top = &screening.matches[0];
+                let reason = format!(
+                    "list {}: {} {} ({})",
+                    loaded.version.id,
+                    top.decision.as_str(),
+                    top.entity_id,
+                    top.reasons.join("; ")
+                );
+                Transition::new(from, CipState::COMPLIANCE, reason, "sanctions:rescreen").ok()
+            } else {
+                None
+            };
+            outcomes.push(RescreenOutcome {
+                user_id: person.id,
+                partner_id: person.partner_id,
+                screening: row,
+                transition,
+            });
+        }
+        let next = (people.len() as i64 == RESCREEN_PAGE).then(|| {
+            let after = people.last().map_or(0, |p| p.id);
+            NewJob::new(RESCREEN_JOB, serde_json::json!({ "listId": page.list_id, "afterUserId": after }), now_ms())
+                .dedupe(format!("{RESCREEN_JOB}:{}:{after}", page.list_id))
+        });
+        let moved = store.commit_rescreen_page(job, &outcomes, next.as_ref(), now_ms()).await?;
+        if moved.is_some() {
+            metrics::counter!("sanctions_rescreened_users_total").increment(outcomes.len() as u64);
+            metrics::counter!("sanctions_rescreen_flagged_total").increment(moved.unwrap_or(0));
+            metrics::gauge!("sanctions_rescreen_last_user_id").set(people.last().map_or(0, |p| p.id) as f64);
+        }
+        Ok(moved)
+    }
+}
+
+fn screen_with(loaded: &LoadedList, query: &Query) -> Screening {
+    let started = Instant::now();
+    let matches = loaded.index.screen(query);
+    metrics::histogram!("sanctions_screen_seconds").record(started.elapsed().as_secs_f64());
+    Screening {
+        list_version: loaded.version.id,
+        list_published: loaded.version.published_on.clone(),
+        decision: matches.first().map_or(Decision::Clear, |c| c.decision),
+        matches,
+    }
+}
+
+fn screening_row(
+    screening: &Screening,
+    query: &Query,
+    actor: &str,
+    partner: Option<PartnerId>,
+    user: Option<UserId>,
+) -> NewScreening {
+    let query_json = serde_json::json!({
+        "name": query.name,
+        "dateOfBirth": query.date_of_birth.map(|d| d.to_string()),
+        "country": query.country,
+        "type": query.kind,
+    });
+    NewScreening {
+        list_id: screening.list_version,
+        partner,
+        user,
+        actor: actor.to_owned(),
+        query: query_json.to_string(),
+        decision: screening.decision.as_str().to_owned(),
+        top_score: screening.top_score(),
+        matches: serde_json::to_string(&screening.matches).unwrap_or_else(|_| "[]".into()),
+        created_at: now_ms(),
+    }
+}
+
+/// `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<time::Date> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+/// Reads the four files from a directory (sdn.csv is required) and its `PUBLISHED` date if any.
+pub fn read_dir(dir: &Path) -> Result<(ListFiles, Option<String>), SanctionsError> {
+    let mut files = ListFiles::default();
+    for name in ListFiles::NAMES {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => files.set(name, bytes),
+            Err(e) if name != "sdn.csv" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SanctionsError::Fetch(format!("{}: {e}", path.display()))),
+        }
+    }
+    let published = std::fs::read_to_string(dir.join("PUBLISHED"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| parse_date(s).is_some());
+    Ok((files, published))
+}

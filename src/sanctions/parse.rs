@@ -1,0 +1,586 @@
+//! The legacy OFAC CSV files and the free-text Remarks field.
+//!
+//! The files have no header, CRLF line ends, Latin-1 text, `"`-quoted fields, the null marker `-0-`
+//! (with a trailing space, unquoted) and sometimes a lone 0x1A (DOS end-of-file) as the last line.
+//! The `csv` crate does the quoting; this module does the rest.
+
+use std::collections::HashMap;
+
+use time::{Date, Month};
+
+use super::countries::COUNTRY_NAMES;
+
+/// The four files of one list publication, as downloaded.
+#[derive(Clone, Default)]
+pub struct ListFiles {
+    pub sdn: Vec<u8>,
+    pub alt: Vec<u8>,
+    pub add: Vec<u8>,
+    pub comments: Vec<u8>,
+}
+
+impl ListFiles {
+    /// The names the Treasury publishes them under, with the field each one fills.
+    pub const NAMES: [&'static str; 4] = ["sdn.csv", "alt.csv", "add.csv", "sdn_comments.csv"];
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "sdn.csv" => Some(&self.sdn),
+            "alt.csv" => Some(&self.alt),
+            "add.csv" => Some(&self.add),
+            "sdn_comments.csv" => Some(&self.comments),
+            _ => None,
+        }
+    }
+
+    pub fn set(&mut self, name: &str, bytes: Vec<u8>) {
+        match name {
+            "sdn.csv" => self.sdn = bytes,
+            "alt.csv" => self.alt = bytes,
+            "add.csv" => self.add = bytes,
+            "sdn_comments.csv" => self.comments = bytes,
+            _ => {}
+        }
+    }
+
+    /// SHA-256 over the four files, each prefixed by its name and length: the list version's identity.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for name in Self::NAMES {
+            let bytes = self.get(name).unwrap_or_default();
+            hasher.update(name.as_bytes());
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finalize().into()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityKind {
+    Individual,
+    Entity,
+    Vessel,
+    Aircraft,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Individual => "individual",
+            Self::Entity => "entity",
+            Self::Vessel => "vessel",
+            Self::Aircraft => "aircraft",
+        }
+    }
+}
+
+/// A date of birth as OFAC gives it: a day, a month, a year, `circa` a year, or a range. Kept as
+/// the inclusive span of days it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DobSpan {
+    pub from: Date,
+    pub to: Date,
+}
+
+impl DobSpan {
+    pub fn is_exact(&self) -> bool {
+        self.from == self.to
+    }
+
+    pub fn contains(&self, date: Date) -> bool {
+        self.from <= date && date <= self.to
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub kind: String,
+    pub number: String,
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gender {
+    Male,
+    Female,
+}
+
+/// What the Remarks field says, in structured form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remarks {
+    pub dobs: Vec<DobSpan>,
+    pub places_of_birth: Vec<String>,
+    pub nationalities: Vec<String>,
+    pub citizenships: Vec<String>,
+    pub gender: Option<Gender>,
+    pub documents: Vec<Document>,
+    pub aliases: Vec<String>,
+    pub linked_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AltName {
+    /// `aka`, `fka` or `nka`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub street: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub name: String,
+    pub kind: EntityKind,
+    pub programs: Vec<String>,
+    pub title: Option<String>,
+    pub remarks_text: String,
+    pub remarks: Remarks,
+    pub alt_names: Vec<AltName>,
+    pub addresses: Vec<Address>,
+    /// ISO 3166-1 alpha-2 codes from nationality, citizenship, place of birth and addresses.
+    pub countries: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListCounts {
+    pub entries: u64,
+    pub alt_rows: u64,
+    pub address_rows: u64,
+    pub comment_rows: u64,
+    /// alt/add/comment rows whose `ent_num` is not in sdn.csv: skipped, not fatal.
+    pub orphan_rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{file} line {line}: {problem}")]
+    Row { file: &'static str, line: u64, problem: String },
+    #[error("sdn.csv holds no entries")]
+    Empty,
+}
+
+pub struct ParsedList {
+    pub entries: Vec<Entry>,
+    pub counts: ListCounts,
+}
+
+/// Parses the four files. Only sdn.csv is required; the others may be empty.
+pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
+    let mut counts = ListCounts::default();
+    let mut entries = Vec::new();
+    let mut position: HashMap<i64, usize> = HashMap::new();
+
+    for (line, row) in rows(&files.sdn, "sdn.csv")? {
+        let id = ent_num(&row, "sdn.csv", line)?;
+        let kind = match field(&row, 2).as_deref() {
+            None => EntityKind::Entity,
+            Some("individual") => EntityKind::Individual,
+            Some("vessel") => EntityKind::Vessel,
+            Some("aircraft") => EntityKind::Aircraft,
+            Some(other) => {
+                return Err(ParseError::Row { file: "sdn.csv", line, problem: format!("unknown SDN_Type {other:?}") });
+            }
+        };
+        let name = field(&row, 1).ok_or_else(|| ParseError::Row {
+            file: "sdn.csv",
+            line,
+            problem: "SDN_Name is empty".into(),
+        })?;
+        let programs = field(&row, 3)
+            .map(|p| p.split("] [").map(|s| s.trim_matches(['[', ']', ' ']).to_owned()).collect())
+            .unwrap_or_default();
+        position.insert(id, entries.len());
+        entries.push(Entry {
+            id,
+            name,
+            kind,
+            programs,
+            title: field(&row, 4),
+            remarks_text: field(&row, 11).unwrap_or_default(),
+            remarks: Remarks::default(),
+            alt_names: Vec::new(),
+            addresses: Vec::new(),
+            countries: Vec::new(),
+        });
+    }
+    if entries.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    counts.entries = entries.len() as u64;
+
+    for (line, row) in rows(&files.comments, "sdn_comments.csv")? {
+        counts.comment_rows += 1;
+        match position.get(&ent_num(&row, "sdn_comments.csv", line)?) {
+            Some(&at) => {
+                if let Some(more) = field(&row, 1) {
+                    entries[at].remarks_text.push_str(&more);
+                }
+            }
+            None => counts.orphan_rows += 1,
+        }
+    }
+    for (line, row) in rows(&files.alt, "alt.csv")? {
+        counts.alt_rows += 1;
+        let Some(&at) = position.get(&ent_num(&row, "alt.csv", line)?) else {
+            counts.orphan_rows += 1;
+            continue;
+        };
+        if let Some(name) = field(&row, 3) {
+            let kind = field(&row, 2).unwrap_or_else(|| "aka".into());
+            entries[at].alt_names.push(AltName { kind, name });
+        }
+    }
+    for (line, row) in rows(&files.add, "add.csv")? {
+        counts.address_rows += 1;
+        let Some(&at) = position.get(&ent_num(&row, "add.csv", line)?) else {
+            counts.orphan_rows += 1;
+            continue;
+        };
+        let address = Address { street: field(&row, 2), city: field(&row, 3), country: field(&row, 4) };
+        if address.street.is_some() || address.city.is_some() || address.country.is_some() {
+            entries[at].addresses.push(address);
+        }
+    }
+
+    for entry in &mut entries {
+        entry.remarks = parse_remarks(&entry.remarks_text);
+        let named = entry
+            .remarks
+            .nationalities
+            .iter()
+            .chain(&entry.remarks.citizenships)
+            .map(String::as_str)
+            .chain(entry.addresses.iter().filter_map(|a| a.country.as_deref()))
+            .chain(entry.remarks.places_of_birth.iter().filter_map(|p| p.rsplit(',').next()));
+        for name in named {
+            if let Some(code) = country_code(name)
+                && !entry.countries.contains(&code)
+            {
+                entry.countries.push(code);
+            }
+        }
+    }
+    Ok(ParsedList { entries, counts })
+}
+
+type Row = csv::ByteRecord;
+
+fn rows(bytes: &[u8], file: &'static str) -> Result<Vec<(u64, Row)>, ParseError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut out = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                // The DOS end-of-file marker some publications end with.
+                if record.len() == 1 && record[0].iter().all(|b| *b == 0x1A || b.is_ascii_whitespace()) {
+                    continue;
+                }
+                out.push((line, record.clone()));
+            }
+            Err(e) => return Err(ParseError::Row { file, line, problem: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
+/// A field as text: Latin-1 decoded, trimmed, and `None` for the null marker or an empty field.
+fn field(row: &Row, at: usize) -> Option<String> {
+    let raw = row.get(at)?;
+    // Latin-1 maps each byte to the code point of the same value.
+    let text: String = raw.iter().map(|&b| b as char).collect();
+    let text = text.trim();
+    (!text.is_empty() && text != "-0-").then(|| text.to_owned())
+}
+
+fn ent_num(row: &Row, file: &'static str, line: u64) -> Result<i64, ParseError> {
+    field(row, 0).and_then(|s| s.parse().ok()).ok_or_else(|| ParseError::Row {
+        file,
+        line,
+        problem: "ent_num is not a number".into(),
+    })
+}
+
+/// Splits Remarks into its `;`-separated statements and reads the ones screening uses.
+pub fn parse_remarks(text: &str) -> Remarks {
+    let mut remarks = Remarks::default();
+    for statement in split_statements(text) {
+        let statement = statement.trim().trim_end_matches('.').trim();
+        let plain = statement.strip_prefix("alt. ").unwrap_or(statement);
+        if let Some(rest) = plain.strip_prefix("DOB ") {
+            remarks.dobs.extend(parse_dob(rest));
+        } else if let Some(rest) = plain.strip_prefix("POB ") {
+            remarks.places_of_birth.push(rest.trim().to_owned());
+        } else if let Some(rest) = plain.strip_prefix("nationality ") {
+            remarks.nationalities.push(rest.trim().to_owned());
+        } else if let Some(rest) = plain.strip_prefix("citizen ") {
+            remarks.citizenships.push(rest.trim().to_owned());
+        } else if let Some(rest) = plain.strip_prefix("Gender ") {
+            remarks.gender = match rest.trim() {
+                "Male" => Some(Gender::Male),
+                "Female" => Some(Gender::Female),
+                _ => None,
+            };
+        } else if let Some(rest) = ["a.k.a. ", "f.k.a. ", "n.k.a. "].iter().find_map(|p| plain.strip_prefix(p)) {
+            let name = rest.trim().trim_matches(['\'', '"']).trim();
+            if !name.is_empty() {
+                remarks.aliases.push(name.to_owned());
+            }
+        } else if let Some(rest) = plain.strip_prefix("Linked To: ") {
+            remarks.linked_to.push(rest.trim().to_owned());
+        } else if let Some(document) = parse_document(plain) {
+            remarks.documents.push(document);
+        }
+    }
+    remarks
+}
+
+/// `;` separates statements, except inside a quoted a.k.a. (`a.k.a. 'A; B'`).
+fn split_statements(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => {
+                // An apostrophe inside a word (O'BRIEN) does not open a quote.
+                let inner = i > 0
+                    && bytes[i - 1].is_ascii_alphabetic()
+                    && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic);
+                if !inner {
+                    quoted = !quoted;
+                }
+            }
+            b';' if !quoted => {
+                out.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
+}
+
+const DOCUMENT_KINDS: [&str; 8] = [
+    "Passport",
+    "National ID No.",
+    "Cedula No.",
+    "Identification Number",
+    "Tax ID No.",
+    "SSN",
+    "NIT #",
+    "Registration Number",
+];
+
+fn parse_document(statement: &str) -> Option<Document> {
+    let kind = DOCUMENT_KINDS.iter().find(|k| statement.starts_with(**k))?;
+    let rest = statement[kind.len()..].trim();
+    let (number, country) = match rest.find(" (") {
+        Some(open) => {
+            let country = rest[open + 2..].split(')').next().map(|c| c.trim().to_owned());
+            (rest[..open].trim(), country)
+        }
+        None => (rest, None),
+    };
+    (!number.is_empty()).then(|| Document {
+        kind: kind.trim_end_matches(['.', '#', ' ']).to_owned(),
+        number: number.to_owned(),
+        country,
+    })
+}
+
+/// `23 Nov 1962`, `Nov 1962`, `1962`, `circa 1962`, `1960 to 1962`, `01 Jan 1960 to 31 Dec 1962`.
+pub fn parse_dob(text: &str) -> Option<DobSpan> {
+    let text = text.trim();
+    if let Some(year) = text.strip_prefix("circa ") {
+        // OFAC gives no width for circa; two years either side is what reviewers assume.
+        let span = parse_dob_part(year.trim())?;
+        return Some(DobSpan { from: shift_years(span.from, -2), to: shift_years(span.to, 2) });
+    }
+    if let Some((from, to)) = text.split_once(" to ") {
+        let (from, to) = (parse_dob_part(from.trim())?, parse_dob_part(to.trim())?);
+        return (from.from <= to.to).then_some(DobSpan { from: from.from, to: to.to });
+    }
+    parse_dob_part(text)
+}
+
+fn parse_dob_part(text: &str) -> Option<DobSpan> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    match parts.as_slice() {
+        [year] => {
+            let year = year.parse().ok()?;
+            Some(DobSpan {
+                from: Date::from_calendar_date(year, Month::January, 1).ok()?,
+                to: Date::from_calendar_date(year, Month::December, 31).ok()?,
+            })
+        }
+        [month, year] => {
+            let (month, year) = (month_of(month)?, year.parse().ok()?);
+            let from = Date::from_calendar_date(year, month, 1).ok()?;
+            let to = Date::from_calendar_date(year, month, month.length(year)).ok()?;
+            Some(DobSpan { from, to })
+        }
+        [day, month, year] => {
+            let date = Date::from_calendar_date(year.parse().ok()?, month_of(month)?, day.parse().ok()?).ok()?;
+            Some(DobSpan { from: date, to: date })
+        }
+        _ => None,
+    }
+}
+
+fn month_of(text: &str) -> Option<Month> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let at = MONTHS.iter().position(|m| text.get(..3).is_some_and(|t| t.eq_ignore_ascii_case(m)))?;
+    Month::try_from(at as u8 + 1).ok()
+}
+
+fn shift_years(date: Date, years: i32) -> Date {
+    let year = date.year() + years;
+    Date::from_calendar_date(year, date.month(), date.day().min(date.month().length(year))).unwrap_or(date)
+}
+
+/// Folds a country name the way the table's keys are folded.
+fn fold_country(name: &str) -> String {
+    let ascii = deunicode::deunicode(name);
+    let words: Vec<String> = ascii
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.join(" ")
+}
+
+/// The ISO 3166-1 alpha-2 code for a country as OFAC (or ISO) names it.
+pub fn country_code(name: &str) -> Option<&'static str> {
+    let key = fold_country(name);
+    let key = key.strip_prefix("possibly ").unwrap_or(&key);
+    COUNTRY_NAMES.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|at| COUNTRY_NAMES[at].1)
+}
+
+/// Whether `code` is an ISO 3166-1 alpha-2 code the table knows (or the user-assigned `XK`).
+pub fn is_country_code(code: &str) -> bool {
+    COUNTRY_NAMES.iter().any(|(_, c)| *c == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn small() -> ListFiles {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ofac-small");
+        let mut files = ListFiles::default();
+        for name in ListFiles::NAMES {
+            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
+        }
+        files
+    }
+
+    #[test]
+    fn parses_the_small_fixture() {
+        let list = parse_list(&small()).unwrap();
+        assert_eq!(list.counts.entries, 17);
+        let moreno = list.entries.iter().find(|e| e.id == 15102).unwrap();
+        assert_eq!(moreno.name, "MORENO, Daniel");
+        assert_eq!(moreno.kind, EntityKind::Individual);
+        assert_eq!(moreno.programs, ["SDNTK"]);
+        assert_eq!(moreno.remarks.dobs, [DobSpan { from: date!(1972 - 10 - 12), to: date!(1972 - 10 - 12) }]);
+        assert_eq!(moreno.remarks.places_of_birth, ["Corozal, Belize"]);
+        assert_eq!(
+            moreno.remarks.documents[0],
+            Document { kind: "Passport".into(), number: "0291622".into(), country: Some("Belize".into()) }
+        );
+        assert_eq!(moreno.countries, ["BZ"]);
+        let iran = list.entries.iter().find(|e| e.id == 11195).unwrap();
+        assert_eq!(iran.kind, EntityKind::Entity);
+        assert_eq!(iran.programs, ["NPWMD", "IFSR", "IRAN-CON-ARMS-EO"]);
+        assert!(iran.remarks.aliases.contains(&"HESA".to_owned()));
+        assert!(iran.remarks.linked_to.contains(&"ISLAMIC REVOLUTIONARY GUARD CORPS".to_owned()));
+    }
+
+    #[test]
+    fn null_markers_eof_byte_and_orphans() {
+        let files = ListFiles {
+            sdn: b"1,\"DOE, John\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB circa 1970; nationality Korea, North.\"\r\n2,\"ACME TRADING CO.\",-0- ,\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\x1a".to_vec(),
+            alt: b"1,10,\"aka\",\"DOE, Johnny\",-0- \r\n99,11,\"aka\",\"NOBODY\",-0- \r\n".to_vec(),
+            add: b"2,20,-0- ,\"Dubai\",\"United Arab Emirates\",-0- \r\n".to_vec(),
+            comments: Vec::new(),
+        };
+        let list = parse_list(&files).unwrap();
+        assert_eq!(
+            list.counts,
+            ListCounts { entries: 2, alt_rows: 2, address_rows: 1, comment_rows: 0, orphan_rows: 1 }
+        );
+        let doe = &list.entries[0];
+        assert_eq!(doe.title, None);
+        assert_eq!(doe.remarks.dobs, [DobSpan { from: date!(1968 - 01 - 01), to: date!(1972 - 12 - 31) }]);
+        assert_eq!(doe.countries, ["KP"]);
+        assert_eq!(doe.alt_names, [AltName { kind: "aka".into(), name: "DOE, Johnny".into() }]);
+        assert_eq!(list.entries[1].kind, EntityKind::Entity);
+        assert_eq!(list.entries[1].remarks_text, "");
+        assert_eq!(list.entries[1].countries, ["AE"]);
+    }
+
+    #[test]
+    fn dob_forms() {
+        assert_eq!(parse_dob("23 Nov 1962"), Some(DobSpan { from: date!(1962 - 11 - 23), to: date!(1962 - 11 - 23) }));
+        assert_eq!(parse_dob("Feb 1964"), Some(DobSpan { from: date!(1964 - 02 - 01), to: date!(1964 - 02 - 29) }));
+        assert_eq!(parse_dob("1960 to 1962"), Some(DobSpan { from: date!(1960 - 01 - 01), to: date!(1962 - 12 - 31) }));
+        assert_eq!(
+            parse_dob("01 Jan 1960 to 31 Mar 1960"),
+            Some(DobSpan { from: date!(1960 - 01 - 01), to: date!(1960 - 03 - 31) })
+        );
+        assert_eq!(parse_dob("31 Feb 1960"), None);
+        let remarks = parse_remarks(
+            "DOB 01 Jan 1958; alt. DOB 1959; POB Sana'a, Yemen; alt. nationality Yemen; Gender Female; a.k.a. 'AL-AHMAR; THE RED'.",
+        );
+        assert_eq!(remarks.dobs.len(), 2);
+        assert_eq!(remarks.places_of_birth, ["Sana'a, Yemen"]);
+        assert_eq!(remarks.nationalities, ["Yemen"]);
+        assert_eq!(remarks.gender, Some(Gender::Female));
+        assert_eq!(remarks.aliases, ["AL-AHMAR; THE RED"]);
+    }
+
+    #[test]
+    fn country_names() {
+        assert_eq!(country_code("Korea, North"), Some("KP"));
+        assert_eq!(country_code("Venezuela"), Some("VE"));
+        assert_eq!(country_code(" Burma"), Some("MM"));
+        assert_eq!(country_code("Region: Crimea"), Some("UA"));
+        assert_eq!(country_code("Côte d'Ivoire"), Some("CI"));
+        assert_eq!(country_code("undetermined"), None);
+        assert!(COUNTRY_NAMES.windows(2).all(|w| w[0].0 < w[1].0), "the table must stay sorted");
+    }
+
+    #[test]
+    fn parses_the_full_snapshot() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ofac");
+        let mut files = ListFiles::default();
+        for name in ListFiles::NAMES {
+            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
+        }
+        let list = parse_list(&files).unwrap();
+        assert_eq!(list.counts.entries, 14_965);
+        let kinds = |k| list.entries.iter().filter(|e| e.kind == k).count();
+        assert_eq!((kinds(EntityKind::Individual), kinds(EntityKind::Entity)), (6_854, 6_884));
+        assert_eq!((kinds(EntityKind::Vessel), kinds(EntityKind::Aircraft)), (851, 376));
+        assert!(list.counts.orphan_rows > 0, "alt/add rows of removed entries are skipped");
+        let maduro = list.entries.iter().find(|e| e.id == 22790).unwrap();
+        assert_eq!(maduro.remarks.dobs[0].from, date!(1962 - 11 - 23));
+        assert_eq!(maduro.countries, ["VE"]);
+    }
+}

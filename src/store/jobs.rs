@@ -1,0 +1,265 @@
+//! The durable job table (DESIGN.md §4): jobs are rows, written in the caller's transaction,
+//! claimed with a lease, retried with backoff, and dead-lettered after their last attempt.
+//!
+//! Claiming differs by backend: PostgreSQL uses `FOR UPDATE SKIP LOCKED` so several nodes take
+//! disjoint batches without waiting on each other; SQLite has one writer at a time, so the same
+//! `UPDATE … RETURNING` is already exclusive there.
+
+use super::{Backend, Store, StoreResult};
+use crate::domain::PartnerId;
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub partner: Option<PartnerId>,
+    pub payload: serde_json::Value,
+    pub max_attempts: i64,
+    pub run_at: i64,
+    /// Enqueueing the same key twice is a no-op (the first row stays).
+    pub dedupe_key: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(kind: &str, payload: serde_json::Value, now: i64) -> Self {
+        Self { kind: kind.to_owned(), partner: None, payload, max_attempts: 8, run_at: now, dedupe_key: None }
+    }
+
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+}
+
+/// A job this worker holds the lease of. `attempts` counts this one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: String,
+    pub partner_id: Option<i64>,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    #[sqlx(skip)]
+    pub worker: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub run_at: i64,
+}
+
+/// Queue depth per kind: what `/metrics` shows.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueueStats {
+    pub kind: String,
+    pub queued: i64,
+    pub running: i64,
+    pub dead: i64,
+    /// `run_at` of the oldest job that is due, if any.
+    pub oldest_due: Option<i64>,
+}
+
+/// Inserts `$job` inside the caller's open transaction.
+macro_rules! enqueue_in {
+    ($conn:expr, $job:expr, $now:expr) => {{
+        let job: &$crate::store::jobs::NewJob = $job;
+        sqlx::query(
+            "INSERT INTO jobs (kind, partner_id, payload, state, attempts, max_attempts, run_at, dedupe_key, created_at, updated_at)
+             VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&job.kind)
+        .bind(job.partner.map(|p| p.get()))
+        .bind(job.payload.to_string())
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(job.dedupe_key.as_deref())
+        .bind($now)
+        .execute(&mut *$conn)
+        .await?;
+    }};
+}
+pub(crate) use enqueue_in;
+
+/// Marks `$job` done inside the caller's transaction; false when its lease was lost meanwhile.
+macro_rules! complete_in {
+    ($conn:expr, $job:expr, $now:expr) => {{
+        let job: &$crate::store::jobs::ClaimedJob = $job;
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL, updated_at = $1
+             WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
+        )
+        .bind($now)
+        .bind(job.id)
+        .bind(&job.worker)
+        .bind(job.attempts)
+        .execute(&mut *$conn)
+        .await?
+        .rows_affected()
+            == 1
+    }};
+}
+pub(crate) use complete_in;
+
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
+             WHERE id IN (SELECT id FROM jobs WHERE kind = $4
+                            AND ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))
+                          ORDER BY run_at, id LIMIT $5 ",
+            $lock,
+            ")
+             RETURNING id, kind, partner_id, payload, attempts, max_attempts"
+        )
+    };
+}
+
+impl Store {
+    pub async fn enqueue_job(&self, job: &NewJob, now: i64) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut conn = pool.acquire().await?;
+            enqueue_in!(conn, job, now);
+            Ok(())
+        })
+    }
+
+    /// Leases up to `limit` due jobs of `kind` (and jobs whose lease expired) to `worker`.
+    pub async fn claim_jobs(
+        &self,
+        kind: &str,
+        worker: &str,
+        limit: i64,
+        lease_ms: i64,
+        now: i64,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let mut jobs: Vec<ClaimedJob> = match &*self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlx::query_as(claim_sql!(""))
+                    .bind(now + lease_ms)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(kind)
+                    .bind(limit)
+                    .fetch_all(writer)
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as(claim_sql!("FOR UPDATE SKIP LOCKED"))
+                    .bind(now + lease_ms)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(kind)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        for job in &mut jobs {
+            job.worker = worker.to_owned();
+        }
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Marks the job done; false when the lease had expired and another worker took it over.
+    pub async fn complete_job(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
+        with_pool!(self, write, |pool| {
+            let mut conn = pool.acquire().await?;
+            Ok(complete_in!(conn, job, now))
+        })
+    }
+
+    /// Records a failed attempt: back to `queued` at `retry_at`, or `dead` when the attempts are
+    /// used up or the failure is permanent.
+    pub async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+        permanent: bool,
+        retry_at: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                        run_at = $2, lease_until = NULL, last_error = $3, updated_at = $4
+                 WHERE id = $5 AND worker = $6 AND attempts = $7 AND state = 'running'",
+            )
+            .bind(permanent)
+            .bind(retry_at)
+            .bind(error)
+            .bind(now)
+            .bind(job.id)
+            .bind(&job.worker)
+            .bind(job.attempts)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(done == 1)
+        })
+    }
+
+    /// Puts a dead job back in the queue with a fresh set of attempts (operators, after a fix).
+    pub async fn retry_dead_job(&self, id: i64, now: i64) -> StoreResult<bool> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'dead'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(done == 1)
+        })
+    }
+
+    pub async fn list_jobs(&self, kind: Option<&str>, state: Option<&str>, limit: i64) -> StoreResult<Vec<JobRow>> {
+        let rows = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, kind, state, attempts, last_error, run_at FROM jobs
+                 WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) ORDER BY id LIMIT $3",
+            )
+            .bind(kind)
+            .bind(state)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn queue_stats(&self, now: i64) -> StoreResult<Vec<QueueStats>> {
+        let rows = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT kind,
+                        SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued,
+                        SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
+                        SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead,
+                        MIN(CASE WHEN state = 'queued' AND run_at <= $1 THEN run_at END) AS oldest_due
+                 FROM jobs WHERE state <> 'done' GROUP BY kind ORDER BY kind",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Deletes finished jobs older than `before` (their effects live in their own tables).
+    pub async fn purge_done_jobs(&self, before: i64) -> StoreResult<u64> {
+        with_pool!(self, write, |pool| {
+            Ok(sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+}
