@@ -12,3 +12,9 @@ pub mod sanctions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+
+/// rustls needs one process-wide crypto provider; sqlx already builds ring, so outbound HTTPS
+/// (reqwest) uses it too instead of compiling a second one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

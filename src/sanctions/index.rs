@@ -81,6 +81,8 @@ struct IndexedName {
     tokens: Box<[u32]>,
     /// Sum of the token lengths: the denominator of the name's coverage.
     weight: u32,
+    /// The tokens written together, for names whose spacing or hyphenation varies.
+    joined: Box<str>,
     text: Box<str>,
 }
 
@@ -93,6 +95,8 @@ pub struct SanctionsIndex {
     keys: FxHashMap<Box<str>, Vec<u32>>,
     /// Dictionary token → names that contain it.
     postings: Vec<Vec<u32>>,
+    /// Deletion-neighbourhood key of a short joined name (`EP-MOB` → `epmob`) → names.
+    joined_keys: FxHashMap<Box<str>, Vec<u32>>,
     policy: MatchPolicy,
 }
 
@@ -111,6 +115,7 @@ impl SanctionsIndex {
             token_ids: FxHashMap::default(),
             keys: FxHashMap::default(),
             postings: Vec::new(),
+            joined_keys: FxHashMap::default(),
             policy,
         };
         for (at, entry) in entries.iter().enumerate() {
@@ -155,7 +160,20 @@ impl SanctionsIndex {
             ids.push(id);
         }
         let weight = toks.iter().map(|t| t.len() as u32).sum();
-        self.names.push(IndexedName { entry, tokens: ids.into(), weight, text: text.into() });
+        let joined = toks.concat();
+        if toks.len() > 1 && joined.len() <= JOINED_KEY_MAX_LEN {
+            for key in neighbourhood(&joined) {
+                let names = self.joined_keys.entry(key.into_boxed_str()).or_default();
+                if names.last() != Some(&name_id) {
+                    names.push(name_id);
+                }
+            }
+        }
+        self.names.push(IndexedName { entry, tokens: ids.into(), weight, joined: joined.into(), text: text.into() });
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     pub fn entry_count(&self) -> usize {
@@ -203,6 +221,13 @@ impl SanctionsIndex {
             }
         }
 
+        let query_joined = query_tokens.concat();
+        if query_joined.len() <= JOINED_KEY_MAX_LEN {
+            for key in neighbourhood(&query_joined) {
+                candidates.extend(self.joined_keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default());
+            }
+        }
+
         let mut best: FxHashMap<u32, (f64, u32)> = FxHashMap::default();
         for name_id in candidates {
             let name = &self.names[name_id as usize];
@@ -210,7 +235,10 @@ impl SanctionsIndex {
             if query.kind.is_some_and(|k| k != entry.kind) {
                 continue;
             }
-            let score = self.name_score(&query_tokens, &mut similar, name);
+            let mut score = self.name_score(&query_tokens, &mut similar, name);
+            if score < self.policy.review_threshold {
+                score = score.max(joined_similarity(&query_joined, &name.joined));
+            }
             let slot = best.entry(name.entry).or_insert((0.0, name_id));
             if score > slot.0 {
                 *slot = (score, name_id);
@@ -221,7 +249,10 @@ impl SanctionsIndex {
             .into_iter()
             .filter_map(|(entry, (name_score, name_id))| self.judge(query, entry, name_id, name_score))
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entity_id.cmp(&b.entity_id)));
+        // A corroborated match outranks an uncorroborated review whatever their name scores.
+        out.sort_by(|a, b| {
+            b.decision.cmp(&a.decision).then(b.score.total_cmp(&a.score)).then(a.entity_id.cmp(&b.entity_id))
+        });
         out
     }
 
@@ -255,7 +286,7 @@ impl SanctionsIndex {
         let q_weight: usize = query.iter().map(String::len).sum();
         let q_cover = q_cover / q_weight as f64;
         let n_cover = n_cover / name.weight as f64;
-        q_cover * (0.75 + 0.25 * n_cover)
+        q_cover * (0.8 + 0.2 * n_cover)
     }
 
     fn judge(&self, query: &Query, entry_at: u32, name_id: u32, name_score: f64) -> Option<Candidate> {
@@ -279,11 +310,11 @@ impl SanctionsIndex {
         };
         match dob {
             Corroboration::Equal => {
-                score += 0.05;
+                score += 0.08;
                 reasons.push("DOB equal".into());
             }
             Corroboration::Consistent => {
-                score += 0.02;
+                score += 0.03;
                 reasons.push("DOB within the listed range".into());
             }
             Corroboration::Conflict => {
@@ -352,6 +383,22 @@ enum Corroboration {
 
 fn round(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// Names written together up to this length are also indexed as one string: aircraft marks and
+/// short codes (`EP-MOB`, `YK-TD`) whose hyphen moves, and glued particles.
+const JOINED_KEY_MAX_LEN: usize = 12;
+
+/// Similarity of two names written without spaces (1 − Levenshtein / longer length), for
+/// spellings that split or join words differently (`ABDL-HALIM` / `ABDULHALIM`). Only counts
+/// from 0.88 on (one edit in eight letters); skipped when the lengths alone rule that out.
+fn joined_similarity(a: &str, b: &str) -> f64 {
+    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
+    if long == 0 || (short as f64) < long as f64 * 0.88 {
+        return 0.0;
+    }
+    let sim = strsim::normalized_levenshtein(a, b);
+    if sim >= 0.88 { sim } else { 0.0 }
 }
 
 /// Jaro-Winkler for tokens long enough to be fuzzy; exact equality for short ones.

@@ -3,6 +3,7 @@
 //! it screened, and re-screens users when a new list arrives.
 
 mod countries;
+pub mod eval;
 pub mod index;
 pub mod normalize;
 pub mod parse;

@@ -23,6 +23,7 @@ const NOISE: &[&str] = &[
     "do",
     "dos",
     "du",
+    "eirl",
     "et",
     "fzc",
     "fzco",
@@ -51,7 +52,10 @@ const NOISE: &[&str] = &[
     "pte",
     "pty",
     "pvt",
+    "rl",
     "sa",
+    "sac",
+    "saic",
     "sal",
     "sarl",
     "sas",
@@ -71,6 +75,11 @@ const GLUED: &[&str] = &["abd", "abdel", "abdul", "abu", "al", "bin", "bint", "e
 
 /// Case-folds, transliterates (`Nicolás` → `nicolas`, `Мадуро` → `maduro`), turns `LAST, First`
 /// into `First LAST`, splits on punctuation, glues particles and drops noise words.
+/// Whether a word is one of the particles that get glued to the next word.
+pub fn is_particle(word: &str) -> bool {
+    GLUED.binary_search(&word).is_ok()
+}
+
 pub fn tokens(name: &str) -> Vec<String> {
     let ascii = deunicode::deunicode(name);
     // `LAST, First Middle`: only one comma means the list's own person format; more commas are
@@ -84,8 +93,8 @@ pub fn tokens(name: &str) -> Vec<String> {
     for c in ordered.chars() {
         if c.is_ascii_alphanumeric() {
             current.push(c.to_ascii_lowercase());
-        } else if c == '\'' || c == '`' || c == '.' && current.len() == 1 {
-            // O'BRIEN → obrien; initials "J." lose the dot but stay a token.
+        } else if c == '\'' || c == '`' || c == '.' {
+            // O'BRIEN → obrien; S.A.C. → sac; an initial "J." stays a token (the space ends it).
         } else if !current.is_empty() {
             raw.push(std::mem::take(&mut current));
         }
@@ -107,8 +116,17 @@ pub fn tokens(name: &str) -> Vec<String> {
         glued.push(carry);
     }
 
-    let meaningful: Vec<String> = glued.iter().filter(|t| NOISE.binary_search(&t.as_str()).is_err()).cloned().collect();
+    let meaningful: Vec<String> = glued.iter().filter(|t| !is_noise(t)).cloned().collect();
     if meaningful.is_empty() { glued } else { meaningful }
+}
+
+/// Long legal-form words are recognised through one typo too (`CORPORATOIN`, `LIMTED`), since a
+/// misspelt suffix would otherwise count as a name word nobody else has.
+const LONG_NOISE: &[&str] = &["company", "corporation", "incorporated", "limited"];
+
+fn is_noise(token: &str) -> bool {
+    NOISE.binary_search(&token).is_ok()
+        || token.len() >= 6 && LONG_NOISE.iter().any(|w| strsim::damerau_levenshtein(token, w) <= 1)
 }
 
 #[cfg(test)]
@@ -141,6 +159,8 @@ mod tests {
         assert_eq!(t("Мадуро Николас"), ["maduro", "nikolas"]);
         assert_eq!(t("  Gómez-Pérez,  José  "), ["jose", "gomez", "perez"]);
         assert_eq!(t("al"), ["al"]);
+        assert_eq!(t("GREEN PINE ASSOCIATED CORPOARTION"), ["green", "pine", "associated"]);
+        assert_eq!(t("KRAKERN LIMTED"), ["krakern"]);
         assert_eq!(t(""), Vec::<String>::new());
     }
 }

@@ -1,0 +1,285 @@
+//! `onboard sanctions …`: load a list (directory or URL), screen a name, measure the engine.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Settings;
+use crate::sanctions::{self, EntityKind, ListFiles, Query, Sanctions, SanctionsIndex, parse_list};
+use crate::startup::open_store;
+
+#[derive(Subcommand)]
+pub enum SanctionsCommand {
+    /// Load a list publication (sdn.csv, alt.csv, add.csv, sdn_comments.csv); the same files twice is a no-op.
+    Load(LoadArgs),
+    /// Screen one name against the current list (the screening is recorded).
+    Screen(ScreenArgs),
+    /// Show the current list version.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure load time, index size, memory and per-query latency on one core.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// A directory holding the four files (e.g. data/ofac).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Base URL to download the four files from, e.g. https://www.treasury.gov/ofac/downloads
+    #[arg(long)]
+    url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Publish date (YYYY-MM-DD); default: the directory's PUBLISHED file or the server's Last-Modified.
+    #[arg(long)]
+    published: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ScreenArgs {
+    /// Full name, in any order (`Nicolas Maduro`, `MADURO MOROS, Nicolas`).
+    #[arg(long)]
+    name: String,
+    /// Date of birth, YYYY-MM-DD.
+    #[arg(long)]
+    dob: Option<String>,
+    /// Country (nationality, citizenship or residence), ISO 3166-1 alpha-2.
+    #[arg(long)]
+    country: Option<String>,
+    #[arg(long = "type", value_enum)]
+    kind: Option<EntityKind>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Build from this directory instead of the database's current list.
+    #[arg(long, default_value = "data/ofac")]
+    dir: PathBuf,
+    /// Queries to time (cycled from the built-in mix of listed and common names).
+    #[arg(long, default_value_t = 20_000)]
+    queries: usize,
+}
+
+pub async fn run(settings: Settings, command: SanctionsCommand) -> anyhow::Result<()> {
+    match command {
+        SanctionsCommand::Load(args) => load(settings, args).await,
+        SanctionsCommand::Screen(args) => screen(settings, args).await,
+        SanctionsCommand::Status { json } => {
+            let store = open_store(&settings).await?;
+            let current = store.current_sanctions_list().await?;
+            store.close().await;
+            match (current, json) {
+                (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+                (Some(v), false) => println!(
+                    "list {} published {} from {}: {} entries, loaded at {}",
+                    v.id,
+                    v.published_on.as_deref().unwrap_or("(unknown)"),
+                    v.source,
+                    v.counts.entries,
+                    crate::http::rfc3339(v.loaded_at)
+                ),
+                (None, true) => println!("null"),
+                (None, false) => println!("no sanctions list loaded"),
+            }
+            Ok(())
+        }
+        SanctionsCommand::Bench(args) => bench(args),
+    }
+}
+
+async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
+    if let Some(date) = &args.published
+        && sanctions::parse_date(date).is_none()
+    {
+        bail!("--published must be a date like 2024-05-03");
+    }
+    let (files, published, source) = match (&args.source.dir, &args.source.url) {
+        (Some(dir), _) => {
+            let (files, published) = sanctions::read_dir(dir)?;
+            (files, published, format!("dir:{}", dir.display()))
+        }
+        (None, Some(url)) => {
+            let (files, published) = download(url).await?;
+            (files, published, url.clone())
+        }
+        (None, None) => unreachable!("clap requires one source"),
+    };
+    let store = open_store(&settings).await?;
+    let spinner = ProgressBar::new_spinner().with_message("parsing, storing and indexing");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    let engine = Sanctions::new(settings.sanctions.policy);
+    let result = engine.install(&store, files, source, args.published.or(published)).await;
+    spinner.finish_and_clear();
+    store.close().await;
+    let (version, created) = result?;
+    if args.json {
+        println!("{}", serde_json::json!({ "list": version, "created": created }));
+    } else if created {
+        println!(
+            "loaded list {} ({} entries, {} alt names, {} addresses, {} orphan rows skipped) in {:.2?}; users are re-screened in the background",
+            version.id,
+            version.counts.entries,
+            version.counts.alt_rows,
+            version.counts.address_rows,
+            version.counts.orphan_rows,
+            started.elapsed()
+        );
+    } else {
+        println!("list {} is already loaded (same files); nothing changed", version.id);
+    }
+    Ok(())
+}
+
+/// Downloads the four files with a byte progress bar. Only sdn.csv is required.
+async fn download(base: &str) -> anyhow::Result<(ListFiles, Option<String>)> {
+    crate::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("onboard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let base = base.trim_end_matches('/');
+    let mut files = ListFiles::default();
+    let mut published = None;
+    for name in ListFiles::NAMES {
+        let url = format!("{base}/{name}");
+        let mut response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND && name != "sdn.csv" {
+            eprintln!("{name}: not published there; skipped");
+            continue;
+        }
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        if name == "sdn.csv" {
+            published = response
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate_to_date(v));
+        }
+        let bar = match response.content_length() {
+            Some(len) => ProgressBar::new(len),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(name);
+        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.with_context(|| format!("reading {url}"))? {
+            bytes.extend_from_slice(&chunk);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+        files.set(name, bytes);
+    }
+    Ok((files, published))
+}
+
+/// `Fri, 03 May 2024 14:00:00 GMT` → `2024-05-03`.
+fn httpdate_to_date(value: &str) -> Option<String> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(value, format).ok().map(|t| t.date().to_string())
+}
+
+async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
+    let query = Query {
+        name: args.name,
+        date_of_birth: match &args.dob {
+            Some(d) => Some(sanctions::parse_date(d).context("--dob must be a date like 1962-11-23")?),
+            None => None,
+        },
+        country: match args.country {
+            Some(c) if sanctions::is_country_code(&c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
+            Some(c) => bail!("--country {c:?} is not an ISO 3166-1 alpha-2 code"),
+            None => None,
+        },
+        kind: args.kind,
+    };
+    let store = open_store(&settings).await?;
+    let engine = Sanctions::new(settings.sanctions.policy);
+    let result = async {
+        engine.refresh(&store).await?;
+        engine.screen_and_record(&store, &query, "cli", None, None).await
+    }
+    .await;
+    store.close().await;
+    let screening = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&screening)?);
+    } else if screening.matches.is_empty() {
+        println!("clear: nothing reaches review on list {}", screening.list_version);
+    } else {
+        for c in &screening.matches {
+            println!("{:<7} {:.3}  {:>6}  {}  ({})", c.decision.as_str(), c.score, c.entity_id, c.name, c.reasons.join("; "));
+        }
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let rss_before = crate::bench::rss_kib(std::process::id());
+    let started = Instant::now();
+    let (files, _) = sanctions::read_dir(&args.dir)?;
+    let read = started.elapsed();
+    let parsed = parse_list(&files)?;
+    let parse = started.elapsed() - read;
+    drop(files);
+    let entries = parsed.entries.len();
+    let index = SanctionsIndex::build(parsed.entries, Default::default());
+    let total = started.elapsed();
+    let rss_after = crate::bench::rss_kib(std::process::id());
+    println!(
+        "load: {entries} entries, {} names, {} index keys; read {read:.2?}, parse {parse:.2?}, total with index {total:.2?}",
+        index.name_count(),
+        index.key_count()
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        println!("memory: RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB)", before as f64 / 1024.0, after as f64 / 1024.0, (after.saturating_sub(before)) as f64 / 1024.0);
+    }
+    let queries = crate::sanctions::eval::bench_queries(&index);
+    let mut latencies = Vec::with_capacity(args.queries);
+    let mut flagged = 0usize;
+    let run = Instant::now();
+    for query in queries.iter().cycle().take(args.queries) {
+        let t = Instant::now();
+        let found = index.screen(query);
+        latencies.push(t.elapsed());
+        flagged += usize::from(!found.is_empty());
+    }
+    let elapsed = run.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "screen: {} queries ({} distinct, {} with candidates) on one thread in {elapsed:.2?}: {:.0}/s, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        latencies.len(),
+        queries.len(),
+        flagged,
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+    Ok(())
+}
