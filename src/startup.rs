@@ -14,6 +14,8 @@ use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
 use crate::config::Settings;
 use crate::domain::{Environment, PartnerName, now_ms};
 use crate::http::{self, AppInner, AppState};
+use crate::jobs::{JobOutcome, JobRegistry};
+use crate::sanctions::{self, Sanctions, SanctionsError};
 use crate::store::{Store, UserWriter};
 
 /// How often a node reloads the signing keys, so a rotation made elsewhere takes effect.
@@ -54,6 +56,7 @@ impl Application {
         let keys = KeyRing::load(store.clone(), settings.auth.issuer.clone(), now_ms())
             .await
             .context("cannot load signing keys")?;
+        let sanctions = load_sanctions(&store, &settings).await;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -65,6 +68,7 @@ impl Application {
             verified_api_keys: Default::default(),
             settings,
             metrics: http::ops::prometheus(),
+            sanctions,
         });
         Ok(Self { listener, state, bootstrap })
     }
@@ -84,6 +88,12 @@ impl Application {
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
         let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
+        let refresher = tokio::spawn(refresh_sanctions_periodically(state.clone()));
+        let jobs = state
+            .settings
+            .jobs
+            .enabled
+            .then(|| job_registry(&state).start(state.store.clone(), state.settings.jobs.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -108,8 +118,72 @@ impl Application {
         };
         reloader.abort();
         purger.abort();
+        refresher.abort();
+        if let Some(jobs) = jobs {
+            jobs.shutdown(grace).await;
+        }
         store.close().await;
         result
+    }
+}
+
+/// The handlers this node runs.
+fn job_registry(state: &AppState) -> JobRegistry {
+    let mut registry = JobRegistry::default();
+    let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
+    registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
+        let (sanctions, store) = (sanctions.clone(), store.clone());
+        async move {
+            match sanctions.rescreen_page(&store, &job).await {
+                Ok(_) => JobOutcome::Committed,
+                Err(SanctionsError::Invalid(e)) => JobOutcome::Fail(e.to_string()),
+                Err(e) => JobOutcome::Retry(e.to_string()),
+            }
+        }
+    });
+    registry
+}
+
+/// The list to screen with: the database's newest, or on a fresh install the snapshot in
+/// `sanctions.autoload_dir`. Screening is unavailable (503) rather than start-up failing when
+/// neither exists.
+async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
+    let sanctions = Sanctions::new(settings.sanctions.policy);
+    match sanctions.refresh(store).await {
+        Ok(Some(_)) => return sanctions,
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot load the sanctions list; screening is unavailable");
+            return sanctions;
+        }
+    }
+    let dir = std::path::Path::new(&settings.sanctions.autoload_dir);
+    if settings.sanctions.autoload_dir.is_empty() || !dir.join("sdn.csv").exists() {
+        tracing::warn!(dir = %dir.display(), "no sanctions list loaded; run `onboard sanctions load`");
+        return sanctions;
+    }
+    let loaded = match sanctions::read_dir(dir) {
+        Ok((files, published)) => sanctions.install(store, files, format!("dir:{}", dir.display()), published).await,
+        Err(err) => Err(err),
+    };
+    match loaded {
+        Ok((version, _)) => {
+            tracing::info!(list = version.id, dir = %dir.display(), "sanctions snapshot loaded on first start")
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot load the sanctions snapshot; screening is unavailable"),
+    }
+    sanctions
+}
+
+/// Picks up list versions loaded by another node or by `onboard sanctions load`.
+async fn refresh_sanctions_periodically(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.settings.sanctions.refresh_secs.max(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(err) = state.sanctions.refresh(&state.store).await {
+            tracing::warn!(error = %err, "sanctions list refresh failed; keeping the loaded list");
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use crate::domain::{Environment, PartnerId, PartnerName, now_ms};
 use crate::startup::{self, Application, open_store};
 use crate::{auth, telemetry};
 
+mod sanctions;
+mod staff;
+
 #[derive(Parser)]
 #[command(name = "onboard", version, about = "Partner user registration and onboarding service")]
 pub struct Cli {
@@ -45,6 +48,21 @@ enum Command {
     },
     /// Drive load against a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Sanctions lists and screening.
+    Sanctions {
+        #[command(subcommand)]
+        command: sanctions::SanctionsCommand,
+    },
+    /// Staff access: admin tokens for compliance reviewers and operators.
+    Admin {
+        #[command(subcommand)]
+        command: staff::AdminCommand,
+    },
+    /// Background jobs: inspect the queue, retry dead-lettered jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: staff::JobsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +116,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Partner { command } => partner(settings, command).await,
         Command::Bench(_) => unreachable!("handled before the settings are loaded"),
+        Command::Sanctions { command } => sanctions::run(settings, command).await,
+        Command::Admin { command } => staff::admin(settings, command).await,
+        Command::Jobs { command } => staff::jobs(settings, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
             let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;

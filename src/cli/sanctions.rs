@@ -232,7 +232,14 @@ async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
         println!("clear: nothing reaches review on list {}", screening.list_version);
     } else {
         for c in &screening.matches {
-            println!("{:<7} {:.3}  {:>6}  {}  ({})", c.decision.as_str(), c.score, c.entity_id, c.name, c.reasons.join("; "));
+            println!(
+                "{:<7} {:.3}  {:>6}  {}  ({})",
+                c.decision.as_str(),
+                c.score,
+                c.entity_id,
+                c.name,
+                c.reasons.join("; ")
+            );
         }
     }
     Ok(())
@@ -256,7 +263,12 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         index.key_count()
     );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        println!("memory: RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB)", before as f64 / 1024.0, after as f64 / 1024.0, (after.saturating_sub(before)) as f64 / 1024.0);
+        println!(
+            "memory: RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after.saturating_sub(before)) as f64 / 1024.0
+        );
     }
     let queries = crate::sanctions::eval::bench_queries(&index);
     let mut latencies = Vec::with_capacity(args.queries);

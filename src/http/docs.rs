@@ -25,6 +25,7 @@ use super::AppState;
         super::partner::whoami, super::partner::roll_api_key,
         super::user::create_user, super::user::get_user,
         super::partner_users::register, super::partner_users::show,
+        super::admin::screen,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -32,6 +33,7 @@ use super::AppState;
         (name = "partner", description = "Calls made by partners with their credentials"),
         (name = "oauth", description = "Access tokens for partners"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
     )
 )]
 pub struct ApiDoc;

@@ -79,7 +79,7 @@ pub async fn partner_from_bearer(state: &AppState, token: &str) -> Result<Partne
     Ok(partner)
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?;
     let value = value.to_str().map_err(|_| ());
     Some(value.and_then(|v| match v.split_once(' ') {

@@ -1,5 +1,6 @@
 //! The HTTP server: one module per surface, merged here with the cross-cutting layers.
 
+pub mod admin;
 pub mod aspnet;
 pub mod docs;
 pub mod error;
@@ -39,6 +40,8 @@ pub struct AppInner {
     pub verified_api_keys: crate::auth::cache::VerifiedCredentials,
     pub settings: Settings,
     pub metrics: PrometheusHandle,
+    /// The current sanctions list and its index.
+    pub sanctions: crate::sanctions::Sanctions,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(partner::router())
         .merge(user::router())
         .merge(partner_users::router())
+        .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

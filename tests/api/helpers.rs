@@ -87,6 +87,12 @@ impl Drop for TestDb {
     }
 }
 
+/// A reqwest client (rustls needs the process's crypto provider installed first).
+pub fn http_client() -> reqwest::Client {
+    onboard::install_crypto_provider();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
 pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -95,6 +101,9 @@ pub fn test_settings(database_url: &str) -> Settings {
     };
     settings.db.max_connections = 4;
     settings.http.shutdown_grace_secs = 1;
+    // Tests that screen load a list themselves (most do not need the 6 MB snapshot).
+    settings.sanctions.autoload_dir = String::new();
+    settings.jobs.poll_interval_ms = 25;
     settings
 }
 
@@ -132,7 +141,7 @@ impl TestApp {
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let client = http_client();
         Some(Self { address, client, sandbox, state, _db: db, shutdown: Some(tx) })
     }
 

@@ -9,5 +9,6 @@ mod oauth;
 mod ops;
 mod partner_users;
 mod process;
+mod sanctions;
 mod storage;
 mod user;

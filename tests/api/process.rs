@@ -130,7 +130,7 @@ async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     let client_secret = node.printed("client secret").expect("client secret printed");
     assert!(dir.path().join("onboard.db").exists(), "the embedded database is created in the working directory");
 
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let access_token = fetch_token(&http, &base, &client_id, &client_secret).await;
     let whoami = http.get(format!("{base}/partner")).bearer_auth(&access_token).send().await.unwrap();
     assert_eq!(whoami.status(), 200);
@@ -168,7 +168,7 @@ async fn two_nodes_on_one_postgres_migrate_once_and_both_serve() {
     let mut a = Node::start(dir.path(), Some(&db.url));
     let mut b = Node::start(dir.path(), Some(&db.url));
     let (url_a, url_b) = (a.wait_listening(), b.wait_listening());
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     for url in [&url_a, &url_b] {
         assert_eq!(http.get(format!("{url}/readyz")).send().await.unwrap().status(), 200);
     }

@@ -1,0 +1,162 @@
+//! `onboard admin …` (staff tokens) and `onboard jobs …` (the job queue), for operators.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use secrecy::ExposeSecret;
+
+use crate::auth::staff::{NewStaffToken, StaffRole};
+use crate::config::Settings;
+use crate::domain::now_ms;
+use crate::startup::open_store;
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Staff tokens (shown once, stored hashed, revocable).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The most recent audit log entries.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a named person or system; it is printed once.
+    Create {
+        /// Who holds it (written to the audit log with every action).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: StaffRole,
+        #[arg(long)]
+        json: bool,
+    },
+    List,
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Queue depth per kind.
+    Stats,
+    /// Jobs, optionally of one kind and state (queued, running, done, dead).
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Put a dead-lettered job back in the queue with fresh attempts.
+    Retry { id: i64 },
+}
+
+/// Who ran a CLI command, for the audit log.
+fn cli_actor() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+pub async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = async {
+        match command {
+            AdminCommand::Token { command: TokenCommand::Create { name, role, json } } => {
+                let name = name.trim();
+                if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+                    bail!("--name must be 1-200 printable characters");
+                }
+                let token = NewStaffToken::generate();
+                store
+                    .create_staff_token(name, role, &token, &cli_actor(), now_ms())
+                    .await
+                    .with_context(|| format!("cannot create a token named {name:?} (names are unique)"))?;
+                let secret = token.token.expose_secret();
+                if json {
+                    println!("{}", serde_json::json!({ "name": name, "role": role, "token": secret }));
+                } else {
+                    println!("{role} token for {name} (shown only now):\n  {secret}");
+                }
+            }
+            AdminCommand::Token { command: TokenCommand::List } => {
+                println!("{:<24} {:<11} {:<25} revoked", "name", "role", "created");
+                for t in store.list_staff_tokens().await? {
+                    let revoked = t.revoked_at.map(crate::http::rfc3339).unwrap_or_default();
+                    println!(
+                        "{:<24} {:<11} {:<25} {revoked}",
+                        t.name,
+                        t.role.as_str(),
+                        crate::http::rfc3339(t.created_at)
+                    );
+                }
+            }
+            AdminCommand::Token { command: TokenCommand::Revoke { name } } => {
+                if !store.revoke_staff_token(&name, &cli_actor(), now_ms()).await? {
+                    bail!("no live token named {name:?}");
+                }
+                println!("token {name:?} revoked");
+            }
+            AdminCommand::Audit { limit } => {
+                for e in store.audit_log(limit).await? {
+                    println!(
+                        "{} {:<24} {:<28} {:<24} {}",
+                        crate::http::rfc3339(e.at),
+                        e.actor,
+                        e.action,
+                        e.target.unwrap_or_default(),
+                        e.detail
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = async {
+        match command {
+            JobsCommand::Stats => {
+                println!("{:<24} {:>8} {:>8} {:>8}  oldest due", "kind", "queued", "running", "dead");
+                for s in store.queue_stats(now_ms()).await? {
+                    let oldest = s.oldest_due.map(crate::http::rfc3339).unwrap_or_default();
+                    println!("{:<24} {:>8} {:>8} {:>8}  {oldest}", s.kind, s.queued, s.running, s.dead);
+                }
+            }
+            JobsCommand::List { kind, state, limit } => {
+                for j in store.list_jobs(kind.as_deref(), state.as_deref(), limit).await? {
+                    println!(
+                        "{:>8} {:<24} {:<8} attempts {:>2}  {}",
+                        j.id,
+                        j.kind,
+                        j.state,
+                        j.attempts,
+                        j.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            JobsCommand::Retry { id } => {
+                if !store.retry_dead_job(id, now_ms()).await? {
+                    bail!("job {id} is not dead-lettered");
+                }
+                store.audit(&cli_actor(), "job.retry", Some(&id.to_string()), &serde_json::json!({}), now_ms()).await?;
+                println!("job {id} queued again");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}

@@ -1,0 +1,249 @@
+//! Staff routes under `/admin/` (DESIGN.md §7): authenticated by a staff token, never by a
+//! partner credential; every action is written to the audit log with the token's name.
+
+use axum::extract::{FromRequestParts, Path, Query as QueryString, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, Challenge, FieldError};
+use super::extract::{ApiJson, bearer_token};
+use crate::auth::credentials::digests_match;
+use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
+use crate::domain::now_ms;
+use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
+use crate::store::{JobRow, ListVersion};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/sanctions/screen", post(screen))
+        .route("/admin/sanctions/list", get(current_list))
+        .route("/admin/jobs", get(jobs))
+        .route("/admin/jobs/{id}/retry", post(retry_job))
+}
+
+const MISSING_STAFF: &str = "Send a staff token from `onboard admin token create` as `Authorization: Bearer <token>`.";
+const INVALID_STAFF: &str = "The staff token is invalid or revoked.";
+
+/// A staff member authenticated by an admin token.
+pub struct StaffAuth(pub Staff);
+
+impl FromRequestParts<AppState> for StaffAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let invalid =
+            || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_STAFF };
+        let token = match bearer_token(&parts.headers) {
+            None => {
+                return Err(ApiError::Unauthenticated {
+                    challenge: Challenge::Bearer { invalid: false },
+                    detail: MISSING_STAFF,
+                });
+            }
+            Some(Err(())) => return Err(invalid()),
+            Some(Ok(token)) => token,
+        };
+        // A partner's access token or API key does not have this shape and stops here.
+        let presented = PresentedStaffToken::parse(token).ok_or_else(invalid)?;
+        let record = state.store.find_staff_token(&presented.id).await?.ok_or_else(invalid)?;
+        if !digests_match(&record.secret_hash, &presented.hash) || record.revoked_at.is_some() {
+            return Err(invalid());
+        }
+        Ok(StaffAuth(Staff { name: record.name, role: record.role }))
+    }
+}
+
+impl StaffAuth {
+    fn require(&self, role: StaffRole) -> Result<&Staff, ApiError> {
+        if self.0.role == role || self.0.role == StaffRole::Operator {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::Forbidden(format!("This needs the {role} role.")))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScreenRequest {
+    /// Full name in any order, or the parts below.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    middle_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    second_last_name: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    date_of_birth: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<EntityKind>,
+}
+
+impl ScreenRequest {
+    fn parse(self) -> Result<sanctions::Query, ApiError> {
+        let mut errors = Vec::new();
+        let parts: Vec<String> = [self.first_name, self.middle_name, self.last_name, self.second_last_name]
+            .into_iter()
+            .flatten()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let name = match (self.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()), parts.is_empty()) {
+            (Some(_), false) => {
+                errors.push(field("name", "give either `name` or the name parts, not both"));
+                String::new()
+            }
+            (Some(name), true) => name,
+            (None, false) => parts.join(" "),
+            (None, true) => {
+                errors.push(field("name", "is required (or firstName/lastName)"));
+                String::new()
+            }
+        };
+        if name.chars().count() > 300 || name.chars().any(char::is_control) {
+            errors.push(field("name", "must be at most 300 printable characters"));
+        }
+        let date_of_birth = match self.date_of_birth.as_deref() {
+            None => None,
+            Some(raw) => {
+                let date = sanctions::parse_date(raw);
+                if date.is_none() {
+                    errors.push(field("dateOfBirth", "must be a calendar date YYYY-MM-DD"));
+                }
+                date
+            }
+        };
+        let country = match self.country {
+            None => None,
+            Some(code) if code.len() == 2 && sanctions::is_country_code(&code.to_ascii_uppercase()) => {
+                Some(code.to_ascii_uppercase())
+            }
+            Some(_) => {
+                errors.push(field("country", "must be an ISO 3166-1 alpha-2 code such as VE"));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::Validation { detail: "The screening request is not valid.".into(), errors });
+        }
+        Ok(sanctions::Query { name, date_of_birth, country, kind: self.kind })
+    }
+}
+
+fn field(name: &str, message: &str) -> FieldError {
+    FieldError { field: name.into(), message: message.into() }
+}
+
+impl From<SanctionsError> for ApiError {
+    fn from(err: SanctionsError) -> Self {
+        match err {
+            SanctionsError::NotLoaded => ApiError::Unavailable {
+                detail: "No sanctions list is loaded yet; run `onboard sanctions load`.",
+                retry_after_secs: 30,
+            },
+            SanctionsError::Store(e) => e.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// Screens a name against the current list; the screening and the action are recorded.
+#[utoipa::path(post, path = "/admin/sanctions/screen", tag = "admin", request_body = ScreenRequest,
+    responses((status = 200, description = "Candidates that reach review, best first"), (status = 400), (status = 401), (status = 503)))]
+pub(super) async fn screen(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    ApiJson(body): ApiJson<ScreenRequest>,
+) -> Result<Json<Screening>, ApiError> {
+    let staff = staff.require(StaffRole::Compliance)?;
+    let query = body.parse()?;
+    let screening = state.sanctions.screen_and_record(&state.store, &query, &staff.actor(), None, None).await?;
+    let detail = serde_json::json!({
+        "listVersion": screening.list_version,
+        "decision": screening.decision,
+        "candidates": screening.matches.iter().map(|c| c.entity_id).collect::<Vec<_>>(),
+    });
+    state.store.audit(&staff.actor(), "sanctions.screen", None, &detail, now_ms()).await?;
+    Ok(Json(screening))
+}
+
+async fn current_list(State(state): State<AppState>, staff: StaffAuth) -> Result<Json<ListVersion>, ApiError> {
+    staff.require(StaffRole::Compliance)?;
+    let loaded = state.sanctions.current().ok_or(SanctionsError::NotLoaded)?;
+    Ok(Json(loaded.version.clone()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFilter {
+    kind: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobView {
+    id: i64,
+    kind: String,
+    state: String,
+    attempts: i64,
+    last_error: Option<String>,
+    run_at: String,
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    QueryString(filter): QueryString<JobFilter>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    staff.require(StaffRole::Operator)?;
+    if let Some(s) = filter.state.as_deref()
+        && !["queued", "running", "done", "dead"].contains(&s)
+    {
+        return Err(ApiError::Validation {
+            detail: "The job filter is not valid.".into(),
+            errors: vec![field("state", "must be queued, running, done or dead")],
+        });
+    }
+    let rows = state
+        .store
+        .list_jobs(filter.kind.as_deref(), filter.state.as_deref(), filter.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|JobRow { id, kind, state, attempts, last_error, run_at }| JobView {
+                id,
+                kind,
+                state,
+                attempts,
+                last_error,
+                run_at: super::rfc3339(run_at),
+            })
+            .collect(),
+    ))
+}
+
+async fn retry_job(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let staff = staff.require(StaffRole::Operator)?;
+    if !state.store.retry_dead_job(id, now_ms()).await? {
+        return Err(ApiError::NotFound(format!("No dead-lettered job {id}.")));
+    }
+    state.store.audit(&staff.actor(), "job.retry", Some(&id.to_string()), &serde_json::json!({}), now_ms()).await?;
+    Ok(Json(serde_json::json!({ "id": id, "state": "queued" })))
+}

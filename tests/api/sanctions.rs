@@ -1,0 +1,173 @@
+//! Sanctions: the admin screening route, staff tokens, list versions, and re-screening of users
+//! when a new list is loaded — on SQLite and PostgreSQL.
+
+use std::path::Path;
+use std::time::Duration;
+
+use onboard::auth::staff::{NewStaffToken, StaffRole};
+use onboard::domain::cip::{Detail, Status};
+use onboard::domain::{PartnerId, PublicUserId, now_ms};
+use onboard::sanctions::{ListFiles, read_dir};
+use onboard::store::NewPerson;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both_backends;
+
+fn small_list() -> ListFiles {
+    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0
+}
+
+/// The small list plus one newly designated person.
+fn small_list_with_new_designation() -> ListFiles {
+    let mut files = small_list();
+    files.sdn.extend_from_slice(
+        b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB 02 Feb 1980; nationality Spain.\"\r\n",
+    );
+    files
+}
+
+async fn load(app: &TestApp, files: ListFiles, source: &str) -> (i64, bool) {
+    let (version, created) = app.state.sanctions.install(app.store(), files, source.into(), None).await.unwrap();
+    (version.id, created)
+}
+
+async fn staff_token(app: &TestApp, name: &str, role: StaffRole) -> String {
+    let token = NewStaffToken::generate();
+    app.store().create_staff_token(name, role, &token, "test", now_ms()).await.unwrap();
+    token.token.expose_secret().to_owned()
+}
+
+async fn screen(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+    app.client.post(app.url("/admin/sanctions/screen")).bearer_auth(token).json(body).send().await.unwrap()
+}
+
+async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str) -> i64 {
+    let person = NewPerson {
+        partner: PartnerId::new(app.sandbox.partner_id).unwrap(),
+        public_id: PublicUserId::generate(),
+        first_name: first.into(),
+        middle_name: None,
+        last_name: last.into(),
+        second_last_name: None,
+        date_of_birth: Some(dob.into()),
+        country: Some(country.into()),
+        email: None,
+        created_at: now_ms(),
+    };
+    app.store().create_person(&person, "test", &[]).await.unwrap().get()
+}
+
+on_both_backends! {
+    async fn admin_screening_is_authenticated_recorded_and_audited(app) {
+        let token = staff_token(&app, "Rita Reviewer", StaffRole::Compliance).await;
+        let body = json!({"name": "Daniel Moreno", "dateOfBirth": "1972-10-12", "country": "BZ"});
+
+        // Before any list is loaded, screening is unavailable rather than silently clear.
+        let response = screen(&app, &token, &body).await;
+        assert_eq!(response.headers()["retry-after"], "30");
+        assert_problem(response, 503).await;
+
+        let (list, created) = load(&app, small_list(), "test:small").await;
+        assert!(created);
+        let response = screen(&app, &token, &body).await;
+        assert_eq!(response.status(), 200);
+        let result: Value = response.json().await.unwrap();
+        assert_eq!(result["listVersion"], list);
+        assert_eq!(result["decision"], "match");
+        let top = &result["matches"][0];
+        assert_eq!(top["entityId"], 15102);
+        assert_eq!(top["name"], "MORENO, Daniel");
+        assert_eq!(top["decision"], "match");
+        let reasons: Vec<&str> = top["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert!(reasons.contains(&"DOB equal"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.starts_with("country BZ")), "{reasons:?}");
+
+        // Name parts are accepted instead of one name; a common name is clear.
+        let clear: Value = screen(&app, &token, &json!({"firstName": "John", "lastName": "Smith", "dateOfBirth": "1980-01-01", "country": "US"}))
+            .await.json().await.unwrap();
+        assert_eq!(clear["decision"], "clear");
+        assert_eq!(clear["matches"], json!([]));
+
+        // Both screenings are stored with their list version; the actions are audited by name.
+        let audit = app.store().audit_log(10).await.unwrap();
+        let screens: Vec<_> = audit.iter().filter(|e| e.action == "sanctions.screen").collect();
+        assert_eq!(screens.len(), 2);
+        assert!(screens.iter().all(|e| e.actor == "staff:Rita Reviewer"));
+        let current: Value = app.client.get(app.url("/admin/sanctions/list")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(current["id"], list);
+        assert_eq!(current["counts"]["entries"], 17);
+    }
+
+    async fn admin_routes_refuse_partners_revoked_tokens_and_bad_input(app) {
+        load(&app, small_list(), "test:small").await;
+        let body = json!({"name": "Daniel Moreno"});
+        // No credentials, a partner's access token, a partner's API key as a bearer: all 401.
+        let response = app.client.post(app.url("/admin/sanctions/screen")).json(&body).send().await.unwrap();
+        assert_problem(response, 401).await;
+        let partner_token = app.sandbox_token().await;
+        assert_problem(screen(&app, &partner_token, &body).await, 401).await;
+        assert_problem(screen(&app, &app.sandbox.api_key, &body).await, 401).await;
+
+        // A staff token is not a partner credential either.
+        let token = staff_token(&app, "Olly Operator", StaffRole::Operator).await;
+        let response = app.client.get(app.url("/partner")).bearer_auth(&token).send().await.unwrap();
+        assert_problem(response, 401).await;
+
+        // Every bad field at once; unknown types and fields are 400s.
+        let problem = assert_problem(screen(&app, &token, &json!({"name": "X", "dateOfBirth": "1972-02-30", "country": "XX"})).await, 400).await;
+        let fields: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["dateOfBirth", "country"]);
+        assert_problem(screen(&app, &token, &json!({"name": "X", "type": "boat"})).await, 400).await;
+        assert_problem(screen(&app, &token, &json!({"name": "X", "nickname": "Y"})).await, 400).await;
+        assert_problem(screen(&app, &token, &json!({})).await, 400).await;
+
+        // Operators see the job queue; compliance reviewers do not.
+        let reviewer = staff_token(&app, "Rita Reviewer", StaffRole::Compliance).await;
+        let jobs = app.client.get(app.url("/admin/jobs?state=done")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(jobs.status(), 200);
+        let response = app.client.get(app.url("/admin/jobs")).bearer_auth(&reviewer).send().await.unwrap();
+        assert_problem(response, 403).await;
+
+        // Revoked tokens stop working at once.
+        assert!(app.store().revoke_staff_token("Olly Operator", "test", now_ms()).await.unwrap());
+        assert_problem(screen(&app, &token, &body).await, 401).await;
+    }
+
+    async fn a_new_list_rescreens_users_and_moves_newly_listed_ones_to_compliance(app) {
+        let (first, _) = load(&app, small_list(), "test:small").await;
+        let bystander = person(&app, "Maria", "Lopez", "1985-04-12", "MX").await;
+        let newly_listed = person(&app, "Alonso", "Quixano", "1980-02-02", "ES").await;
+
+        // The same files again: nothing new, no second re-screening.
+        assert_eq!(load(&app, small_list(), "test:small-again").await, (first, false));
+
+        let (second, created) = load(&app, small_list_with_new_designation(), "test:small+1").await;
+        assert!(created && second > first);
+
+        let store = app.store().clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = store.user_events(newly_listed).await.unwrap();
+            if events.len() == 2 {
+                assert_eq!(events[1].from_status.as_deref(), Some(Status::UpgradeInProgress.as_str()));
+                assert_eq!(events[1].to_status, Status::UpgradePending.as_str());
+                assert_eq!(events[1].to_detail, Detail::Compliance.as_str());
+                assert_eq!(events[1].actor, "sanctions:rescreen");
+                assert!(events[1].reason.contains("99001"), "{}", events[1].reason);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the re-screening job did not run: {events:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Both users were screened against the new list and recorded; the bystander did not move.
+        let screenings = store.user_screenings(newly_listed).await.unwrap();
+        assert_eq!((screenings[0].0, screenings[0].1.as_str()), (second, "match"));
+        let bystander_screenings = store.user_screenings(bystander).await.unwrap();
+        assert_eq!(bystander_screenings[0].1, "clear");
+        assert_eq!(store.user_events(bystander).await.unwrap().len(), 1);
+        let done = store.list_jobs(Some("sanctions.rescreen"), Some("done"), 10).await.unwrap();
+        assert_eq!(done.len(), 2, "one page per list version: {done:?}");
+    }
+}
