@@ -172,7 +172,7 @@ async fn download(base: &str) -> anyhow::Result<(ListFiles, Option<String>)> {
                 .headers()
                 .get(reqwest::header::LAST_MODIFIED)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| httpdate_to_date(v));
+                .and_then(httpdate_to_date);
         }
         let bar = match response.content_length() {
             Some(len) => ProgressBar::new(len),

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod errors;
 mod idempotency;
+mod jobs;
 mod oauth;
 mod ops;
 mod partner_users;

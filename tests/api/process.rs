@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestDb};
@@ -274,4 +275,111 @@ fn cli_creates_lists_and_rotates_partners() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("max_body_bytes"), "a bad setting names its key");
+}
+
+/// The sanctions CLI on the shipped snapshot: load, the same load again, and the two reference
+/// screenings; then a download from a base URL.
+#[test]
+fn sanctions_cli_loads_the_snapshot_and_screens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ofac");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run onboard");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let loaded: Value =
+        serde_json::from_str(&run(&["sanctions", "load", "--dir", data.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(loaded["created"], true);
+    assert_eq!(loaded["list"]["counts"]["entries"], 14_965);
+    assert_eq!(loaded["list"]["publishedOn"], "2024-05-03");
+    let again: Value =
+        serde_json::from_str(&run(&["sanctions", "load", "--dir", data.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(
+        (again["created"].clone(), again["list"]["id"].clone()),
+        (Value::Bool(false), loaded["list"]["id"].clone())
+    );
+
+    let maduro: Value = serde_json::from_str(&run(&[
+        "sanctions",
+        "screen",
+        "--name",
+        "Nicolas Maduro",
+        "--dob",
+        "1962-11-23",
+        "--country",
+        "VE",
+        "--json",
+    ]))
+    .unwrap();
+    let top = &maduro["matches"][0];
+    assert_eq!(top["entityId"], 22790);
+    assert_eq!(top["decision"], "match");
+    assert!(top["reasons"].as_array().unwrap().len() >= 3, "{top}");
+    let smith: Value = serde_json::from_str(&run(&[
+        "sanctions",
+        "screen",
+        "--name",
+        "John Smith",
+        "--dob",
+        "1980-01-01",
+        "--country",
+        "US",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(smith["matches"].as_array().unwrap().iter().all(|m| m["decision"] != "match"), "{smith}");
+
+    let token: Value =
+        serde_json::from_str(&run(&["admin", "token", "create", "--name", "ci", "--role", "compliance", "--json"]))
+            .unwrap();
+    assert!(token["token"].as_str().unwrap().starts_with("onb_admin_"));
+    assert!(!run(&["admin", "token", "list"]).contains(token["token"].as_str().unwrap()), "tokens are never listed");
+    assert!(run(&["jobs", "stats"]).contains("sanctions.rescreen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanctions_load_downloads_from_a_base_url() {
+    use axum::http::header::LAST_MODIFIED;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small");
+    let app = axum::Router::new().route(
+        "/downloads/{file}",
+        axum::routing::get(move |axum::extract::Path(file): axum::extract::Path<String>| {
+            let fixture = fixture.clone();
+            async move {
+                match std::fs::read(fixture.join(&file)) {
+                    Ok(bytes) if file.ends_with(".csv") => {
+                        ([(LAST_MODIFIED, "Fri, 03 May 2024 14:00:00 GMT")], bytes).into_response()
+                    }
+                    _ => axum::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/downloads", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (path, url) = (dir.path().to_owned(), base.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_onboard"))
+            .args(["sanctions", "load", "--url", &url, "--json"])
+            .current_dir(path)
+            .env_remove("DATABASE_URL")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let loaded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(loaded["list"]["counts"]["entries"], 17);
+    assert_eq!(loaded["list"]["publishedOn"], "2024-05-03");
+    assert_eq!(loaded["list"]["source"], base);
 }
