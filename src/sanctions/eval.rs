@@ -404,18 +404,14 @@ pub fn bench_queries(index: &SanctionsIndex) -> Vec<Query> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sanctions::parse::{ListFiles, parse_list};
+    use crate::sanctions::parse::parse_list;
+    use crate::sanctions::test_files;
 
     /// The quality gate: recall on listed names and their variants, false positives on common
     /// names, over the full 2024-05 snapshot. `cargo test evaluation -- --nocapture` prints it all.
     #[test]
     fn evaluation_on_the_full_snapshot() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ofac");
-        let mut files = ListFiles::default();
-        for name in ListFiles::NAMES {
-            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
-        }
-        let index = SanctionsIndex::build(parse_list(&files).unwrap().entries, Default::default());
+        let index = SanctionsIndex::build(parse_list(&test_files("data/ofac")).unwrap().entries, Default::default());
         let report = evaluate(&index, 10, 2_000);
         for miss in report.misses.iter().take(40) {
             println!("miss: {miss}");

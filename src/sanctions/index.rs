@@ -431,15 +431,12 @@ fn neighbourhood(token: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sanctions::parse::{ListFiles, parse_list};
+    use crate::sanctions::parse::parse_list;
+    use crate::sanctions::test_files;
     use time::macros::date;
 
     fn small_index() -> SanctionsIndex {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ofac-small");
-        let mut files = ListFiles::default();
-        for name in ListFiles::NAMES {
-            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
-        }
+        let files = test_files("tests/fixtures/ofac-small");
         SanctionsIndex::build(parse_list(&files).unwrap().entries, MatchPolicy::default())
     }
 

@@ -277,3 +277,9 @@ pub fn read_dir(dir: &Path) -> Result<(ListFiles, Option<String>), SanctionsErro
         .filter(|s| parse_date(s).is_some());
     Ok((files, published))
 }
+
+/// The shipped snapshot (`data/ofac`) or the small fixture (`tests/fixtures/ofac-small`), for tests.
+#[cfg(test)]
+pub(crate) fn test_files(relative: &str) -> ListFiles {
+    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).expect("test list files").0
+}

@@ -484,12 +484,7 @@ mod tests {
     use time::macros::date;
 
     fn small() -> ListFiles {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ofac-small");
-        let mut files = ListFiles::default();
-        for name in ListFiles::NAMES {
-            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
-        }
-        files
+        crate::sanctions::test_files("tests/fixtures/ofac-small")
     }
 
     #[test]
@@ -570,12 +565,7 @@ mod tests {
 
     #[test]
     fn parses_the_full_snapshot() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ofac");
-        let mut files = ListFiles::default();
-        for name in ListFiles::NAMES {
-            files.set(name, std::fs::read(format!("{dir}/{name}")).unwrap());
-        }
-        let list = parse_list(&files).unwrap();
+        let list = parse_list(&crate::sanctions::test_files("data/ofac")).unwrap();
         assert_eq!(list.counts.entries, 14_965);
         let kinds = |k| list.entries.iter().filter(|e| e.kind == k).count();
         assert_eq!((kinds(EntityKind::Individual), kinds(EntityKind::Entity)), (6_854, 6_884));

@@ -235,19 +235,22 @@ async fn two_nodes_on_one_postgres_migrate_once_and_both_serve() {
     assert!(b.terminate().success());
 }
 
+/// Runs one `onboard` command on the SQLite database in `dir`; it must succeed. Returns stdout.
+fn run_cli(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run onboard");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn cli_creates_lists_and_rotates_partners() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("run onboard");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| run_cli(dir.path(), args);
     let created: Value =
         serde_json::from_str(&run(&["partner", "create", "--name", "Acme Pay", "--environment", "live", "--json"]))
             .unwrap();
@@ -283,16 +286,7 @@ fn cli_creates_lists_and_rotates_partners() {
 fn sanctions_cli_loads_the_snapshot_and_screens() {
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ofac");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("run onboard");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| run_cli(dir.path(), args);
     let loaded: Value =
         serde_json::from_str(&run(&["sanctions", "load", "--dir", data.to_str().unwrap(), "--json"])).unwrap();
     assert_eq!(loaded["created"], true);
