@@ -188,14 +188,6 @@ impl SanctionsIndex {
         self.keys.len()
     }
 
-    pub fn policy(&self) -> MatchPolicy {
-        self.policy
-    }
-
-    pub fn entry(&self, id: i64) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.id == id)
-    }
-
     /// Every entry scoring at least `review`, best first, one candidate per entry.
     pub fn screen(&self, query: &Query) -> Vec<Candidate> {
         let query_tokens = tokens(&query.name);
