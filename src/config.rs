@@ -21,6 +21,20 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub jobs: JobSettings,
     pub sanctions: SanctionsSettings,
+    pub cip: CipSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CipSettings {
+    /// Workers per validator kind (personal, address, email, phone, sanctions) and for provisioning.
+    pub concurrency: usize,
+}
+
+impl Default for CipSettings {
+    fn default() -> Self {
+        Self { concurrency: 4 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +154,7 @@ impl Default for Settings {
             idempotency: IdempotencySettings::default(),
             jobs: JobSettings::default(),
             sanctions: SanctionsSettings::default(),
+            cip: CipSettings::default(),
         }
     }
 }

@@ -40,13 +40,29 @@ struct Kind {
     concurrency: usize,
 }
 
+/// Wakes this node's idle workers at once (after enqueueing), instead of at their next poll.
+#[derive(Clone, Default)]
+pub struct JobWaker(Arc<Notify>);
+
+impl JobWaker {
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+    }
+}
+
 /// Registered handlers; `start` spawns their workers.
 #[derive(Default)]
 pub struct JobRegistry {
     kinds: HashMap<String, Kind>,
+    waker: JobWaker,
 }
 
 impl JobRegistry {
+    /// A registry whose workers `waker` can wake (handlers and request handlers hold clones).
+    pub fn with_waker(waker: JobWaker) -> Self {
+        Self { kinds: HashMap::new(), waker }
+    }
+
     pub fn register<F, Fut>(&mut self, kind: &str, concurrency: usize, handler: F)
     where
         F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
@@ -58,7 +74,7 @@ impl JobRegistry {
 
     pub fn start(self, store: Store, settings: JobSettings) -> JobRunner {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let wake = Arc::new(Notify::new());
+        let wake = self.waker.0.clone();
         let worker = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let mut tasks = JoinSet::new();
         let kinds: Vec<String> = self.kinds.keys().cloned().collect();

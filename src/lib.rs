@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod cip;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -69,6 +69,7 @@ impl Application {
             settings,
             metrics: http::ops::prometheus(),
             sanctions,
+            jobs: Default::default(),
         });
         Ok(Self { listener, state, bootstrap })
     }
@@ -129,7 +130,8 @@ impl Application {
 
 /// The handlers this node runs.
 fn job_registry(state: &AppState) -> JobRegistry {
-    let mut registry = JobRegistry::default();
+    let mut registry = JobRegistry::with_waker(state.jobs.clone());
+    crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, state.settings.cip.concurrency);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());

@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: staff::AdminCommand,
     },
+    /// Compliance cases: possible sanctions matches waiting for a reviewer.
+    Compliance {
+        #[command(subcommand)]
+        command: staff::ComplianceCommand,
+    },
     /// Background jobs: inspect the queue, retry dead-lettered jobs.
     Jobs {
         #[command(subcommand)]
@@ -119,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sanctions { command } => sanctions::run(settings, command).await,
         Command::Admin { command } => staff::admin(settings, command).await,
         Command::Jobs { command } => staff::jobs(settings, command).await,
+        Command::Compliance { command } => staff::compliance(settings, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
             let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;

@@ -59,6 +59,31 @@ pub enum JobsCommand {
     Retry { id: i64 },
 }
 
+#[derive(Subcommand)]
+pub enum ComplianceCommand {
+    /// Open cases (users in UpgradePending/Compliance), oldest first.
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a case: the user goes back on track.
+    Clear {
+        user_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Block a case: UpgradeFailed/ComplianceBlocked.
+    Block {
+        user_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
 /// Who ran a CLI command, for the audit log.
 fn cli_actor() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
@@ -159,4 +184,58 @@ pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()
     .await;
     store.close().await;
     result
+}
+
+pub async fn compliance(settings: Settings, command: ComplianceCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = async {
+        match command {
+            ComplianceCommand::List { after, limit, json } => {
+                let cases = store.compliance_cases(after, limit.clamp(1, 1000)).await?;
+                for case in cases {
+                    if json {
+                        println!("{}", serde_json::to_string(&case)?);
+                        continue;
+                    }
+                    let name = [&case.first_name, &case.middle_name, &case.last_name, &case.second_last_name]
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    println!(
+                        "{:>8} {} partner {:<4} {:<40} dob {:<10} {:<2} score {:.3}",
+                        case.id,
+                        case.public_id,
+                        case.partner_id,
+                        name,
+                        case.date_of_birth.as_deref().unwrap_or("-"),
+                        case.country.as_deref().unwrap_or("-"),
+                        case.top_score.unwrap_or_default()
+                    );
+                }
+            }
+            ComplianceCommand::Clear { user_id, reason } => decide_case(&store, &user_id, &reason, true).await?,
+            ComplianceCommand::Block { user_id, reason } => decide_case(&store, &user_id, &reason, false).await?,
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+async fn decide_case(store: &crate::store::Store, user_id: &str, reason: &str, clear: bool) -> anyhow::Result<()> {
+    let Ok(reason) = crate::domain::clean_text(reason, 2000, true) else {
+        bail!("--reason must be 1-2000 printable characters");
+    };
+    match store.decide_compliance(user_id, clear, reason, &cli_actor(), now_ms()).await {
+        Ok(to) => {
+            println!("{user_id}: {to}");
+            Ok(())
+        }
+        Err(crate::store::MoveError::NotFound) => bail!("no user {user_id}"),
+        Err(crate::store::MoveError::WrongState(s)) => bail!("{user_id} is not an open compliance case: it is {s}"),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -64,6 +64,8 @@ impl CipState {
 
     pub const ACCEPTED: CipState = CipState::new(Status::UpgradeInProgress, Detail::None);
     pub const COMPLIANCE: CipState = CipState::new(Status::UpgradePending, Detail::Compliance);
+    pub const PROVISIONING: CipState = CipState::new(Status::AccountUpgradeInProgress, Detail::None);
+    pub const COMPLETED: CipState = CipState::new(Status::Completed, Detail::None);
 }
 
 impl fmt::Display for CipState {
@@ -135,14 +137,152 @@ fn allowed(from: CipState, to: CipState) -> bool {
         S::UpgradeInProgress => to.status != S::Completed,
         // A corrected resubmission restarts validation.
         S::UpgradeSoftFailed => to.status == S::UpgradeInProgress,
-        // Cleared (back on track), consents given, or blocked; a consent case can also turn
-        // out to be a compliance case.
-        S::UpgradePending => matches!(to.status, S::UpgradeInProgress | S::UpgradeFailed | S::UpgradePending),
+        // Cleared (back on track, or straight on to what the other checks decided), consents
+        // given, or blocked; a consent case can also turn out to be a compliance case.
+        S::UpgradePending => !matches!(to.status, S::Completed),
         S::AccountUpgradeInProgress => matches!(to.status, S::Completed | S::UpgradePending | S::UpgradeFailed),
         // Ongoing monitoring: a later list can put a finished customer under review.
         S::Completed => to == CipState::COMPLIANCE,
         S::UpgradeFailed => false,
     }
+}
+
+/// The validators a seed-002 registration goes through (each one a job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    Personal,
+    Address,
+    Email,
+    Phone,
+    Sanctions,
+}
+
+impl Check {
+    pub const ALL: [Check; 5] = [Check::Personal, Check::Address, Check::Email, Check::Phone, Check::Sanctions];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Personal => "personal",
+            Check::Address => "address",
+            Check::Email => "email",
+            Check::Phone => "phone",
+            Check::Sanctions => "sanctions",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
+    /// The job kind that runs this check.
+    pub fn job_kind(self) -> &'static str {
+        match self {
+            Check::Personal => "cip.personal",
+            Check::Address => "cip.address",
+            Check::Email => "cip.email",
+            Check::Phone => "cip.phone",
+            Check::Sanctions => "cip.sanctions",
+        }
+    }
+
+    /// The checks a corrected seed-002 field makes stale.
+    pub fn affected_by(field: &str) -> &'static [Check] {
+        match field {
+            "firstName" | "middleName" | "lastName" | "secondLastName" | "dateOfBirth" => {
+                &[Check::Personal, Check::Sanctions]
+            }
+            "country" => &[Check::Address, Check::Phone, Check::Sanctions],
+            "state" | "street" | "city" | "placeDetail" | "addressLatitude" | "addressLongitude" => &[Check::Address],
+            "email" => &[Check::Email],
+            "phoneNumber" => &[Check::Phone],
+            _ => &[],
+        }
+    }
+}
+
+/// What one check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Something the user can fix, with the detail to show.
+    Soft(Detail),
+    /// A possible sanctions match: a compliance case.
+    Review,
+    /// A corroborated sanctions match.
+    Fail,
+    /// A review a compliance officer cleared.
+    Cleared,
+}
+
+impl Outcome {
+    /// (outcome, detail) as stored.
+    pub fn to_columns(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Outcome::Pass => ("pass", None),
+            Outcome::Soft(detail) => ("soft", Some(detail.as_str())),
+            Outcome::Review => ("review", None),
+            Outcome::Fail => ("fail", None),
+            Outcome::Cleared => ("cleared", None),
+        }
+    }
+
+    pub fn from_columns(outcome: &str, detail: Option<&str>) -> Option<Self> {
+        Some(match outcome {
+            "pass" => Outcome::Pass,
+            "soft" => Outcome::Soft(detail?.parse().ok()?),
+            "review" => Outcome::Review,
+            "fail" => Outcome::Fail,
+            "cleared" => Outcome::Cleared,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub check: Check,
+    pub outcome: Outcome,
+    /// Why, in words a reviewer reads (never the full PII).
+    pub reason: String,
+}
+
+/// Consents a partner requires and the ones the user gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consents {
+    pub privacy_required: bool,
+    pub contract_required: bool,
+    pub privacy_given: bool,
+    pub contract_given: bool,
+}
+
+/// Where a registration goes once every check has reported (DESIGN.md §3), most serious first:
+/// a corroborated sanctions match fails it; a possible match makes it a compliance case;
+/// anything the user can fix soft-fails it (first in check order); then missing consents; and
+/// only then is the account opened.
+pub fn decide(results: &[CheckResult], consents: Consents) -> CipState {
+    let has = |o: Outcome| results.iter().any(|r| r.outcome == o);
+    if has(Outcome::Fail) {
+        return CipState::new(Status::UpgradeFailed, Detail::OfacFailed);
+    }
+    if has(Outcome::Review) {
+        return CipState::COMPLIANCE;
+    }
+    let soft = Check::ALL.iter().find_map(|check| {
+        results.iter().find(|r| r.check == *check).and_then(|r| match r.outcome {
+            Outcome::Soft(detail) => Some(detail),
+            _ => None,
+        })
+    });
+    if let Some(detail) = soft {
+        return CipState::new(Status::UpgradeSoftFailed, detail);
+    }
+    if consents.privacy_required && !consents.privacy_given {
+        return CipState::new(Status::UpgradePending, Detail::OtpPrivacyMissing);
+    }
+    if consents.contract_required && !consents.contract_given {
+        return CipState::new(Status::UpgradePending, Detail::OtpContractMissing);
+    }
+    CipState::PROVISIONING
 }
 
 #[cfg(test)]
@@ -177,5 +317,36 @@ mod tests {
                 .is_err()
         );
         assert!(Transition::new(Some(CipState::COMPLIANCE), CipState::COMPLIANCE, "again", "y").is_err());
+    }
+
+    #[test]
+    fn decisions_take_the_most_serious_outcome() {
+        let r = |check, outcome| CheckResult { check, outcome, reason: String::new() };
+        let all_pass: Vec<_> = Check::ALL.iter().map(|c| r(*c, Outcome::Pass)).collect();
+        assert_eq!(decide(&all_pass, Consents::default()), CipState::PROVISIONING);
+        let mut results = all_pass.clone();
+        results[2] = r(Check::Email, Outcome::Soft(Detail::InvalidEMail));
+        results[1] = r(Check::Address, Outcome::Soft(Detail::InvalidAddress));
+        assert_eq!(decide(&results, Consents::default()), CipState::new(Status::UpgradeSoftFailed, Detail::InvalidAddress));
+        results[4] = r(Check::Sanctions, Outcome::Review);
+        assert_eq!(decide(&results, Consents::default()), CipState::COMPLIANCE);
+        results[4] = r(Check::Sanctions, Outcome::Fail);
+        assert_eq!(decide(&results, Consents::default()).detail, Detail::OfacFailed);
+        let needs_both = Consents { privacy_required: true, contract_required: true, ..Consents::default() };
+        assert_eq!(decide(&all_pass, needs_both).detail, Detail::OtpPrivacyMissing);
+        let privacy_given = Consents { privacy_given: true, ..needs_both };
+        assert_eq!(decide(&all_pass, privacy_given).detail, Detail::OtpContractMissing);
+        let mut cleared = all_pass;
+        cleared[4] = r(Check::Sanctions, Outcome::Cleared);
+        assert_eq!(decide(&cleared, Consents::default()), CipState::PROVISIONING);
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_columns() {
+        for o in [Outcome::Pass, Outcome::Soft(Detail::InvalidEMail), Outcome::Review, Outcome::Fail, Outcome::Cleared] {
+            let (outcome, detail) = o.to_columns();
+            assert_eq!(Outcome::from_columns(outcome, detail), Some(o));
+        }
+        assert_eq!(Outcome::from_columns("soft", Some("Nope")), None);
     }
 }

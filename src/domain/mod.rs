@@ -37,10 +37,12 @@ macro_rules! int32_id {
     };
 }
 
+pub mod address;
 pub mod cip;
 pub mod email;
 pub mod partner;
 pub mod phone;
+pub mod prospect;
 pub mod registration;
 pub mod user;
 

@@ -8,6 +8,8 @@ use phonenumber::{Mode, Type};
 pub struct Phone {
     e164: String,
     kind: Type,
+    /// ISO 3166-1 alpha-2 of the numbering plan's region (`+1 416…` is CA, not US).
+    region: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,11 +43,17 @@ impl Phone {
             return Err(InvalidPhone::Invalid);
         }
         let kind = number.number_type(&phonenumber::metadata::DATABASE);
-        Ok(Self { e164: number.format().mode(Mode::E164).to_string(), kind })
+        let region = number.country().id().and_then(|id| rust_iso3166::from_alpha2(id.as_ref())).map(|c| c.alpha2);
+        Ok(Self { e164: number.format().mode(Mode::E164).to_string(), kind, region })
     }
 
     pub fn e164(&self) -> &str {
         &self.e164
+    }
+
+    /// The region the number belongs to, when the plan tells (`MX`, `US`, `CA`).
+    pub fn region(&self) -> Option<&'static str> {
+        self.region
     }
 
     /// Can receive SMS as a mobile: `Mobile`, or `FixedLineOrMobile` where the plan does not
@@ -75,6 +83,9 @@ mod tests {
         assert_eq!(legacy.e164(), "+525521206703");
         assert!(legacy.is_mobile_capable());
         assert_eq!(Phone::parse("+1 415 555 2671").unwrap().e164(), "+14155552671");
+        assert_eq!(Phone::parse("+1 415 555 2671").unwrap().region(), Some("US"));
+        assert_eq!(Phone::parse("+1 416 555 0123").unwrap().region(), Some("CA"));
+        assert_eq!(legacy.region(), Some("MX"));
     }
 
     #[test]

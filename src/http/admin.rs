@@ -14,7 +14,7 @@ use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
 use crate::domain::now_ms;
 use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
-use crate::store::{JobRow, ListVersion};
+use crate::store::{ComplianceCase, JobRow, ListVersion, MoveError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,6 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sanctions/list", get(current_list))
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{id}/retry", post(retry_job))
+        .route("/admin/compliance", get(compliance_cases))
+        .route("/admin/compliance/{user_id}/clear", post(clear_case))
+        .route("/admin/compliance/{user_id}/block", post(block_case))
+        .route("/admin/users/{user_id}/events", get(user_timeline))
 }
 
 const MISSING_STAFF: &str = "Send a staff token from `onboard admin token create` as `Authorization: Bearer <token>`.";
@@ -246,4 +250,97 @@ async fn retry_job(
     }
     state.store.audit(&staff.actor(), "job.retry", Some(&id.to_string()), &serde_json::json!({}), now_ms()).await?;
     Ok(Json(serde_json::json!({ "id": id, "state": "queued" })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFilter {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// An open case with the candidates of the screening that opened it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseView {
+    #[serde(flatten)]
+    case: ComplianceCase,
+    /// Pass as `after` for the next page.
+    cursor: i64,
+    matches: serde_json::Value,
+}
+
+impl From<ComplianceCase> for CaseView {
+    fn from(case: ComplianceCase) -> Self {
+        let matches = case.matches.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+        Self { cursor: case.id, case, matches }
+    }
+}
+
+/// Users waiting in `UpgradePending/Compliance`, oldest first.
+async fn compliance_cases(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    QueryString(filter): QueryString<CaseFilter>,
+) -> Result<Json<Vec<CaseView>>, ApiError> {
+    staff.require(StaffRole::Compliance)?;
+    let cases =
+        state.store.compliance_cases(filter.after.unwrap_or(0), filter.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(Json(cases.into_iter().map(CaseView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    /// Why, for the audit log and the user's timeline.
+    reason: String,
+}
+
+async fn decide_case(state: &AppState, staff: &StaffAuth, user_id: &str, reason: &str, clear: bool) -> Result<Json<serde_json::Value>, ApiError> {
+    let staff = staff.require(StaffRole::Compliance)?;
+    let reason = crate::domain::clean_text(reason, 2000, true)
+        .map_err(|e| ApiError::Validation { detail: "The decision is not valid.".into(), errors: vec![field("reason", &e.to_string())] })?;
+    let to = state
+        .store
+        .decide_compliance(user_id, clear, reason, &staff.actor(), now_ms())
+        .await
+        .map_err(|e| match e {
+            MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
+            MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
+            MoveError::Duplicate(_) => ApiError::Internal(anyhow::anyhow!("duplicate on a compliance decision")),
+            MoveError::Store(e) => e.into(),
+        })?;
+    state.jobs.wake();
+    Ok(Json(serde_json::json!({ "userId": user_id, "status": to.status, "statusDetail": to.detail })))
+}
+
+/// Clears a case: the user goes back on track. Audited.
+async fn clear_case(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<Decision>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_case(&state, &staff, &user_id, &body.reason, true).await
+}
+
+/// Blocks a case: `UpgradeFailed/ComplianceBlocked`. Audited.
+async fn block_case(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<Decision>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_case(&state, &staff, &user_id, &body.reason, false).await
+}
+
+/// Any user's CIP timeline (compliance staff).
+async fn user_timeline(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(user_id): Path<String>,
+) -> Result<Json<super::prospects::Timeline>, ApiError> {
+    staff.require(StaffRole::Compliance)?;
+    let record = state.store.prospect_by_public_id(&user_id).await?.ok_or_else(|| ApiError::NotFound(format!("No user {user_id}.")))?;
+    Ok(Json(super::prospects::timeline(&state, &record).await?))
 }

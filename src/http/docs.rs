@@ -22,9 +22,11 @@ use super::AppState;
     paths(
         super::ops::healthz, super::ops::readyz, super::ops::render_metrics,
         super::oauth::token, super::oauth::jwks,
-        super::partner::whoami, super::partner::roll_api_key,
+        super::partner::whoami, super::partner::update_settings, super::partner::roll_api_key,
         super::user::create_user, super::user::get_user,
         super::partner_users::register, super::partner_users::show,
+        super::prospects::register, super::prospects::user_status, super::prospects::correct,
+        super::prospects::consents, super::prospects::events,
         super::admin::screen,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),

@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod ops;
 pub mod partner;
 pub mod partner_users;
+pub mod prospects;
 pub mod trace;
 pub mod user;
 
@@ -42,6 +43,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// The current sanctions list and its index.
     pub sanctions: crate::sanctions::Sanctions,
+    /// Wakes this node's job workers after a request enqueued work.
+    pub jobs: crate::jobs::JobWaker,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(partner::router())
         .merge(user::router())
         .merge(partner_users::router())
+        .merge(prospects::router())
         .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

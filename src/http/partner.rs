@@ -21,7 +21,9 @@ use crate::store::Partner;
 const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/partner", get(whoami)).route("/partner/api-keys", post(roll_api_key))
+    Router::new()
+        .route("/partner", get(whoami).patch(update_settings))
+        .route("/partner/api-keys", post(roll_api_key))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -30,11 +32,19 @@ pub struct PartnerView {
     partner_id: i64,
     name: String,
     environment: crate::domain::Environment,
+    /// Consents (`privacy`, `contract`) seed-002 users must give before their account opens.
+    required_consents: Vec<String>,
 }
 
-impl From<Partner> for PartnerView {
-    fn from(p: Partner) -> Self {
-        Self { partner_id: p.id.get(), name: p.name, environment: p.environment }
+impl PartnerView {
+    async fn of(state: &AppState, p: Partner) -> Result<Self, ApiError> {
+        let consents = state.store.required_consents(p.id).await?;
+        Ok(Self {
+            partner_id: p.id.get(),
+            name: p.name,
+            environment: p.environment,
+            required_consents: consents.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+        })
     }
 }
 
@@ -45,8 +55,48 @@ impl From<Partner> for PartnerView {
         (status = 200, body = PartnerView),
         (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn whoami(AnyPartner(partner): AnyPartner) -> Json<PartnerView> {
-    Json(partner.into())
+pub async fn whoami(State(state): State<AppState>, AnyPartner(partner): AnyPartner) -> Result<Json<PartnerView>, ApiError> {
+    Ok(Json(PartnerView::of(&state, partner).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartnerSettings {
+    /// Any of `privacy`, `contract` (empty: none required).
+    required_consents: Vec<String>,
+}
+
+/// Changes the calling partner's settings.
+#[utoipa::path(patch, path = "/partner", tag = "partner",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    request_body = PartnerSettings,
+    responses(
+        (status = 200, body = PartnerView),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_settings(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    ApiJson(body): ApiJson<PartnerSettings>,
+) -> Result<Json<PartnerView>, ApiError> {
+    let mut consents = Vec::new();
+    for wanted in ["privacy", "contract"] {
+        if body.required_consents.iter().any(|c| c == wanted) {
+            consents.push(wanted);
+        }
+    }
+    if let Some(unknown) = body.required_consents.iter().find(|c| !["privacy", "contract"].contains(&c.as_str())) {
+        return Err(ApiError::Validation {
+            detail: "The request has invalid fields.".into(),
+            errors: vec![FieldError {
+                field: "requiredConsents".into(),
+                message: format!("{unknown:?} is not a consent: use privacy and/or contract"),
+            }],
+        });
+    }
+    state.store.set_required_consents(partner.id, &consents.join(",")).await?;
+    Ok(Json(PartnerView::of(&state, partner).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

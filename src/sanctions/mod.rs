@@ -149,6 +149,20 @@ impl Sanctions {
         Ok(screening)
     }
 
+    /// Screens a person for onboarding and returns the screening with the row that records it
+    /// (the caller stores it in the transaction that acts on it).
+    pub fn screen_person(
+        &self,
+        query: &Query,
+        actor: &str,
+        partner: Option<PartnerId>,
+        user: Option<UserId>,
+    ) -> Result<(Screening, NewScreening), SanctionsError> {
+        let screening = self.screen(query)?;
+        let row = screening_row(&screening, query, actor, partner, user);
+        Ok((screening, row))
+    }
+
     /// One page of re-screening after a list load (the `sanctions.rescreen` job): users whose
     /// screening now reaches `review` or `match` and who were not already a compliance case
     /// move to `UpgradePending/Compliance`. Returns how many moved, or `None` if the lease was lost.
@@ -169,12 +183,11 @@ impl Sanctions {
         let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
         let mut outcomes = Vec::with_capacity(people.len());
         for person in &people {
-            let query = Query {
-                name: person.full_name(),
-                date_of_birth: person.date_of_birth.as_deref().and_then(parse_date),
-                country: person.country.clone(),
-                kind: Some(EntityKind::Individual),
-            };
+            let query = person_query(
+                person.full_name(),
+                person.date_of_birth.as_deref().and_then(parse_date),
+                person.country.clone(),
+            );
             let screening = screen_with(&loaded, &query);
             let partner = PartnerId::new(person.partner_id).ok();
             let user = UserId::new(person.id).ok();
@@ -215,6 +228,12 @@ impl Sanctions {
         }
         Ok(moved)
     }
+}
+
+/// How a person (a user, not a vessel or a company) is screened, wherever it is screened: the
+/// whole name, the date of birth and the country corroborate.
+pub fn person_query(name: String, date_of_birth: Option<time::Date>, country: Option<String>) -> Query {
+    Query { name, date_of_birth, country, kind: Some(EntityKind::Individual) }
 }
 
 fn screen_with(loaded: &LoadedList, query: &Query) -> Screening {

@@ -110,6 +110,7 @@ macro_rules! registration_columns {
 mod batch;
 pub mod idempotency;
 pub mod jobs;
+pub mod prospects;
 mod registrations;
 pub mod sanctions;
 mod staff;
@@ -118,6 +119,7 @@ mod users;
 pub use batch::{NewRegistration, Respond, UserWriter};
 pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 pub use jobs::{ClaimedJob, JobRow, NewJob, QueueStats};
+pub use prospects::{ComplianceCase, Duplicate, Lookup, MoveError, NewProspect, PROVISION_JOB, ProspectRecord};
 pub use registrations::{Registered, RegistrationRecord};
 pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson, UserEvent};
 pub use staff::{AuditEntry, StaffTokenRecord};

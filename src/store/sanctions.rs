@@ -155,6 +155,7 @@ macro_rules! insert_screening_in {
         .await?
     }};
 }
+pub(crate) use insert_screening_in;
 
 /// Applies a CIP transition to a user and appends its event, inside the caller's transaction.
 /// The `UPDATE` re-checks the state it expects, so a concurrent move is not overwritten.
@@ -194,6 +195,7 @@ macro_rules! transition_in {
         moved == 1
     }};
 }
+pub(crate) use transition_in;
 
 impl Store {
     /// Stores a list version with its files and enqueues its re-screening, in one transaction.

@@ -64,6 +64,7 @@ macro_rules! audit_in {
             .await?;
     }};
 }
+pub(crate) use audit_in;
 
 impl Store {
     /// Creates a staff token; the creation itself is audited (actor: who ran the command).

@@ -1,0 +1,164 @@
+//! A seed-002 prospect: the person, contact and address data the CIP validators judge.
+
+use time::Date;
+
+use super::address::{Country, LatLng, PlaceDetail};
+use super::{Email, Phone, TextProblem, clean_text};
+
+macro_rules! closed_set {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static str = concat!($($wire, " "),+);
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Exact spelling only: an unknown value is an error, never a default.
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+closed_set!(
+    /// Self-reported gender.
+    Gender { Male => "Male", Female => "Female", Other => "Other", None => "None" }
+);
+
+closed_set!(
+    /// ISO 639-1 language of the user's communications.
+    Language { En => "en", Es => "es" }
+);
+
+/// Legal names: 1–100 characters after trimming, no control characters.
+pub fn person_name(raw: &str) -> Result<String, TextProblem> {
+    clean_text(raw, 100, true).map(str::to_owned)
+}
+
+/// Street and city: 1–200 characters after trimming.
+pub fn address_line(raw: &str) -> Result<String, TextProblem> {
+    clean_text(raw, 200, true).map(str::to_owned)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDateOfBirth {
+    #[error("must be an ISO 8601 date (YYYY-MM-DD) or date-time of a real calendar day")]
+    Format,
+    #[error("the person must be at least 18 years old")]
+    TooYoung,
+    #[error("the person must be under 100 years old")]
+    TooOld,
+}
+
+/// Parses `YYYY-MM-DD` or an ISO 8601 date-time (the date as written is the birthday) and checks
+/// the age on `today`: at least 18, under 100.
+pub fn date_of_birth(raw: &str, today: Date) -> Result<Date, InvalidDateOfBirth> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let raw = raw.trim();
+    let date_only = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(raw, date_only)
+        .or_else(|_| time::OffsetDateTime::parse(raw, &Rfc3339).map(|t| t.date()))
+        .or_else(|_| time::PrimitiveDateTime::parse(raw, &Iso8601::DEFAULT).map(|t| t.date()))
+        .map_err(|_| InvalidDateOfBirth::Format)?;
+    // The date part must be the first ten characters, so `+01990-…` or week dates are refused.
+    if raw.len() < 10 || Date::parse(&raw[..10], date_only) != Ok(date) {
+        return Err(InvalidDateOfBirth::Format);
+    }
+    let age = age_on(date, today);
+    if age < 18 {
+        return Err(InvalidDateOfBirth::TooYoung);
+    }
+    if age >= 100 {
+        return Err(InvalidDateOfBirth::TooOld);
+    }
+    Ok(date)
+}
+
+/// Whole years from `birth` to `today` (a 29 February birthday comes on 1 March in other years).
+pub fn age_on(birth: Date, today: Date) -> i32 {
+    let had_birthday = (today.month() as u8, today.day()) >= (birth.month() as u8, birth.day());
+    today.year() - birth.year() - i32::from(!had_birthday)
+}
+
+/// A parsed seed-002 registration (or a stored one, read back for the validators).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prospect {
+    pub first_name: String,
+    pub middle_name: Option<String>,
+    pub last_name: String,
+    pub second_last_name: Option<String>,
+    pub gender: Option<Gender>,
+    pub date_of_birth: Option<Date>,
+    pub email: Option<Email>,
+    pub phone: Phone,
+    pub language: Option<Language>,
+    pub street: Option<String>,
+    pub city: Option<String>,
+    /// ISO 3166-2.
+    pub state: Option<&'static str>,
+    pub country: Option<Country>,
+    /// Parsed, and the JSON as sent.
+    pub place_detail: Option<(PlaceDetail, serde_json::Value)>,
+    pub address_location: Option<LatLng>,
+    pub user_location: Option<LatLng>,
+}
+
+impl Prospect {
+    /// First, middle, last and second last name, as screening reads them.
+    pub fn full_name(&self) -> String {
+        [Some(&self.first_name), self.middle_name.as_ref(), Some(&self.last_name), self.second_last_name.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The form e-mail uniqueness is enforced on: the whole address lower-cased (mail providers
+    /// treat the local part case-insensitively, and a duplicate account is the risk here).
+    pub fn email_key(&self) -> Option<String> {
+        self.email.as_ref().map(|e| e.as_str().to_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn dates_of_birth() {
+        let today = date!(2026 - 11 - 23);
+        assert_eq!(date_of_birth("1990-05-17", today), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(date_of_birth("1990-05-17T00:00:00Z", today), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(date_of_birth("1990-05-17T23:30:00-06:00", today), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(date_of_birth("1990-05-17T10:00:00", today), Ok(date!(1990 - 05 - 17)));
+        for bad in ["1990-02-30", "1990-13-01", "17/05/1990", "1990-5-17", "", "1990-05-17T25:00:00Z", "1990"] {
+            assert_eq!(date_of_birth(bad, today), Err(InvalidDateOfBirth::Format), "{bad}");
+        }
+        // 18 on the day itself; not the day before.
+        assert!(date_of_birth("2008-11-23", today).is_ok());
+        assert_eq!(date_of_birth("2008-11-24", today), Err(InvalidDateOfBirth::TooYoung));
+        assert_eq!(date_of_birth("2030-01-01", today), Err(InvalidDateOfBirth::TooYoung));
+        // 99 the day before the 100th birthday; 100 on it.
+        assert!(date_of_birth("1926-11-24", today).is_ok());
+        assert_eq!(date_of_birth("1926-11-23", today), Err(InvalidDateOfBirth::TooOld));
+        assert_eq!(age_on(date!(2004 - 02 - 29), date!(2022 - 02 - 28)), 17);
+        assert_eq!(age_on(date!(2004 - 02 - 29), date!(2022 - 03 - 01)), 18);
+    }
+
+    #[test]
+    fn closed_sets_are_exact() {
+        assert_eq!(Gender::parse("Female"), Some(Gender::Female));
+        assert_eq!(Gender::parse("female"), None);
+        assert_eq!(Language::parse("es"), Some(Language::Es));
+        assert_eq!(Language::parse("fr"), None);
+        assert_eq!(Gender::ALL.trim(), "Male Female Other None");
+    }
+}

@@ -1,0 +1,580 @@
+//! Seed 002: `POST /register-user-v2` accepts a full prospect and answers at once while the
+//! validators run as jobs; `POST /getUserTokenV2` reports where the user is in the CIP machine.
+//! Onboard adds what the seed's flow needs to finish: `PATCH /users/{userId}` (corrections),
+//! `POST /users/{userId}/consents` and `GET /users/{userId}/events` (the timeline).
+//! Partner credentials: `PartnerApiKey` or a bearer token.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use super::extract::{AnyPartner, ApiJson};
+use crate::domain::address::{self, Country, LatLng, PlaceDetail};
+use crate::domain::cip::CipState;
+use crate::domain::prospect::{self, Gender, Language, Prospect};
+use crate::domain::{Email, PartnerId, Phone, PublicUserId, now_ms};
+use crate::store::{Duplicate, Lookup, MoveError, NewProspect, ProspectRecord, UserEvent};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register-user-v2", post(register))
+        .route("/getUserTokenV2", post(user_status))
+        .route("/users/{user_id}", patch(correct))
+        .route("/users/{user_id}/consents", post(consents))
+        .route("/users/{user_id}/events", get(events))
+}
+
+/// The registration's fields, in the wire's spelling (DESIGN.md §1).
+pub const FIELDS: [&str; 18] = [
+    "firstName",
+    "middleName",
+    "lastName",
+    "secondLastName",
+    "gender",
+    "dateOfBirth",
+    "email",
+    "phoneNumber",
+    "language",
+    "street",
+    "city",
+    "state",
+    "country",
+    "placeDetail",
+    "addressLatitude",
+    "addressLongitude",
+    "userLatitude",
+    "userLongitude",
+];
+
+const INVALID: &str = "The request has invalid fields.";
+
+/// Collects every problem, so one answer lists them all.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    /// A string field: `None` when absent or null (recorded as a problem when `required`).
+    fn string<'a>(&mut self, body: &'a Map<String, Value>, field: &str, required: bool) -> Option<&'a str> {
+        match body.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.add(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.add(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// Applies a parser to an optional string field, recording its error.
+    fn parse<T, E: std::fmt::Display>(
+        &mut self,
+        body: &Map<String, Value>,
+        field: &str,
+        required: bool,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let raw = self.string(body, field, required)?;
+        parse(raw).map_err(|e| self.add(field, e.to_string())).ok()
+    }
+
+    /// A latitude/longitude pair: both or neither, numbers in range.
+    fn location(&mut self, body: &Map<String, Value>, lat_field: &str, lng_field: &str) -> Option<LatLng> {
+        let mut number = |field: &str, limit: f64| match body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64().filter(|v| v.abs() <= limit) {
+                Some(v) => Some(Some(v)),
+                None => {
+                    self.add(field, format!("must be between -{limit} and {limit}"));
+                    Some(None)
+                }
+            },
+            Some(_) => {
+                self.add(field, "must be a number");
+                Some(None)
+            }
+        };
+        let (lat, lng) = (number(lat_field, 90.0), number(lng_field, 180.0));
+        match (lat, lng) {
+            (Some(Some(lat)), Some(Some(lng))) => LatLng::new(lat, lng),
+            (Some(_), None) => {
+                self.add(lng_field, format!("is required with {lat_field}"));
+                None
+            }
+            (None, Some(_)) => {
+                self.add(lat_field, format!("is required with {lng_field}"));
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+fn text_message(e: crate::domain::TextProblem) -> String {
+    e.to_string()
+}
+
+/// Parses a whole registration body. `today` is the day ages are computed on.
+pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Result<Prospect, Vec<FieldError>> {
+    let mut p = Problems::default();
+    for key in body.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        p.add(key, format!("is not a field of this request (fields: {})", FIELDS.join(", ")));
+    }
+    let name = |p: &mut Problems, field: &str, required: bool| {
+        p.parse(body, field, required, |raw| prospect::person_name(raw).map_err(text_message))
+    };
+    let first_name = name(&mut p, "firstName", true);
+    let middle_name = name(&mut p, "middleName", false);
+    let last_name = name(&mut p, "lastName", true);
+    let second_last_name = name(&mut p, "secondLastName", false);
+    let gender = p.parse(body, "gender", false, |raw| {
+        Gender::parse(raw).ok_or_else(|| format!("must be one of {}", Gender::ALL.trim().replace(' ', ", ")))
+    });
+    let date_of_birth = p.parse(body, "dateOfBirth", false, |raw| prospect::date_of_birth(raw, today));
+    let email = p.parse(body, "email", false, |raw| Email::parse(raw).map(Some).map_err(|e| e.to_string()));
+    let phone = p.parse(body, "phoneNumber", true, |raw| {
+        let phone = Phone::parse(raw).map_err(|e| format!("{e}; a mobile number with country code, e.g. +5215521206703"))?;
+        if phone.is_mobile_capable() {
+            Ok(phone)
+        } else {
+            Err("must be a mobile number (this one is a fixed line, toll-free or premium number)".to_owned())
+        }
+    });
+    let language = p.parse(body, "language", false, |raw| {
+        Language::parse(raw).ok_or_else(|| format!("must be one of {}", Language::ALL.trim().replace(' ', ", ")))
+    });
+    let line = |p: &mut Problems, field: &str| p.parse(body, field, false, |raw| prospect::address_line(raw).map_err(text_message));
+    let street = line(&mut p, "street");
+    let city = line(&mut p, "city");
+    let country = p.parse(body, "country", false, |raw| {
+        Country::parse(raw).ok_or("must be an ISO 3166-1 alpha-2 country code, e.g. MX")
+    });
+    let state = match (p.string(body, "state", false), country, body.get("country").is_some_and(|c| !c.is_null())) {
+        (None, _, _) => None,
+        (Some(raw), Some(country), _) => {
+            let code = address::subdivision(country, raw);
+            if code.is_none() {
+                p.add(
+                    "state",
+                    format!(
+                        "must be an ISO 3166-2 code of {} (e.g. {}-JAL) or its short name (e.g. JA, DF)",
+                        country.as_str(),
+                        country.as_str()
+                    ),
+                );
+            }
+            code
+        }
+        // The country itself is invalid: that is the problem to report.
+        (Some(_), None, true) => None,
+        (Some(_), None, false) => {
+            p.add("state", "needs country: a state is an ISO 3166-2 code of the given country");
+            None
+        }
+    };
+    let place_detail = match body.get("placeDetail") {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => match PlaceDetail::parse(value) {
+            Ok(place) => Some((place, value.clone())),
+            Err(e) => {
+                p.add("placeDetail", e);
+                None
+            }
+        },
+        Some(_) => {
+            p.add("placeDetail", "must be a Google Maps Place Details object");
+            None
+        }
+    };
+    let address_location = p.location(body, "addressLatitude", "addressLongitude");
+    let user_location = p.location(body, "userLatitude", "userLongitude");
+    match (first_name, last_name, phone) {
+        (Some(first_name), Some(last_name), Some(phone)) if p.0.is_empty() => Ok(Prospect {
+            first_name,
+            middle_name,
+            last_name,
+            second_last_name,
+            gender,
+            date_of_birth,
+            email: email.flatten(),
+            phone,
+            language,
+            street,
+            city,
+            state,
+            country,
+            place_detail,
+            address_location,
+            user_location,
+        }),
+        _ => Err(p.0),
+    }
+}
+
+/// The wire form of a stored registration: what a correction is merged into.
+fn to_wire(p: &Prospect) -> Map<String, Value> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_owned(), v);
+        }
+    };
+    put("firstName", Some(p.first_name.clone().into()));
+    put("middleName", p.middle_name.clone().map(Value::from));
+    put("lastName", Some(p.last_name.clone().into()));
+    put("secondLastName", p.second_last_name.clone().map(Value::from));
+    put("gender", p.gender.map(|g| g.as_str().into()));
+    put("dateOfBirth", p.date_of_birth.map(|d| d.to_string().into()));
+    put("email", p.email.as_ref().map(|e| e.as_str().into()));
+    put("phoneNumber", Some(p.phone.e164().into()));
+    put("language", p.language.map(|l| l.as_str().into()));
+    put("street", p.street.clone().map(Value::from));
+    put("city", p.city.clone().map(Value::from));
+    put("state", p.state.map(Value::from));
+    put("country", p.country.map(|c| c.as_str().into()));
+    put("placeDetail", p.place_detail.as_ref().map(|(_, json)| json.clone()));
+    put("addressLatitude", p.address_location.map(|l| l.lat.into()));
+    put("addressLongitude", p.address_location.map(|l| l.lng.into()));
+    put("userLatitude", p.user_location.map(|l| l.lat.into()));
+    put("userLongitude", p.user_location.map(|l| l.lng.into()));
+    m
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::MalformedBody("The body must be a JSON object.".into())),
+    }
+}
+
+/// seed 002's user resolution: the id and, for users in the CIP machine, where they are.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatus {
+    /// `usr:<uuid>`.
+    user_id: String,
+    /// Completed, UpgradePending, UpgradeInProgress, UpgradeFailed, UpgradeSoftFailed, AccountUpgradeInProgress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    /// None, InvalidAddress, InvalidEMail, UnreadableDoc, ProvideAdditionalInfo, InvalidPersonalData,
+    /// OtpPrivacyMissing, OtpContractMissing, Compliance, ComplianceBlocked, OfacFailed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_detail: Option<String>,
+}
+
+impl UserStatus {
+    fn new(user_id: String, state: Option<CipState>) -> Self {
+        Self {
+            user_id,
+            status: state.map(|s| s.status.as_str().to_owned()),
+            status_detail: state.map(|s| s.detail.as_str().to_owned()),
+        }
+    }
+
+    fn of(record: &ProspectRecord) -> Result<Self, ApiError> {
+        Ok(Self::new(record.public_id.clone(), record.cip_state()?))
+    }
+}
+
+/// Which of the partner's users already have this phone or e-mail (after the database refused
+/// the insert, so the 409 can name every field that collides).
+async fn duplicates(state: &AppState, partner: PartnerId, p: &Prospect) -> Result<ApiError, ApiError> {
+    let mut errors = Vec::new();
+    if state.store.find_prospect(partner, Lookup::Phone(p.phone.e164())).await?.is_some() {
+        errors.push(FieldError {
+            field: "phoneNumber".into(),
+            message: "is already registered to another user of this partner".into(),
+        });
+    }
+    if let Some(key) = p.email_key()
+        && state.store.find_prospect(partner, Lookup::EmailKey(&key)).await?.is_some()
+    {
+        errors.push(FieldError {
+            field: "email".into(),
+            message: "is already registered to another user of this partner".into(),
+        });
+    }
+    Ok(duplicate_error(errors))
+}
+
+fn duplicate_error(errors: Vec<FieldError>) -> ApiError {
+    let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    ApiError::ConflictingFields {
+        detail: format!("A user with this {} is already registered.", names.join(" and ")),
+        errors,
+    }
+}
+
+/// Register a full prospect; validation continues in the background.
+#[utoipa::path(post, path = "/register-user-v2", tag = "prospects (seed 002)",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    request_body(content = Object, description = "RegisterUserParams: see DESIGN.md §1 for the keys"),
+    responses(
+        (status = 200, body = UserStatus, description = "Accepted: validation runs asynchronously"),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "phoneNumber or email already registered"),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<UserStatus>, ApiError> {
+    let body = object(body)?;
+    let prospect =
+        parse_registration(&body, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
+    let public_id = PublicUserId::generate();
+    let new = NewProspect { partner: partner.id, public_id: public_id.clone(), prospect: &prospect, created_at: now_ms() };
+    match state.store.create_prospect(&new, &format!("partner:{}", partner.id)).await {
+        Ok(_) => {}
+        Err(err) if Duplicate::of(&err).is_some() => return Err(duplicates(&state, partner.id, &prospect).await?),
+        Err(err) => return Err(err.into()),
+    }
+    state.jobs.wake();
+    metrics::counter!("prospects_registered_total").increment(1);
+    tracing::info!(user = public_id.as_str(), phone = %prospect.phone, "prospect accepted");
+    Ok(Json(UserStatus::new(public_id.as_str().to_owned(), Some(CipState::ACCEPTED))))
+}
+
+/// Where a user is in onboarding: by `userId`, `phoneNumber` or `email` (exactly one).
+#[utoipa::path(post, path = "/getUserTokenV2", tag = "prospects (seed 002)",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    request_body(content = Object, description = r#"`{"userId": "usr:…"}`, `{"phoneNumber": "+5215521206703"}` or `{"email": "ana@example.org"}`"#),
+    responses(
+        (status = 200, body = UserStatus),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn user_status(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<UserStatus>, ApiError> {
+    const KEYS: [&str; 3] = ["userId", "phoneNumber", "email"];
+    let body = object(body)?;
+    let mut p = Problems::default();
+    for key in body.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+        p.add(key, "is not a field of this request (fields: userId, phoneNumber, email)");
+    }
+    let given: Vec<&str> = KEYS.into_iter().filter(|k| body.get(*k).is_some_and(|v| !v.is_null())).collect();
+    if given.len() != 1 && p.0.is_empty() {
+        p.add("userId", "give exactly one of userId, phoneNumber or email");
+    }
+    let invalid = |errors| ApiError::Validation { detail: INVALID.into(), errors };
+    if !p.0.is_empty() {
+        return Err(invalid(p.0));
+    }
+    let key = given[0];
+    let found = match key {
+        "userId" => match p.parse(&body, key, true, |raw| raw.parse::<PublicUserId>().map_err(|_| "must be usr:<uuid>")) {
+            Some(id) => state.store.find_prospect(partner.id, Lookup::PublicId(id.as_str())).await?,
+            None => return Err(invalid(p.0)),
+        },
+        "phoneNumber" => match p.parse(&body, key, true, |raw| Phone::parse(raw).map_err(|e| e.to_string())) {
+            Some(phone) => state.store.find_prospect(partner.id, Lookup::Phone(phone.e164())).await?,
+            None => return Err(invalid(p.0)),
+        },
+        _ => match p.parse(&body, key, true, |raw| Email::parse(raw).map_err(|e| e.to_string())) {
+            Some(email) => state.store.find_prospect(partner.id, Lookup::EmailKey(&email.as_str().to_lowercase())).await?,
+            None => return Err(invalid(p.0)),
+        },
+    };
+    let record = found.ok_or_else(|| ApiError::NotFound(format!("No user of this partner has this {key}.")))?;
+    Ok(Json(UserStatus::of(&record)?))
+}
+
+async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Result<ProspectRecord, ApiError> {
+    let not_found = || ApiError::NotFound("No user of this partner has this userId.".into());
+    let id: PublicUserId = user_id.parse().map_err(|_| not_found())?;
+    state.store.find_prospect(partner, Lookup::PublicId(id.as_str())).await?.ok_or_else(not_found)
+}
+
+fn move_error(err: MoveError) -> ApiError {
+    match err {
+        MoveError::NotFound => ApiError::NotFound("No user of this partner has this userId.".into()),
+        MoveError::WrongState(state) => ApiError::Conflict(format!("The user cannot make this move now: it is {state}.")),
+        MoveError::Duplicate(which) => duplicate_error(vec![FieldError {
+            field: match which {
+                Duplicate::Phone => "phoneNumber".into(),
+                Duplicate::Email => "email".into(),
+            },
+            message: "is already registered to another user of this partner".into(),
+        }]),
+        MoveError::Store(err) => err.into(),
+    }
+}
+
+/// Correct a soft-failed registration: the given fields replace the stored ones (null removes an
+/// optional field) and the validators they affect run again.
+#[utoipa::path(patch, path = "/users/{userId}", tag = "prospects (seed 002)",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    request_body(content = Object, description = "Any of the register-user-v2 fields"),
+    responses(
+        (status = 200, body = UserStatus, description = "Validation restarted"),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Not UpgradeSoftFailed, or a duplicate phone/e-mail"),
+    ))]
+pub async fn correct(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<UserStatus>, ApiError> {
+    let patch = object(body)?;
+    let record = own_prospect(&state, partner.id, &user_id).await?;
+    let stored = to_wire(&record.prospect()?);
+    let mut merged = stored.clone();
+    for (key, value) in &patch {
+        if value.is_null() {
+            merged.remove(key);
+        } else {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let corrected =
+        parse_registration(&merged, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
+    // Compare parsed forms, so `DF` for a stored `MX-CMX` is no change.
+    let normalized = to_wire(&corrected);
+    let changed: Vec<&str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
+    if changed.is_empty() {
+        return Err(ApiError::Validation {
+            detail: INVALID.into(),
+            errors: vec![FieldError { field: "body".into(), message: "changes nothing: send the corrected fields".into() }],
+        });
+    }
+    let actor = format!("partner:{}", partner.id);
+    let to = state
+        .store
+        .correct_prospect(&record.public_id, partner.id, &corrected, &changed, &actor, now_ms())
+        .await
+        .map_err(move_error)?;
+    state.jobs.wake();
+    Ok(Json(UserStatus::new(record.public_id, Some(to))))
+}
+
+/// Record the user's consent to the privacy notice and/or the contract.
+#[utoipa::path(post, path = "/users/{userId}/consents", tag = "prospects (seed 002)",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    request_body(content = Object, description = r#"`{"privacy": true, "contract": true}` (either or both)"#),
+    responses(
+        (status = 200, body = UserStatus),
+        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn consents(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<UserStatus>, ApiError> {
+    let body = object(body)?;
+    let mut p = Problems::default();
+    for key in body.keys().filter(|k| !["privacy", "contract"].contains(&k.as_str())) {
+        p.add(key, "is not a field of this request (fields: privacy, contract)");
+    }
+    let mut flag = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(true)) => true,
+        Some(Value::Bool(false)) => {
+            p.add(field, "a consent once given cannot be withdrawn here; send true or leave it out");
+            false
+        }
+        Some(_) => {
+            p.add(field, "must be true");
+            false
+        }
+    };
+    let (privacy, contract) = (flag("privacy"), flag("contract"));
+    if !privacy && !contract && p.0.is_empty() {
+        p.add("privacy", "give privacy and/or contract consent");
+    }
+    if !p.0.is_empty() {
+        return Err(ApiError::Validation { detail: INVALID.into(), errors: p.0 });
+    }
+    let record = own_prospect(&state, partner.id, &user_id).await?;
+    let actor = format!("partner:{}", partner.id);
+    let to = state
+        .store
+        .give_consents(&record.public_id, partner.id, privacy, contract, &actor, now_ms())
+        .await
+        .map_err(move_error)?;
+    state.jobs.wake();
+    Ok(Json(UserStatus::new(record.public_id, to)))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    user_id: String,
+    events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    /// RFC 3339.
+    at: String,
+    from_status: Option<String>,
+    from_status_detail: Option<String>,
+    status: String,
+    status_detail: String,
+    reason: String,
+    actor: String,
+}
+
+impl From<UserEvent> for EventView {
+    fn from(e: UserEvent) -> Self {
+        Self {
+            at: super::rfc3339(e.at),
+            from_status: e.from_status,
+            from_status_detail: e.from_detail,
+            status: e.to_status,
+            status_detail: e.to_detail,
+            reason: e.reason,
+            actor: e.actor,
+        }
+    }
+}
+
+/// A user's timeline: every CIP transition, oldest first (append-only).
+pub async fn timeline(state: &AppState, record: &ProspectRecord) -> Result<Timeline, ApiError> {
+    let events = state.store.user_events(record.id).await?;
+    Ok(Timeline { user_id: record.public_id.clone(), events: events.into_iter().map(EventView::from).collect() })
+}
+
+/// The user's CIP events: from, to, why and who.
+#[utoipa::path(get, path = "/users/{userId}/events", tag = "prospects (seed 002)",
+    security(("bearer" = []), ("partnerApiKey" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    responses(
+        (status = 200, body = Timeline),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    Path(user_id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let record = own_prospect(&state, partner.id, &user_id).await?;
+    Ok(Json(timeline(&state, &record).await?))
+}
