@@ -10,6 +10,7 @@ mod oauth;
 mod ops;
 mod partner_users;
 mod process;
+mod prospects;
 mod sanctions;
 mod storage;
 mod user;
