@@ -19,9 +19,35 @@ fn soft(check: Check, detail: Detail, reason: impl Into<String>) -> CheckResult 
 
 /// Words people type into name fields when they do not want to give a name.
 const PLACEHOLDER_NAMES: &[&str] = &[
-    "test", "testing", "prueba", "asdf", "qwerty", "xxx", "na", "n/a", "none", "null", "nil", "unknown",
-    "desconocido", "fake", "sample", "demo", "nombre", "apellido", "name", "firstname", "lastname", "user",
-    "usuario", "foo", "bar", "abc", "aaa", "sin nombre", "no name",
+    "test",
+    "testing",
+    "prueba",
+    "asdf",
+    "qwerty",
+    "xxx",
+    "na",
+    "n/a",
+    "none",
+    "null",
+    "nil",
+    "unknown",
+    "desconocido",
+    "fake",
+    "sample",
+    "demo",
+    "nombre",
+    "apellido",
+    "name",
+    "firstname",
+    "lastname",
+    "user",
+    "usuario",
+    "foo",
+    "bar",
+    "abc",
+    "aaa",
+    "sin nombre",
+    "no name",
 ];
 
 /// Why a name part is implausible for a legal name, if it is.
@@ -204,7 +230,8 @@ mod tests {
 
     #[test]
     fn implausible_names() {
-        for (first, last) in [("Test", "Hernández"), ("Ana", "X1"), ("Aaaaa", "Pérez"), ("A", "Pérez"), ("Ana", "@@")] {
+        for (first, last) in [("Test", "Hernández"), ("Ana", "X1"), ("Aaaaa", "Pérez"), ("A", "Pérez"), ("Ana", "@@")]
+        {
             let p = Prospect { first_name: first.into(), last_name: last.into(), ..ana() };
             assert_eq!(personal(&p).outcome, Outcome::Soft(Detail::InvalidPersonalData), "{first} {last}");
         }
@@ -257,7 +284,8 @@ mod tests {
     fn phones_must_match_the_country() {
         let us = Prospect { country: Country::parse("US"), ..ana() };
         assert_eq!(phone(&us).outcome, Outcome::Soft(Detail::ProvideAdditionalInfo));
-        let fixed_line_us = Prospect { phone: Phone::parse("+14155552671").unwrap(), country: Country::parse("US"), ..ana() };
+        let fixed_line_us =
+            Prospect { phone: Phone::parse("+14155552671").unwrap(), country: Country::parse("US"), ..ana() };
         assert_eq!(phone(&fixed_line_us).outcome, Outcome::Pass);
     }
 }

@@ -19,7 +19,13 @@ struct Payload {
 }
 
 /// Registers the five validators and provisioning with `concurrency` workers each.
-pub fn register(registry: &mut JobRegistry, store: &Store, sanctions: &Sanctions, waker: &JobWaker, concurrency: usize) {
+pub fn register(
+    registry: &mut JobRegistry,
+    store: &Store,
+    sanctions: &Sanctions,
+    waker: &JobWaker,
+    concurrency: usize,
+) {
     for check in Check::ALL {
         let (store, sanctions, waker) = (store.clone(), sanctions.clone(), waker.clone());
         registry.register(check.job_kind(), concurrency, move |job| {
@@ -41,7 +47,13 @@ fn payload(job: &ClaimedJob) -> Result<(Payload, i64), JobOutcome> {
     Ok((payload, partner))
 }
 
-async fn run_check(store: &Store, sanctions: &Sanctions, waker: &JobWaker, check: Check, job: ClaimedJob) -> JobOutcome {
+async fn run_check(
+    store: &Store,
+    sanctions: &Sanctions,
+    waker: &JobWaker,
+    check: Check,
+    job: ClaimedJob,
+) -> JobOutcome {
     let (payload, partner) = match payload(&job) {
         Ok(p) => p,
         Err(outcome) => return outcome,
@@ -60,9 +72,8 @@ async fn run_check(store: &Store, sanctions: &Sanctions, waker: &JobWaker, check
         Err(outcome) => return outcome,
     };
     let started = std::time::Instant::now();
-    let finished = store
-        .finish_check(&job, record.id, partner, payload.generation, &result, screening.as_ref(), now_ms())
-        .await;
+    let finished =
+        store.finish_check(&job, record.id, partner, payload.generation, &result, screening.as_ref(), now_ms()).await;
     metrics::histogram!("cip_check_commit_seconds").record(started.elapsed().as_secs_f64());
     match finished {
         Ok(decided) => {

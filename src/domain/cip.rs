@@ -327,7 +327,10 @@ mod tests {
         let mut results = all_pass.clone();
         results[2] = r(Check::Email, Outcome::Soft(Detail::InvalidEMail));
         results[1] = r(Check::Address, Outcome::Soft(Detail::InvalidAddress));
-        assert_eq!(decide(&results, Consents::default()), CipState::new(Status::UpgradeSoftFailed, Detail::InvalidAddress));
+        assert_eq!(
+            decide(&results, Consents::default()),
+            CipState::new(Status::UpgradeSoftFailed, Detail::InvalidAddress)
+        );
         results[4] = r(Check::Sanctions, Outcome::Review);
         assert_eq!(decide(&results, Consents::default()), CipState::COMPLIANCE);
         results[4] = r(Check::Sanctions, Outcome::Fail);
@@ -343,7 +346,8 @@ mod tests {
 
     #[test]
     fn outcomes_round_trip_through_columns() {
-        for o in [Outcome::Pass, Outcome::Soft(Detail::InvalidEMail), Outcome::Review, Outcome::Fail, Outcome::Cleared] {
+        for o in [Outcome::Pass, Outcome::Soft(Detail::InvalidEMail), Outcome::Review, Outcome::Fail, Outcome::Cleared]
+        {
             let (outcome, detail) = o.to_columns();
             assert_eq!(Outcome::from_columns(outcome, detail), Some(o));
         }

@@ -296,17 +296,24 @@ struct Decision {
     reason: String,
 }
 
-async fn decide_case(state: &AppState, staff: &StaffAuth, user_id: &str, reason: &str, clear: bool) -> Result<Json<serde_json::Value>, ApiError> {
+async fn decide_case(
+    state: &AppState,
+    staff: &StaffAuth,
+    user_id: &str,
+    reason: &str,
+    clear: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
-    let reason = crate::domain::clean_text(reason, 2000, true)
-        .map_err(|e| ApiError::Validation { detail: "The decision is not valid.".into(), errors: vec![field("reason", &e.to_string())] })?;
-    let to = state
-        .store
-        .decide_compliance(user_id, clear, reason, &staff.actor(), now_ms())
-        .await
-        .map_err(|e| match e {
+    let reason = crate::domain::clean_text(reason, 2000, true).map_err(|e| ApiError::Validation {
+        detail: "The decision is not valid.".into(),
+        errors: vec![field("reason", &e.to_string())],
+    })?;
+    let to =
+        state.store.decide_compliance(user_id, clear, reason, &staff.actor(), now_ms()).await.map_err(|e| match e {
             MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
-            MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
+            MoveError::WrongState(s) => {
+                ApiError::Conflict(format!("The user is not an open compliance case: it is {s}."))
+            }
             MoveError::Duplicate(_) => ApiError::Internal(anyhow::anyhow!("duplicate on a compliance decision")),
             MoveError::Store(e) => e.into(),
         })?;
@@ -341,6 +348,10 @@ async fn user_timeline(
     Path(user_id): Path<String>,
 ) -> Result<Json<super::prospects::Timeline>, ApiError> {
     staff.require(StaffRole::Compliance)?;
-    let record = state.store.prospect_by_public_id(&user_id).await?.ok_or_else(|| ApiError::NotFound(format!("No user {user_id}.")))?;
+    let record = state
+        .store
+        .prospect_by_public_id(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No user {user_id}.")))?;
     Ok(Json(super::prospects::timeline(&state, &record).await?))
 }

@@ -21,9 +21,7 @@ use crate::store::Partner;
 const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/partner", get(whoami).patch(update_settings))
-        .route("/partner/api-keys", post(roll_api_key))
+    Router::new().route("/partner", get(whoami).patch(update_settings)).route("/partner/api-keys", post(roll_api_key))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,7 +53,10 @@ impl PartnerView {
         (status = 200, body = PartnerView),
         (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn whoami(State(state): State<AppState>, AnyPartner(partner): AnyPartner) -> Result<Json<PartnerView>, ApiError> {
+pub async fn whoami(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+) -> Result<Json<PartnerView>, ApiError> {
     Ok(Json(PartnerView::of(&state, partner).await?))
 }
 

@@ -145,7 +145,8 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
     let date_of_birth = p.parse(body, "dateOfBirth", false, |raw| prospect::date_of_birth(raw, today));
     let email = p.parse(body, "email", false, |raw| Email::parse(raw).map(Some).map_err(|e| e.to_string()));
     let phone = p.parse(body, "phoneNumber", true, |raw| {
-        let phone = Phone::parse(raw).map_err(|e| format!("{e}; a mobile number with country code, e.g. +5215521206703"))?;
+        let phone =
+            Phone::parse(raw).map_err(|e| format!("{e}; a mobile number with country code, e.g. +5215521206703"))?;
         if phone.is_mobile_capable() {
             Ok(phone)
         } else {
@@ -155,7 +156,9 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
     let language = p.parse(body, "language", false, |raw| {
         Language::parse(raw).ok_or_else(|| format!("must be one of {}", Language::ALL.trim().replace(' ', ", ")))
     });
-    let line = |p: &mut Problems, field: &str| p.parse(body, field, false, |raw| prospect::address_line(raw).map_err(text_message));
+    let line = |p: &mut Problems, field: &str| {
+        p.parse(body, field, false, |raw| prospect::address_line(raw).map_err(text_message))
+    };
     let street = line(&mut p, "street");
     let city = line(&mut p, "city");
     let country = p.parse(body, "country", false, |raw| {
@@ -340,7 +343,8 @@ pub async fn register(
     let prospect =
         parse_registration(&body, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
     let public_id = PublicUserId::generate();
-    let new = NewProspect { partner: partner.id, public_id: public_id.clone(), prospect: &prospect, created_at: now_ms() };
+    let new =
+        NewProspect { partner: partner.id, public_id: public_id.clone(), prospect: &prospect, created_at: now_ms() };
     match state.store.create_prospect(&new, &format!("partner:{}", partner.id)).await {
         Ok(_) => {}
         Err(err) if Duplicate::of(&err).is_some() => return Err(duplicates(&state, partner.id, &prospect).await?),
@@ -383,16 +387,20 @@ pub async fn user_status(
     }
     let key = given[0];
     let found = match key {
-        "userId" => match p.parse(&body, key, true, |raw| raw.parse::<PublicUserId>().map_err(|_| "must be usr:<uuid>")) {
-            Some(id) => state.store.find_prospect(partner.id, Lookup::PublicId(id.as_str())).await?,
-            None => return Err(invalid(p.0)),
-        },
+        "userId" => {
+            match p.parse(&body, key, true, |raw| raw.parse::<PublicUserId>().map_err(|_| "must be usr:<uuid>")) {
+                Some(id) => state.store.find_prospect(partner.id, Lookup::PublicId(id.as_str())).await?,
+                None => return Err(invalid(p.0)),
+            }
+        }
         "phoneNumber" => match p.parse(&body, key, true, |raw| Phone::parse(raw).map_err(|e| e.to_string())) {
             Some(phone) => state.store.find_prospect(partner.id, Lookup::Phone(phone.e164())).await?,
             None => return Err(invalid(p.0)),
         },
         _ => match p.parse(&body, key, true, |raw| Email::parse(raw).map_err(|e| e.to_string())) {
-            Some(email) => state.store.find_prospect(partner.id, Lookup::EmailKey(&email.as_str().to_lowercase())).await?,
+            Some(email) => {
+                state.store.find_prospect(partner.id, Lookup::EmailKey(&email.as_str().to_lowercase())).await?
+            }
             None => return Err(invalid(p.0)),
         },
     };
@@ -409,7 +417,9 @@ async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Re
 fn move_error(err: MoveError) -> ApiError {
     match err {
         MoveError::NotFound => ApiError::NotFound("No user of this partner has this userId.".into()),
-        MoveError::WrongState(state) => ApiError::Conflict(format!("The user cannot make this move now: it is {state}.")),
+        MoveError::WrongState(state) => {
+            ApiError::Conflict(format!("The user cannot make this move now: it is {state}."))
+        }
         MoveError::Duplicate(which) => duplicate_error(vec![FieldError {
             field: match which {
                 Duplicate::Phone => "phoneNumber".into(),
@@ -450,15 +460,18 @@ pub async fn correct(
             merged.insert(key.clone(), value.clone());
         }
     }
-    let corrected =
-        parse_registration(&merged, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
+    let corrected = parse_registration(&merged, today())
+        .map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
     // Compare parsed forms, so `DF` for a stored `MX-CMX` is no change.
     let normalized = to_wire(&corrected);
     let changed: Vec<&str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
     if changed.is_empty() {
         return Err(ApiError::Validation {
             detail: INVALID.into(),
-            errors: vec![FieldError { field: "body".into(), message: "changes nothing: send the corrected fields".into() }],
+            errors: vec![FieldError {
+                field: "body".into(),
+                message: "changes nothing: send the corrected fields".into(),
+            }],
         });
     }
     let actor = format!("partner:{}", partner.id);

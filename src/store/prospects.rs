@@ -80,9 +80,7 @@ impl ProspectRecord {
             None => None,
         };
         let state = match (&self.state, country) {
-            (Some(s), Some(c)) => {
-                Some(crate::domain::address::subdivision(c, s).ok_or_else(|| self.corrupt("state"))?)
-            }
+            (Some(s), Some(c)) => Some(crate::domain::address::subdivision(c, s).ok_or_else(|| self.corrupt("state"))?),
             _ => None,
         };
         let place_detail = match &self.place_detail {
@@ -190,12 +188,9 @@ pub fn check_jobs(partner: PartnerId, user: i64, generation: i64, checks: &[Chec
     checks
         .iter()
         .map(|check| {
-            let mut job = NewJob::new(
-                check.job_kind(),
-                serde_json::json!({ "userId": user, "generation": generation }),
-                now,
-            )
-            .dedupe(format!("{}:{user}:{generation}", check.job_kind()));
+            let mut job =
+                NewJob::new(check.job_kind(), serde_json::json!({ "userId": user, "generation": generation }), now)
+                    .dedupe(format!("{}:{user}:{generation}", check.job_kind()));
             job.partner = Some(partner);
             job
         })
@@ -256,7 +251,8 @@ macro_rules! checks_in {
         let mut results = Vec::with_capacity(rows.len());
         for (check, outcome, detail, reason) in rows {
             let check = Check::parse(&check).ok_or_else(|| record.corrupt("check name"))?;
-            let outcome = Outcome::from_columns(&outcome, detail.as_deref()).ok_or_else(|| record.corrupt("outcome"))?;
+            let outcome =
+                Outcome::from_columns(&outcome, detail.as_deref()).ok_or_else(|| record.corrupt("outcome"))?;
             results.push(CheckResult { check, outcome, reason });
         }
         results
@@ -273,11 +269,14 @@ macro_rules! move_in {
         if from == Some(to) {
             to
         } else {
-            let transition = Transition::new(from, to, $reason, $actor)
-                .map_err(|e| MoveError::WrongState(e.to_string()))?;
+            let transition =
+                Transition::new(from, to, $reason, $actor).map_err(|e| MoveError::WrongState(e.to_string()))?;
             // The row is locked, so the state read is the state moved from.
             if !transition_in!($conn, record.id, record.partner_id, &transition, $now) {
-                return Err(MoveError::WrongState(format!("no longer {}", transition.from.map_or_else(String::new, |s| s.to_string()))));
+                return Err(MoveError::WrongState(format!(
+                    "no longer {}",
+                    transition.from.map_or_else(String::new, |s| s.to_string())
+                )));
             }
             if to == CipState::PROVISIONING {
                 enqueue_in!($conn, &provision_job(record.partner_id, record.id, record.cip_generation, $now), $now);
@@ -552,11 +551,12 @@ impl Store {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await.map_err(StoreError::from)?;
             let state = async {
-                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE public_id = $1 AND partner_id = $2")
-                    .bind(user)
-                    .bind(partner.get())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let id: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM users WHERE public_id = $1 AND partner_id = $2")
+                        .bind(user)
+                        .bind(partner.get())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 let id = id.ok_or(MoveError::NotFound)?;
                 let record = lock_prospect_in!(tx, id, partner.get()).ok_or(MoveError::NotFound)?;
                 let from = record.cip_state()?;
@@ -740,7 +740,10 @@ impl Store {
                     ("compliance.clear", to)
                 } else {
                     let blocked = CipState::new(Status::UpgradeFailed, cip::Detail::ComplianceBlocked);
-                    ("compliance.block", move_in!(tx, &record, blocked, format!("compliance blocked: {reason}"), actor, now))
+                    (
+                        "compliance.block",
+                        move_in!(tx, &record, blocked, format!("compliance blocked: {reason}"), actor, now),
+                    )
                 };
                 let detail = serde_json::json!({ "reason": reason, "to": to.to_string() }).to_string();
                 audit_in!(tx, now, actor, action, Some(user), detail);

@@ -22,7 +22,13 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, database_url: Option<&str>) -> Self {
+        Self::start_with(dir, database_url, &[])
+    }
+
+    /// With extra `ONBOARD_*` settings in the environment.
+    fn start_with(dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_onboard"));
+        command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
@@ -376,4 +382,179 @@ async fn sanctions_load_downloads_from_a_base_url() {
     assert_eq!(loaded["list"]["counts"]["entries"], 17);
     assert_eq!(loaded["list"]["publishedOn"], "2024-05-03");
     assert_eq!(loaded["list"]["source"], base);
+}
+
+/// Settings for nodes that run the validators: the small fixture list, fast polling, short leases.
+fn validating_env() -> Vec<(&'static str, String)> {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small");
+    vec![
+        ("ONBOARD_SANCTIONS__AUTOLOAD_DIR", list.display().to_string()),
+        ("ONBOARD_JOBS__POLL_INTERVAL_MS", "50".into()),
+        ("ONBOARD_JOBS__LEASE_SECS", "2".into()),
+        ("ONBOARD_LOG__FILTER", "info".into()),
+    ]
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn register_v2(http: &reqwest::Client, base: &str, key: &str, n: u32) -> String {
+    let body = crate::prospects::prospect(n, serde_json::json!({}));
+    let response =
+        http.post(format!("{base}/register-user-v2")).header("PartnerApiKey", key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["userId"].as_str().unwrap().to_owned()
+}
+
+/// Polls until the user's status is final (bounded).
+async fn final_status(http: &reqwest::Client, base: &str, key: &str, user: &str) -> String {
+    for _ in 0..1200 {
+        let answer: Value = http
+            .post(format!("{base}/getUserTokenV2"))
+            .header("PartnerApiKey", key)
+            .json(&serde_json::json!({ "userId": user }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = answer["status"].as_str().unwrap();
+        if status != "UpgradeInProgress" && status != "AccountUpgradeInProgress" {
+            return format!("{status}/{}", answer["statusDetail"].as_str().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{user} never reached a final status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_registrations_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = crate::helpers::http_client();
+    let env = validating_env();
+
+    // A node that accepts but runs no jobs, killed with SIGKILL: the work is only in the database.
+    let mut no_workers = env_refs(&env);
+    no_workers.push(("ONBOARD_JOBS__ENABLED", "false"));
+    let mut a = Node::start_with(dir.path(), None, &no_workers);
+    let url = a.wait_listening();
+    a.drain();
+    let key = a.printed("API key").expect("first start prints the API key");
+    let mut users = Vec::new();
+    for n in 0..20 {
+        users.push(register_v2(&http, &url, &key, n).await);
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+
+    // A node with workers, killed while it is validating a burst (its leases then expire).
+    let mut b = Node::start_with(dir.path(), None, &env_refs(&env));
+    let url = b.wait_listening();
+    for n in 20..60 {
+        users.push(register_v2(&http, &url, &key, n).await);
+    }
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+
+    // On restart every accepted registration reaches its final status.
+    let mut c = Node::start_with(dir.path(), None, &env_refs(&env));
+    let url = c.wait_listening();
+    for user in &users {
+        assert_eq!(final_status(&http, &url, &key, user).await, "Completed/None", "{user}");
+    }
+    assert!(c.terminate().success());
+    let db = format!("sqlite://{}", dir.path().join("onboard.db").display());
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    let (checks, users_checked): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM cip_checks").fetch_one(&mut conn).await.unwrap();
+    assert_eq!((checks, users_checked), (5 * users.len() as i64, users.len() as i64));
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(unfinished, 0);
+}
+
+/// Sums a Prometheus counter over the series whose labels contain `filter`.
+fn counter_sum(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_validate_a_burst_of_registrations_exactly_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    const USERS: u32 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let env = validating_env();
+    let mut a = Node::start_with(dir.path(), Some(&db.url), &env_refs(&env));
+    let mut b = Node::start_with(dir.path(), Some(&db.url), &env_refs(&env));
+    let (url_a, url_b) = (a.wait_listening(), b.wait_listening());
+    a.drain();
+    b.drain();
+    let key = a.printed("API key").or_else(|| b.printed("API key")).unwrap();
+    let http = crate::helpers::http_client();
+
+    let started = std::time::Instant::now();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let requests: Vec<_> = (0..USERS)
+        .map(|n| {
+            let base = if n % 2 == 0 { url_a.clone() } else { url_b.clone() };
+            let (http, key, semaphore) = (http.clone(), key.clone(), semaphore.clone());
+            tokio::spawn(async move {
+                let _permit = semaphore.acquire().await.unwrap();
+                register_v2(&http, &base, &key, n).await
+            })
+        })
+        .collect();
+    let mut users = Vec::new();
+    for request in requests {
+        users.push(request.await.unwrap());
+    }
+    let accepted = started.elapsed();
+
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for _ in 0..1200 {
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE cip_status = 'Completed'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if done == i64::from(USERS) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{USERS} registrations accepted in {accepted:?}, all completed after {:?}", started.elapsed());
+    let completed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE cip_status = 'Completed'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(completed, i64::from(USERS));
+    // Every job claimed once (a second claim would count a second attempt) and done.
+    let (jobs, first_try): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE attempts = 1 AND state = 'done') FROM jobs WHERE kind LIKE 'cip.%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((jobs, first_try), (6 * i64::from(USERS), 6 * i64::from(USERS)));
+    let checks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cip_checks").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(checks, 5 * i64::from(USERS));
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_events").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(events, 3 * i64::from(USERS), "accepted, validated, opened: once each");
+    // The handlers themselves ran 6 × USERS times across both nodes, and both nodes took part.
+    let mut runs = Vec::new();
+    for url in [&url_a, &url_b] {
+        let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        runs.push(counter_sum(&metrics, "jobs_finished_total{", "kind=\"cip."));
+    }
+    assert_eq!(runs.iter().sum::<f64>(), f64::from(6 * USERS), "{runs:?}");
+    assert!(runs.iter().all(|r| *r > 0.0), "both nodes ran validators: {runs:?}");
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
 }

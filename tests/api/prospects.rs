@@ -121,7 +121,10 @@ async fn events(app: &TestApp, user_id: &str) -> Vec<Value> {
 }
 
 fn path(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| format!("{}/{}", e["status"].as_str().unwrap(), e["statusDetail"].as_str().unwrap())).collect()
+    events
+        .iter()
+        .map(|e| format!("{}/{}", e["status"].as_str().unwrap(), e["statusDetail"].as_str().unwrap()))
+        .collect()
 }
 
 async fn require_consents(app: &TestApp, consents: Value) {
@@ -160,17 +163,42 @@ async fn correct(app: &TestApp, user_id: &str, body: &Value) -> reqwest::Respons
 fn matrix() -> Vec<(&'static str, Value, &'static str, &'static str)> {
     vec![
         ("all checks pass", json!({}), "Completed", "None"),
-        ("legacy Mexico City code, no place detail", json!({"state": "DF", "placeDetail": null, "addressLatitude": null, "addressLongitude": null}), "Completed", "None"),
+        (
+            "legacy Mexico City code, no place detail",
+            json!({"state": "DF", "placeDetail": null, "addressLatitude": null, "addressLongitude": null}),
+            "Completed",
+            "None",
+        ),
         ("placeholder name", json!({"firstName": "Test"}), "UpgradeSoftFailed", "InvalidPersonalData"),
         ("digits in a name", json!({"lastName": "Hern4ndez"}), "UpgradeSoftFailed", "InvalidPersonalData"),
         ("no date of birth", json!({"dateOfBirth": null}), "UpgradeSoftFailed", "ProvideAdditionalInfo"),
         ("no country", json!({"country": null, "state": null}), "UpgradeSoftFailed", "ProvideAdditionalInfo"),
-        ("phone from another country", json!({"country": "US", "state": "CA", "placeDetail": null, "addressLatitude": null, "addressLongitude": null}), "UpgradeSoftFailed", "ProvideAdditionalInfo"),
+        (
+            "phone from another country",
+            json!({"country": "US", "state": "CA", "placeDetail": null, "addressLatitude": null, "addressLongitude": null}),
+            "UpgradeSoftFailed",
+            "ProvideAdditionalInfo",
+        ),
         ("state disagrees with place detail", json!({"state": "JA"}), "UpgradeSoftFailed", "InvalidAddress"),
-        ("coordinates outside the country", json!({"addressLatitude": 40.4168, "addressLongitude": -3.7038}), "UpgradeSoftFailed", "InvalidAddress"),
+        (
+            "coordinates outside the country",
+            json!({"addressLatitude": 40.4168, "addressLongitude": -3.7038}),
+            "UpgradeSoftFailed",
+            "InvalidAddress",
+        ),
         ("disposable e-mail", json!({"email": "ana@mailinator.com"}), "UpgradeSoftFailed", "InvalidEMail"),
-        ("corroborated sanctions match", json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": "1972-10-12"}), "UpgradeFailed", "OfacFailed"),
-        ("possible sanctions match", json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": null}), "UpgradePending", "Compliance"),
+        (
+            "corroborated sanctions match",
+            json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": "1972-10-12"}),
+            "UpgradeFailed",
+            "OfacFailed",
+        ),
+        (
+            "possible sanctions match",
+            json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": null}),
+            "UpgradePending",
+            "Compliance",
+        ),
     ]
 }
 
