@@ -9,7 +9,7 @@ use crate::domain::cip::{Check, CheckResult, CipState, Outcome};
 use crate::domain::{PartnerId, UserId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
 use crate::sanctions::{self, Decision, Sanctions};
-use crate::store::{ClaimedJob, NewScreening, PROVISION_JOB, ProspectRecord, Store};
+use crate::store::{CheckTarget, ClaimedJob, NewScreening, PROVISION_JOB, ProspectRecord, Store};
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,8 +72,15 @@ async fn run_check(
         Err(outcome) => return outcome,
     };
     let started = std::time::Instant::now();
-    let finished =
-        store.finish_check(&job, record.id, partner, payload.generation, &result, screening.as_ref(), now_ms()).await;
+    let finished = store
+        .finish_check(
+            &job,
+            CheckTarget { user: record.id, partner, generation: payload.generation },
+            &result,
+            screening.as_ref(),
+            now_ms(),
+        )
+        .await;
     metrics::histogram!("cip_check_commit_seconds").record(started.elapsed().as_secs_f64());
     match finished {
         Ok(decided) => {

@@ -119,7 +119,9 @@ mod users;
 pub use batch::{NewRegistration, Respond, UserWriter};
 pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 pub use jobs::{ClaimedJob, JobRow, NewJob, QueueStats};
-pub use prospects::{ComplianceCase, Duplicate, Lookup, MoveError, NewProspect, PROVISION_JOB, ProspectRecord};
+pub use prospects::{
+    CheckTarget, ComplianceCase, Duplicate, Lookup, MoveError, NewProspect, PROVISION_JOB, ProspectRecord,
+};
 pub use registrations::{Registered, RegistrationRecord};
 pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson, UserEvent};
 pub use staff::{AuditEntry, StaffTokenRecord};

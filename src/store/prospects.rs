@@ -307,6 +307,14 @@ macro_rules! decide_in {
     }};
 }
 
+/// Whose check a result is: the user, its partner, and the generation of its data.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckTarget {
+    pub user: i64,
+    pub partner: i64,
+    pub generation: i64,
+}
+
 /// A new prospect to store.
 pub struct NewProspect<'a> {
     pub partner: PartnerId,
@@ -460,13 +468,12 @@ impl Store {
     pub async fn finish_check(
         &self,
         job: &ClaimedJob,
-        user: i64,
-        partner: i64,
-        generation: i64,
+        target: CheckTarget,
         result: &CheckResult,
         screening: Option<&NewScreening>,
         now: i64,
     ) -> Result<Option<Option<CipState>>, MoveError> {
+        let CheckTarget { user, partner, generation } = target;
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await.map_err(StoreError::from)?;
             let decided = async {
