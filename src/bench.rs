@@ -59,6 +59,9 @@ pub enum Route {
     User,
     /// Seed 000: `POST /partner/users` with the `PartnerApiKey` header, new and replayed ids.
     PartnerUsers,
+    /// Seed 002: `POST /register-user-v2` (new prospects that pass every check), then the time
+    /// each took from acceptance to `Completed`, from its event timeline.
+    RegisterV2,
 }
 
 struct Target {
@@ -141,8 +144,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 partner_id(&mut setup, &target, "authorization", &format!("Bearer {token}")).await?,
             )
         }
-        Route::PartnerUsers => {
-            let key = args.api_key.clone().context("route `partner-users` needs --api-key")?;
+        Route::PartnerUsers | Route::RegisterV2 => {
+            let key = args.api_key.clone().context("this route needs --api-key")?;
             let id = partner_id(&mut setup, &target, "partnerapikey", &key).await?;
             ("partnerapikey", key, id)
         }
@@ -164,6 +167,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let route = args.route;
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(1 << 16);
+            let mut accepted: Vec<String> = Vec::new();
+            let phone_offset = u64::from_str_radix(&run_id[..6], 16).unwrap_or(0);
             let mut registered: Vec<u64> = Vec::new();
             let mut transport_errors = 0u64;
             let mut due = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / 64.0));
@@ -210,9 +215,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                             .body(Full::new(Bytes::from(body)))
                             .expect("a valid request")
                     }
+                    Route::RegisterV2 => {
+                        // Mexico City mobile numbers 55 2000 0000 – 55 9999 9999, disjoint per
+                        // connection and run.
+                        let seq = (phone_offset + worker as u64 * 1_000_000 + i) % 80_000_000;
+                        let body = format!(
+                            r#"{{"firstName":"Ana","middleName":"María","lastName":"Hernández","secondLastName":"Gómez","gender":"Female","dateOfBirth":"1990-05-17","email":"p.{run_id}.{worker}.{i}@correo.mx","phoneNumber":"+5255{:08}","language":"es","street":"Blvd. Kukulcan Km. 4.5","city":"Cancún","state":"MX-ROO","country":"MX","addressLatitude":21.1357,"addressLongitude":-86.7435}}"#,
+                            20_000_000 + seq
+                        );
+                        Request::post("/register-user-v2")
+                            .header(header::HOST, &host)
+                            .header(auth_header, &auth_value)
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .expect("a valid request")
+                    }
                 };
                 let outcome = send(&mut sender, request).await;
                 let done = Instant::now();
+                if let (Route::RegisterV2, Ok((200, body))) = (route, &outcome)
+                    && due >= measure_from
+                    && let Some(id) = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["userId"].as_str().map(str::to_owned))
+                {
+                    accepted.push(id);
+                }
                 match outcome {
                     Ok((status, _)) if due >= measure_from => samples.push(Sample {
                         micros: u32::try_from(done.duration_since(due).as_micros()).unwrap_or(u32::MAX),
@@ -228,17 +254,85 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     due += interval;
                 }
             }
-            (samples, transport_errors)
+            (samples, transport_errors, accepted)
         }));
     }
     let mut samples = Vec::new();
     let mut transport_errors = 0;
+    let mut accepted = Vec::new();
     for worker in workers {
-        let (s, e) = worker.await?;
+        let (s, e, a) = worker.await?;
         samples.extend(s);
         transport_errors += e;
+        accepted.extend(a);
     }
     report(&args, &samples, transport_errors, measure);
+    if matches!(args.route, Route::RegisterV2) {
+        time_to_completed(&target, &auth_value, &accepted).await?;
+    }
+    Ok(())
+}
+
+/// Waits for (a sample of) the accepted prospects to finish onboarding and prints how long each
+/// took from acceptance to `Completed`, read from the server's own event timestamps.
+async fn time_to_completed(target: &Target, api_key: &str, accepted: &[String]) -> anyhow::Result<()> {
+    const SAMPLE: usize = 2000;
+    let step = (accepted.len() / SAMPLE).max(1);
+    let sample: Vec<&String> = accepted.iter().step_by(step).collect();
+    let mut sender = target.connect().await?;
+    let waited = Instant::now();
+    let mut millis = Vec::with_capacity(sample.len());
+    let mut other = 0;
+    for user in &sample {
+        loop {
+            let request = Request::get(format!("/users/{user}/events"))
+                .header(header::HOST, &target.host)
+                .header("partnerapikey", api_key)
+                .body(Full::new(Bytes::new()))?;
+            let (status, body) = send(&mut sender, request).await?;
+            if status != 200 {
+                bail!("GET /users/{user}/events answered {status}");
+            }
+            let timeline: Value = serde_json::from_slice(&body)?;
+            let events = timeline["events"].as_array().context("no events")?;
+            let at = |e: &Value| {
+                time::OffsetDateTime::parse(
+                    e["at"].as_str().unwrap_or_default(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            };
+            let last = events.last().context("no events")?;
+            match last["status"].as_str() {
+                Some("UpgradeInProgress" | "AccountUpgradeInProgress")
+                    if waited.elapsed() < Duration::from_secs(300) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Some("Completed") => {
+                    if let (Some(start), Some(end)) = (events.first().and_then(at), at(last)) {
+                        millis.push((end - start).as_seconds_f64() * 1000.0);
+                    }
+                }
+                _ => other += 1,
+            }
+            break;
+        }
+    }
+    millis.sort_by(f64::total_cmp);
+    let pct =
+        |p: f64| millis.get(((p / 100.0) * millis.len() as f64).ceil().max(1.0) as usize - 1).copied().unwrap_or(0.0);
+    println!(
+        "  acceptance → Completed ({} of {} accepted sampled, {} not completed): p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+        millis.len(),
+        accepted.len(),
+        other,
+        pct(50.0),
+        pct(90.0),
+        pct(99.0),
+        pct(100.0)
+    );
     Ok(())
 }
 
