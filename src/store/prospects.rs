@@ -315,6 +315,34 @@ pub struct CheckTarget {
     pub generation: i64,
 }
 
+/// Binds the 19 registration columns, in the order both the `INSERT` and the `UPDATE` list them
+/// (`email` … `user_longitude` as `$1` … `$19`).
+macro_rules! bind_prospect {
+    ($query:expr, $p:expr, $place_detail:expr) => {{
+        let p: &Prospect = $p;
+        $query
+            .bind(p.email.as_ref().map(Email::as_str))
+            .bind(p.email_key())
+            .bind(p.phone.e164())
+            .bind(&p.first_name)
+            .bind(p.middle_name.as_deref())
+            .bind(&p.last_name)
+            .bind(p.second_last_name.as_deref())
+            .bind(p.gender.map(Gender::as_str))
+            .bind(p.date_of_birth.map(|d| d.to_string()))
+            .bind(p.language.map(Language::as_str))
+            .bind(p.street.as_deref())
+            .bind(p.city.as_deref())
+            .bind(p.state)
+            .bind(p.country.map(Country::as_str))
+            .bind($place_detail)
+            .bind(p.address_location.map(|l| l.lat))
+            .bind(p.address_location.map(|l| l.lng))
+            .bind(p.user_location.map(|l| l.lat))
+            .bind(p.user_location.map(|l| l.lng))
+    }};
+}
+
 /// A new prospect to store.
 pub struct NewProspect<'a> {
     pub partner: PartnerId,
@@ -333,41 +361,23 @@ impl Store {
         let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO users (public_id, partner_id, email, email_key, phone, first_name, middle_name, last_name,
-                    second_last_name, gender, date_of_birth, language, street, city, state, country, place_detail,
-                    address_latitude, address_longitude, user_latitude, user_longitude, cip_status, cip_detail,
+            let query = sqlx::query_scalar(
+                "INSERT INTO users (email, email_key, phone, first_name, middle_name, last_name, second_last_name, gender,
+                    date_of_birth, language, street, city, state, country, place_detail, address_latitude,
+                    address_longitude, user_latitude, user_longitude, public_id, partner_id, cip_status, cip_detail,
                     cip_generation, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                     $21, $22, $23, 0, $24)
                  RETURNING id",
-            )
-            .bind(new.public_id.as_str())
-            .bind(new.partner.get())
-            .bind(p.email.as_ref().map(Email::as_str))
-            .bind(p.email_key())
-            .bind(p.phone.e164())
-            .bind(&p.first_name)
-            .bind(p.middle_name.as_deref())
-            .bind(&p.last_name)
-            .bind(p.second_last_name.as_deref())
-            .bind(p.gender.map(Gender::as_str))
-            .bind(p.date_of_birth.map(|d| d.to_string()))
-            .bind(p.language.map(Language::as_str))
-            .bind(p.street.as_deref())
-            .bind(p.city.as_deref())
-            .bind(p.state)
-            .bind(p.country.map(Country::as_str))
-            .bind(place_detail)
-            .bind(p.address_location.map(|l| l.lat))
-            .bind(p.address_location.map(|l| l.lng))
-            .bind(p.user_location.map(|l| l.lat))
-            .bind(p.user_location.map(|l| l.lng))
-            .bind(accepted.status.as_str())
-            .bind(accepted.detail.as_str())
-            .bind(new.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
+            );
+            let id: i64 = bind_prospect!(query, p, place_detail)
+                .bind(new.public_id.as_str())
+                .bind(new.partner.get())
+                .bind(accepted.status.as_str())
+                .bind(accepted.detail.as_str())
+                .bind(new.created_at)
+                .fetch_one(&mut *tx)
+                .await?;
             let transition = Transition::new(None, accepted, "accepted", actor).expect("a first state is always legal");
             sqlx::query(
                 "INSERT INTO user_events (user_id, partner_id, at, to_status, to_detail, reason, actor)
@@ -577,41 +587,20 @@ impl Store {
                     .into_iter()
                     .filter(|c| stale.contains(c) || !old.iter().any(|r| r.check == *c && r.outcome == Outcome::Pass))
                     .collect();
-                sqlx::query(
+                let update = sqlx::query(
                     "UPDATE users SET email = $1, email_key = $2, phone = $3, first_name = $4, middle_name = $5,
                         last_name = $6, second_last_name = $7, gender = $8, date_of_birth = $9, language = $10,
                         street = $11, city = $12, state = $13, country = $14, place_detail = $15,
                         address_latitude = $16, address_longitude = $17, user_latitude = $18, user_longitude = $19,
                         cip_generation = $20
                      WHERE id = $21",
-                )
-                .bind(p.email.as_ref().map(Email::as_str))
-                .bind(p.email_key())
-                .bind(p.phone.e164())
-                .bind(&p.first_name)
-                .bind(p.middle_name.as_deref())
-                .bind(&p.last_name)
-                .bind(p.second_last_name.as_deref())
-                .bind(p.gender.map(Gender::as_str))
-                .bind(p.date_of_birth.map(|d| d.to_string()))
-                .bind(p.language.map(Language::as_str))
-                .bind(p.street.as_deref())
-                .bind(p.city.as_deref())
-                .bind(p.state)
-                .bind(p.country.map(Country::as_str))
-                .bind(place_detail)
-                .bind(p.address_location.map(|l| l.lat))
-                .bind(p.address_location.map(|l| l.lng))
-                .bind(p.user_location.map(|l| l.lat))
-                .bind(p.user_location.map(|l| l.lng))
-                .bind(generation)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    let e = StoreError::from(e);
-                    Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate)
-                })?;
+                );
+                bind_prospect!(update, p, place_detail).bind(generation).bind(id).execute(&mut *tx).await.map_err(
+                    |e| {
+                        let e = StoreError::from(e);
+                        Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate)
+                    },
+                )?;
                 for kept in old.iter().filter(|r| !rerun.contains(&r.check)) {
                     let (outcome, detail) = kept.outcome.to_columns();
                     sqlx::query(
