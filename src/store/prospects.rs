@@ -4,7 +4,7 @@
 //! at once on two nodes still decide exactly once.
 
 use super::jobs::{ClaimedJob, NewJob, complete_in, enqueue_in};
-use super::sanctions::{insert_screening_in, transition_in};
+use super::sanctions::{insert_screening_in, stored_cip_state, transition_in};
 use super::staff::audit_in;
 use super::{NewScreening, Store, StoreError, StoreResult};
 use crate::domain::address::{Country, LatLng, PlaceDetail};
@@ -62,13 +62,7 @@ impl ProspectRecord {
     }
 
     pub fn cip_state(&self) -> StoreResult<Option<CipState>> {
-        match (&self.cip_status, &self.cip_detail) {
-            (Some(status), Some(detail)) => Ok(Some(CipState::new(
-                status.parse().map_err(|_| self.corrupt("CIP status"))?,
-                detail.parse().map_err(|_| self.corrupt("CIP detail"))?,
-            ))),
-            _ => Ok(None),
-        }
+        stored_cip_state(self.id, self.cip_status.as_deref(), self.cip_detail.as_deref())
     }
 
     /// Reads the registration back into its domain form (stored values were validated on the

@@ -115,13 +115,18 @@ impl ScreenablePerson {
     }
 
     pub fn cip_state(&self) -> StoreResult<Option<CipState>> {
-        match (&self.cip_status, &self.cip_detail) {
-            (Some(status), Some(detail)) => {
-                let corrupt = |_| StoreError::Corrupt(format!("user {}: CIP state", self.id));
-                Ok(Some(CipState::new(status.parse().map_err(corrupt)?, detail.parse().map_err(corrupt)?)))
-            }
-            _ => Ok(None),
+        stored_cip_state(self.id, self.cip_status.as_deref(), self.cip_detail.as_deref())
+    }
+}
+
+/// Decodes a user's `cip_status`/`cip_detail` columns (both NULL: never in the CIP machine).
+pub(super) fn stored_cip_state(user: i64, status: Option<&str>, detail: Option<&str>) -> StoreResult<Option<CipState>> {
+    match (status, detail) {
+        (Some(status), Some(detail)) => {
+            let corrupt = |_| StoreError::Corrupt(format!("user {user}: CIP state"));
+            Ok(Some(CipState::new(status.parse().map_err(corrupt)?, detail.parse().map_err(corrupt)?)))
         }
+        _ => Ok(None),
     }
 }
 
