@@ -22,6 +22,99 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub sanctions: SanctionsSettings,
     pub cip: CipSettings,
+    pub signup: SignupSettings,
+    pub password: PasswordSettings,
+    pub mail: MailSettings,
+}
+
+/// Seed 003's two-step sign-up (`POST /users`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupSettings {
+    /// How long an e-mailed code is accepted.
+    pub code_ttl_secs: u64,
+    /// Wrong codes (or passwords) before the pending sign-up is locked until a new step 1.
+    pub max_attempts: u32,
+    /// Digits of the codes live partners' users receive (sandbox partners always accept `12345`).
+    pub code_length: u32,
+    /// Least time between two codes e-mailed to one address of one partner.
+    pub resend_interval_secs: u64,
+    /// Sign-up requests (both steps) per minute from one client IP.
+    pub per_ip_per_minute: u32,
+    /// Sign-up requests per minute naming one e-mail address of one partner.
+    pub per_email_per_minute: u32,
+    /// Sign-up requests per minute to one partner.
+    pub per_partner_per_minute: u32,
+    /// Lifetime of the end-user access tokens step 2 and refreshes issue (the seed says 86400).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of one refresh token; each use replaces it with a new one (rotation).
+    pub refresh_token_ttl_secs: u64,
+    /// Take the client IP from the last `X-Forwarded-For` hop (only behind a proxy you run).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for SignupSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 600,
+            max_attempts: 5,
+            code_length: 5,
+            resend_interval_secs: 60,
+            per_ip_per_minute: 60,
+            per_email_per_minute: 10,
+            per_partner_per_minute: 6_000,
+            access_token_ttl_secs: 86_400,
+            refresh_token_ttl_secs: 30 * 86_400,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Argon2id password hashing (OWASP: m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashing threads (0: one less than the CPUs, at least one), so requests that do not hash
+    /// keep a core.
+    pub workers: usize,
+    /// Hashes that may wait for a thread; beyond this, 503 + `Retry-After`.
+    pub queue: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
+    }
+}
+
+/// Outbound e-mail (sign-up codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` (STARTTLS),
+    /// `smtps://…` (implicit TLS), or the development-only `log` (the message goes to the log,
+    /// codes included) or `file:///dir` (one `.eml` file per message).
+    pub url: String,
+    /// `From:` of every message.
+    pub from: String,
+    /// Seconds one SMTP conversation may take.
+    pub timeout_secs: u64,
+    /// Concurrent deliveries of this node.
+    pub concurrency: usize,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            url: "smtp://localhost:25".into(),
+            from: "Onboard <no-reply@localhost>".into(),
+            timeout_secs: 30,
+            concurrency: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +248,9 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             sanctions: SanctionsSettings::default(),
             cip: CipSettings::default(),
+            signup: SignupSettings::default(),
+            password: PasswordSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -235,6 +331,47 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "db.batch_writers",
                 problem: "must be at least 1 and less than db.max_connections".into(),
+            });
+        }
+        let signup = &self.signup;
+        if !(4..=9).contains(&signup.code_length) {
+            return Err(ConfigError::Invalid { key: "signup.code_length", problem: "must be between 4 and 9".into() });
+        }
+        if signup.max_attempts == 0 || signup.code_ttl_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "signup.max_attempts",
+                problem: "max_attempts and code_ttl_secs must be positive".into(),
+            });
+        }
+        if signup.per_ip_per_minute == 0 || signup.per_email_per_minute == 0 || signup.per_partner_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "signup.per_ip_per_minute",
+                problem: "rate limits must be positive".into(),
+            });
+        }
+        if !(60..=86_400).contains(&signup.access_token_ttl_secs) || signup.refresh_token_ttl_secs < 60 {
+            return Err(ConfigError::Invalid {
+                key: "signup.access_token_ttl_secs",
+                problem: "must be between 60 and 86400 (refresh tokens at least 60)".into(),
+            });
+        }
+        let password = &self.password;
+        if password.memory_kib < 8 * 1024
+            || password.iterations == 0
+            || password.parallelism == 0
+            || password.queue == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "password.memory_kib",
+                problem: "memory_kib ≥ 8192, iterations, parallelism and queue ≥ 1".into(),
+            });
+        }
+        crate::mail::MailTransport::parse(&self.mail.url)
+            .map_err(|problem| ConfigError::Invalid { key: "mail.url", problem })?;
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "mail.from",
+                problem: "must be a mailbox like `Name <a@b.c>`".into(),
             });
         }
         if self.db.max_connections == 0 {

@@ -57,6 +57,9 @@ impl Application {
             .await
             .context("cannot load signing keys")?;
         let sanctions = load_sanctions(&store, &settings).await;
+        let passwords = crate::auth::passwords::PasswordHasher::start(&settings.password)
+            .context("cannot start the password hashing threads")?;
+        let mailer = crate::mail::Mailer::new(&settings.mail).map_err(anyhow::Error::msg).context("mail settings")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -66,10 +69,13 @@ impl Application {
             keys: Arc::new(keys),
             verified_tokens: Default::default(),
             verified_api_keys: Default::default(),
-            settings,
             metrics: http::ops::prometheus(),
             sanctions,
             jobs: Default::default(),
+            passwords,
+            mailer,
+            signup_limits: http::limits::SignupLimits::new(&settings.signup),
+            settings,
         });
         Ok(Self { listener, state, bootstrap })
     }
@@ -90,6 +96,7 @@ impl Application {
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
         let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
         let refresher = tokio::spawn(refresh_sanctions_periodically(state.clone()));
+        let forgetter = tokio::spawn(forget_full_rate_limit_buckets(state.clone()));
         let jobs = state
             .settings
             .jobs
@@ -102,7 +109,9 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         let store = state.store.clone();
-        let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(signal);
+        // The peer address feeds the per-IP limits of the public routes.
+        let service = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(signal);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -120,6 +129,7 @@ impl Application {
         reloader.abort();
         purger.abort();
         refresher.abort();
+        forgetter.abort();
         if let Some(jobs) = jobs {
             jobs.shutdown(grace).await;
         }
@@ -132,6 +142,7 @@ impl Application {
 fn job_registry(state: &AppState) -> JobRegistry {
     let mut registry = JobRegistry::with_waker(state.jobs.clone());
     crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, state.settings.cip.concurrency);
+    crate::mail::register(&mut registry, &state.store, &state.mailer, state.settings.mail.concurrency);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());
@@ -186,6 +197,16 @@ async fn refresh_sanctions_periodically(state: AppState) {
         if let Err(err) = state.sanctions.refresh(&state.store).await {
             tracing::warn!(error = %err, "sanctions list refresh failed; keeping the loaded list");
         }
+    }
+}
+
+/// Rate-limit buckets that have refilled are dropped once a minute, so memory follows the
+/// number of recently active clients, not of every client ever seen.
+async fn forget_full_rate_limit_buckets(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.signup_limits.retain_recent();
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod credentials;
+pub mod end_user;
+pub mod passwords;
 pub mod staff;
 pub mod tokens;
 

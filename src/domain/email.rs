@@ -53,6 +53,13 @@ impl Email {
         &self.original
     }
 
+    /// The whole address lower-cased: the form one-account-per-address (seeds 002 and 003) is
+    /// enforced on, since mail providers treat the local part case-insensitively and a duplicate
+    /// account is the risk there.
+    pub fn key(&self) -> String {
+        self.original.to_lowercase()
+    }
+
     /// Local part as given, domain lower-cased: the form uniqueness is checked on.
     pub fn normalized(&self) -> &str {
         &self.normalized

@@ -44,6 +44,7 @@ pub mod partner;
 pub mod phone;
 pub mod prospect;
 pub mod registration;
+pub mod signup;
 pub mod user;
 
 pub use email::{Email, InvalidEmail};

@@ -120,10 +120,9 @@ impl Prospect {
             .join(" ")
     }
 
-    /// The form e-mail uniqueness is enforced on: the whole address lower-cased (mail providers
-    /// treat the local part case-insensitively, and a duplicate account is the risk here).
+    /// The form e-mail uniqueness is enforced on (`Email::key`).
     pub fn email_key(&self) -> Option<String> {
-        self.email.as_ref().map(|e| e.as_str().to_lowercase())
+        self.email.as_ref().map(Email::key)
     }
 }
 

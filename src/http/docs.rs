@@ -21,7 +21,8 @@ use super::AppState;
     info(title = "Onboard", description = "Partner user registration and onboarding for fintech platforms."),
     paths(
         super::ops::healthz, super::ops::readyz, super::ops::render_metrics,
-        super::oauth::token, super::oauth::jwks,
+        super::oauth::token, super::oauth::revoke, super::oauth::jwks,
+        super::signup::create_user, super::signup::me,
         super::partner::whoami, super::partner::update_settings, super::partner::roll_api_key,
         super::user::create_user, super::user::get_user,
         super::partner_users::register, super::partner_users::show,
@@ -33,7 +34,8 @@ use super::AppState;
     modifiers(&SecuritySchemes),
     tags(
         (name = "partner", description = "Calls made by partners with their credentials"),
-        (name = "oauth", description = "Access tokens for partners"),
+        (name = "oauth", description = "Access tokens for partners; refresh and revocation for end users"),
+        (name = "signup", description = "Seed 003: end users sign themselves up with an e-mailed code"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
     )

@@ -59,6 +59,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("{detail}")]
     Unavailable { detail: &'static str, retry_after_secs: u64 },
+    #[error("{detail}")]
+    TooManyRequests { detail: &'static str, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     #[error("{0:?}")]
@@ -102,6 +104,7 @@ impl ApiError {
             }
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::OAuth(e) if e.error == OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
@@ -126,6 +129,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "urn:onboard:problem:idempotency-key-reused",
             ApiError::IdempotencyKeyInUse => "urn:onboard:problem:idempotency-key-in-use",
             ApiError::Unavailable { .. } => "urn:onboard:problem:unavailable",
+            ApiError::TooManyRequests { .. } => "urn:onboard:problem:rate-limited",
             ApiError::Internal(_) | ApiError::OAuth(_) => "urn:onboard:problem:internal",
         }
     }
@@ -165,6 +169,7 @@ fn aspnet_type(status: StatusCode) -> &'static str {
         413 => "https://tools.ietf.org/html/rfc7231#section-6.5.11",
         415 => "https://tools.ietf.org/html/rfc7231#section-6.5.13",
         422 => "https://tools.ietf.org/html/rfc4918#section-11.2",
+        429 => "https://tools.ietf.org/html/rfc6585#section-4",
         503 => "https://tools.ietf.org/html/rfc7231#section-6.6.4",
         _ => "https://tools.ietf.org/html/rfc7231#section-6.6.1",
     }
@@ -223,7 +228,7 @@ impl ApiError {
                 };
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
             }
-            ApiError::Unavailable { retry_after_secs, .. } => {
+            ApiError::Unavailable { retry_after_secs, .. } | ApiError::TooManyRequests { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             ApiError::IdempotencyKeyInUse => {

@@ -5,12 +5,15 @@ pub mod aspnet;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod idempotency;
+pub mod limits;
 pub mod oauth;
 pub mod ops;
 pub mod partner;
 pub mod partner_users;
 pub mod prospects;
+pub mod signup;
 pub mod trace;
 pub mod user;
 
@@ -45,6 +48,12 @@ pub struct AppInner {
     pub sanctions: crate::sanctions::Sanctions,
     /// Wakes this node's job workers after a request enqueued work.
     pub jobs: crate::jobs::JobWaker,
+    /// Argon2id hashing threads (seed 003 passwords).
+    pub passwords: crate::auth::passwords::PasswordHasher,
+    /// Sends the messages of `mail.send` jobs.
+    pub mailer: crate::mail::Mailer,
+    /// Per-IP, per-partner and per-address limits of the sign-up routes.
+    pub signup_limits: limits::SignupLimits,
 }
 
 impl AppState {
@@ -70,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(user::router())
         .merge(partner_users::router())
         .merge(prospects::router())
+        .merge(signup::router())
         .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,8 +1,13 @@
-//! OAuth 2.0 for partners: `client_credentials` tokens (RFC 6749 §4.4) and the JWKS to verify them.
+//! OAuth 2.0: partners' `client_credentials` tokens (RFC 6749 §4.4), end users' refresh-token
+//! rotation (RFC 6749 §6, RFC 9700 §4.14), token revocation (RFC 7009), and the JWKS that
+//! verifies every access token.
 
 use std::time::Duration;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,16 +20,23 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, OAuthErrorCode, no_store};
 use crate::auth::credentials::{digests_match, hash_secret};
+use crate::auth::end_user::{IssuedRefreshToken, parse_refresh_token};
 use crate::domain::now_ms;
+use crate::store::Rotation;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/oauth/token", post(token)).route("/.well-known/jwks.json", get(jwks))
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+        .route("/.well-known/jwks.json", get(jwks))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
-    /// `client_credentials`.
+    /// `client_credentials` (partners) or `refresh_token` (end users).
     grant_type: Option<String>,
+    /// With `grant_type=refresh_token`: the end user's current refresh token.
+    refresh_token: Option<String>,
     /// Only when the client does not authenticate with HTTP Basic.
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -47,10 +59,16 @@ pub struct TokenResponse {
     ))]
 pub async fn token(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
     let Form(form) = form?;
+    if form.grant_type.as_deref() == Some("refresh_token") {
+        let limits = &state.signup_limits;
+        limits.check_ip(limits.client_ip(&headers, peer.as_ref().map(|Extension(info)| info)))?;
+        return refresh(&state, form.refresh_token.as_deref()).await;
+    }
     let basic = basic_credentials(&headers)?;
     let (client_id, secret) = match (basic, form.client_id, form.client_secret) {
         (Some(_), _, Some(_)) => {
@@ -71,7 +89,7 @@ pub async fn token(
         Some(_) => {
             return Err(ApiError::oauth(
                 OAuthErrorCode::UnsupportedGrantType,
-                "supported grant types: client_credentials",
+                "supported grant types: client_credentials, refresh_token",
             ));
         }
     }
@@ -90,6 +108,68 @@ pub async fn token(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let mut response =
         Json(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl.as_secs() }).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// Spends an end user's refresh token for a new access token and a new refresh token of the
+/// same family. End users are public clients (no client secret), so rotation is what makes a
+/// stolen refresh token detectable: whichever of thief and user presents it second revokes the
+/// whole family, and the other's tokens stop working too.
+async fn refresh(state: &AppState, presented: Option<&str>) -> Result<Response, ApiError> {
+    let presented = presented
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::oauth(OAuthErrorCode::InvalidRequest, "refresh_token is required"))?;
+    let invalid = || ApiError::oauth(OAuthErrorCode::InvalidGrant, "the refresh token is invalid, expired or revoked");
+    let (id, hash) = parse_refresh_token(presented).ok_or_else(invalid)?;
+    let now = now_ms();
+    let ttl = Duration::from_secs(state.settings.signup.refresh_token_ttl_secs);
+    let next = IssuedRefreshToken::generate(None, now, ttl);
+    match state.store.rotate_refresh_token(&id, &hash, &next.record, now).await? {
+        // The store files `next` under the presented token's family.
+        Rotation::Rotated(owner) => super::signup::token_response(state, &owner, next),
+        Rotation::Reused => {
+            tracing::warn!(refresh_token_id = %id, "refresh token reused; its family is revoked");
+            metrics::counter!("refresh_token_reuse_total").increment(1);
+            Err(ApiError::oauth(
+                OAuthErrorCode::InvalidGrant,
+                "the refresh token was already used; every token of its session is now revoked",
+            ))
+        }
+        Rotation::Invalid => Err(invalid()),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RevokeRequest {
+    /// A refresh token, or an end user's access token (either ends the whole session).
+    token: Option<String>,
+    /// `refresh_token` or `access_token`; only a hint (RFC 7009 §2.1).
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// Revokes an end user's session by one of its tokens (RFC 7009). Answers 200 whether or not
+/// the token was known, so the endpoint cannot be used to probe tokens.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or not a known token"), (status = 400, description = "RFC 6749 error: invalid_request")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    form: Result<Form<RevokeRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form?;
+    let token = form
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::oauth(OAuthErrorCode::InvalidRequest, "token is required"))?;
+    let now = now_ms();
+    if let Some((id, hash)) = parse_refresh_token(&token) {
+        state.store.revoke_refresh_token(&id, &hash, now).await?;
+    } else if let Ok(claims) = state.keys.verify_user_token(&token).await {
+        state.store.revoke_token_family(&claims.sid, "revoked by the client", now).await?;
+    }
+    let mut response = axum::http::StatusCode::OK.into_response();
     no_store(&mut response);
     Ok(response)
 }

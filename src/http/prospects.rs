@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
+use super::fields::{Problems, object};
 use crate::domain::address::{self, Country, LatLng, PlaceDetail};
 use crate::domain::cip::CipState;
 use crate::domain::prospect::{self, Gender, Language, Prospect};
@@ -52,44 +53,7 @@ pub const FIELDS: [&str; 18] = [
 
 const INVALID: &str = "The request has invalid fields.";
 
-/// Collects every problem, so one answer lists them all.
-#[derive(Default)]
-struct Problems(Vec<FieldError>);
-
 impl Problems {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
-    }
-
-    /// A string field: `None` when absent or null (recorded as a problem when `required`).
-    fn string<'a>(&mut self, body: &'a Map<String, Value>, field: &str, required: bool) -> Option<&'a str> {
-        match body.get(field) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
-                None
-            }
-            Some(Value::String(s)) => Some(s),
-            Some(_) => {
-                self.add(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// Applies a parser to an optional string field, recording its error.
-    fn parse<T, E: std::fmt::Display>(
-        &mut self,
-        body: &Map<String, Value>,
-        field: &str,
-        required: bool,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
-        let raw = self.string(body, field, required)?;
-        parse(raw).map_err(|e| self.add(field, e.to_string())).ok()
-    }
-
     /// A latitude/longitude pair: both or neither, numbers in range.
     fn location(&mut self, body: &Map<String, Value>, lat_field: &str, lng_field: &str) -> Option<LatLng> {
         let mut number = |field: &str, limit: f64| match body.get(field) {
@@ -129,9 +93,7 @@ fn text_message(e: crate::domain::TextProblem) -> String {
 /// Parses a whole registration body. `today` is the day ages are computed on.
 pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Result<Prospect, Vec<FieldError>> {
     let mut p = Problems::default();
-    for key in body.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        p.add(key, format!("is not a field of this request (fields: {})", FIELDS.join(", ")));
-    }
+    p.unknown_fields(body, &FIELDS);
     let name = |p: &mut Problems, field: &str, required: bool| {
         p.parse(body, field, required, |raw| prospect::person_name(raw).map_err(text_message))
     };
@@ -259,13 +221,6 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::MalformedBody("The body must be a JSON object.".into())),
-    }
-}
-
 /// seed 002's user resolution: the id and, for users in the CIP machine, where they are.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -374,9 +329,7 @@ pub async fn user_status(
     const KEYS: [&str; 3] = ["userId", "phoneNumber", "email"];
     let body = object(body)?;
     let mut p = Problems::default();
-    for key in body.keys().filter(|k| !KEYS.contains(&k.as_str())) {
-        p.add(key, "is not a field of this request (fields: userId, phoneNumber, email)");
-    }
+    p.unknown_fields(&body, &KEYS);
     let given: Vec<&str> = KEYS.into_iter().filter(|k| body.get(*k).is_some_and(|v| !v.is_null())).collect();
     if given.len() != 1 && p.0.is_empty() {
         p.add("userId", "give exactly one of userId, phoneNumber or email");
@@ -502,9 +455,7 @@ pub async fn consents(
 ) -> Result<Json<UserStatus>, ApiError> {
     let body = object(body)?;
     let mut p = Problems::default();
-    for key in body.keys().filter(|k| !["privacy", "contract"].contains(&k.as_str())) {
-        p.add(key, "is not a field of this request (fields: privacy, contract)");
-    }
+    p.unknown_fields(&body, &["privacy", "contract"]);
     let mut flag = |field: &str| match body.get(field) {
         None | Some(Value::Null) => false,
         Some(Value::Bool(true)) => true,

@@ -175,6 +175,25 @@ impl Store {
         })
     }
 
+    /// Marks the job done and clears its payload (which held a secret only its handler needed,
+    /// such as an e-mailed code); false when the lease was lost meanwhile.
+    pub async fn complete_job_redacted(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'done', payload = '{\"redacted\":true}', lease_until = NULL, last_error = NULL,
+                        updated_at = $1
+                 WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
+            )
+            .bind(now)
+            .bind(job.id)
+            .bind(&job.worker)
+            .bind(job.attempts)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Records a failed attempt: back to `queued` at `retry_at`, or `dead` when the attempts are
     /// used up or the failure is permanent.
     pub async fn fail_job(

@@ -113,6 +113,7 @@ pub mod jobs;
 pub mod prospects;
 mod registrations;
 pub mod sanctions;
+pub mod signups;
 mod staff;
 mod users;
 
@@ -124,6 +125,10 @@ pub use prospects::{
 };
 pub use registrations::{Registered, RegistrationRecord};
 pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson, UserEvent};
+pub use signups::{
+    CompleteSignup, EndUser, NewRefreshToken, NewSignup, PendingSignup, Rotation, SignupCompletion, SignupStart,
+    TokenOwner,
+};
 pub use staff::{AuditEntry, StaffTokenRecord};
 pub use users::{CompleteWith, NewMinimalUser, NewPerson, UserRecord};
 

@@ -1,0 +1,196 @@
+//! Argon2id password hashing off the async runtime.
+//!
+//! A hash costs tens of milliseconds of one core and 19 MiB of memory (OWASP's parameters), so it
+//! runs on a small pool of dedicated threads fed through a bounded queue: a full queue answers
+//! `Busy` at once (the handler turns that into 503 + `Retry-After`) instead of letting sign-ups
+//! pile up, and the runtime's threads never block. By default the pool has one thread fewer
+//! than the machine has cores, and its threads run at a lower scheduling priority, so routes
+//! that do not hash keep their latency while sign-ups saturate the pool (BENCHMARKS.md).
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
+
+use crate::config::PasswordSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+enum Work {
+    Hash(SecretString),
+    Verify { password: SecretString, phc: String },
+}
+
+enum Done {
+    Hashed(String),
+    Verified(bool),
+}
+
+struct Task {
+    work: Work,
+    queued_at: Instant,
+    reply: oneshot::Sender<Result<Done, HashError>>,
+}
+
+/// Cheap to clone; every clone feeds the same threads.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    queue: SyncSender<Task>,
+}
+
+impl PasswordHasher {
+    /// Starts the hashing threads. Fails when the parameters are not valid Argon2 parameters.
+    pub fn start(settings: &PasswordSettings) -> Result<Self, HashError> {
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        let workers = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            n => n,
+        };
+        let (queue, receiver) = mpsc::sync_channel(settings.queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let (receiver, params) = (Arc::clone(&receiver), params.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || run_worker(&receiver, params))
+                .map_err(|e| HashError::Failed(e.to_string()))?;
+        }
+        Ok(Self { queue })
+    }
+
+    /// An Argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) with a fresh random salt.
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
+        match self.submit(Work::Hash(SecretString::from(password.to_owned()))).await? {
+            Done::Hashed(phc) => Ok(phc),
+            Done::Verified(_) => Err(HashError::Failed("unexpected answer".into())),
+        }
+    }
+
+    /// Whether `password` is the one `phc` was made from, with the parameters stored in `phc`.
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<bool, HashError> {
+        let work = Work::Verify { password: SecretString::from(password.to_owned()), phc: phc.to_owned() };
+        match self.submit(work).await? {
+            Done::Verified(ok) => Ok(ok),
+            Done::Hashed(_) => Err(HashError::Failed("unexpected answer".into())),
+        }
+    }
+
+    async fn submit(&self, work: Work) -> Result<Done, HashError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Task { work, queued_at: Instant::now(), reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("password_hash_rejected_total").increment(1);
+                return Err(HashError::Busy);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(HashError::Failed("no hashing thread is running".into())),
+        }
+        answer.await.map_err(|_| HashError::Failed("the hashing thread stopped".into()))?
+    }
+}
+
+fn run_worker(receiver: &Mutex<Receiver<Task>>, params: Params) {
+    lower_priority();
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    loop {
+        // The lock is held only while waiting for the next task, never while hashing.
+        let task = match receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv() {
+            Ok(task) => task,
+            Err(_) => return,
+        };
+        metrics::histogram!("password_hash_wait_seconds").record(task.queued_at.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let result = match task.work {
+            Work::Hash(password) => argon2
+                .hash_password(password.expose_secret().as_bytes())
+                .map(|hash| Done::Hashed(hash.to_string()))
+                .map_err(|e| HashError::Failed(e.to_string())),
+            Work::Verify { password, phc } => match PasswordHash::new(&phc) {
+                Ok(parsed) => {
+                    Ok(Done::Verified(argon2.verify_password(password.expose_secret().as_bytes(), &parsed).is_ok()))
+                }
+                Err(e) => Err(HashError::Failed(format!("stored hash is not a PHC string: {e}"))),
+            },
+        };
+        metrics::histogram!("password_hash_seconds").record(started.elapsed().as_secs_f64());
+        let _ = task.reply.send(result);
+    }
+}
+
+/// Nice 10 for this thread only (Linux schedules threads individually): when hashing competes
+/// with request handling for the cores, the scheduler favours the requests.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain system calls on the calling thread; failure only leaves the default priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordSettings {
+        PasswordSettings { memory_kib: 8 * 1024, iterations: 1, parallelism: 1, workers: 1, queue: 4 }
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_strings_that_verify() {
+        let hasher = PasswordHasher::start(&cheap()).unwrap();
+        let phc = hasher.hash("A9#bL8@z").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{phc}");
+        assert!(hasher.verify("A9#bL8@z", &phc).await.unwrap());
+        assert!(!hasher.verify("A9#bL8@Z", &phc).await.unwrap());
+        assert_ne!(phc, hasher.hash("A9#bL8@z").await.unwrap(), "salts must differ");
+        assert!(matches!(hasher.verify("x", "not a hash").await, Err(HashError::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let settings = PasswordSettings { memory_kib: 64 * 1024, iterations: 4, queue: 1, ..cheap() };
+        let hasher = PasswordHasher::start(&settings).unwrap();
+        let attempts: Vec<_> = (0..8).map(|_| hasher.hash("A9#bL8@z")).collect();
+        let results = futures_join_all(attempts).await;
+        assert!(results.iter().any(|r| matches!(r, Err(HashError::Busy))));
+        assert!(results.iter().any(|r| r.is_ok()));
+    }
+
+    async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+        let mut out = Vec::new();
+        let pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+        // Submit all first (each `hash` call submits on its first poll), then await in order.
+        let mut pending = Vec::new();
+        for mut f in pinned {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(v) => out.push(Some(v)),
+                std::task::Poll::Pending => {
+                    out.push(None);
+                    pending.push((out.len() - 1, f));
+                }
+            }
+        }
+        for (index, f) in pending {
+            out[index] = Some(f.await);
+        }
+        out.into_iter().map(Option::unwrap).collect()
+    }
+}

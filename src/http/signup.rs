@@ -1,0 +1,381 @@
+//! Seed 003: two-step self sign-up (`POST /users` with header `partnerId`), and `GET /me` for
+//! the end user it signs in.
+//!
+//! Step 1 (no `emailConfirmCode`) always answers `{}` once the input is valid: whether the
+//! address already has an account decides only which e-mail is sent, never the answer, its
+//! timing (both paths hash the password and write the same rows) or the throttle.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::{ApiError, Challenge, FieldError, no_store};
+use super::extract::{ApiJson, bearer_token};
+use super::fields::{Problems, object};
+use crate::auth::end_user::{IssuedRefreshToken, USER_SCOPE};
+use crate::auth::passwords::HashError;
+use crate::domain::signup::{ConfirmCode, Password, UserRole};
+use crate::domain::{Email, PartnerId, PublicUserId, now_ms};
+use crate::mail::{MAIL_JOB, Outgoing};
+use crate::store::{CompleteSignup, NewJob, NewSignup, Partner, SignupCompletion, SignupStart, TokenOwner};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users", post(create_user)).route("/me", get(me))
+}
+
+const FIELDS: [&str; 4] = ["email", "password", "userType", "emailConfirmCode"];
+const CODE_FIELD: &str = "emailConfirmCode";
+const INVALID: &str = "The request has invalid fields.";
+
+/// Seed 003's token response, field for field.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    refresh_token: String,
+    scope: &'static str,
+    expires_in: u64,
+    /// `usr:<uuid>`.
+    user_id: String,
+}
+
+/// What step 1 answers (seed 003): an empty object.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Started {}
+
+/// The request, parsed. `code` decides the step.
+struct SignupRequest {
+    email: Email,
+    password: String,
+    role: UserRole,
+    code: Option<ConfirmCode>,
+}
+
+fn parse_request(body: &Map<String, Value>) -> Result<SignupRequest, Vec<FieldError>> {
+    let mut p = Problems::default();
+    p.unknown_fields(body, &FIELDS);
+    let email = p.parse(body, "email", true, Email::parse);
+    let password = p.string(body, "password", true).map(str::to_owned);
+    if password.as_deref() == Some("") {
+        p.add("password", "must not be empty");
+    }
+    let role = p.parse(body, "userType", false, |raw| {
+        UserRole::parse(raw).ok_or_else(|| format!("must be one of {}", UserRole::ALLOWED))
+    });
+    let code = match body.get(CODE_FIELD) {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(p.parse(body, CODE_FIELD, true, |raw| {
+            ConfirmCode::parse(raw).ok_or("must be the digits of the code we e-mailed")
+        })),
+    };
+    match (email, password, code) {
+        (Some(email), Some(password), code) if p.0.is_empty() => {
+            Ok(SignupRequest { email, password, role: role.unwrap_or(UserRole::Customer), code: code.flatten() })
+        }
+        _ => Err(p.0),
+    }
+}
+
+/// The `partnerId` header: an int32 naming an existing partner.
+async fn partner_from_header(state: &AppState, headers: &HeaderMap) -> Result<Partner, ApiError> {
+    let bad = |message: &str| ApiError::Validation {
+        detail: "The partnerId header is missing or invalid.".into(),
+        errors: vec![FieldError { field: "partnerId".into(), message: message.into() }],
+    };
+    let raw = headers.get("partnerid").ok_or_else(|| bad("is required"))?;
+    let id = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|v| i32::try_from(*v).is_ok())
+        .ok_or_else(|| bad("must be an int32"))?;
+    let id = PartnerId::new(id).map_err(|_| ApiError::NotFound("No partner has this partnerId.".into()))?;
+    state.store.find_partner(id).await?.ok_or_else(|| ApiError::NotFound("No partner has this partnerId.".into()))
+}
+
+fn hashing_error(err: HashError) -> ApiError {
+    match err {
+        HashError::Busy => {
+            ApiError::Unavailable { detail: "Sign-ups are busy right now; retry shortly.", retry_after_secs: 1 }
+        }
+        HashError::Failed(e) => ApiError::Internal(anyhow::anyhow!(e)),
+    }
+}
+
+fn code_problem(message: &str) -> ApiError {
+    ApiError::Validation {
+        detail: "The confirmation code was not accepted.".into(),
+        errors: vec![FieldError { field: CODE_FIELD.into(), message: message.into() }],
+    }
+}
+
+const WRONG_CODE: &str = "is not the code we e-mailed for this address (or a newer one replaced it)";
+const EXPIRED_CODE: &str = "has expired; send the request without emailConfirmCode to get a new one";
+const EXHAUSTED_CODE: &str = "was tried too many times; send the request without emailConfirmCode to get a new one";
+
+/// Creates a user in two steps (seed 003): without `emailConfirmCode` a code is e-mailed and
+/// the answer is `{}`; with it, the user is created and signed in.
+#[utoipa::path(post, path = "/users", tag = "signup",
+    params(("partnerId" = i32, Header, description = "The partner's numeric id")),
+    request_body(content = Object, description = "`email`, `password`, `userType` (CUSTOMER default, or BUSINESS), optional `emailConfirmCode`"),
+    responses(
+        (status = 200, description = "Step 1: `{}` (a code is e-mailed). Step 2: the token response", body = TokenResponse),
+        (status = 400, description = "Invalid fields, each password rule broken, or a wrong/expired/exhausted code", body = super::error::Problem),
+        (status = 404, description = "No partner has this partnerId", body = super::error::Problem),
+        (status = 409, description = "Step 2: another registration took this address meanwhile", body = super::error::Problem),
+        (status = 429, description = "Rate limited, or a code was sent less than a minute ago; see Retry-After", body = super::error::Problem),
+        (status = 503, description = "The password hashing queue is full; see Retry-After", body = super::error::Problem),
+    ))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let limits = &state.signup_limits;
+    limits.check_ip(limits.client_ip(&headers, peer.as_ref().map(|Extension(info)| info)))?;
+    let partner = partner_from_header(&state, &headers).await?;
+    limits.check_partner(partner.id)?;
+    let request =
+        parse_request(&object(body.0)?).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
+    limits.check_email(partner.id, &request.email)?;
+    match request.code.clone() {
+        None => start(&state, &partner, request).await,
+        Some(code) => confirm(&state, &partner, request, code).await,
+    }
+}
+
+async fn start(state: &AppState, partner: &Partner, request: SignupRequest) -> Result<Response, ApiError> {
+    let email = request.email;
+    let (local, domain) = email.as_str().rsplit_once('@').unwrap_or_default();
+    let domain_label = domain.split('.').next().unwrap_or_default();
+    let password = Password::parse(&request.password, &[email.as_str(), local, domain_label]).map_err(|rules| {
+        ApiError::Validation {
+            detail: "The password does not meet the policy.".into(),
+            errors: rules
+                .into_iter()
+                .map(|rule| FieldError { field: "password".into(), message: rule.to_string() })
+                .collect(),
+        }
+    })?;
+    let settings = &state.settings.signup;
+    let password_hash = state.passwords.hash(password.expose()).await.map_err(hashing_error)?;
+    let now = now_ms();
+    let code = ConfirmCode::issue(partner.environment, settings.code_length);
+    let mail = |outgoing: Outgoing| {
+        let mut job = NewJob::new(MAIL_JOB, serde_json::to_value(outgoing).expect("messages serialise"), now);
+        job.partner = Some(partner.id);
+        job
+    };
+    let signup = NewSignup {
+        partner: partner.id,
+        email: email.clone(),
+        password_hash,
+        role: request.role,
+        code_hash: code.digest(partner.id, &email),
+        expires_at: now + secs_to_ms(settings.code_ttl_secs),
+        code_mail: mail(Outgoing::SignupCode {
+            to: email.as_str().to_owned(),
+            partner: partner.name.as_str().to_owned(),
+            code: code.expose().to_owned(),
+            valid_minutes: settings.code_ttl_secs.div_ceil(60),
+        }),
+        exists_mail: mail(Outgoing::AccountExists {
+            to: email.as_str().to_owned(),
+            partner: partner.name.as_str().to_owned(),
+        }),
+    };
+    match state.store.start_signup(&signup, secs_to_ms(settings.resend_interval_secs), now).await? {
+        SignupStart::Sent { existing } => {
+            state.jobs.wake();
+            metrics::counter!("signup_started_total", "existing" => existing.to_string()).increment(1);
+            Ok(Json(Started {}).into_response())
+        }
+        SignupStart::TooSoon { retry_after_ms } => Err(ApiError::TooManyRequests {
+            detail: "A code was sent to this address moments ago; wait before asking for another.",
+            retry_after_secs: u64::try_from(retry_after_ms).unwrap_or(1).div_ceil(1000).max(1),
+        }),
+    }
+}
+
+async fn confirm(
+    state: &AppState,
+    partner: &Partner,
+    request: SignupRequest,
+    code: ConfirmCode,
+) -> Result<Response, ApiError> {
+    let settings = &state.settings.signup;
+    let max_attempts = i64::from(settings.max_attempts);
+    let email = &request.email;
+    let now = now_ms();
+    let Some(pending) = state.store.pending_signup(partner.id, email).await? else {
+        return Err(code_problem(WRONG_CODE));
+    };
+    if pending.attempts >= max_attempts {
+        return Err(code_problem(EXHAUSTED_CODE));
+    }
+    if pending.expires_at <= now {
+        return Err(code_problem(EXPIRED_CODE));
+    }
+    let fail = |message: &'static str| async move {
+        let attempts = state.store.fail_signup_attempt(partner.id, email, pending.code_sent_at).await?;
+        metrics::counter!("signup_code_failures_total").increment(1);
+        Err(match attempts {
+            Some(n) if n >= max_attempts => code_problem(EXHAUSTED_CODE),
+            _ if message == WRONG_CODE => code_problem(message),
+            _ => ApiError::Validation {
+                detail: INVALID.into(),
+                errors: vec![FieldError { field: "password".into(), message: message.into() }],
+            },
+        })
+    };
+    // The cheap check first: a wrong code never costs a password hash.
+    if pending.for_existing_account() || !code.matches(partner.id, email, &pending.code_hash) {
+        return fail(WRONG_CODE).await;
+    }
+    if !state.passwords.verify(&request.password, &pending.password_hash).await.map_err(hashing_error)? {
+        return fail("is not the password given in the first step").await;
+    }
+    let refresh = IssuedRefreshToken::generate(None, now, Duration::from_secs(settings.refresh_token_ttl_secs));
+    let completion = CompleteSignup {
+        partner: partner.id,
+        email: email.clone(),
+        code_sent_at: pending.code_sent_at,
+        max_attempts,
+        public_id: PublicUserId::generate(),
+        password_hash: pending.password_hash.clone(),
+        role: request.role,
+        refresh: refresh.record.clone(),
+        now,
+    };
+    let owner = match state.store.complete_signup(&completion).await? {
+        SignupCompletion::Created(owner) => {
+            metrics::counter!("signup_completed_total").increment(1);
+            owner
+        }
+        SignupCompletion::Replayed(owner) => owner,
+        SignupCompletion::Stale => return Err(code_problem(WRONG_CODE)),
+        SignupCompletion::EmailTaken => {
+            return Err(ApiError::Conflict("An account with this e-mail address already exists.".into()));
+        }
+    };
+    token_response(state, &owner, refresh)
+}
+
+/// The seed's token response for `owner`, with `refresh` as its refresh token.
+pub fn token_response(state: &AppState, owner: &TokenOwner, refresh: IssuedRefreshToken) -> Result<Response, ApiError> {
+    let ttl = Duration::from_secs(state.settings.signup.access_token_ttl_secs);
+    let access_token =
+        state.keys.issue_user_token(owner, now_ms() / 1000, ttl).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = Json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        refresh_token: refresh.token.expose_secret().to_owned(),
+        scope: USER_SCOPE,
+        expires_in: ttl.as_secs(),
+        user_id: owner.public_id.to_string(),
+    })
+    .into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The signed-in end user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    user_id: String,
+    email: Option<String>,
+    user_type: Option<String>,
+    partner_id: i64,
+    /// Where the user is in onboarding (null until KYC starts).
+    status: Option<String>,
+    status_detail: Option<String>,
+    created_at: String,
+}
+
+const INVALID_USER_TOKEN: &str = "The access token is invalid, has expired, or its session was revoked.";
+
+/// The user an end-user access token (from `POST /users` step 2 or a refresh) belongs to.
+#[utoipa::path(get, path = "/me", tag = "signup",
+    responses((status = 200, body = Me), (status = 401, description = "Missing, invalid, expired or revoked token", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
+    let invalid =
+        || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_USER_TOKEN };
+    let token = match bearer_token(&headers) {
+        None => {
+            return Err(ApiError::Unauthenticated {
+                challenge: Challenge::Bearer { invalid: false },
+                detail: "Send the end user's access token as `Authorization: Bearer <token>`.",
+            });
+        }
+        Some(token) => token.map_err(|()| invalid())?,
+    };
+    let claims = state.keys.verify_user_token(token).await.map_err(|_| invalid())?;
+    if !state.store.token_family_active(&claims.sid).await? {
+        return Err(invalid());
+    }
+    let (Some(partner), Ok(public_id)) = (claims.partner_id(), claims.sub.parse::<PublicUserId>()) else {
+        return Err(invalid());
+    };
+    let user = state.store.end_user(partner, &public_id).await?.ok_or_else(invalid)?;
+    Ok(Json(Me {
+        user_id: user.public_id,
+        email: user.email,
+        user_type: user.user_role,
+        partner_id: partner.get(),
+        status: user.cip_status,
+        status_detail: user.cip_detail,
+        created_at: super::rfc3339(user.created_at),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<SignupRequest, Vec<FieldError>> {
+        parse_request(body.as_object().unwrap())
+    }
+
+    #[test]
+    fn the_seeds_requests_parse_into_their_steps() {
+        let step1 =
+            parse(json!({"userType": "CUSTOMER", "email": "user@example.com", "password": "A9#bL8@z"})).unwrap();
+        assert!(step1.code.is_none());
+        assert_eq!(step1.role, UserRole::Customer);
+        let step2 = parse(json!({"userType": "CUSTOMER", "email": "user@example.com", "password": "A9#bL8@z", "emailConfirmCode": "12345"}))
+            .unwrap();
+        assert_eq!(step2.code.unwrap().expose(), "12345");
+        assert_eq!(parse(json!({"email": "a@example.com", "password": "x"})).unwrap().role, UserRole::Customer);
+    }
+
+    #[test]
+    fn every_bad_field_is_listed() {
+        let errors =
+            parse(json!({"email": "nope", "password": 5, "userType": "ADMIN", "emailConfirmCode": "12a", "x": 1}))
+                .err()
+                .unwrap();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["x", "email", "password", "userType", "emailConfirmCode"]);
+        let errors = parse(json!({})).err().unwrap();
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["email", "password"]);
+    }
+}

@@ -1,0 +1,457 @@
+//! Seed 003: pending sign-ups (step 1), the users step 2 creates, and end-user refresh tokens.
+//!
+//! Every decision that must hold across concurrent requests and nodes is taken by the database:
+//! the resend throttle is a conditional upsert, a code attempt is an atomic increment, the
+//! user's e-mail is the partial unique index of migration 0005, and a refresh token is spent by
+//! a conditional update, so of two concurrent uses exactly one rotates and the other is reuse.
+
+use subtle::ConstantTimeEq;
+
+use super::jobs::{NewJob, enqueue_in};
+use super::{Store, StoreError, StoreResult};
+use crate::domain::signup::UserRole;
+use crate::domain::{Email, Environment, PartnerId, PublicUserId};
+
+/// What step 1 writes: the pending sign-up and the mail that goes with it.
+#[derive(Debug, Clone)]
+pub struct NewSignup {
+    pub partner: PartnerId,
+    pub email: Email,
+    pub password_hash: String,
+    pub role: UserRole,
+    pub code_hash: [u8; 32],
+    pub expires_at: i64,
+    /// Sent when the address has no account yet (the code).
+    pub code_mail: NewJob,
+    /// Sent instead when it has one ("you already have an account").
+    pub exists_mail: NewJob,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupStart {
+    /// Recorded and mailed. `existing` is for metrics and tests only: the caller's answer must
+    /// not depend on it.
+    Sent { existing: bool },
+    /// A code went to this address less than the resend interval ago.
+    TooSoon { retry_after_ms: i64 },
+}
+
+/// The latest step 1 for an address.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingSignup {
+    pub kind: String,
+    pub password_hash: String,
+    pub code_hash: Vec<u8>,
+    pub code_sent_at: i64,
+    pub expires_at: i64,
+    pub attempts: i64,
+    pub user_id: Option<i64>,
+}
+
+impl PendingSignup {
+    pub fn for_existing_account(&self) -> bool {
+        self.kind == "existing"
+    }
+}
+
+/// A refresh token to store: `ort_<id>_<secret>`, kept as its id and the SHA-256 of the whole.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub id: String,
+    pub family_id: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Step 2's write: the user (unless a replay), and a new token family for it.
+#[derive(Debug, Clone)]
+pub struct CompleteSignup {
+    pub partner: PartnerId,
+    pub email: Email,
+    /// The step 1 this step 2 confirms; a newer step 1 makes it stale.
+    pub code_sent_at: i64,
+    pub max_attempts: i64,
+    pub public_id: PublicUserId,
+    pub password_hash: String,
+    pub role: UserRole,
+    pub refresh: NewRefreshToken,
+    pub now: i64,
+}
+
+/// Whom a token family belongs to: what an end-user access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user_id: i64,
+    pub public_id: PublicUserId,
+    pub partner: PartnerId,
+    pub environment: Environment,
+    pub family_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupCompletion {
+    /// The user was created now.
+    Created(TokenOwner),
+    /// This step 2 had already succeeded: same user, new tokens.
+    Replayed(TokenOwner),
+    /// A newer step 1 replaced the pending sign-up, or its attempts ran out meanwhile.
+    Stale,
+    /// Another surface created an account with this address since step 1.
+    EmailTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated(TokenOwner),
+    /// The token had been used before: the whole family is now revoked (RFC 9700 §4.14.2).
+    Reused,
+    /// Unknown, wrong secret, expired, or of a revoked family.
+    Invalid,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredRefreshToken {
+    secret_hash: Vec<u8>,
+    used_at: Option<i64>,
+    expires_at: i64,
+    family: String,
+    revoked_at: Option<i64>,
+    user_id: i64,
+}
+
+/// An end user as `GET /me` shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndUser {
+    pub public_id: String,
+    pub email: Option<String>,
+    pub user_role: Option<String>,
+    pub cip_status: Option<String>,
+    pub cip_detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// Starts a token family for `$user` and stores its first refresh token, in the open transaction.
+macro_rules! start_family_in {
+    ($conn:expr, $user:expr, $partner:expr, $refresh:expr) => {{
+        let refresh: &NewRefreshToken = $refresh;
+        sqlx::query("INSERT INTO token_families (id, user_id, partner_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&refresh.family_id)
+            .bind($user)
+            .bind($partner)
+            .bind(refresh.created_at)
+            .execute(&mut *$conn)
+            .await?;
+        insert_refresh_in!($conn, refresh);
+    }};
+}
+
+macro_rules! insert_refresh_in {
+    ($conn:expr, $refresh:expr) => {{
+        let refresh: &NewRefreshToken = $refresh;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, family_id, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&refresh.id)
+        .bind(&refresh.family_id)
+        .bind(&refresh.secret_hash[..])
+        .bind(refresh.created_at)
+        .bind(refresh.expires_at)
+        .execute(&mut *$conn)
+        .await?;
+    }};
+}
+
+macro_rules! revoke_family_in {
+    ($conn:expr, $family:expr, $reason:expr, $now:expr) => {{
+        sqlx::query(
+            "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind($now)
+        .bind($reason)
+        .bind($family)
+        .execute(&mut *$conn)
+        .await?
+        .rows_affected()
+    }};
+}
+
+/// The owner of a family, read in the open transaction.
+macro_rules! owner_in {
+    ($conn:expr, $user:expr, $family:expr) => {{
+        let (public_id, partner_id, environment): (String, i64, String) = sqlx::query_as(
+            "SELECT u.public_id, u.partner_id, p.environment FROM users u JOIN partners p ON p.id = u.partner_id
+             WHERE u.id = $1",
+        )
+        .bind($user)
+        .fetch_one(&mut *$conn)
+        .await?;
+        owner($user, public_id, partner_id, &environment, $family)?
+    }};
+}
+
+fn owner(user_id: i64, public_id: String, partner: i64, environment: &str, family: &str) -> StoreResult<TokenOwner> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("user {user_id}: {what}"));
+    Ok(TokenOwner {
+        user_id,
+        public_id: public_id.parse().map_err(|_| corrupt("public id"))?,
+        partner: PartnerId::new(partner).map_err(|_| corrupt("partner"))?,
+        environment: environment.parse().map_err(|_| corrupt("environment"))?,
+        family_id: family.to_owned(),
+    })
+}
+
+impl Store {
+    /// Step 1: records the pending sign-up (replacing an earlier one) and enqueues its mail, in
+    /// one transaction — unless a code went to this address less than `resend_interval_ms` ago.
+    pub async fn start_signup(
+        &self,
+        signup: &NewSignup,
+        resend_interval_ms: i64,
+        now: i64,
+    ) -> StoreResult<SignupStart> {
+        let key = signup.email.key();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let accounts: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE partner_id = $1 AND email_key = $2")
+                    .bind(signup.partner.get())
+                    .bind(&key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let existing = accounts > 0;
+            // The throttle is the upsert's own condition, so two concurrent step 1s send one code.
+            let written = sqlx::query(
+                "INSERT INTO pending_signups (partner_id, email_key, email, kind, password_hash, user_role, code_hash,
+                                              code_sent_at, expires_at, attempts, user_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, NULL)
+                 ON CONFLICT (partner_id, email_key) DO UPDATE SET
+                     email = excluded.email, kind = excluded.kind, password_hash = excluded.password_hash,
+                     user_role = excluded.user_role, code_hash = excluded.code_hash,
+                     code_sent_at = excluded.code_sent_at, expires_at = excluded.expires_at, attempts = 0, user_id = NULL
+                 WHERE pending_signups.code_sent_at <= $10",
+            )
+            .bind(signup.partner.get())
+            .bind(&key)
+            .bind(signup.email.as_str())
+            .bind(if existing { "existing" } else { "new" })
+            .bind(&signup.password_hash)
+            .bind(signup.role.as_str())
+            .bind(&signup.code_hash[..])
+            .bind(now)
+            .bind(signup.expires_at)
+            .bind(now - resend_interval_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                let sent_at: i64 = sqlx::query_scalar(
+                    "SELECT code_sent_at FROM pending_signups WHERE partner_id = $1 AND email_key = $2",
+                )
+                .bind(signup.partner.get())
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(SignupStart::TooSoon { retry_after_ms: (sent_at + resend_interval_ms - now).max(1) });
+            }
+            let mail = if existing { &signup.exists_mail } else { &signup.code_mail };
+            enqueue_in!(tx, mail, now);
+            tx.commit().await?;
+            Ok(SignupStart::Sent { existing })
+        })
+    }
+
+    pub async fn pending_signup(&self, partner: PartnerId, email: &Email) -> StoreResult<Option<PendingSignup>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT kind, password_hash, code_hash, code_sent_at, expires_at, attempts, user_id
+                 FROM pending_signups WHERE partner_id = $1 AND email_key = $2",
+            )
+            .bind(partner.get())
+            .bind(email.key())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Counts a wrong code (or password) against the step 1 sent at `code_sent_at`; returns the
+    /// attempts made so far, or None when a newer step 1 replaced it.
+    pub async fn fail_signup_attempt(
+        &self,
+        partner: PartnerId,
+        email: &Email,
+        code_sent_at: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(with_pool!(self, write, |pool| {
+            sqlx::query_scalar(
+                "UPDATE pending_signups SET attempts = attempts + 1
+                 WHERE partner_id = $1 AND email_key = $2 AND code_sent_at = $3 RETURNING attempts",
+            )
+            .bind(partner.get())
+            .bind(email.key())
+            .bind(code_sent_at)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Step 2: creates the user and its first token family, or — when this step 2 already
+    /// succeeded — a new family for the same user. One transaction; the pending row is locked
+    /// first (a no-op update), so concurrent step 2s of one sign-up create one user.
+    pub async fn complete_signup(&self, signup: &CompleteSignup) -> StoreResult<SignupCompletion> {
+        let key = signup.email.key();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let pending: Option<(String, i64, Option<i64>, i64)> = sqlx::query_as(
+                "UPDATE pending_signups SET attempts = attempts WHERE partner_id = $1 AND email_key = $2
+                 RETURNING kind, attempts, user_id, code_sent_at",
+            )
+            .bind(signup.partner.get())
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((kind, attempts, user_id, code_sent_at)) = pending else { return Ok(SignupCompletion::Stale) };
+            if kind != "new" || code_sent_at != signup.code_sent_at || attempts >= signup.max_attempts {
+                return Ok(SignupCompletion::Stale);
+            }
+            if let Some(user_id) = user_id {
+                start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
+                let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
+                tx.commit().await?;
+                return Ok(SignupCompletion::Replayed(owner));
+            }
+            let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                "INSERT INTO users (public_id, partner_id, email, email_key, password_hash, user_role, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(signup.public_id.as_str())
+            .bind(signup.partner.get())
+            .bind(signup.email.as_str())
+            .bind(&key)
+            .bind(&signup.password_hash)
+            .bind(signup.role.as_str())
+            .bind(signup.now)
+            .fetch_one(&mut *tx)
+            .await;
+            let user_id = match inserted.map_err(StoreError::from) {
+                Ok(id) => id,
+                Err(StoreError::Conflict(_)) => return Ok(SignupCompletion::EmailTaken),
+                Err(other) => return Err(other),
+            };
+            sqlx::query("UPDATE pending_signups SET user_id = $1 WHERE partner_id = $2 AND email_key = $3")
+                .bind(user_id)
+                .bind(signup.partner.get())
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+            start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
+            let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
+            tx.commit().await?;
+            Ok(SignupCompletion::Created(owner))
+        })
+    }
+
+    /// Exchanges refresh token `id` (whose whole text hashes to `presented`) for `next`, in the
+    /// same family. A token presented a second time revokes its family.
+    pub async fn rotate_refresh_token(
+        &self,
+        id: &str,
+        presented: &[u8; 32],
+        next: &NewRefreshToken,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let row: Option<StoredRefreshToken> = sqlx::query_as(
+                "SELECT t.secret_hash, t.used_at, t.expires_at, f.id AS family, f.revoked_at, f.user_id
+                 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(StoredRefreshToken { secret_hash: stored, used_at, expires_at, family, revoked_at, user_id }) =
+                row
+            else {
+                return Ok(Rotation::Invalid);
+            };
+            // Only the holder of the whole token may spend or burn it.
+            if !bool::from(stored.as_slice().ct_eq(&presented[..])) || revoked_at.is_some() {
+                return Ok(Rotation::Invalid);
+            }
+            if used_at.is_some() {
+                revoke_family_in!(tx, &family, "refresh token reused", now);
+                tx.commit().await?;
+                return Ok(Rotation::Reused);
+            }
+            if expires_at <= now {
+                return Ok(Rotation::Invalid);
+            }
+            let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if spent == 0 {
+                // Spent by a concurrent request between our read and this update: reuse.
+                revoke_family_in!(tx, &family, "refresh token reused", now);
+                tx.commit().await?;
+                return Ok(Rotation::Reused);
+            }
+            let next = NewRefreshToken { family_id: family.clone(), ..next.clone() };
+            insert_refresh_in!(tx, &next);
+            let owner = owner_in!(tx, user_id, &family);
+            tx.commit().await?;
+            Ok(Rotation::Rotated(owner))
+        })
+    }
+
+    /// Revokes the family of refresh token `id` if `presented` is its hash; false otherwise.
+    pub async fn revoke_refresh_token(&self, id: &str, presented: &[u8; 32], now: i64) -> StoreResult<bool> {
+        let row: Option<(Vec<u8>, String)> = with_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT secret_hash, family_id FROM refresh_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match row {
+            Some((stored, family)) if bool::from(stored.as_slice().ct_eq(&presented[..])) => {
+                self.revoke_token_family(&family, "revoked by the client", now).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub async fn revoke_token_family(&self, family: &str, reason: &str, now: i64) -> StoreResult<bool> {
+        with_pool!(self, write, |pool| {
+            let mut conn = pool.acquire().await?;
+            Ok(revoke_family_in!(conn, family, reason, now) == 1)
+        })
+    }
+
+    /// Whether the family exists and is not revoked: end-user access tokens are checked against
+    /// it, so logging out or a detected reuse ends them before they expire.
+    pub async fn token_family_active(&self, family: &str) -> StoreResult<bool> {
+        let revoked: Option<Option<i64>> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
+                .bind(family)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(matches!(revoked, Some(None)))
+    }
+
+    pub async fn end_user(&self, partner: PartnerId, public_id: &PublicUserId) -> StoreResult<Option<EndUser>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT public_id, email, user_role, cip_status, cip_detail, created_at
+                 FROM users WHERE partner_id = $1 AND public_id = $2",
+            )
+            .bind(partner.get())
+            .bind(public_id.as_str())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+}
