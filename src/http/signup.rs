@@ -247,9 +247,11 @@ async fn confirm(
         return fail("is not the password given in the first step").await;
     }
     let refresh = IssuedRefreshToken::generate(None, now, Duration::from_secs(settings.refresh_token_ttl_secs));
+    // The account keeps step 1's spelling of the address (step 2 may differ only in case).
+    let spelled = Email::parse(&pending.email).unwrap_or_else(|_| email.clone());
     let completion = CompleteSignup {
         partner: partner.id,
-        email: email.clone(),
+        email: spelled,
         code_sent_at: pending.code_sent_at,
         max_attempts,
         public_id: PublicUserId::generate(),

@@ -39,6 +39,8 @@ pub enum SignupStart {
 /// The latest step 1 for an address.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingSignup {
+    /// The address as step 1 spelled it (the account keeps this spelling).
+    pub email: String,
     pub kind: String,
     pub password_hash: String,
     pub code_hash: Vec<u8>,
@@ -264,7 +266,7 @@ impl Store {
     pub async fn pending_signup(&self, partner: PartnerId, email: &Email) -> StoreResult<Option<PendingSignup>> {
         Ok(with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT kind, password_hash, code_hash, code_sent_at, expires_at, attempts, user_id
+                "SELECT email, kind, password_hash, code_hash, code_sent_at, expires_at, attempts, user_id
                  FROM pending_signups WHERE partner_id = $1 AND email_key = $2",
             )
             .bind(partner.get())

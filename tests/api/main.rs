@@ -12,5 +12,6 @@ mod partner_users;
 mod process;
 mod prospects;
 mod sanctions;
+mod signup;
 mod storage;
 mod user;
