@@ -62,6 +62,10 @@ pub enum Route {
     /// Seed 002: `POST /register-user-v2` (new prospects that pass every check), then the time
     /// each took from acceptance to `Completed`, from its event timeline.
     RegisterV2,
+    /// Seed 003: `POST /users` step 1 then step 2 with the sandbox code, as one sample (the
+    /// partner must be a sandbox partner; raise `signup.per_ip_per_minute` on the server).
+    /// Prints the machine's Argon2id ceiling first.
+    Signup,
 }
 
 struct Target {
@@ -144,13 +148,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 partner_id(&mut setup, &target, "authorization", &format!("Bearer {token}")).await?,
             )
         }
-        Route::PartnerUsers | Route::RegisterV2 => {
+        Route::PartnerUsers | Route::RegisterV2 | Route::Signup => {
             let key = args.api_key.clone().context("this route needs --api-key")?;
             let id = partner_id(&mut setup, &target, "partnerapikey", &key).await?;
             ("partnerapikey", key, id)
         }
     };
 
+    if matches!(args.route, Route::Signup) {
+        argon2_ceiling().await?;
+    }
     let warmup: Duration = args.warmup.into();
     let measure: Duration = args.duration.into();
     let start = Instant::now();
@@ -182,6 +189,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     break;
                 }
                 let request = match route {
+                    // Built by `signup`, which sends two.
+                    Route::Signup => Request::new(Full::new(Bytes::new())),
                     Route::User => {
                         let body = format!(
                             r#"{{"merchantId":{partner_id},"email":"bench.{run_id}.{worker}.{i}@example.org","additionalData":{{"type":"bench","data":{{"seq":{i}}}}}}}"#
@@ -231,7 +240,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                             .expect("a valid request")
                     }
                 };
-                let outcome = send(&mut sender, request).await;
+                let outcome = match route {
+                    Route::Signup => signup(&mut sender, &host, partner_id, &format!("s.{run_id}.{worker}.{i}@example.org")).await,
+                    _ => send(&mut sender, request).await,
+                };
                 let done = Instant::now();
                 if let (Route::RegisterV2, Ok((200, body))) = (route, &outcome)
                     && due >= measure_from
@@ -269,6 +281,73 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     report(&args, &samples, transport_errors, measure);
     if matches!(args.route, Route::RegisterV2) {
         time_to_completed(&target, &auth_value, &accepted).await?;
+    }
+    Ok(())
+}
+
+/// Step 1 then step 2 of seed 003 on a sandbox partner; the outcome of the first that failed,
+/// or of step 2.
+async fn signup(
+    sender: &mut SendRequest<Full<Bytes>>,
+    host: &str,
+    partner: i64,
+    email: &str,
+) -> anyhow::Result<(u16, Bytes)> {
+    let mut outcome = (0, Bytes::new());
+    for code in ["", r#","emailConfirmCode":"12345""#] {
+        let body = format!(r#"{{"userType":"CUSTOMER","email":"{email}","password":"Bench#2024xQ"{code}}}"#);
+        let request = Request::post("/users")
+            .header(header::HOST, host)
+            .header("partnerId", partner.to_string())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        outcome = send(sender, request).await?;
+        if outcome.0 != 200 {
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+/// What this machine's cores can hash with the server's Argon2id settings (`onboard.toml` and `ONBOARD_PASSWORD__*`), measured
+/// here before the load starts: a sign-up costs one hash (step 1) and one verification (step 2).
+async fn argon2_ceiling() -> anyhow::Result<()> {
+    let settings = crate::config::Settings::load(None)?.password;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for threads in [1, cores] {
+        let hasher = crate::auth::passwords::PasswordHasher::start(&crate::config::PasswordSettings {
+            workers: threads,
+            queue: threads * 2,
+            ..settings.clone()
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..threads {
+            let hasher = hasher.clone();
+            tasks.spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    if hasher.hash("Bench#2024xQ").await.is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            });
+        }
+        let mut hashes = 0;
+        while let Some(n) = tasks.join_next().await {
+            hashes += n?;
+        }
+        let per_sec = hashes as f64 / 3.0;
+        println!(
+            "argon2id m={} KiB t={} p={}, {threads} thread(s): {per_sec:.0} hashes/s ({:.1} ms each) → ceiling {:.0} sign-ups/s",
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            threads as f64 * 1000.0 / per_sec.max(0.001),
+            per_sec / 2.0
+        );
     }
     Ok(())
 }
