@@ -129,14 +129,14 @@ fn run_worker(receiver: &Mutex<Receiver<Task>>, params: Params) {
     }
 }
 
-/// Nice 10 for this thread only (Linux schedules threads individually): when hashing competes
+/// Nice 19 for this thread only (Linux schedules threads individually): when hashing competes
 /// with request handling for the cores, the scheduler favours the requests.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
     // SAFETY: plain system calls on the calling thread; failure only leaves the default priority.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 
