@@ -41,12 +41,30 @@ struct Kind {
 }
 
 /// Wakes this node's idle workers at once (after enqueueing), instead of at their next poll.
+/// Wake the kinds that have new work, not all: every woken worker claims, and on SQLite a claim
+/// takes the one write connection that request handlers commit on too.
 #[derive(Clone, Default)]
-pub struct JobWaker(Arc<Notify>);
+pub struct JobWaker {
+    all: Arc<Notify>,
+    kinds: Arc<std::sync::RwLock<HashMap<String, Arc<Notify>>>>,
+}
 
 impl JobWaker {
+    /// Wakes the workers of every kind.
     pub fn wake(&self) {
-        self.0.notify_waiters();
+        self.all.notify_waiters();
+    }
+
+    /// Wakes the workers of `kind` only.
+    pub fn wake_kind(&self, kind: &str) {
+        if let Some(notify) = self.kinds.read().unwrap_or_else(|p| p.into_inner()).get(kind) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn notify_for(&self, kind: &str) -> Arc<Notify> {
+        let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(kinds.entry(kind.to_owned()).or_default())
     }
 }
 
@@ -74,11 +92,12 @@ impl JobRegistry {
 
     pub fn start(self, store: Store, settings: JobSettings) -> JobRunner {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let wake = self.waker.0.clone();
+        let wake = self.waker.all.clone();
         let worker = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let mut tasks = JoinSet::new();
         let kinds: Vec<String> = self.kinds.keys().cloned().collect();
         for (name, kind) in self.kinds {
+            let own = self.waker.notify_for(&name);
             tasks.spawn(work_kind(
                 store.clone(),
                 settings.clone(),
@@ -86,7 +105,7 @@ impl JobRegistry {
                 name,
                 kind,
                 stop_rx.clone(),
-                wake.clone(),
+                [wake.clone(), own],
             ));
         }
         tasks.spawn(report_queue_depth(store, kinds, stop_rx));
@@ -126,7 +145,7 @@ async fn work_kind(
     kind: String,
     spec: Kind,
     mut stop: watch::Receiver<bool>,
-    wake: Arc<Notify>,
+    [wake_all, wake_own]: [Arc<Notify>; 2],
 ) {
     let permits = Arc::new(Semaphore::new(spec.concurrency));
     let mut running = JoinSet::new();
@@ -157,7 +176,8 @@ async fn work_kind(
         if got == 0 || permits.available_permits() == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
-                _ = wake.notified() => {}
+                _ = wake_all.notified() => {}
+                _ = wake_own.notified() => {}
                 _ = stop.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }

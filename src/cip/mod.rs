@@ -95,7 +95,7 @@ async fn run_check(
                 metrics::counter!("cip_decisions_total", "status" => state.status.as_str(), "detail" => state.detail.as_str())
                     .increment(1);
                 if state == CipState::PROVISIONING {
-                    waker.wake();
+                    waker.wake_kind(PROVISION_JOB);
                 }
             }
             JobOutcome::Committed

@@ -221,6 +221,13 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// Wakes the validators (after a registration or a correction enqueued their jobs).
+fn wake_checks(state: &AppState) {
+    for check in crate::domain::cip::Check::ALL {
+        state.jobs.wake_kind(check.job_kind());
+    }
+}
+
 /// seed 002's user resolution: the id and, for users in the CIP machine, where they are.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -305,7 +312,7 @@ pub async fn register(
         Err(err) if Duplicate::of(&err).is_some() => return Err(duplicates(&state, partner.id, &prospect).await?),
         Err(err) => return Err(err.into()),
     }
-    state.jobs.wake();
+    wake_checks(&state);
     metrics::counter!("prospects_registered_total").increment(1);
     tracing::info!(user = public_id.as_str(), phone = %prospect.phone, "prospect accepted");
     Ok(Json(UserStatus::new(public_id.as_str().to_owned(), Some(CipState::ACCEPTED))))
@@ -433,7 +440,7 @@ pub async fn correct(
         .correct_prospect(&record.public_id, partner.id, &corrected, &changed, &actor, now_ms())
         .await
         .map_err(move_error)?;
-    state.jobs.wake();
+    wake_checks(&state);
     Ok(Json(UserStatus::new(record.public_id, Some(to))))
 }
 
@@ -482,7 +489,7 @@ pub async fn consents(
         .give_consents(&record.public_id, partner.id, privacy, contract, &actor, now_ms())
         .await
         .map_err(move_error)?;
-    state.jobs.wake();
+    state.jobs.wake_kind(crate::store::PROVISION_JOB);
     Ok(Json(UserStatus::new(record.public_id, to)))
 }
 

@@ -197,7 +197,7 @@ async fn start(state: &AppState, partner: &Partner, request: SignupRequest) -> R
     };
     match state.store.start_signup(&signup, secs_to_ms(settings.resend_interval_secs), now).await? {
         SignupStart::Sent { existing } => {
-            state.jobs.wake();
+            state.jobs.wake_kind(MAIL_JOB);
             metrics::counter!("signup_started_total", "existing" => existing.to_string()).increment(1);
             Ok(Json(Started {}).into_response())
         }
