@@ -11,9 +11,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
@@ -103,7 +103,10 @@ impl PasswordHasher {
 
 fn run_worker(receiver: &Mutex<Receiver<Task>>, params: Params) {
     lower_priority();
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    // One Argon2 memory (19 MiB by default) per thread for its whole life: allocating and
+    // returning it per hash means thousands of page faults each time and address-space changes
+    // that every other thread of the process can stall on.
+    let mut memory = vec![Block::default(); params.block_count()];
     loop {
         // The lock is held only while waiting for the next task, never while hashing.
         let task = match receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv() {
@@ -113,20 +116,63 @@ fn run_worker(receiver: &Mutex<Receiver<Task>>, params: Params) {
         metrics::histogram!("password_hash_wait_seconds").record(task.queued_at.elapsed().as_secs_f64());
         let started = Instant::now();
         let result = match task.work {
-            Work::Hash(password) => argon2
-                .hash_password(password.expose_secret().as_bytes())
-                .map(|hash| Done::Hashed(hash.to_string()))
-                .map_err(|e| HashError::Failed(e.to_string())),
-            Work::Verify { password, phc } => match PasswordHash::new(&phc) {
-                Ok(parsed) => {
-                    Ok(Done::Verified(argon2.verify_password(password.expose_secret().as_bytes(), &parsed).is_ok()))
-                }
-                Err(e) => Err(HashError::Failed(format!("stored hash is not a PHC string: {e}"))),
-            },
+            Work::Hash(password) => hash(&params, password.expose_secret().as_bytes(), &mut memory).map(Done::Hashed),
+            Work::Verify { password, phc } => {
+                verify(password.expose_secret().as_bytes(), &phc, &mut memory).map(Done::Verified)
+            }
         };
         metrics::histogram!("password_hash_seconds").record(started.elapsed().as_secs_f64());
         let _ = task.reply.send(result);
     }
+}
+
+fn failed(e: impl std::fmt::Display) -> HashError {
+    HashError::Failed(e.to_string())
+}
+
+/// Argon2id of `password` with a fresh 16-byte salt, as a PHC string.
+fn hash(params: &Params, password: &[u8], memory: &mut Vec<Block>) -> Result<String, HashError> {
+    fit(memory, params);
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt, &mut out, &mut **memory)
+        .map_err(failed)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(failed)?,
+        salt: Some(Salt::new(&salt).map_err(failed)?),
+        hash: Some(Output::new(&out).map_err(failed)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Sizes the thread's Argon2 memory for `params` (a no-op but after a hash with other costs).
+fn fit(memory: &mut Vec<Block>, params: &Params) {
+    if memory.len() != params.block_count() {
+        *memory = vec![Block::default(); params.block_count()];
+    }
+}
+
+/// Recomputes `phc` with the parameters stored in it and compares in constant time.
+fn verify(password: &[u8], phc: &str, memory: &mut Vec<Block>) -> Result<bool, HashError> {
+    let parsed = PasswordHash::new(phc).map_err(|e| failed(format!("stored hash is not a PHC string: {e}")))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).map_err(failed)?;
+    let version = Version::try_from(parsed.version.unwrap_or(0x13)).map_err(failed)?;
+    let params = Params::try_from(&parsed).map_err(failed)?;
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err(failed("stored hash has no salt or output"));
+    };
+    // Hashes made with other parameters (before a cost change) still verify.
+    fit(memory, &params);
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, &mut **memory)
+        .map_err(failed)?;
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(&out).map_err(failed)? == *expected)
 }
 
 /// Nice 19 for this thread only (Linux schedules threads individually): when hashing competes
@@ -160,6 +206,23 @@ mod tests {
         assert!(!hasher.verify("A9#bL8@Z", &phc).await.unwrap());
         assert_ne!(phc, hasher.hash("A9#bL8@z").await.unwrap(), "salts must differ");
         assert!(matches!(hasher.verify("x", "not a hash").await, Err(HashError::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn hashes_from_the_standard_api_and_other_costs_verify() {
+        use argon2::password_hash::PasswordHasher as _;
+        let other = Params::new(9 * 1024, 2, 1, None).unwrap();
+        let standard =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, other).hash_password(b"Zq7!tRw2").unwrap().to_string();
+        let hasher = PasswordHasher::start(&cheap()).unwrap();
+        assert!(hasher.verify("Zq7!tRw2", &standard).await.unwrap());
+        assert!(!hasher.verify("Zq7!tRw3", &standard).await.unwrap());
+        // And ours verify with the standard API.
+        use argon2::password_hash::PasswordVerifier as _;
+        let ours = hasher.hash("Zq7!tRw2").await.unwrap();
+        assert!(Argon2::default().verify_password(b"Zq7!tRw2", &PasswordHash::new(&ours).unwrap()).is_ok());
+        // The thread's memory is resized back for its own parameters: they still verify.
+        assert!(hasher.verify("Zq7!tRw2", &ours).await.unwrap());
     }
 
     #[tokio::test]
