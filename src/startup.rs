@@ -57,6 +57,9 @@ impl Application {
             .await
             .context("cannot load signing keys")?;
         let sanctions = load_sanctions(&store, &settings).await;
+        // The strength estimator builds its dictionaries on first use (~20 ms); pay that here,
+        // not on a request-serving thread during the first sign-up.
+        let _ = crate::domain::signup::Password::parse("Warm-up#2026x", &[]);
         let passwords = crate::auth::passwords::PasswordHasher::start(&settings.password)
             .context("cannot start the password hashing threads")?;
         let mailer = crate::mail::Mailer::new(&settings.mail).map_err(anyhow::Error::msg).context("mail settings")?;
