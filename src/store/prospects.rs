@@ -280,6 +280,18 @@ macro_rules! move_in {
     }};
 }
 
+/// Runs `$body` (an async block's statements, ending in a `Result<_, MoveError>`) in a
+/// transaction on `$pool`, bound to `$tx`: committed when the body succeeds, rolled back (the
+/// transaction dropped) when it fails. Every CIP move has this shape.
+macro_rules! in_transaction {
+    ($pool:expr, |$tx:ident| $body:block) => {{
+        let mut $tx = $pool.begin().await.map_err(StoreError::from)?;
+        let value = async $body.await?;
+        $tx.commit().await.map_err(StoreError::from)?;
+        Ok(value)
+    }};
+}
+
 /// Decides a locked record whose checks are all in. `None` while some are still running.
 macro_rules! decide_in {
     ($conn:expr, $record:expr, $reason:expr, $actor:expr, $now:expr) => {{
@@ -479,8 +491,7 @@ impl Store {
     ) -> Result<Option<Option<CipState>>, MoveError> {
         let CheckTarget { user, partner, generation } = target;
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            let decided = async {
+            in_transaction!(pool, |tx| {
                 if !complete_in!(tx, job, now) {
                     return Ok(None);
                 }
@@ -511,10 +522,7 @@ impl Store {
                     return Ok(Some(None));
                 }
                 Ok::<_, MoveError>(Some(decide_in!(tx, &record, "validated", "cip:validators", now)))
-            }
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(decided)
+            })
         })
     }
 
@@ -528,8 +536,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<bool>, MoveError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            let done = async {
+            in_transaction!(pool, |tx| {
                 if !complete_in!(tx, job, now) {
                     return Ok(None);
                 }
@@ -539,10 +546,7 @@ impl Store {
                 }
                 move_in!(tx, &record, CipState::COMPLETED, "account opened", "cip:provisioning", now);
                 Ok::<_, MoveError>(Some(true))
-            }
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(done)
+            })
         })
     }
 
@@ -560,8 +564,7 @@ impl Store {
         let p = corrected;
         let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            let state = async {
+            in_transaction!(pool, |tx| {
                 let id: Option<i64> =
                     sqlx::query_scalar("SELECT id FROM users WHERE public_id = $1 AND partner_id = $2")
                         .bind(user)
@@ -617,10 +620,7 @@ impl Store {
                     enqueue_in!(tx, &job, now);
                 }
                 Ok::<_, MoveError>(to)
-            }
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(state)
+            })
         })
     }
 
@@ -636,8 +636,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<CipState>, MoveError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            let state = async {
+            in_transaction!(pool, |tx| {
                 let record: Option<ProspectRecord> = sqlx::query_as(concat!(
                     "UPDATE users SET privacy_consent_at = CASE WHEN $1 THEN COALESCE(privacy_consent_at, $3) ELSE privacy_consent_at END,
                                       contract_consent_at = CASE WHEN $2 THEN COALESCE(contract_consent_at, $3) ELSE contract_consent_at END
@@ -653,17 +652,12 @@ impl Store {
                 .await?;
                 let record = record.ok_or(MoveError::NotFound)?;
                 let state = record.cip_state()?;
-                let waiting = state.is_some_and(|s| {
-                    s.status == Status::UpgradePending && s != CipState::COMPLIANCE
-                });
+                let waiting = state.is_some_and(|s| s.status == Status::UpgradePending && s != CipState::COMPLIANCE);
                 if !waiting {
                     return Ok::<_, MoveError>(state);
                 }
                 Ok(decide_in!(tx, &record, "consents given", actor, now).or(state))
-            }
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(state)
+            })
         })
     }
 
@@ -697,8 +691,7 @@ impl Store {
         now: i64,
     ) -> Result<CipState, MoveError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            let state = async {
+            in_transaction!(pool, |tx| {
                 let ids: Option<(i64, i64)> = sqlx::query_as("SELECT id, partner_id FROM users WHERE public_id = $1")
                     .bind(user)
                     .fetch_optional(&mut *tx)
@@ -738,10 +731,7 @@ impl Store {
                 let detail = serde_json::json!({ "reason": reason, "to": to.to_string() }).to_string();
                 audit_in!(tx, now, actor, action, Some(user), detail);
                 Ok::<_, MoveError>(to)
-            }
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(state)
+            })
         })
     }
 
