@@ -229,31 +229,14 @@ mod tests {
     async fn a_full_queue_is_refused_at_once() {
         let settings = PasswordSettings { memory_kib: 64 * 1024, iterations: 4, queue: 1, ..cheap() };
         let hasher = PasswordHasher::start(&settings).unwrap();
-        let attempts: Vec<_> = (0..8).map(|_| hasher.hash("A9#bL8@z")).collect();
-        let results = futures_join_all(attempts).await;
+        // Eight submissions at once: one hashing, one queued, the rest refused.
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let hasher = hasher.clone();
+            attempts.spawn(async move { hasher.hash("A9#bL8@z").await });
+        }
+        let results = attempts.join_all().await;
         assert!(results.iter().any(|r| matches!(r, Err(HashError::Busy))));
         assert!(results.iter().any(|r| r.is_ok()));
-    }
-
-    async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-        let mut out = Vec::new();
-        let pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-        // Submit all first (each `hash` call submits on its first poll), then await in order.
-        let mut pending = Vec::new();
-        for mut f in pinned {
-            let waker = std::task::Waker::noop();
-            let mut cx = std::task::Context::from_waker(waker);
-            match f.as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(v) => out.push(Some(v)),
-                std::task::Poll::Pending => {
-                    out.push(None);
-                    pending.push((out.len() - 1, f));
-                }
-            }
-        }
-        for (index, f) in pending {
-            out[index] = Some(f.await);
-        }
-        out.into_iter().map(Option::unwrap).collect()
     }
 }

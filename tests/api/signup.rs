@@ -527,46 +527,27 @@ on_both! {
         })
         .await else { return };
         let partner = t.sandbox().to_string();
-        let requests = (0..12).map(|n| {
-            let (t, partner) = (&t, partner.clone());
-            async move {
-                t.post(Some(&partner), &format!("10.3.0.{n}"), &json!({"email": format!("busy{n}@example.com"), "password": "Hj5^tYu8op"}))
+        let mut requests = tokio::task::JoinSet::new();
+        for n in 0..12 {
+            let (client, url, partner) = (t.app.client.clone(), t.app.url("/users"), partner.clone());
+            requests.spawn(async move {
+                client
+                    .post(url)
+                    .header("partnerId", partner)
+                    .header("X-Forwarded-For", format!("10.3.0.{n}"))
+                    .json(&json!({"email": format!("busy{n}@example.com"), "password": "Hj5^tYu8op"}))
+                    .send()
                     .await
-            }
-        });
-        let health = async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            t.app.get("/healthz").await.status()
-        };
-        let (responses, health) = tokio::join!(futures_join_all(requests), health);
-        assert_eq!(health, 200);
+                    .unwrap()
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(t.app.get("/healthz").await.status(), 200);
+        let responses = requests.join_all().await;
         let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
         assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
         assert!(statuses.contains(&503) && statuses.contains(&200), "{statuses:?}");
         let busy = responses.into_iter().find(|r| r.status() == 503).unwrap();
         assert_eq!(busy.headers()["retry-after"], "1");
     }
-}
-
-/// Polls all futures concurrently (no extra dependency for `join_all`).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
