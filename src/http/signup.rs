@@ -227,24 +227,28 @@ async fn confirm(
     if pending.expires_at <= now {
         return Err(code_problem(EXPIRED_CODE));
     }
-    let fail = |message: &'static str| async move {
+    // Counts the attempt; the answer is `problem`, unless this attempt used up the last one.
+    let fail = |problem: ApiError| async move {
         let attempts = state.store.fail_signup_attempt(partner.id, email, pending.code_sent_at).await?;
         metrics::counter!("signup_code_failures_total").increment(1);
         Err(match attempts {
             Some(n) if n >= max_attempts => code_problem(EXHAUSTED_CODE),
-            _ if message == WRONG_CODE => code_problem(message),
-            _ => ApiError::Validation {
-                detail: INVALID.into(),
-                errors: vec![FieldError { field: "password".into(), message: message.into() }],
-            },
+            _ => problem,
         })
     };
     // The cheap check first: a wrong code never costs a password hash.
     if pending.for_existing_account() || !code.matches(partner.id, email, &pending.code_hash) {
-        return fail(WRONG_CODE).await;
+        return fail(code_problem(WRONG_CODE)).await;
     }
     if !state.passwords.verify(&request.password, &pending.password_hash).await.map_err(hashing_error)? {
-        return fail("is not the password given in the first step").await;
+        return fail(ApiError::Validation {
+            detail: INVALID.into(),
+            errors: vec![FieldError {
+                field: "password".into(),
+                message: "is not the password given in the first step".into(),
+            }],
+        })
+        .await;
     }
     let refresh = IssuedRefreshToken::generate(None, now, Duration::from_secs(settings.refresh_token_ttl_secs));
     // The account keeps step 1's spelling of the address (step 2 may differ only in case).
