@@ -233,6 +233,9 @@ pub struct DbSettings {
     /// Concurrent group-commit writers on PostgreSQL (SQLite always has one). Fewer writers make
     /// bigger batches; more overlap commits. Measured best on 2 cores: 1 (BENCHMARKS.md).
     pub batch_writers: usize,
+    /// Seed-000 registrations each node remembers (two generations of this many, ≈ 300 bytes
+    /// each) so that replays skip the database; 0 turns it off.
+    pub recent_registrations: usize,
 }
 
 impl Default for Settings {
@@ -275,7 +278,14 @@ impl Default for AuthSettings {
 
 impl Default for DbSettings {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_ms: 5_000, group_commit: true, write_queue: 8192, batch_writers: 1 }
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            group_commit: true,
+            write_queue: 8192,
+            batch_writers: 1,
+            recent_registrations: 32_768,
+        }
     }
 }
 

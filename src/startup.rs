@@ -68,6 +68,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = AppState::new(AppInner {
             users: UserWriter::spawn(store.clone(), settings.db.write_queue, settings.db.batch_writers),
+            registrations: crate::store::RecentRegistrations::new(settings.db.recent_registrations),
             store,
             keys: Arc::new(keys),
             verified_tokens: Default::default(),

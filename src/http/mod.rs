@@ -39,6 +39,8 @@ pub struct AppInner {
     pub store: Store,
     /// Group-committing writer for user inserts.
     pub users: crate::store::UserWriter,
+    /// Seed-000 registrations committed or read lately (replays skip the database).
+    pub registrations: crate::store::RecentRegistrations,
     pub keys: Arc<KeyRing>,
     pub verified_tokens: crate::auth::cache::VerifiedCredentials,
     pub verified_api_keys: crate::auth::cache::VerifiedCredentials,

@@ -206,22 +206,24 @@ pub async fn register(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<RegisteredUser>), ApiError> {
     let registration = parse_registration(&body)?;
-    // A replay is a read: only registrations the partner does not have yet go to the writer
-    // (which still lets the unique index decide, for concurrent first calls).
-    let existing = state.store.find_registration(partner.id, registration.external_user_id.as_str()).await?;
-    let outcome = match existing {
+    let external_user_id = registration.external_user_id.as_str();
+    // A replay this node has seen is answered from memory; anything else goes to the writer,
+    // whose insert lets the unique index decide (concurrent first calls, other nodes' rows)
+    // and reads an existing row back in the same transaction.
+    let outcome = match state.registrations.get(partner.id, external_user_id) {
         Some(record) => Registered::Existing(record),
-        None if state.settings.db.group_commit => {
-            let new = NewRegistration {
-                partner: partner.id,
-                public_id: PublicUserId::generate(),
-                created_at: now_ms(),
-                registration: registration.clone(),
-            };
-            state.users.register(new).await?
-        }
         None => {
-            state.store.register_partner_user(partner.id, &registration, &PublicUserId::generate(), now_ms()).await?
+            let (public_id, created_at) = (PublicUserId::generate(), now_ms());
+            let outcome = if state.settings.db.group_commit {
+                let new =
+                    NewRegistration { partner: partner.id, public_id, created_at, registration: registration.clone() };
+                state.users.register(new).await?
+            } else {
+                state.store.register_partner_user(partner.id, &registration, &public_id, created_at).await?
+            };
+            let (Registered::Created(record) | Registered::Existing(record)) = &outcome;
+            state.registrations.insert(partner.id, record);
+            outcome
         }
     };
     match outcome {
@@ -259,8 +261,13 @@ pub async fn show(
     ApiKeyPartner(partner): ApiKeyPartner,
     Path(external_user_id): Path<String>,
 ) -> Result<Json<RegisteredUser>, ApiError> {
+    if let Some(record) = state.registrations.get(partner.id, &external_user_id) {
+        return Ok(Json(record.into()));
+    }
     let record = state.store.find_registration(partner.id, &external_user_id).await?;
-    record.map(|r| Json(r.into())).ok_or_else(|| ApiError::NotFound("No user with this externalUserId.".into()))
+    let record = record.ok_or_else(|| ApiError::NotFound("No user with this externalUserId.".into()))?;
+    state.registrations.insert(partner.id, &record);
+    Ok(Json(record.into()))
 }
 
 #[cfg(test)]
