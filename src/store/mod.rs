@@ -68,7 +68,12 @@ pub enum BackendKind {
 }
 
 enum Backend {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    /// `checkpointer` is the WAL checkpointer's own connection (`checkpoint.rs`).
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+        checkpointer: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -108,6 +113,7 @@ macro_rules! registration_columns {
 }
 
 mod batch;
+mod checkpoint;
 pub mod idempotency;
 pub mod jobs;
 pub mod prospects;
@@ -186,6 +192,12 @@ impl Store {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(acquire)
+                // Commits never checkpoint; `checkpoint.rs` does, beside the writer.
+                .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+                .await?;
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
                 .connect_with(options.clone())
                 .await?;
             let reader = SqlitePoolOptions::new()
@@ -194,7 +206,7 @@ impl Store {
                 .acquire_timeout(acquire)
                 .connect_with(options.read_only(true))
                 .await?;
-            Backend::Sqlite { writer, reader }
+            Backend::Sqlite { writer, reader, checkpointer }
         } else {
             let options = PgConnectOptions::from_str(url)?.application_name("onboard");
             let pool = PgPoolOptions::new()
@@ -204,7 +216,11 @@ impl Store {
                 .await?;
             Backend::Postgres(pool)
         };
-        Ok(Self { backend: Arc::new(backend) })
+        let backend = Arc::new(backend);
+        if matches!(*backend, Backend::Sqlite { .. }) {
+            checkpoint::spawn(Arc::downgrade(&backend));
+        }
+        Ok(Self { backend })
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -249,7 +265,7 @@ impl Store {
     /// Pool gauges for `/metrics`: (connections open, of which idle).
     pub fn pool_stats(&self) -> (u32, usize) {
         match &*self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 (writer.size() + reader.size(), writer.num_idle() + reader.num_idle())
             }
             Backend::Postgres(pg) => (pg.size(), pg.num_idle()),
@@ -258,9 +274,10 @@ impl Store {
 
     pub async fn close(&self) {
         match &*self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, checkpointer } => {
                 reader.close().await;
                 writer.close().await;
+                checkpointer.close().await;
             }
             Backend::Postgres(pg) => pg.close().await,
         }

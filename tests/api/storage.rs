@@ -140,3 +140,37 @@ conformance! {
         assert_eq!(keys[0].kid, second.kid);
     }
 }
+
+/// SQLite: commits never checkpoint (`wal_autocheckpoint = 0` on the writer); the background
+/// checkpointer copies every committed page into the database file soon after. Fifty small
+/// commits stay far below SQLite's own 1,000-page trigger, so without the checkpointer the
+/// pages would still be in the WAL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_reach_the_database_file_through_the_background_checkpointer() {
+    use std::str::FromStr;
+
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+    let (store, db) = open(Backend::Sqlite).await.unwrap();
+    for i in 0..50 {
+        let (key, client) = (NewApiKey::generate(Environment::Live), NewClient::generate());
+        store.create_partner(&name(&format!("P{i}")), Environment::Live, &key, &client, 0).await.unwrap();
+    }
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let options = SqliteConnectOptions::from_str(&db.url).unwrap().read_only(true);
+    let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut reader).await.unwrap();
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut reader).await.unwrap();
+    let committed = u64::try_from(pages * page_size).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        if on_disk == committed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "database file {on_disk} bytes, committed {committed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.list_partners().await.unwrap().len(), 50);
+}
