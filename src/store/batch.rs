@@ -332,6 +332,25 @@ macro_rules! idempotency_jobs {
     }};
 }
 
+/// The batch's inserts on `$conn` (an open transaction, or a connection in autocommit when the
+/// batch is one statement), with the backend's two insert functions.
+macro_rules! insert_batch {
+    ($conn:ident, $jobs:expr, $insert_minimal:ident, $insert_registrations:ident) => {{
+        let (minimal, registrations) = (&$jobs.minimal, &$jobs.registrations);
+        let mut users = Vec::new();
+        if !minimal.is_empty() {
+            let rows = $insert_minimal(&mut *$conn, minimal).await?;
+            users = finish_minimal!($conn, rows, minimal);
+        }
+        let mut registered = Vec::new();
+        if !registrations.is_empty() {
+            let rows = $insert_registrations(&mut *$conn, registrations).await?;
+            registered = finish_registrations!($conn, rows, registrations);
+        }
+        (users, registered)
+    }};
+}
+
 impl Batch {
     /// True when the batch is one INSERT with nothing else that must share its transaction.
     /// Such a batch runs in autocommit: the statement is atomic and durable on its own, and
@@ -362,7 +381,6 @@ impl Store {
     /// claiming and inserting in one batch), then the inserts. On SQLite it runs on `held`, the
     /// write connection the writer holds (`hold_writer`).
     async fn commit_batch(&self, jobs: &Batch, held: Option<&mut SqliteConnection>) -> StoreResult<Outcomes> {
-        let (minimal, registrations) = (&jobs.minimal, &jobs.registrations);
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut pooled: Option<PoolConnection<Sqlite>> = None;
@@ -371,68 +389,26 @@ impl Store {
                     None => pooled.insert(writer.acquire().await?),
                 };
                 if jobs.is_one_statement() {
-                    let users = match minimal.is_empty() {
-                        true => Vec::new(),
-                        false => {
-                            finish_minimal!(connection, sqlite_insert_minimal(connection, minimal).await?, minimal)
-                        }
-                    };
-                    let registered = match registrations.is_empty() {
-                        true => Vec::new(),
-                        false => finish_registrations!(
-                            connection,
-                            sqlite_insert_registrations(connection, registrations).await?,
-                            registrations
-                        ),
-                    };
+                    let (users, registered) =
+                        insert_batch!(connection, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
                     return Ok(Outcomes { claims: Vec::new(), users, registered });
                 }
                 let mut tx = connection.begin().await?;
                 let claims = idempotency_jobs!(tx, jobs);
-                let mut users = Vec::new();
-                if !minimal.is_empty() {
-                    let rows = sqlite_insert_minimal(&mut tx, minimal).await?;
-                    users = finish_minimal!(tx, rows, minimal);
-                }
-                let mut registered = Vec::new();
-                if !registrations.is_empty() {
-                    let rows = sqlite_insert_registrations(&mut tx, registrations).await?;
-                    registered = finish_registrations!(tx, rows, registrations);
-                }
+                let (users, registered) = insert_batch!(tx, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
                 tx.commit().await?;
                 Ok(Outcomes { claims, users, registered })
             }
             Backend::Postgres(pool) => {
                 if jobs.is_one_statement() {
                     let mut connection = pool.acquire().await?;
-                    let users = match minimal.is_empty() {
-                        true => Vec::new(),
-                        false => {
-                            finish_minimal!(connection, pg_insert_minimal(&mut connection, minimal).await?, minimal)
-                        }
-                    };
-                    let registered = match registrations.is_empty() {
-                        true => Vec::new(),
-                        false => finish_registrations!(
-                            connection,
-                            pg_insert_registrations(&mut connection, registrations).await?,
-                            registrations
-                        ),
-                    };
+                    let (users, registered) =
+                        insert_batch!(connection, jobs, pg_insert_minimal, pg_insert_registrations);
                     return Ok(Outcomes { claims: Vec::new(), users, registered });
                 }
                 let mut tx = pool.begin().await?;
                 let claims = idempotency_jobs!(tx, jobs);
-                let mut users = Vec::new();
-                if !minimal.is_empty() {
-                    let rows = pg_insert_minimal(&mut tx, minimal).await?;
-                    users = finish_minimal!(tx, rows, minimal);
-                }
-                let mut registered = Vec::new();
-                if !registrations.is_empty() {
-                    let rows = pg_insert_registrations(&mut tx, registrations).await?;
-                    registered = finish_registrations!(tx, rows, registrations);
-                }
+                let (users, registered) = insert_batch!(tx, jobs, pg_insert_minimal, pg_insert_registrations);
                 tx.commit().await?;
                 Ok(Outcomes { claims, users, registered })
             }
