@@ -113,7 +113,6 @@ macro_rules! registration_columns {
 }
 
 mod batch;
-mod busy;
 mod checkpoint;
 pub mod idempotency;
 pub mod jobs;
@@ -168,9 +167,6 @@ macro_rules! partner_columns {
     };
 }
 
-/// How long a SQLite statement waits for a lock another connection holds before it fails.
-const SQLITE_BUSY_BUDGET: Duration = Duration::from_secs(5);
-
 impl Store {
     /// Connects to `url`, creating the SQLite file when it does not exist yet.
     pub async fn connect(url: &str, settings: &DbSettings) -> StoreResult<Self> {
@@ -188,26 +184,26 @@ impl Store {
                 // CPU under load (perf, BENCHMARKS.md). Memory is enough: it holds only the pages
                 // one statement changes.
                 .pragma("temp_store", "memory")
-                .busy_timeout(SQLITE_BUSY_BUDGET);
-            // Every connection gets the finer busy handler (`busy.rs`) in place of SQLite's.
-            let pool = || {
-                SqlitePoolOptions::new()
-                    .acquire_timeout(acquire)
-                    .after_connect(|connection, _| Box::pin(busy::install(connection, SQLITE_BUSY_BUDGET)))
-            };
+                .busy_timeout(Duration::from_secs(5));
             // No ping before each acquire: a SQLite connection is a file handle that cannot be
             // dropped by a server, and on a loaded machine the extra round trip to sqlx's
             // connection thread costs more than the query (sqlx still checks each one on release).
-            let writer = pool()
+            let writer = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
+                .acquire_timeout(acquire)
                 // Commits never checkpoint; `checkpoint.rs` does, beside the writer.
                 .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
                 .await?;
-            let checkpointer = pool().max_connections(1).connect_with(options.clone()).await?;
-            let reader = pool()
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(settings.max_connections.clamp(1, 8))
+                .acquire_timeout(acquire)
                 .connect_with(options.read_only(true))
                 .await?;
             Backend::Sqlite { writer, reader, checkpointer }
