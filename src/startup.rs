@@ -67,7 +67,12 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = AppState::new(AppInner {
-            users: UserWriter::spawn(store.clone(), settings.db.write_queue, settings.db.batch_writers),
+            users: UserWriter::spawn(
+                store.clone(),
+                settings.db.write_queue,
+                settings.db.batch_writers,
+                settings.db.group_commit,
+            ),
             registrations: crate::store::RecentRegistrations::new(settings.db.recent_registrations),
             store,
             keys: Arc::new(keys),

@@ -3,11 +3,19 @@
 //! each request. Durability is unchanged — every 2xx is still committed before it is sent — but
 //! one commit now serves dozens of requests (`PERF-NOTES.md`, `BENCHMARKS.md`).
 //!
+//! Other writes ride the same commits on SQLite as *units* (`Store::sqlite_unit`): sign-ups,
+//! token families, job claims and completions. Each runs in a savepoint of the batch's
+//! transaction, so one that fails rolls back alone, and is answered only after the COMMIT.
+//! Without them every such write was a transaction and an fsync of its own on the one write
+//! connection, and a `POST /User` batch that came behind it waited for two fsyncs, not one.
+//!
 //! SQLite has one writer task (it has one write lock); PostgreSQL `db.batch_writers`.
 //! The statements differ by backend: PostgreSQL gets fixed `UNNEST` statements (prepared once,
 //! whatever the batch size), SQLite multi-row VALUES lists (it has no array parameters).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
@@ -57,6 +65,70 @@ struct CompleteJob {
     reply: oneshot::Sender<StoreResult<()>>,
 }
 
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Fixes a unit body's output type (so `?` inside it converts to `StoreError`) and boxes it.
+pub(super) fn pin_unit<'c, T>(body: impl Future<Output = StoreResult<T>> + Send + 'c) -> BoxFuture<'c, StoreResult<T>> {
+    Box::pin(body)
+}
+
+/// A write of any shape that joins a SQLite batch (`Store::sqlite_unit`), type-erased so one
+/// queue carries them all.
+trait Unit: Send {
+    /// Runs the body in a savepoint of the batch's open transaction and keeps its outcome: a
+    /// body that fails is rolled back to the savepoint, its neighbours unaffected. `Err` only
+    /// when the savepoint itself could not be opened or closed: the transaction is then unusable.
+    fn run<'c>(&'c mut self, connection: &'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<()>>;
+
+    /// Answers the caller once the batch is over: with the body's outcome if the batch
+    /// committed, with `Overloaded` (nothing was written) if it did not.
+    fn answer(self: Box<Self>, committed: bool);
+}
+
+struct TypedUnit<T, F> {
+    body: Option<F>,
+    outcome: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+/// A unit for `body`, and where its answer will arrive.
+fn unit<T, F>(body: F) -> (Box<dyn Unit>, oneshot::Receiver<StoreResult<T>>)
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    (Box::new(TypedUnit { body: Some(body), outcome: None, reply }), answer)
+}
+
+impl<T, F> Unit for TypedUnit<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, connection: &'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<()>> {
+        Box::pin(async move {
+            let Some(body) = self.body.take() else { return Ok(()) };
+            let mut savepoint = connection.begin().await?;
+            let outcome = body(&mut savepoint).await;
+            match outcome {
+                Ok(_) => savepoint.commit().await?,
+                Err(_) => savepoint.rollback().await?,
+            }
+            self.outcome = Some(outcome);
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: bool) {
+        let outcome = match self.outcome {
+            Some(outcome) if committed => outcome,
+            _ => Err(StoreError::Overloaded),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
 enum Job {
     Minimal(MinimalJob),
     Registration(RegistrationJob),
@@ -64,29 +136,57 @@ enum Job {
     /// would otherwise be an fsync of its own on the one writer.
     Claim(ClaimJob),
     Complete(CompleteJob),
+    /// Any other SQLite write (`Store::sqlite_unit`).
+    Unit(Box<dyn Unit>),
 }
 
 /// One drained batch, by kind, in arrival order within each kind.
 #[derive(Default)]
 struct Batch {
+    rows: Rows,
+    units: Vec<Box<dyn Unit>>,
+}
+
+/// The inserts and Idempotency-Key work of a batch.
+#[derive(Default)]
+struct Rows {
     claims: Vec<ClaimJob>,
     completions: Vec<CompleteJob>,
     minimal: Vec<MinimalJob>,
     registrations: Vec<RegistrationJob>,
 }
 
-impl Batch {
+impl Rows {
     fn len(&self) -> usize {
         self.claims.len() + self.completions.len() + self.minimal.len() + self.registrations.len()
     }
 }
 
 /// What a committed batch answers, in the order of each kind's jobs.
+#[derive(Default)]
 struct Outcomes {
     claims: Vec<Claim>,
     users: Vec<UserRecord>,
     registered: Vec<Registered>,
 }
+
+/// What one batch did: the outcome of its rows, and whether its units' savepoints were
+/// committed (false when the transaction was not).
+struct BatchResult {
+    rows: StoreResult<Outcomes>,
+    units_committed: bool,
+}
+
+impl From<StoreResult<Outcomes>> for BatchResult {
+    fn from(rows: StoreResult<Outcomes>) -> Self {
+        let units_committed = rows.is_ok();
+        Self { rows, units_committed }
+    }
+}
+
+/// The writer's queue as `Store` holds it: weak, because the writer task owns a `Store` and a
+/// strong handle would keep the writer alive after the application has shut down.
+pub(super) struct WeakQueue(mpsc::WeakSender<Job>);
 
 #[derive(Clone)]
 pub struct UserWriter {
@@ -96,12 +196,16 @@ pub struct UserWriter {
 impl UserWriter {
     /// Starts the writer tasks. `queue` bounds how many inserts may wait; beyond it callers get
     /// `StoreError::Overloaded` at once instead of an ever-growing latency.
-    pub fn spawn(store: Store, queue: usize, postgres_writers: usize) -> Self {
+    /// With `units`, SQLite's other writes join the batches too (`Store::sqlite_unit`).
+    pub fn spawn(store: Store, queue: usize, postgres_writers: usize, units: bool) -> Self {
         let writers = match store.kind() {
             BackendKind::Sqlite => 1,
             BackendKind::Postgres => postgres_writers.max(1),
         };
         let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
+        if units {
+            store.attach_unit_queue(WeakQueue(tx.downgrade())); // SQLite only: PostgreSQL has no units
+        }
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers {
             tokio::spawn(write_loop(store.clone(), Arc::clone(&rx)));
@@ -166,19 +270,19 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let mut connection = match store.hold_writer().await {
             Ok(connection) => connection,
             Err(err) => {
-                answer(&store, sort(batch), Err(err)).await;
+                answer(&store, sort(batch), Err(err).into()).await;
                 continue;
             }
         };
         let held_since = std::time::Instant::now();
         loop {
-            let jobs = sort(std::mem::take(&mut batch));
-            let rows = jobs.len();
+            let mut jobs = sort(std::mem::take(&mut batch));
+            let rows = jobs.rows.len() + jobs.units.len();
             let started = std::time::Instant::now();
-            let result = store.commit_batch(&jobs, connection.as_deref_mut()).await;
+            let result = store.commit_batch(&mut jobs, connection.as_deref_mut()).await;
             metrics::histogram!("db_batch_rows").record(rows as f64);
             metrics::histogram!("db_batch_duration_seconds").record(started.elapsed().as_secs_f64());
-            if result.is_err() {
+            if result.rows.is_err() {
                 drop(connection.take()); // the one-by-one retry below needs the pool's writer
             }
             answer(&store, jobs, result).await;
@@ -200,19 +304,24 @@ fn sort(batch: Vec<Job>) -> Batch {
     let mut jobs = Batch::default();
     for job in batch {
         match job {
-            Job::Minimal(job) => jobs.minimal.push(job),
-            Job::Registration(job) => jobs.registrations.push(job),
-            Job::Claim(job) => jobs.claims.push(job),
-            Job::Complete(job) => jobs.completions.push(job),
+            Job::Minimal(job) => jobs.rows.minimal.push(job),
+            Job::Registration(job) => jobs.rows.registrations.push(job),
+            Job::Claim(job) => jobs.rows.claims.push(job),
+            Job::Complete(job) => jobs.rows.completions.push(job),
+            Job::Unit(unit) => jobs.units.push(unit),
         }
     }
     jobs
 }
 
 /// Answers every job of a batch with what its commit did.
-async fn answer(store: &Store, jobs: Batch, result: StoreResult<Outcomes>) {
+async fn answer(store: &Store, batch: Batch, result: BatchResult) {
+    let Batch { rows: jobs, units } = batch;
     let rows = jobs.len();
-    match result {
+    for unit in units {
+        unit.answer(result.units_committed);
+    }
+    match result.rows {
         Ok(outcomes) => {
             for (job, claim) in jobs.claims.into_iter().zip(outcomes.claims) {
                 let _ = job.reply.send(Ok(claim));
@@ -351,7 +460,7 @@ macro_rules! insert_batch {
     }};
 }
 
-impl Batch {
+impl Rows {
     /// True when the batch is one INSERT with nothing else that must share its transaction.
     /// Such a batch runs in autocommit: the statement is atomic and durable on its own, and
     /// leaving out BEGIN and COMMIT saves two round trips to the database (on SQLite, to the
@@ -367,6 +476,43 @@ impl Batch {
 }
 
 impl Store {
+    /// Points SQLite units at the writer's queue (a no-op on PostgreSQL).
+    fn attach_unit_queue(&self, queue: WeakQueue) {
+        if let Backend::Sqlite { units, .. } = &*self.backend {
+            *units.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(queue);
+        }
+    }
+
+    /// Runs `body` as one atomic write on SQLite's write connection: inside the next
+    /// group-commit batch when the writer runs (in a savepoint of its own; the answer comes after
+    /// the batch's COMMIT, so an `Ok` is durable), or as a transaction of its own when there is
+    /// no writer (the CLI, or after shutdown). `body` must not wait for another unit: it runs on
+    /// the writer's task. Use it through `write_unit!`, which writes PostgreSQL's arm from the
+    /// same body.
+    pub(super) async fn sqlite_unit<T, F>(&self, body: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let Backend::Sqlite { writer, units, .. } = &*self.backend else {
+            return Err(StoreError::Corrupt("a SQLite unit on another backend".into()));
+        };
+        let queue = units.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(|q| q.0.upgrade());
+        if let Some(queue) = queue {
+            let (unit, answer) = unit(body);
+            // Waits for room rather than failing: units are few and each one matters (a
+            // sign-up, a job's lease); a closed queue means shutdown.
+            queue.send(Job::Unit(unit)).await.map_err(|_| StoreError::Overloaded)?;
+            return answer.await.map_err(|_| StoreError::Overloaded)?;
+        }
+        let mut tx = writer.begin().await?;
+        let outcome = body(&mut tx).await;
+        if outcome.is_ok() {
+            tx.commit().await?;
+        }
+        outcome
+    }
+
     /// SQLite's one write connection, taken from its pool for a run of batches (`HOLD_WRITER`);
     /// `None` on PostgreSQL, whose writers take a pooled connection per batch.
     async fn hold_writer(&self) -> StoreResult<Option<PoolConnection<Sqlite>>> {
@@ -378,42 +524,73 @@ impl Store {
 
     /// Runs every job of the batch in one transaction (or one autocommit statement, see
     /// `Batch::is_one_statement`): claims and completions first (a request is never both
-    /// claiming and inserting in one batch), then the inserts. On SQLite it runs on `held`, the
-    /// write connection the writer holds (`hold_writer`).
-    async fn commit_batch(&self, jobs: &Batch, held: Option<&mut SqliteConnection>) -> StoreResult<Outcomes> {
-        match &*self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let mut pooled: Option<PoolConnection<Sqlite>> = None;
-                let connection: &mut SqliteConnection = match held {
-                    Some(connection) => connection,
-                    None => pooled.insert(writer.acquire().await?),
-                };
-                if jobs.is_one_statement() {
-                    let (users, registered) =
-                        insert_batch!(connection, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
-                    return Ok(Outcomes { claims: Vec::new(), users, registered });
-                }
-                let mut tx = connection.begin().await?;
-                let claims = idempotency_jobs!(tx, jobs);
-                let (users, registered) = insert_batch!(tx, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
-                tx.commit().await?;
-                Ok(Outcomes { claims, users, registered })
-            }
-            Backend::Postgres(pool) => {
-                if jobs.is_one_statement() {
-                    let mut connection = pool.acquire().await?;
-                    let (users, registered) =
-                        insert_batch!(connection, jobs, pg_insert_minimal, pg_insert_registrations);
-                    return Ok(Outcomes { claims: Vec::new(), users, registered });
-                }
-                let mut tx = pool.begin().await?;
-                let claims = idempotency_jobs!(tx, jobs);
-                let (users, registered) = insert_batch!(tx, jobs, pg_insert_minimal, pg_insert_registrations);
-                tx.commit().await?;
-                Ok(Outcomes { claims, users, registered })
-            }
+    /// claiming and inserting in one batch), then the inserts, then the units. On SQLite it runs
+    /// on `held`, the write connection the writer holds (`hold_writer`).
+    async fn commit_batch(&self, jobs: &mut Batch, held: Option<&mut SqliteConnection>) -> BatchResult {
+        let result = match &*self.backend {
+            Backend::Sqlite { writer, .. } => match held {
+                Some(connection) => sqlite_batch(connection, jobs).await,
+                None => match writer.acquire().await {
+                    Ok(mut connection) => sqlite_batch(&mut connection, jobs).await,
+                    Err(err) => Err(err.into()),
+                },
+            },
+            Backend::Postgres(pool) => return pg_batch(pool, &jobs.rows).await.into(),
+        };
+        result.unwrap_or_else(|err| Err(err).into())
+    }
+}
+
+/// A SQLite batch. With units, the rows run in a savepoint of their own: if they fail (one bad
+/// row fails a multi-row INSERT) they roll back alone, the units still commit, and the rows are
+/// retried one by one afterwards (`answer`).
+async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> StoreResult<BatchResult> {
+    let Batch { rows: jobs, units } = batch;
+    if units.is_empty() && jobs.is_one_statement() {
+        let (users, registered) = insert_batch!(connection, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
+        return Ok(Ok(Outcomes { claims: Vec::new(), users, registered }).into());
+    }
+    let mut tx = connection.begin().await?;
+    if units.is_empty() {
+        let rows = sqlite_rows(&mut tx, jobs).await?;
+        tx.commit().await?;
+        return Ok(Ok(rows).into());
+    }
+    let mut rows = Ok(Outcomes::default());
+    if jobs.len() > 0 {
+        let mut savepoint = tx.begin().await?;
+        rows = sqlite_rows(&mut savepoint, jobs).await;
+        match rows {
+            Ok(_) => savepoint.commit().await?,
+            Err(_) => savepoint.rollback().await?,
         }
     }
+    for unit in units {
+        unit.run(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(BatchResult { rows, units_committed: true })
+}
+
+/// The rows of a SQLite batch inside an open transaction (or savepoint).
+async fn sqlite_rows(tx: &mut SqliteConnection, jobs: &Rows) -> StoreResult<Outcomes> {
+    let claims = idempotency_jobs!(tx, jobs);
+    let (users, registered) = insert_batch!(tx, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
+    Ok(Outcomes { claims, users, registered })
+}
+
+/// A PostgreSQL batch (which never has units: `Store::sqlite_unit` is SQLite's).
+async fn pg_batch(pool: &sqlx::PgPool, jobs: &Rows) -> StoreResult<Outcomes> {
+    if jobs.is_one_statement() {
+        let mut connection = pool.acquire().await?;
+        let (users, registered) = insert_batch!(connection, jobs, pg_insert_minimal, pg_insert_registrations);
+        return Ok(Outcomes { claims: Vec::new(), users, registered });
+    }
+    let mut tx = pool.begin().await?;
+    let claims = idempotency_jobs!(tx, jobs);
+    let (users, registered) = insert_batch!(tx, jobs, pg_insert_minimal, pg_insert_registrations);
+    tx.commit().await?;
+    Ok(Outcomes { claims, users, registered })
 }
 
 /// Seed-001 users as one multi-row INSERT (SQLite has no array parameters).
@@ -512,4 +689,164 @@ async fn pg_insert_registrations(
     .bind(&created)
     .fetch_all(connection)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    //! White-box: batches built by hand, so a unit and rows are sure to share one transaction.
+
+    use super::*;
+    use crate::auth::credentials::{NewApiKey, NewClient};
+    use crate::config::DbSettings;
+    use crate::domain::{Environment, PartnerName};
+    use crate::store::jobs::{NewJob, enqueue_in};
+
+    async fn store() -> (Store, PartnerId, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("units.db").display());
+        let store = Store::connect(&url, &DbSettings::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let name = PartnerName::parse("Units").unwrap();
+        let key = NewApiKey::generate(Environment::Live);
+        let partner = store.create_partner(&name, Environment::Live, &key, &NewClient::generate(), 1).await.unwrap();
+        (store, partner.id, dir)
+    }
+
+    /// A unit that enqueues a job of `kind`, then fails if told to.
+    fn job_unit(kind: &'static str, fail: bool) -> (Box<dyn Unit>, oneshot::Receiver<StoreResult<()>>) {
+        unit(move |tx| {
+            pin_unit(async move {
+                enqueue_in!(tx, &NewJob::new(kind, serde_json::json!({}), 1), 1);
+                if fail {
+                    return Err(StoreError::Corrupt("refused".into()));
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn minimal(
+        partner: PartnerId,
+        public_id: &PublicUserId,
+    ) -> (MinimalJob, oneshot::Receiver<StoreResult<UserRecord>>) {
+        let (reply, answer) = oneshot::channel();
+        let user =
+            NewMinimalUser { partner, public_id: public_id.clone(), email: None, additional_data: None, created_at: 1 };
+        (MinimalJob { user, complete: None, reply }, answer)
+    }
+
+    async fn job_kinds(store: &Store) -> Vec<String> {
+        store.list_jobs(None, None, 100).await.unwrap().into_iter().map(|job| job.kind).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failing_unit_rolls_back_alone_and_the_rest_of_its_batch_commits() {
+        let (store, partner, _dir) = store().await;
+        let mut batch = Batch::default();
+        let (user, user_answer) = minimal(partner, &PublicUserId::generate());
+        batch.rows.minimal.push(user);
+        let mut answers = Vec::new();
+        for (kind, fail) in [("unit.a", false), ("unit.b", true), ("unit.c", false)] {
+            let (unit, answer) = job_unit(kind, fail);
+            batch.units.push(unit);
+            answers.push(answer);
+        }
+
+        let mut connection = store.hold_writer().await.unwrap().unwrap();
+        let result = sqlite_batch(&mut connection, &mut batch).await.unwrap();
+        assert!(result.units_committed && result.rows.is_ok());
+        drop(connection);
+        answer(&store, batch, result).await;
+
+        assert!(user_answer.await.unwrap().is_ok());
+        let outcomes: Vec<bool> = futures_ok(answers).await;
+        assert_eq!(outcomes, [true, false, true]);
+        assert_eq!(job_kinds(&store).await, ["unit.a", "unit.c"]);
+        assert_eq!(store.count_users(partner).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn rows_that_fail_roll_back_alone_and_are_retried_one_by_one_after_the_units_commit() {
+        let (store, partner, _dir) = store().await;
+        let mut batch = Batch::default();
+        // Two inserts of one public id: the multi-row INSERT fails on its unique index.
+        let public_id = PublicUserId::generate();
+        let (first, first_answer) = minimal(partner, &public_id);
+        let (second, second_answer) = minimal(partner, &public_id);
+        batch.rows.minimal.extend([first, second]);
+        let (unit, unit_answer) = job_unit("unit.a", false);
+        batch.units.push(unit);
+
+        let mut connection = store.hold_writer().await.unwrap().unwrap();
+        let result = sqlite_batch(&mut connection, &mut batch).await.unwrap();
+        assert!(result.units_committed);
+        assert!(matches!(result.rows, Err(StoreError::Conflict(_))), "{:?}", result.rows.as_ref().err());
+        assert_eq!(store.count_users(partner).await.unwrap(), 0, "the rows' savepoint was rolled back");
+        drop(connection);
+        answer(&store, batch, result).await;
+
+        assert!(unit_answer.await.unwrap().is_ok());
+        assert_eq!(job_kinds(&store).await, ["unit.a"]);
+        assert!(first_answer.await.unwrap().is_ok(), "retried on its own");
+        assert!(matches!(second_answer.await.unwrap(), Err(StoreError::Conflict(_))));
+        assert_eq!(store.count_users(partner).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn units_through_the_writer_commit_beside_concurrent_inserts_and_fall_back_without_it() {
+        let (store, partner, dir) = store().await;
+        let writer = UserWriter::spawn(store.clone(), 1024, 1, true);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let (store, writer) = (store.clone(), writer.clone());
+            tasks.spawn(async move {
+                let job = NewJob::new("unit.burst", serde_json::json!({ "i": i }), 1);
+                store.enqueue_job(&job, 1).await.unwrap();
+                let user = NewMinimalUser {
+                    partner,
+                    public_id: PublicUserId::generate(),
+                    email: None,
+                    additional_data: None,
+                    created_at: 1,
+                };
+                writer.create(user, None).await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        // A failing unit through the writer answers its error and writes nothing.
+        let refused = store
+            .sqlite_unit(|tx| {
+                pin_unit(async move {
+                    enqueue_in!(tx, &NewJob::new("unit.refused", serde_json::json!({}), 1), 1);
+                    Err::<(), _>(StoreError::Corrupt("refused".into()))
+                })
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))));
+
+        // Every answer was durable: a second, independent connection sees all of it.
+        let url = format!("sqlite://{}", dir.path().join("units.db").display());
+        let other = Store::connect(&url, &DbSettings::default()).await.unwrap();
+        assert_eq!(other.list_jobs(Some("unit.burst"), None, 100).await.unwrap().len(), 50);
+        assert!(other.list_jobs(Some("unit.refused"), None, 100).await.unwrap().is_empty());
+        assert_eq!(other.count_users(partner).await.unwrap(), 50);
+
+        // Without a writer (the application is gone) the same write is a transaction of its own.
+        drop(writer);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.enqueue_job(&NewJob::new("unit.alone", serde_json::json!({}), 1), 1).await.unwrap();
+        let claimed = store.claim_jobs("unit.alone", "w", 10, 60_000, 2).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+
+    /// True for each answer that was `Ok`, in order.
+    async fn futures_ok(answers: Vec<oneshot::Receiver<StoreResult<()>>>) -> Vec<bool> {
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap().is_ok());
+        }
+        outcomes
+    }
 }

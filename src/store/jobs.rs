@@ -122,9 +122,9 @@ macro_rules! claim_sql {
 
 impl Store {
     pub async fn enqueue_job(&self, job: &NewJob, now: i64) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut conn = pool.acquire().await?;
-            enqueue_in!(conn, job, now);
+        let job = job.clone();
+        write_unit!(self, |tx| {
+            enqueue_in!(tx, &job, now);
             Ok(())
         })
     }
@@ -139,15 +139,23 @@ impl Store {
         now: i64,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let mut jobs: Vec<ClaimedJob> = match &*self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::query_as(claim_sql!(""))
-                    .bind(now + lease_ms)
-                    .bind(worker)
-                    .bind(now)
-                    .bind(kind)
-                    .bind(limit)
-                    .fetch_all(writer)
-                    .await?
+            // A poll that finds nothing still writes nothing, but takes a place in a batch
+            // instead of the write connection between batches.
+            Backend::Sqlite { .. } => {
+                let (kind, worker) = (kind.to_owned(), worker.to_owned());
+                self.sqlite_unit(move |tx| {
+                    super::batch::pin_unit(async move {
+                        Ok(sqlx::query_as(claim_sql!(""))
+                            .bind(now + lease_ms)
+                            .bind(worker)
+                            .bind(now)
+                            .bind(kind)
+                            .bind(limit)
+                            .fetch_all(&mut *tx)
+                            .await?)
+                    })
+                })
+                .await?
             }
             Backend::Postgres(pool) => {
                 sqlx::query_as(claim_sql!("FOR UPDATE SKIP LOCKED"))
@@ -169,16 +177,15 @@ impl Store {
 
     /// Marks the job done; false when the lease had expired and another worker took it over.
     pub async fn complete_job(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
-        with_pool!(self, write, |pool| {
-            let mut conn = pool.acquire().await?;
-            Ok(complete_in!(conn, job, now))
-        })
+        let job = job.clone();
+        write_unit!(self, |tx| { Ok(complete_in!(tx, &job, now)) })
     }
 
     /// Marks the job done and clears its payload (which held a secret only its handler needed,
     /// such as an e-mailed code); false when the lease was lost meanwhile.
     pub async fn complete_job_redacted(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
-        with_pool!(self, write, |pool| {
+        let job = job.clone();
+        write_unit!(self, |tx| {
             let done = sqlx::query(
                 "UPDATE jobs SET state = 'done', payload = '{\"redacted\":true}', lease_until = NULL, last_error = NULL,
                         updated_at = $1
@@ -188,7 +195,7 @@ impl Store {
             .bind(job.id)
             .bind(&job.worker)
             .bind(job.attempts)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
             Ok(done.rows_affected() == 1)
         })
@@ -204,7 +211,8 @@ impl Store {
         retry_at: i64,
         now: i64,
     ) -> StoreResult<bool> {
-        with_pool!(self, write, |pool| {
+        let (job, error) = (job.clone(), error.to_owned());
+        write_unit!(self, |tx| {
             let done = sqlx::query(
                 "UPDATE jobs SET state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                         run_at = $2, lease_until = NULL, last_error = $3, updated_at = $4
@@ -217,7 +225,7 @@ impl Store {
             .bind(job.id)
             .bind(&job.worker)
             .bind(job.attempts)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
             Ok(done == 1)

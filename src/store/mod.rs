@@ -68,11 +68,13 @@ pub enum BackendKind {
 }
 
 enum Backend {
-    /// `checkpointer` is the WAL checkpointer's own connection (`checkpoint.rs`).
+    /// `checkpointer` is the WAL checkpointer's own connection (`checkpoint.rs`); `units` the
+    /// group-commit writer's queue once it runs (`batch.rs`).
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
         checkpointer: SqlitePool,
+        units: std::sync::Mutex<Option<batch::WeakQueue>>,
     },
     Postgres(PgPool),
 }
@@ -109,6 +111,32 @@ macro_rules! user_columns {
 macro_rules! registration_columns {
     () => {
         "id, public_id, external_user_id, auth_method, identifier, user_type, alias, created_at"
+    };
+}
+
+/// Runs `$body` (the body of an async block over the connection `$conn`, answering a
+/// `StoreResult`) as one atomic write: on SQLite as a unit of the group commit
+/// (`Store::sqlite_unit`), on PostgreSQL as a transaction of its own. Either way the write
+/// commits when the body answers `Ok` and rolls back when it answers `Err`. The body owns what
+/// it uses (it may run on the writer's task), so callers clone borrowed arguments first.
+macro_rules! write_unit {
+    ($store:expr, |$conn:ident| $body:block) => {
+        match &*$store.backend {
+            $crate::store::Backend::Sqlite { .. } => {
+                $store.sqlite_unit(move |$conn| $crate::store::batch::pin_unit(async move $body)).await
+            }
+            $crate::store::Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let outcome = {
+                    let $conn: &mut sqlx::PgConnection = &mut tx;
+                    $crate::store::batch::pin_unit(async move $body).await
+                };
+                if outcome.is_ok() {
+                    tx.commit().await?;
+                }
+                outcome
+            }
+        }
     };
 }
 
@@ -206,7 +234,7 @@ impl Store {
                 .acquire_timeout(acquire)
                 .connect_with(options.read_only(true))
                 .await?;
-            Backend::Sqlite { writer, reader, checkpointer }
+            Backend::Sqlite { writer, reader, checkpointer, units: std::sync::Mutex::new(None) }
         } else {
             let options = PgConnectOptions::from_str(url)?.application_name("onboard");
             let pool = PgPoolOptions::new()
@@ -274,7 +302,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &*self.backend {
-            Backend::Sqlite { writer, reader, checkpointer } => {
+            Backend::Sqlite { writer, reader, checkpointer, .. } => {
                 reader.close().await;
                 writer.close().await;
                 checkpointer.close().await;

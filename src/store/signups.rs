@@ -212,9 +212,8 @@ impl Store {
         resend_interval_ms: i64,
         now: i64,
     ) -> StoreResult<SignupStart> {
-        let key = signup.email.key();
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        let (signup, key) = (signup.clone(), signup.email.key());
+        write_unit!(self, |tx| {
             let accounts: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE partner_id = $1 AND email_key = $2")
                     .bind(signup.partner.get())
@@ -258,7 +257,6 @@ impl Store {
             }
             let mail = if existing { &signup.exists_mail } else { &signup.code_mail };
             enqueue_in!(tx, mail, now);
-            tx.commit().await?;
             Ok(SignupStart::Sent { existing })
         })
     }
@@ -284,26 +282,26 @@ impl Store {
         email: &Email,
         code_sent_at: i64,
     ) -> StoreResult<Option<i64>> {
-        Ok(with_pool!(self, write, |pool| {
-            sqlx::query_scalar(
+        let key = email.key();
+        write_unit!(self, |tx| {
+            Ok(sqlx::query_scalar(
                 "UPDATE pending_signups SET attempts = attempts + 1
                  WHERE partner_id = $1 AND email_key = $2 AND code_sent_at = $3 RETURNING attempts",
             )
             .bind(partner.get())
-            .bind(email.key())
+            .bind(key)
             .bind(code_sent_at)
-            .fetch_optional(pool)
-            .await?
-        }))
+            .fetch_optional(&mut *tx)
+            .await?)
+        })
     }
 
     /// Step 2: creates the user and its first token family, or — when this step 2 already
     /// succeeded — a new family for the same user. One transaction; the pending row is locked
     /// first (a no-op update), so concurrent step 2s of one sign-up create one user.
     pub async fn complete_signup(&self, signup: &CompleteSignup) -> StoreResult<SignupCompletion> {
-        let key = signup.email.key();
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        let (signup, key) = (signup.clone(), signup.email.key());
+        write_unit!(self, |tx| {
             let pending: Option<(String, i64, Option<i64>, i64)> = sqlx::query_as(
                 "UPDATE pending_signups SET attempts = attempts WHERE partner_id = $1 AND email_key = $2
                  RETURNING kind, attempts, user_id, code_sent_at",
@@ -319,12 +317,14 @@ impl Store {
             if let Some(user_id) = user_id {
                 start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
                 let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
-                tx.commit().await?;
                 return Ok(SignupCompletion::Replayed(owner));
             }
-            let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            // DO NOTHING rather than an error: a failed statement would abort the whole
+            // transaction on PostgreSQL. The only index a fresh user can collide on is the
+            // partner's e-mail (its public id is new).
+            let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO users (public_id, partner_id, email, email_key, password_hash, user_role, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind(signup.public_id.as_str())
             .bind(signup.partner.get())
@@ -333,13 +333,9 @@ impl Store {
             .bind(&signup.password_hash)
             .bind(signup.role.as_str())
             .bind(signup.now)
-            .fetch_one(&mut *tx)
-            .await;
-            let user_id = match inserted.map_err(StoreError::from) {
-                Ok(id) => id,
-                Err(StoreError::Conflict(_)) => return Ok(SignupCompletion::EmailTaken),
-                Err(other) => return Err(other),
-            };
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(user_id) = inserted else { return Ok(SignupCompletion::EmailTaken) };
             sqlx::query("UPDATE pending_signups SET user_id = $1 WHERE partner_id = $2 AND email_key = $3")
                 .bind(user_id)
                 .bind(signup.partner.get())
@@ -348,7 +344,6 @@ impl Store {
                 .await?;
             start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
             let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
-            tx.commit().await?;
             Ok(SignupCompletion::Created(owner))
         })
     }
@@ -362,13 +357,13 @@ impl Store {
         next: &NewRefreshToken,
         now: i64,
     ) -> StoreResult<Rotation> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        let (id, presented, next) = (id.to_owned(), *presented, next.clone());
+        write_unit!(self, |tx| {
             let row: Option<StoredRefreshToken> = sqlx::query_as(
                 "SELECT t.secret_hash, t.used_at, t.expires_at, f.id AS family, f.revoked_at, f.user_id
                  FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.id = $1",
             )
-            .bind(id)
+            .bind(&id)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(StoredRefreshToken { secret_hash: stored, used_at, expires_at, family, revoked_at, user_id }) =
@@ -382,7 +377,6 @@ impl Store {
             }
             if used_at.is_some() {
                 revoke_family_in!(tx, &family, "refresh token reused", now);
-                tx.commit().await?;
                 return Ok(Rotation::Reused);
             }
             if expires_at <= now {
@@ -390,20 +384,18 @@ impl Store {
             }
             let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
                 .bind(now)
-                .bind(id)
+                .bind(&id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             if spent == 0 {
                 // Spent by a concurrent request between our read and this update: reuse.
                 revoke_family_in!(tx, &family, "refresh token reused", now);
-                tx.commit().await?;
                 return Ok(Rotation::Reused);
             }
             let next = NewRefreshToken { family_id: family.clone(), ..next.clone() };
             insert_refresh_in!(tx, &next);
             let owner = owner_in!(tx, user_id, &family);
-            tx.commit().await?;
             Ok(Rotation::Rotated(owner))
         })
     }
@@ -426,10 +418,8 @@ impl Store {
     }
 
     pub async fn revoke_token_family(&self, family: &str, reason: &str, now: i64) -> StoreResult<bool> {
-        with_pool!(self, write, |pool| {
-            let mut conn = pool.acquire().await?;
-            Ok(revoke_family_in!(conn, family, reason, now) == 1)
-        })
+        let (family, reason) = (family.to_owned(), reason.to_owned());
+        write_unit!(self, |tx| { Ok(revoke_family_in!(tx, &family, &reason, now) == 1) })
     }
 
     /// Whether the family exists and is not revoked: end-user access tokens are checked against
