@@ -277,10 +277,11 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let held_since = std::time::Instant::now();
         loop {
             let mut jobs = sort(std::mem::take(&mut batch));
-            let rows = jobs.rows.len() + jobs.units.len();
+            let (rows, units) = (jobs.rows.len(), jobs.units.len());
             let started = std::time::Instant::now();
             let result = store.commit_batch(&mut jobs, connection.as_deref_mut()).await;
             metrics::histogram!("db_batch_rows").record(rows as f64);
+            metrics::counter!("db_batch_units_total").increment(units as u64);
             metrics::histogram!("db_batch_duration_seconds").record(started.elapsed().as_secs_f64());
             if result.rows.is_err() {
                 drop(connection.take()); // the one-by-one retry below needs the pool's writer
@@ -541,9 +542,9 @@ impl Store {
     }
 }
 
-/// A SQLite batch. With units, the rows run in a savepoint of their own: if they fail (one bad
-/// row fails a multi-row INSERT) they roll back alone, the units still commit, and the rows are
-/// retried one by one afterwards (`answer`).
+/// A SQLite batch: its rows, then its units, in one transaction. The rows go first because
+/// they can be retried and the units cannot (a unit's body runs once): rows that fail (one bad
+/// row fails a multi-row INSERT) are rolled back before any unit has run.
 async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> StoreResult<BatchResult> {
     let Batch { rows: jobs, units } = batch;
     if units.is_empty() && jobs.is_one_statement() {
@@ -556,14 +557,13 @@ async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> S
         tx.commit().await?;
         return Ok(Ok(rows).into());
     }
-    let mut rows = Ok(Outcomes::default());
-    if jobs.len() > 0 {
-        let mut savepoint = tx.begin().await?;
-        rows = sqlite_rows(&mut savepoint, jobs).await;
-        match rows {
-            Ok(_) => savepoint.commit().await?,
-            Err(_) => savepoint.rollback().await?,
-        }
+    let rows = sqlite_rows(&mut tx, jobs).await;
+    if rows.is_err() {
+        // The units have not run yet: roll the rows back (a failed statement may have ended the
+        // transaction anyway) and give the units a transaction of their own. The rows are
+        // retried one by one afterwards (`answer`).
+        tx.rollback().await?;
+        tx = connection.begin().await?;
     }
     for unit in units {
         unit.run(&mut tx).await?;
@@ -572,7 +572,7 @@ async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> S
     Ok(BatchResult { rows, units_committed: true })
 }
 
-/// The rows of a SQLite batch inside an open transaction (or savepoint).
+/// The rows of a SQLite batch inside its open transaction.
 async fn sqlite_rows(tx: &mut SqliteConnection, jobs: &Rows) -> StoreResult<Outcomes> {
     let claims = idempotency_jobs!(tx, jobs);
     let (users, registered) = insert_batch!(tx, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
@@ -781,7 +781,7 @@ mod tests {
         let result = sqlite_batch(&mut connection, &mut batch).await.unwrap();
         assert!(result.units_committed);
         assert!(matches!(result.rows, Err(StoreError::Conflict(_))), "{:?}", result.rows.as_ref().err());
-        assert_eq!(store.count_users(partner).await.unwrap(), 0, "the rows' savepoint was rolled back");
+        assert_eq!(store.count_users(partner).await.unwrap(), 0, "the rows were rolled back");
         drop(connection);
         answer(&store, batch, result).await;
 
@@ -839,6 +839,21 @@ mod tests {
         store.enqueue_job(&NewJob::new("unit.alone", serde_json::json!({}), 1), 1).await.unwrap();
         let claimed = store.claim_jobs("unit.alone", "w", 10, 60_000, 2).await.unwrap();
         assert_eq!(claimed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_job_poll_never_waits_for_the_write_lock() {
+        let (store, _partner, dir) = store().await;
+        let _writer = UserWriter::spawn(store.clone(), 64, 1, true);
+        // Another process holds SQLite's write lock (a long transaction, a RESTART checkpoint).
+        let url = format!("sqlite://{}", dir.path().join("units.db").display());
+        let mut other = <SqliteConnection as Connection>::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+
+        let poll = store.claim_jobs("unit.idle", "w", 10, 60_000, 1);
+        let claimed = tokio::time::timeout(std::time::Duration::from_secs(1), poll).await;
+        assert!(claimed.expect("answered without the write lock").unwrap().is_empty());
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     }
 
     /// True for each answer that was `Ok`, in order.

@@ -49,7 +49,10 @@ async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     // (busy, frames in the WAL, frames checkpointed); -1s when the database is not in WAL mode.
     let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
     if frames > RESTART_FRAMES {
+        let restart = Instant::now();
         sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(pool).await?;
+        metrics::counter!("db_checkpoint_restarts_total").increment(1);
+        metrics::histogram!("db_checkpoint_restart_seconds").record(restart.elapsed().as_secs_f64());
     }
     metrics::gauge!("db_wal_frames").set(frames as f64);
     metrics::histogram!("db_checkpoint_duration_seconds").record(started.elapsed().as_secs_f64());

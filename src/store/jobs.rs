@@ -139,9 +139,21 @@ impl Store {
         now: i64,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let mut jobs: Vec<ClaimedJob> = match &*self.backend {
-            // A poll that finds nothing still writes nothing, but takes a place in a batch
-            // instead of the write connection between batches.
-            Backend::Sqlite { .. } => {
+            // Most polls find nothing: ask a reader first, so an idle poll never takes the one
+            // write connection (or a place in a group-commit batch). A job committed after this
+            // read is claimed by the wake that follows its enqueue, or by the next poll.
+            Backend::Sqlite { reader, .. } => {
+                let due: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM jobs WHERE kind = $1
+                       AND ((state = 'queued' AND run_at <= $2) OR (state = 'running' AND lease_until < $2)) LIMIT 1",
+                )
+                .bind(kind)
+                .bind(now)
+                .fetch_optional(reader)
+                .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let (kind, worker) = (kind.to_owned(), worker.to_owned());
                 self.sqlite_unit(move |tx| {
                     super::batch::pin_unit(async move {
