@@ -422,6 +422,29 @@ on_both! {
         assert_eq!(t.app.store().count_users(onboard::domain::PartnerId::new(t.sandbox()).unwrap()).await.unwrap(), 1);
     }
 
+    async fn an_address_registered_elsewhere_between_the_steps_is_a_409_and_no_second_account(backend) {
+        let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
+        t.start(t.sandbox(), "ana.7@correo.mx", "A9#bL8@z").await;
+        // Seed 002 registers the same address (spelled differently) for the same partner.
+        let body = crate::prospects::prospect(7, json!({"email": "Ana.7@Correo.mx"}));
+        let registered = t
+            .app
+            .client
+            .post(t.app.url("/register-user-v2"))
+            .header("PartnerApiKey", &t.app.sandbox.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 200);
+        let partner = onboard::domain::PartnerId::new(t.sandbox()).unwrap();
+        let users = t.app.store().count_users(partner).await.unwrap();
+
+        let problem = assert_problem(t.confirm(t.sandbox(), "ana.7@correo.mx", "A9#bL8@z", "12345").await, 409).await;
+        assert!(problem["detail"].as_str().unwrap().contains("already exists"), "{problem}");
+        assert_eq!(t.app.store().count_users(partner).await.unwrap(), users, "no second account");
+    }
+
     async fn refresh_tokens_rotate_and_reuse_revokes_the_family(backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let first = t.signed_up("rotate@example.com").await;
