@@ -145,8 +145,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(credentials) = &app.bootstrap {
         print_bootstrap_banner(credentials, addr);
     }
+    let shutdown = startup::shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
     tracing::info!(%addr, backend = ?app.state().store.kind(), "listening");
-    app.run_until(startup::shutdown_signal()).await.context("server error")?;
+    app.run_until(shutdown).await.context("server error")?;
     tracing::info!("stopped");
     Ok(())
 }
