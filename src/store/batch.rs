@@ -507,11 +507,9 @@ impl Store {
             return answer.await.map_err(|_| StoreError::Overloaded)?;
         }
         let mut tx = writer.begin().await?;
-        let outcome = body(&mut tx).await;
-        if outcome.is_ok() {
-            tx.commit().await?;
-        }
-        outcome
+        let value = body(&mut tx).await?; // an Err drops `tx`: rolled back
+        tx.commit().await?;
+        Ok(value)
     }
 
     /// SQLite's one write connection, taken from its pool for a run of batches (`HOLD_WRITER`);
@@ -552,17 +550,15 @@ async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> S
         return Ok(Ok(Outcomes { claims: Vec::new(), users, registered }).into());
     }
     let mut tx = connection.begin().await?;
-    if units.is_empty() {
-        let rows = sqlite_rows(&mut tx, jobs).await?;
-        tx.commit().await?;
-        return Ok(Ok(rows).into());
-    }
     let rows = sqlite_rows(&mut tx, jobs).await;
     if rows.is_err() {
         // The units have not run yet: roll the rows back (a failed statement may have ended the
         // transaction anyway) and give the units a transaction of their own. The rows are
         // retried one by one afterwards (`answer`).
         tx.rollback().await?;
+        if units.is_empty() {
+            return Ok(rows.into());
+        }
         tx = connection.begin().await?;
     }
     for unit in units {

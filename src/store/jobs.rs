@@ -106,13 +106,21 @@ macro_rules! complete_in {
 }
 pub(crate) use complete_in;
 
+/// The condition of a job that may be claimed at `$now` (a placeholder): due, or leased to a
+/// worker whose lease has run out. One text for the claim and SQLite's pre-claim read.
+macro_rules! claimable {
+    ($now:literal) => {
+        concat!("((state = 'queued' AND run_at <= ", $now, ") OR (state = 'running' AND lease_until < ", $now, "))")
+    };
+}
+
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
-             WHERE id IN (SELECT id FROM jobs WHERE kind = $4
-                            AND ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))
-                          ORDER BY run_at, id LIMIT $5 ",
+             WHERE id IN (SELECT id FROM jobs WHERE kind = $4 AND ",
+            claimable!("$3"),
+            " ORDER BY run_at, id LIMIT $5 ",
             $lock,
             ")
              RETURNING id, kind, partner_id, payload, attempts, max_attempts"
@@ -143,10 +151,11 @@ impl Store {
             // write connection (or a place in a group-commit batch). A job committed after this
             // read is claimed by the wake that follows its enqueue, or by the next poll.
             Backend::Sqlite { reader, .. } => {
-                let due: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM jobs WHERE kind = $1
-                       AND ((state = 'queued' AND run_at <= $2) OR (state = 'running' AND lease_until < $2)) LIMIT 1",
-                )
+                let due: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT 1 FROM jobs WHERE kind = $1 AND ",
+                    claimable!("$2"),
+                    " LIMIT 1"
+                ))
                 .bind(kind)
                 .bind(now)
                 .fetch_optional(reader)

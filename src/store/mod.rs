@@ -127,14 +127,12 @@ macro_rules! write_unit {
             }
             $crate::store::Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let outcome = {
+                let value = {
                     let $conn: &mut sqlx::PgConnection = &mut tx;
-                    $crate::store::batch::pin_unit(async move $body).await
+                    $crate::store::batch::pin_unit(async move $body).await?
                 };
-                if outcome.is_ok() {
-                    tx.commit().await?;
-                }
-                outcome
+                tx.commit().await?;
+                Ok(value)
             }
         }
     };
