@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// PID of the server, to report its resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Route `signup`: skip the 6 s Argon2id ceiling measurement that otherwise runs (in this
+    /// process, on every core) before the load; use it when another run is being measured.
+    #[arg(long)]
+    pub no_ceiling: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -119,6 +123,8 @@ async fn partner_id(
 struct Sample {
     micros: u32,
     status: u16,
+    /// When the request was due, in ms after the warm-up: tells one stall from a spread tail.
+    sent_ms: u32,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -155,7 +161,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
 
-    if matches!(args.route, Route::Signup) {
+    if matches!(args.route, Route::Signup) && !args.no_ceiling {
         argon2_ceiling().await?;
     }
     let warmup: Duration = args.warmup.into();
@@ -165,6 +171,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let interval = args.rate.map(|rate| Duration::from_secs_f64(args.connections as f64 / rate.max(0.001)));
     let run_id = uuid::Uuid::new_v4().simple().to_string();
 
+    // The host's CPU steal over the measured window: on a shared VM a descheduled vCPU stalls
+    // server and load generator alike, and tail latencies from such a run say nothing of the code.
+    let steal = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu_times();
+        tokio::time::sleep_until(stop_at.into()).await;
+        Some((before?, cpu_times()?))
+    });
     let mut workers = Vec::with_capacity(args.connections);
     for worker in 0..args.connections {
         let mut sender = target.connect().await?;
@@ -255,6 +269,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     Ok((status, _)) if due >= measure_from => samples.push(Sample {
                         micros: u32::try_from(done.duration_since(due).as_micros()).unwrap_or(u32::MAX),
                         status,
+                        sent_ms: u32::try_from(due.duration_since(measure_from).as_millis()).unwrap_or(u32::MAX),
                     }),
                     Ok(_) => {}
                     Err(_) => {
@@ -279,6 +294,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         accepted.extend(a);
     }
     report(&args, &samples, transport_errors, measure);
+    if let Ok(Some(((busy0, steal0), (busy1, steal1)))) = steal.await {
+        let (busy, stolen) = (busy1.saturating_sub(busy0), steal1.saturating_sub(steal0));
+        println!(
+            "  host steal   {:.1} % of the CPU time the machine's vCPUs wanted ({:.2} s stolen)",
+            100.0 * stolen as f64 / (busy + stolen).max(1) as f64,
+            stolen as f64 / 100.0
+        );
+    }
     if matches!(args.route, Route::RegisterV2) {
         time_to_completed(&target, &auth_value, &accepted).await?;
     }
@@ -448,6 +471,28 @@ fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured:
         pct(100.0)
     );
     println!("  statuses     {statuses:?}   transport errors {transport_errors}");
+    // The tail's shape: requests slower than 10× the median, counted per 100 ms window of
+    // send time. One crowded window is a stall (of the server, the disk or this process);
+    // many thin ones are queueing spread over the run.
+    let slow_from = (pct(50.0) * 10_000.0) as u32;
+    let mut windows = std::collections::BTreeMap::new();
+    for s in samples.iter().filter(|s| s.micros > slow_from) {
+        let worst = windows.entry(s.sent_ms / 100).or_insert((0u32, 0u32));
+        *worst = (worst.0 + 1, worst.1.max(s.micros));
+    }
+    let mut crowded: Vec<_> = windows.into_iter().collect();
+    crowded.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
+    let shown: Vec<String> = crowded
+        .iter()
+        .take(5)
+        .map(|(w, (n, max))| format!("{n} at {:.1} s (max {:.1} ms)", f64::from(*w) / 10.0, f64::from(*max) / 1000.0))
+        .collect();
+    println!(
+        "  > 10× p50    {} requests in {} windows of 100 ms; most: {}",
+        crowded.iter().map(|(_, (n, _))| n).sum::<u32>(),
+        crowded.len(),
+        if shown.is_empty() { "-".into() } else { shown.join(", ") }
+    );
     let server_status = args.server_pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
     if let Some(status) = server_status {
         let field =
@@ -458,6 +503,18 @@ fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured:
             field("VmHWM:").unwrap_or_default()
         );
     }
+}
+
+/// All CPUs' busy and stolen time in clock ticks of 10 ms (Linux `/proc/stat`; USER_HZ is 100 in
+/// its ABI), `None` elsewhere.
+/// Busy excludes idle and iowait; steal is time the hypervisor ran something else while a vCPU
+/// had work.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    Some((at(0) + at(1) + at(2) + at(5) + at(6), at(7)))
 }
 
 /// Resident memory of a process in KiB (Linux `/proc`), `None` elsewhere.

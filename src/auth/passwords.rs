@@ -175,14 +175,22 @@ fn verify(password: &[u8], phc: &str, memory: &mut Vec<Block>) -> Result<bool, H
     Ok(Output::new(&out).map_err(failed)? == *expected)
 }
 
-/// Nice 19 for this thread only (Linux schedules threads individually): when hashing competes
-/// with request handling for the cores, the scheduler favours the requests.
+/// `SCHED_IDLE` for this thread only (Linux schedules threads individually), nice 19 where that
+/// is refused. Both make the scheduler favour request handling when the two compete for a core;
+/// `SCHED_IDLE` also makes a core that runs only hashing count as idle when a woken thread is
+/// placed (`sched_idle_cpu`), so a request's thread goes to the hashing core and preempts the
+/// hash at once instead of queueing behind another busy thread on the other core. With nice 19
+/// such waits reached tens of milliseconds under sign-up load (BENCHMARKS.md, 2026-12-03).
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: plain system calls on the calling thread; failure only leaves the default priority.
+    // SAFETY: plain system calls on the calling thread (0 = the caller); failure only leaves a
+    // higher priority.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
     }
 }
 
@@ -223,6 +231,25 @@ mod tests {
         assert!(Argon2::default().verify_password(b"Zq7!tRw2", &PasswordHash::new(&ours).unwrap()).is_ok());
         // The thread's memory is resized back for its own parameters: they still verify.
         assert!(hasher.verify("Zq7!tRw2", &ours).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_under_sched_idle() {
+        let hasher = PasswordHasher::start(&cheap()).unwrap();
+        // A finished hash means the thread has set its own policy.
+        hasher.hash("A9#bL8@z").await.unwrap();
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap();
+            if std::fs::read_to_string(task.path().join("comm")).unwrap().trim_end().starts_with("argon2-") {
+                let tid: libc::pid_t = task.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: a read-only query of another thread's policy.
+                assert_eq!(unsafe { libc::sched_getscheduler(tid) }, libc::SCHED_IDLE, "thread {tid}");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1, "no hashing thread found");
     }
 
     #[tokio::test]
