@@ -506,10 +506,7 @@ impl Store {
             queue.send(Job::Unit(unit)).await.map_err(|_| StoreError::Overloaded)?;
             return answer.await.map_err(|_| StoreError::Overloaded)?;
         }
-        let mut tx = writer.begin().await?;
-        let value = body(&mut tx).await?; // an Err drops `tx`: rolled back
-        tx.commit().await?;
-        Ok(value)
+        in_transaction!(writer, |tx| { body(&mut tx).await })
     }
 
     /// SQLite's one write connection, taken from its pool for a run of batches (`HOLD_WRITER`);

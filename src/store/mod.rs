@@ -114,6 +114,19 @@ macro_rules! registration_columns {
     };
 }
 
+/// Runs `$body` (an async block's statements, ending in a `Result`) in a transaction on
+/// `$pool`, bound to `$tx`: committed when the body succeeds, rolled back (the transaction
+/// dropped) when it fails. Every CIP move and every unit outside a group-commit batch has this
+/// shape.
+macro_rules! in_transaction {
+    ($pool:expr, |$tx:ident| $body:block) => {{
+        let mut $tx = $pool.begin().await.map_err($crate::store::StoreError::from)?;
+        let value = async $body.await?;
+        $tx.commit().await.map_err($crate::store::StoreError::from)?;
+        Ok(value)
+    }};
+}
+
 /// Runs `$body` (the body of an async block over the connection `$conn`, answering a
 /// `StoreResult`) as one atomic write: on SQLite as a unit of the group commit
 /// (`Store::sqlite_unit`), on PostgreSQL as a transaction of its own. Either way the write
@@ -125,15 +138,10 @@ macro_rules! write_unit {
             $crate::store::Backend::Sqlite { .. } => {
                 $store.sqlite_unit(move |$conn| $crate::store::batch::pin_unit(async move $body)).await
             }
-            $crate::store::Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let value = {
-                    let $conn: &mut sqlx::PgConnection = &mut tx;
-                    $crate::store::batch::pin_unit(async move $body).await?
-                };
-                tx.commit().await?;
-                Ok(value)
-            }
+            $crate::store::Backend::Postgres(pool) => in_transaction!(pool, |tx| {
+                let $conn: &mut sqlx::PgConnection = &mut tx;
+                $crate::store::batch::pin_unit(async move $body).await
+            }),
         }
     };
 }

@@ -280,18 +280,6 @@ macro_rules! move_in {
     }};
 }
 
-/// Runs `$body` (an async block's statements, ending in a `Result<_, MoveError>`) in a
-/// transaction on `$pool`, bound to `$tx`: committed when the body succeeds, rolled back (the
-/// transaction dropped) when it fails. Every CIP move has this shape.
-macro_rules! in_transaction {
-    ($pool:expr, |$tx:ident| $body:block) => {{
-        let mut $tx = $pool.begin().await.map_err(StoreError::from)?;
-        let value = async $body.await?;
-        $tx.commit().await.map_err(StoreError::from)?;
-        Ok(value)
-    }};
-}
-
 /// Decides a locked record whose checks are all in. `None` while some are still running.
 macro_rules! decide_in {
     ($conn:expr, $record:expr, $reason:expr, $actor:expr, $now:expr) => {{
