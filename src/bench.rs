@@ -477,8 +477,9 @@ fn report(args: &BenchArgs, samples: &[Sample], transport_errors: u64, measured:
     let slow_from = (pct(50.0) * 10_000.0) as u32;
     let mut windows = std::collections::BTreeMap::new();
     for s in samples.iter().filter(|s| s.micros > slow_from) {
-        let worst = windows.entry(s.sent_ms / 100).or_insert((0u32, 0u32));
-        *worst = (worst.0 + 1, worst.1.max(s.micros));
+        let (count, max) = windows.entry(s.sent_ms / 100).or_insert((0u32, 0u32));
+        *count += 1;
+        *max = (*max).max(s.micros);
     }
     let mut crowded: Vec<_> = windows.into_iter().collect();
     crowded.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
