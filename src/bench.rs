@@ -338,7 +338,7 @@ async fn argon2_ceiling() -> anyhow::Result<()> {
     let settings = crate::config::Settings::load(None)?.password;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for threads in [1, cores] {
-        let hasher = crate::auth::passwords::PasswordHasher::start(&crate::config::PasswordSettings {
+        let hasher = crate::auth::passwords::PasswordHasher::start(&crate::auth::passwords::PasswordSettings {
             workers: threads,
             queue: threads * 2,
             ..settings.clone()

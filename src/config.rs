@@ -7,6 +7,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::passwords::PasswordSettings;
+use crate::jobs::JobSettings;
+use crate::mail::MailSettings;
+use crate::store::DbSettings;
+use crate::telemetry::LogSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -70,53 +76,6 @@ impl Default for SignupSettings {
     }
 }
 
-/// Argon2id password hashing (OWASP: m = 19 MiB, t = 2, p = 1).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PasswordSettings {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    /// Hashing threads (0: one less than the CPUs, at least one), so requests that do not hash
-    /// keep a core.
-    pub workers: usize,
-    /// Hashes that may wait for a thread; beyond this, 503 + `Retry-After`.
-    pub queue: usize,
-}
-
-impl Default for PasswordSettings {
-    fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
-    }
-}
-
-/// Outbound e-mail (sign-up codes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailSettings {
-    /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` (STARTTLS),
-    /// `smtps://…` (implicit TLS), or the development-only `log` (the message goes to the log,
-    /// codes included) or `file:///dir` (one `.eml` file per message).
-    pub url: String,
-    /// `From:` of every message.
-    pub from: String,
-    /// Seconds one SMTP conversation may take.
-    pub timeout_secs: u64,
-    /// Concurrent deliveries of this node.
-    pub concurrency: usize,
-}
-
-impl Default for MailSettings {
-    fn default() -> Self {
-        Self {
-            url: "smtp://localhost:25".into(),
-            from: "Onboard <no-reply@localhost>".into(),
-            timeout_secs: 30,
-            concurrency: 4,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CipSettings {
@@ -127,26 +86,6 @@ pub struct CipSettings {
 impl Default for CipSettings {
     fn default() -> Self {
         Self { concurrency: 4 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JobSettings {
-    /// Whether this node runs background job workers (API-only nodes can turn them off).
-    pub enabled: bool,
-    /// How often an idle worker looks for due jobs.
-    pub poll_interval_ms: u64,
-    /// How long a claimed job is held before another worker may take it over; also a job's time limit.
-    pub lease_secs: u64,
-    /// First retry delay; doubled per attempt up to `backoff_max_ms`.
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
-}
-
-impl Default for JobSettings {
-    fn default() -> Self {
-        Self { enabled: true, poll_interval_ms: 250, lease_secs: 60, backoff_base_ms: 1_000, backoff_max_ms: 600_000 }
     }
 }
 
@@ -184,23 +123,6 @@ impl Default for IdempotencySettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    /// `auto` (pretty on a terminal, JSON otherwise), `pretty` or `json`.
-    pub format: LogFormat,
-    /// A `tracing` filter directive, e.g. `info,onboard=debug`.
-    pub filter: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Auto,
-    Pretty,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
@@ -217,27 +139,6 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: u64,
     /// Remember verified bearer tokens and API keys (≤ 30 s) instead of checking every request.
     pub credential_cache: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DbSettings {
-    /// Connections in the pool (PostgreSQL) or readers (SQLite; writes go through one connection).
-    pub max_connections: u32,
-    /// How long a request waits for a connection before it is answered 503.
-    pub acquire_timeout_ms: u64,
-    /// Commit concurrent user inserts together (one transaction and fsync for many requests);
-    /// on SQLite every other write of the hot paths (sign-ups, refresh tokens, job claims and
-    /// completions) joins the same commits.
-    pub group_commit: bool,
-    /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
-    pub write_queue: usize,
-    /// Concurrent group-commit writers on PostgreSQL (SQLite always has one). Fewer writers make
-    /// bigger batches; more overlap commits. Measured best on 2 cores: 1 (BENCHMARKS.md).
-    pub batch_writers: usize,
-    /// Seed-000 registrations each node remembers (two generations of this many, ≈ 300 bytes
-    /// each) so that replays skip the database; 0 turns it off.
-    pub recent_registrations: usize,
 }
 
 impl Default for Settings {
@@ -260,12 +161,6 @@ impl Default for Settings {
     }
 }
 
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self { format: LogFormat::Auto, filter: "info,sqlx=warn".into() }
-    }
-}
-
 impl Default for HttpSettings {
     fn default() -> Self {
         Self { max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
@@ -275,19 +170,6 @@ impl Default for HttpSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         Self { issuer: "onboard".into(), access_token_ttl_secs: 3600, credential_cache: true }
-    }
-}
-
-impl Default for DbSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout_ms: 5_000,
-            group_commit: true,
-            write_queue: 8192,
-            batch_writers: 1,
-            recent_registrations: 32_768,
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! any other on the same database. On shutdown the workers stop claiming and wait (bounded) for
 //! the jobs they hold.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +15,28 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::JobSettings;
 use crate::domain::now_ms;
 use crate::store::{ClaimedJob, Store};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    /// Whether this node runs background job workers (API-only nodes can turn them off).
+    pub enabled: bool,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// How long a claimed job is held before another worker may take it over; also a job's time limit.
+    pub lease_secs: u64,
+    /// First retry delay; doubled per attempt up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { enabled: true, poll_interval_ms: 250, lease_secs: 60, backoff_base_ms: 1_000, backoff_max_ms: 600_000 }
+    }
+}
 
 /// What a handler reports.
 #[derive(Debug)]

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cip;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod domain;
 pub mod http;
 pub mod jobs;

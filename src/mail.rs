@@ -12,10 +12,36 @@ use lettre::message::{Mailbox, Message};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::MailSettings;
 use crate::jobs::{JobOutcome, JobRegistry};
 use crate::pii;
 use crate::store::{ClaimedJob, Store};
+
+/// Outbound e-mail (sign-up codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` (STARTTLS),
+    /// `smtps://…` (implicit TLS), or the development-only `log` (the message goes to the log,
+    /// codes included) or `file:///dir` (one `.eml` file per message).
+    pub url: String,
+    /// `From:` of every message.
+    pub from: String,
+    /// Seconds one SMTP conversation may take.
+    pub timeout_secs: u64,
+    /// Concurrent deliveries of this node.
+    pub concurrency: usize,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            url: "smtp://localhost:25".into(),
+            from: "Onboard <no-reply@localhost>".into(),
+            timeout_secs: 30,
+            concurrency: 4,
+        }
+    }
+}
 
 /// The job kind that delivers one `Outgoing` message.
 pub const MAIL_JOB: &str = "mail.send";

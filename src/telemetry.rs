@@ -1,11 +1,33 @@
 //! Logging set-up. Logs go to stderr so that stdout carries only what a command prints on purpose.
 
+use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::config::{LogFormat, LogSettings};
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `auto` (pretty on a terminal, JSON otherwise), `pretty` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info,onboard=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, filter: "info,sqlx=warn".into() }
+    }
+}
 
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), which
 /// the in-process tests rely on. The returned guard flushes buffered lines when dropped: keep it

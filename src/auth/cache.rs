@@ -12,7 +12,7 @@ use std::sync::RwLock;
 
 use sha2::{Digest, Sha256};
 
-use crate::store::Partner;
+use crate::domain::Partner;
 
 const MAX_AGE_MS: i64 = 30_000;
 const CAPACITY: usize = 65_536;

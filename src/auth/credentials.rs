@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::Environment;
+use crate::domain::credentials::StoredSecret;
 
 pub type SecretHash = [u8; 32];
 
@@ -41,6 +42,16 @@ pub struct NewApiKey {
     pub id: String,
     pub key: SecretString,
     pub hash: SecretHash,
+}
+
+impl StoredSecret for NewApiKey {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn hash(&self) -> &SecretHash {
+        &self.hash
+    }
 }
 
 impl NewApiKey {
@@ -79,6 +90,16 @@ pub struct NewClient {
     pub hash: SecretHash,
 }
 
+impl StoredSecret for NewClient {
+    fn id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn hash(&self) -> &SecretHash {
+        &self.hash
+    }
+}
+
 impl NewClient {
     pub fn generate() -> Self {
         let secret = format!("cs_{}", random_token(32));
@@ -100,7 +121,7 @@ pub struct IssuedCredentials {
 }
 
 impl IssuedCredentials {
-    pub fn new(partner: &crate::store::Partner, key: &NewApiKey, client: &NewClient) -> Self {
+    pub fn new(partner: &crate::domain::Partner, key: &NewApiKey, client: &NewClient) -> Self {
         Self {
             partner_id: partner.id.get(),
             name: partner.name.clone(),

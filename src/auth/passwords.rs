@@ -7,6 +7,7 @@
 //! than the machine has cores, and its threads run at a lower scheduling priority, so routes
 //! that do not hash keep their latency while sign-ups saturate the pool (BENCHMARKS.md).
 
+use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,7 +18,25 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use crate::config::PasswordSettings;
+/// Argon2id password hashing (OWASP: m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashing threads (0: one less than the CPUs, at least one), so requests that do not hash
+    /// keep a core.
+    pub workers: usize,
+    /// Hashes that may wait for a thread; beyond this, 503 + `Retry-After`.
+    pub queue: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {

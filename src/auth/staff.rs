@@ -2,52 +2,26 @@
 //! once, stored as SHA-256 (the same reasoning as partner API keys), revocable. They open only
 //! `/admin/` routes; a partner credential never does, and they never act as a partner.
 
-use std::fmt;
-use std::str::FromStr;
-
 use secrecy::SecretString;
 
 use super::credentials::{SecretHash, hash_secret, random_hex, random_token};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum StaffRole {
-    /// Reviews sanctions and compliance cases.
-    Compliance,
-    /// Runs the service: jobs, lists, everything a reviewer can see.
-    Operator,
-}
-
-impl StaffRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Compliance => "compliance",
-            Self::Operator => "operator",
-        }
-    }
-}
-
-impl fmt::Display for StaffRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StaffRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "compliance" => Ok(Self::Compliance),
-            "operator" => Ok(Self::Operator),
-            other => Err(format!("unknown staff role {other:?}")),
-        }
-    }
-}
+pub use crate::domain::credentials::StaffRole;
+use crate::domain::credentials::StoredSecret;
 
 pub struct NewStaffToken {
     pub id: String,
     pub token: SecretString,
     pub hash: SecretHash,
+}
+
+impl StoredSecret for NewStaffToken {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn hash(&self) -> &SecretHash {
+        &self.hash
+    }
 }
 
 impl NewStaffToken {

@@ -5,11 +5,12 @@
 
 pub mod checks;
 
+use crate::core::onboarding::{self, CheckTarget, PROVISION_JOB};
 use crate::domain::cip::{Check, CheckResult, CipState, Outcome};
 use crate::domain::{PartnerId, UserId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
 use crate::sanctions::{self, Decision, Sanctions};
-use crate::store::{CheckTarget, ClaimedJob, NewScreening, PROVISION_JOB, ProspectRecord, Store};
+use crate::store::{ClaimedJob, NewScreening, ProspectRecord, Store};
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,15 +73,8 @@ async fn run_check(
         Err(outcome) => return outcome,
     };
     let started = std::time::Instant::now();
-    let finished = store
-        .finish_check(
-            &job,
-            CheckTarget { user: record.id, partner, generation: payload.generation },
-            &result,
-            screening.as_ref(),
-            now_ms(),
-        )
-        .await;
+    let target = CheckTarget { user: record.id, partner, generation: payload.generation };
+    let finished = onboarding::finish_check(store, job, target, result.clone(), screening, now_ms()).await;
     metrics::histogram!("cip_check_commit_seconds").record(started.elapsed().as_secs_f64());
     match finished {
         Ok(decided) => {
@@ -155,7 +149,7 @@ async fn provision(store: &Store, job: ClaimedJob) -> JobOutcome {
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
-    match store.finish_provisioning(&job, payload.user_id, partner, now_ms()).await {
+    match onboarding::finish_provisioning(store, job, payload.user_id, partner, now_ms()).await {
         Ok(Some(true)) => {
             metrics::counter!("cip_accounts_opened_total").increment(1);
             JobOutcome::Committed

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
+use crate::domain::now_ms;
 use crate::sanctions::{self, EntityKind, ListFiles, Query, Sanctions, SanctionsIndex, parse_list};
 use crate::startup::open_store;
 
@@ -221,7 +222,7 @@ async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
     let engine = Sanctions::new(settings.sanctions.policy);
     let result = async {
         engine.refresh(&store).await?;
-        engine.screen_and_record(&store, &query, "cli", None, None).await
+        crate::core::staff::screen(&store, &engine, &query, &super::staff::cli_actor(), now_ms()).await
     }
     .await;
     store.close().await;

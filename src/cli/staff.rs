@@ -6,6 +6,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::staff::{NewStaffToken, StaffRole};
 use crate::config::Settings;
+use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
 use crate::startup::open_store;
 
@@ -85,7 +86,7 @@ pub enum ComplianceCommand {
 }
 
 /// Who ran a CLI command, for the audit log.
-fn cli_actor() -> String {
+pub(super) fn cli_actor() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
@@ -99,8 +100,7 @@ pub async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<
                     bail!("--name must be 1-200 printable characters");
                 }
                 let token = NewStaffToken::generate();
-                store
-                    .create_staff_token(name, role, &token, &cli_actor(), now_ms())
+                core::staff::create_token(&store, name, role, &token, &cli_actor(), now_ms())
                     .await
                     .with_context(|| format!("cannot create a token named {name:?} (names are unique)"))?;
                 let secret = token.token.expose_secret();
@@ -123,7 +123,7 @@ pub async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<
                 }
             }
             AdminCommand::Token { command: TokenCommand::Revoke { name } } => {
-                if !store.revoke_staff_token(&name, &cli_actor(), now_ms()).await? {
+                if !core::staff::revoke_token(&store, &name, &cli_actor(), now_ms()).await? {
                     bail!("no live token named {name:?}");
                 }
                 println!("token {name:?} revoked");
@@ -172,10 +172,9 @@ pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()
                 }
             }
             JobsCommand::Retry { id } => {
-                if !store.retry_dead_job(id, now_ms()).await? {
+                if !core::staff::retry_job(&store, id, &cli_actor(), now_ms()).await? {
                     bail!("job {id} is not dead-lettered");
                 }
-                store.audit(&cli_actor(), "job.retry", Some(&id.to_string()), &serde_json::json!({}), now_ms()).await?;
                 println!("job {id} queued again");
             }
         }
@@ -229,13 +228,14 @@ async fn decide_case(store: &crate::store::Store, user_id: &str, reason: &str, c
     let Ok(reason) = crate::domain::clean_text(reason, 2000, true) else {
         bail!("--reason must be 1-2000 printable characters");
     };
-    match store.decide_compliance(user_id, clear, reason, &cli_actor(), now_ms()).await {
+    let decision = CaseDecision { user: user_id.to_owned(), clear, reason: reason.to_owned(), actor: cli_actor() };
+    match core::onboarding::decide_case(store, decision, now_ms()).await {
         Ok(to) => {
             println!("{user_id}: {to}");
             Ok(())
         }
-        Err(crate::store::MoveError::NotFound) => bail!("no user {user_id}"),
-        Err(crate::store::MoveError::WrongState(s)) => bail!("{user_id} is not an open compliance case: it is {s}"),
+        Err(MoveError::NotFound) => bail!("no user {user_id}"),
+        Err(MoveError::WrongState(s)) => bail!("{user_id} is not an open compliance case: it is {s}"),
         Err(e) => Err(e.into()),
     }
 }

@@ -39,16 +39,18 @@ macro_rules! int32_id {
 
 pub mod address;
 pub mod cip;
+pub mod credentials;
 pub mod email;
 pub mod partner;
 pub mod phone;
 pub mod prospect;
 pub mod registration;
+pub mod sanctions_list;
 pub mod signup;
 pub mod user;
 
 pub use email::{Email, InvalidEmail};
-pub use partner::{Environment, PartnerId, PartnerName};
+pub use partner::{Environment, Partner, PartnerId, PartnerName};
 pub use phone::{InvalidPhone, Phone};
 pub use registration::{Alias, AuthMethod, ExternalUserId, PartnerRegistration, SignIn, UserType};
 pub use user::{PublicUserId, UserId};
@@ -84,4 +86,9 @@ pub fn clean_text(raw: &str, max_chars: usize, trim: bool) -> Result<&str, TextP
 pub fn now_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A calendar date written `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<time::Date> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }

@@ -28,6 +28,17 @@ impl Environment {
     }
 }
 
+/// A tenant: the partner every user, key and setting belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Partner {
+    #[serde(rename = "partnerId")]
+    pub id: PartnerId,
+    pub name: String,
+    pub environment: Environment,
+    pub created_at: i64,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("environment must be `sandbox` or `live`")]
 pub struct InvalidEnvironment;

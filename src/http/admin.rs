@@ -12,9 +12,10 @@ use super::error::{ApiError, Challenge, FieldError};
 use super::extract::{ApiJson, bearer_token};
 use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
+use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
 use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
-use crate::store::{ComplianceCase, JobRow, ListVersion, MoveError};
+use crate::store::{ComplianceCase, JobRow, ListVersion};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -172,13 +173,7 @@ pub(super) async fn screen(
 ) -> Result<Json<Screening>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
     let query = body.parse()?;
-    let screening = state.sanctions.screen_and_record(&state.store, &query, &staff.actor(), None, None).await?;
-    let detail = serde_json::json!({
-        "listVersion": screening.list_version,
-        "decision": screening.decision,
-        "candidates": screening.matches.iter().map(|c| c.entity_id).collect::<Vec<_>>(),
-    });
-    state.store.audit(&staff.actor(), "sanctions.screen", None, &detail, now_ms()).await?;
+    let screening = core::staff::screen(&state.store, &state.sanctions, &query, &staff.actor(), now_ms()).await?;
     Ok(Json(screening))
 }
 
@@ -245,10 +240,9 @@ async fn retry_job(
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let staff = staff.require(StaffRole::Operator)?;
-    if !state.store.retry_dead_job(id, now_ms()).await? {
+    if !core::staff::retry_job(&state.store, id, &staff.actor(), now_ms()).await? {
         return Err(ApiError::NotFound(format!("No dead-lettered job {id}.")));
     }
-    state.store.audit(&staff.actor(), "job.retry", Some(&id.to_string()), &serde_json::json!({}), now_ms()).await?;
     Ok(Json(serde_json::json!({ "id": id, "state": "queued" })))
 }
 
@@ -308,15 +302,13 @@ async fn decide_case(
         detail: "The decision is not valid.".into(),
         errors: vec![field("reason", &e.to_string())],
     })?;
-    let to =
-        state.store.decide_compliance(user_id, clear, reason, &staff.actor(), now_ms()).await.map_err(|e| match e {
-            MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
-            MoveError::WrongState(s) => {
-                ApiError::Conflict(format!("The user is not an open compliance case: it is {s}."))
-            }
-            MoveError::Duplicate(_) => ApiError::Internal(anyhow::anyhow!("duplicate on a compliance decision")),
-            MoveError::Store(e) => e.into(),
-        })?;
+    let decision = CaseDecision { user: user_id.to_owned(), clear, reason: reason.to_owned(), actor: staff.actor() };
+    let to = core::onboarding::decide_case(&state.store, decision, now_ms()).await.map_err(|e| match e {
+        MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
+        MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
+        MoveError::Duplicate(_) => ApiError::Internal(anyhow::anyhow!("duplicate on a compliance decision")),
+        MoveError::Store(e) => e.into(),
+    })?;
     state.jobs.wake();
     Ok(Json(serde_json::json!({ "userId": user_id, "status": to.status, "statusDetail": to.detail })))
 }

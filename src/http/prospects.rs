@@ -14,11 +14,12 @@ use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
 use super::fields::{Problems, object};
+use crate::core::onboarding::{self, ConsentGrant, Correction, MoveError};
 use crate::domain::address::{self, Country, LatLng, PlaceDetail};
 use crate::domain::cip::CipState;
 use crate::domain::prospect::{self, Gender, Language, Prospect};
 use crate::domain::{Email, PartnerId, Phone, PublicUserId, now_ms};
-use crate::store::{Duplicate, Lookup, MoveError, NewProspect, ProspectRecord, UserEvent};
+use crate::store::{Duplicate, Lookup, ProspectRecord, UserEvent};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -305,9 +306,8 @@ pub async fn register(
     let prospect =
         parse_registration(&body, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
     let public_id = PublicUserId::generate();
-    let new =
-        NewProspect { partner: partner.id, public_id: public_id.clone(), prospect: &prospect, created_at: now_ms() };
-    match state.store.create_prospect(&new, &format!("partner:{}", partner.id)).await {
+    let actor = format!("partner:{}", partner.id);
+    match onboarding::register(&state.store, partner.id, public_id.clone(), prospect.clone(), actor, now_ms()).await {
         Ok(_) => {}
         Err(err) if Duplicate::of(&err).is_some() => return Err(duplicates(&state, partner.id, &prospect).await?),
         Err(err) => return Err(err.into()),
@@ -374,6 +374,11 @@ async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Re
     state.store.find_prospect(partner, Lookup::PublicId(id.as_str())).await?.ok_or_else(not_found)
 }
 
+/// The stored public id of a record read back as the typed id.
+fn own_id(record: &ProspectRecord) -> Result<PublicUserId, ApiError> {
+    record.public_id.parse().map_err(|_| ApiError::Internal(anyhow::anyhow!("user {}: stored public id", record.id)))
+}
+
 fn move_error(err: MoveError) -> ApiError {
     match err {
         MoveError::NotFound => ApiError::NotFound("No user of this partner has this userId.".into()),
@@ -424,7 +429,7 @@ pub async fn correct(
         .map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
     // Compare parsed forms, so `DF` for a stored `MX-CMX` is no change.
     let normalized = to_wire(&corrected);
-    let changed: Vec<&str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
+    let changed: Vec<&'static str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
     if changed.is_empty() {
         return Err(ApiError::Validation {
             detail: INVALID.into(),
@@ -434,12 +439,14 @@ pub async fn correct(
             }],
         });
     }
-    let actor = format!("partner:{}", partner.id);
-    let to = state
-        .store
-        .correct_prospect(&record.public_id, partner.id, &corrected, &changed, &actor, now_ms())
-        .await
-        .map_err(move_error)?;
+    let correction = Correction {
+        user: own_id(&record)?,
+        partner: partner.id,
+        prospect: corrected,
+        changed_fields: changed,
+        actor: format!("partner:{}", partner.id),
+    };
+    let to = onboarding::correct(&state.store, correction, now_ms()).await.map_err(move_error)?;
     wake_checks(&state);
     Ok(Json(UserStatus::new(record.public_id, Some(to))))
 }
@@ -483,13 +490,15 @@ pub async fn consents(
         return Err(ApiError::Validation { detail: INVALID.into(), errors: p.0 });
     }
     let record = own_prospect(&state, partner.id, &user_id).await?;
-    let actor = format!("partner:{}", partner.id);
-    let to = state
-        .store
-        .give_consents(&record.public_id, partner.id, privacy, contract, &actor, now_ms())
-        .await
-        .map_err(move_error)?;
-    state.jobs.wake_kind(crate::store::PROVISION_JOB);
+    let grant = ConsentGrant {
+        user: own_id(&record)?,
+        partner: partner.id,
+        privacy,
+        contract,
+        actor: format!("partner:{}", partner.id),
+    };
+    let to = onboarding::give_consents(&state.store, grant, now_ms()).await.map_err(move_error)?;
+    state.jobs.wake_kind(onboarding::PROVISION_JOB);
     Ok(Json(UserStatus::new(record.public_id, to)))
 }
 

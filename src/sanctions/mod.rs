@@ -16,6 +16,7 @@ pub use index::{Candidate, Decision, MatchPolicy, Query, SanctionsIndex};
 pub use parse::{EntityKind, ListCounts, ListFiles, ParseError, country_code, is_country_code, parse_list};
 
 use crate::domain::cip::{CipState, Transition};
+pub use crate::domain::parse_date;
 use crate::domain::{PartnerId, UserId, now_ms};
 use crate::store::{ClaimedJob, ListVersion, NewJob, NewList, NewScreening, RescreenOutcome, Store, StoreError};
 
@@ -133,20 +134,6 @@ impl Sanctions {
     pub fn screen(&self, query: &Query) -> Result<Screening, SanctionsError> {
         let loaded = self.current().ok_or(SanctionsError::NotLoaded)?;
         Ok(screen_with(&loaded, query))
-    }
-
-    /// Screens and stores the screening (list version, query, candidates, decision, actor).
-    pub async fn screen_and_record(
-        &self,
-        store: &Store,
-        query: &Query,
-        actor: &str,
-        partner: Option<PartnerId>,
-        user: Option<UserId>,
-    ) -> Result<Screening, SanctionsError> {
-        let screening = self.screen(query)?;
-        store.record_screening(&screening_row(&screening, query, actor, partner, user)).await?;
-        Ok(screening)
     }
 
     /// Screens a person for onboarding and returns the screening with the row that records it
@@ -272,11 +259,6 @@ fn screening_row(
         matches: serde_json::to_string(&screening.matches).unwrap_or_else(|_| "[]".into()),
         created_at: now_ms(),
     }
-}
-
-/// `YYYY-MM-DD`.
-pub fn parse_date(text: &str) -> Option<time::Date> {
-    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
 /// Reads the four files from a directory (sdn.csv is required) and its `PUBLISHED` date if any.

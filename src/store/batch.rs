@@ -14,16 +14,16 @@
 //! whatever the batch size), SQLite multi-row VALUES lists (it has no array parameters).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse, claim_in, complete_idempotency_in};
+use super::Tx;
+use super::idempotency::{self, Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 use super::registrations::{Registered, RegistrationRecord};
+use super::tx::BoxFuture;
 use super::users::{CompleteWith, NewMinimalUser, UserRecord, UserRow};
 use super::{Backend, BackendKind, Store, StoreError, StoreResult};
 use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, SignIn};
@@ -65,13 +65,6 @@ struct CompleteJob {
     reply: oneshot::Sender<StoreResult<()>>,
 }
 
-pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Fixes a unit body's output type (so `?` inside it converts to `StoreError`) and boxes it.
-pub(super) fn pin_unit<'c, T>(body: impl Future<Output = StoreResult<T>> + Send + 'c) -> BoxFuture<'c, StoreResult<T>> {
-    Box::pin(body)
-}
-
 /// A write of any shape that joins a SQLite batch (`Store::sqlite_unit`), type-erased so one
 /// queue carries them all.
 trait Unit: Send {
@@ -85,26 +78,28 @@ trait Unit: Send {
     fn answer(self: Box<Self>, committed: bool);
 }
 
-struct TypedUnit<T, F> {
+struct TypedUnit<T, E, F> {
     body: Option<F>,
-    outcome: Option<StoreResult<T>>,
-    reply: oneshot::Sender<StoreResult<T>>,
+    outcome: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
 }
 
 /// A unit for `body`, and where its answer will arrive.
-fn unit<T, F>(body: F) -> (Box<dyn Unit>, oneshot::Receiver<StoreResult<T>>)
+fn unit<T, E, F>(body: F) -> (Box<dyn Unit>, oneshot::Receiver<Result<T, E>>)
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     (Box::new(TypedUnit { body: Some(body), outcome: None, reply }), answer)
 }
 
-impl<T, F> Unit for TypedUnit<T, F>
+impl<T, E, F> Unit for TypedUnit<T, E, F>
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
 {
     fn run<'c>(&'c mut self, connection: &'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<()>> {
         Box::pin(async move {
@@ -123,7 +118,7 @@ where
     fn answer(self: Box<Self>, committed: bool) {
         let outcome = match self.outcome {
             Some(outcome) if committed => outcome,
-            _ => Err(StoreError::Overloaded),
+            _ => Err(StoreError::Overloaded.into()),
         };
         let _ = self.reply.send(outcome);
     }
@@ -420,7 +415,7 @@ macro_rules! finish_minimal {
             let record = UserRecord::try_from(row)?;
             if let Some((scope, respond)) = &job.complete {
                 let response = respond(&record);
-                complete_idempotency_in!($tx, scope, response);
+                idempotency::complete(&mut Tx::from(&mut *$tx), scope, &response).await?;
             }
             records.push(record);
         }
@@ -433,10 +428,10 @@ macro_rules! idempotency_jobs {
     ($tx:ident, $jobs:expr) => {{
         let mut claims = Vec::with_capacity($jobs.claims.len());
         for job in &$jobs.claims {
-            claims.push(claim_in!($tx, &job.request));
+            claims.push(idempotency::claim(&mut Tx::from(&mut *$tx), &job.request).await?);
         }
         for job in &$jobs.completions {
-            complete_idempotency_in!($tx, job.scope, job.response);
+            idempotency::complete(&mut Tx::from(&mut *$tx), &job.scope, &job.response).await?;
         }
         claims
     }};
@@ -490,13 +485,14 @@ impl Store {
     /// no writer (the CLI, or after shutdown). `body` must not wait for another unit: it runs on
     /// the writer's task. Use it through `write_unit!`, which writes PostgreSQL's arm from the
     /// same body.
-    pub(super) async fn sqlite_unit<T, F>(&self, body: F) -> StoreResult<T>
+    pub(super) async fn sqlite_unit<T, E, F>(&self, body: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
         let Backend::Sqlite { writer, units, .. } = &*self.backend else {
-            return Err(StoreError::Corrupt("a SQLite unit on another backend".into()));
+            return Err(StoreError::Corrupt("a SQLite unit on another backend".into()).into());
         };
         let queue = units.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(|q| q.0.upgrade());
         if let Some(queue) = queue {
@@ -506,7 +502,10 @@ impl Store {
             queue.send(Job::Unit(unit)).await.map_err(|_| StoreError::Overloaded)?;
             return answer.await.map_err(|_| StoreError::Overloaded)?;
         }
-        in_transaction!(writer, |tx| { body(&mut tx).await })
+        let mut tx = writer.begin().await.map_err(StoreError::from)?;
+        let value = body(&mut tx).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(value)
     }
 
     /// SQLite's one write connection, taken from its pool for a run of batches (`HOLD_WRITER`);
@@ -690,9 +689,10 @@ mod tests {
 
     use super::*;
     use crate::auth::credentials::{NewApiKey, NewClient};
-    use crate::config::DbSettings;
     use crate::domain::{Environment, PartnerName};
-    use crate::store::jobs::{NewJob, enqueue_in};
+    use crate::store::DbSettings;
+    use crate::store::jobs::{self, NewJob};
+    use crate::store::pin_unit;
 
     async fn store() -> (Store, PartnerId, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -709,7 +709,7 @@ mod tests {
     fn job_unit(kind: &'static str, fail: bool) -> (Box<dyn Unit>, oneshot::Receiver<StoreResult<()>>) {
         unit(move |tx| {
             pin_unit(async move {
-                enqueue_in!(tx, &NewJob::new(kind, serde_json::json!({}), 1), 1);
+                jobs::enqueue(&mut Tx::from(tx), &NewJob::new(kind, serde_json::json!({}), 1), 1).await?;
                 if fail {
                     return Err(StoreError::Corrupt("refused".into()));
                 }
@@ -812,7 +812,7 @@ mod tests {
         let refused = store
             .sqlite_unit(|tx| {
                 pin_unit(async move {
-                    enqueue_in!(tx, &NewJob::new("unit.refused", serde_json::json!({}), 1), 1);
+                    jobs::enqueue(&mut Tx::from(tx), &NewJob::new("unit.refused", serde_json::json!({}), 1), 1).await?;
                     Err::<(), _>(StoreError::Corrupt("refused".into()))
                 })
             })

@@ -1,7 +1,7 @@
 //! Idempotency-Key records. The primary key (partner, key) is what makes a key single-use
 //! across every node; the claim is an INSERT, never a check-then-insert.
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, Tx, pin_unit};
 use crate::domain::PartnerId;
 
 /// Which key, for which partner.
@@ -33,7 +33,7 @@ pub enum Claim {
 }
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct KeyRow {
+pub(super) struct KeyRow {
     pub(super) fingerprint: Vec<u8>,
     pub(super) state: String,
     pub(super) locked_until: i64,
@@ -47,23 +47,24 @@ pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
     serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
 }
 
-/// Marks a claimed key completed with `response`, inside the caller's open transaction.
-macro_rules! complete_idempotency_in {
-    ($conn:expr, $scope:expr, $response:expr) => {{
+/// Marks a claimed key completed with `response`, in the open transaction.
+pub async fn complete(tx: &mut Tx<'_>, scope: &IdempotencyScope, response: &StoredResponse) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_headers = $4, response_body = $5
              WHERE partner_id = $1 AND idempotency_key = $2",
         )
-        .bind($scope.partner.get())
-        .bind(&$scope.key)
-        .bind(i64::from($response.status))
-        .bind($crate::store::idempotency::encode_headers(&$response.headers))
-        .bind(&$response.body)
-        .execute(&mut *$conn)
-        .await?;
-    }};
+        .bind(scope.partner.get())
+        .bind(&scope.key)
+        .bind(i64::from(response.status))
+        .bind(encode_headers(&response.headers))
+        .bind(&response.body)
+        .execute(conn)
+        .await
+        .map(drop)?
+    });
+    Ok(())
 }
-pub(crate) use complete_idempotency_in;
 
 /// One claim: the key, the request's fingerprint, and the clock and limits to judge it by.
 #[derive(Debug, Clone)]
@@ -104,16 +105,14 @@ pub(super) fn judge(row: KeyRow, request: &ClaimRequest) -> Verdict {
     Verdict::TakeOver { locked_until: row.locked_until }
 }
 
-/// Claims a key inside the caller's open transaction; evaluates to `Claim` (`?` on errors).
-/// The primary key decides between concurrent claimers; an expired record is replaced.
-macro_rules! claim_in {
-    ($conn:ident, $request:expr) => {{
-        let request: &$crate::store::idempotency::ClaimRequest = $request;
-        let scope = &request.scope;
-        let mut outcome = $crate::store::idempotency::Claim::InFlight;
-        // Twice at most: a second round follows only the removal of an expired record.
-        for _ in 0..2 {
-            let inserted = sqlx::query(
+/// Claims a key in the open transaction. The primary key decides between concurrent claimers;
+/// an expired record is replaced.
+pub async fn claim(tx: &mut Tx<'_>, request: &ClaimRequest) -> StoreResult<Claim> {
+    let scope = &request.scope;
+    // Twice at most: a second round follows only the removal of an expired record.
+    for _ in 0..2 {
+        let inserted = on_tx!(tx, |conn| {
+            sqlx::query(
                 "INSERT INTO idempotency_keys
                    (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at)
                  VALUES ($1, $2, $3, 'in_flight', $4, $5, $6)
@@ -125,37 +124,43 @@ macro_rules! claim_in {
             .bind(request.now.saturating_add(request.lease_ms))
             .bind(request.now)
             .bind(request.now.saturating_add(request.ttl_ms))
-            .execute(&mut *$conn)
+            .execute(conn)
             .await?
-            .rows_affected();
-            if inserted == 1 {
-                outcome = $crate::store::idempotency::Claim::Acquired;
-                break;
-            }
-            let row: Option<$crate::store::idempotency::KeyRow> = sqlx::query_as(
+            .rows_affected()
+        });
+        if inserted == 1 {
+            return Ok(Claim::Acquired);
+        }
+        let row: Option<KeyRow> = on_tx!(tx, |conn| {
+            sqlx::query_as(
                 "SELECT fingerprint, state, locked_until, response_status, response_headers, response_body, expires_at
                  FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2",
             )
             .bind(scope.partner.get())
             .bind(&scope.key)
-            .fetch_optional(&mut *$conn)
-            .await?;
-            let Some(row) = row else { continue };
-            if row.expires_at <= request.now {
+            .fetch_optional(conn)
+            .await?
+        });
+        let Some(row) = row else { continue };
+        if row.expires_at <= request.now {
+            on_tx!(tx, |conn| {
                 sqlx::query(
                     "DELETE FROM idempotency_keys WHERE partner_id = $1 AND idempotency_key = $2 AND expires_at <= $3",
                 )
                 .bind(scope.partner.get())
                 .bind(&scope.key)
                 .bind(request.now)
-                .execute(&mut *$conn)
-                .await?;
-                continue;
-            }
-            outcome = match $crate::store::idempotency::judge(row, request) {
-                $crate::store::idempotency::Verdict::Final(claim) => claim,
-                $crate::store::idempotency::Verdict::TakeOver { locked_until } => {
-                    let taken = sqlx::query(
+                .execute(conn)
+                .await
+                .map(drop)?
+            });
+            continue;
+        }
+        return match judge(row, request) {
+            Verdict::Final(claim) => Ok(claim),
+            Verdict::TakeOver { locked_until } => {
+                let taken = on_tx!(tx, |conn| {
+                    sqlx::query(
                         "UPDATE idempotency_keys SET locked_until = $3
                          WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight' AND locked_until = $4",
                     )
@@ -163,32 +168,22 @@ macro_rules! claim_in {
                     .bind(&scope.key)
                     .bind(request.now.saturating_add(request.lease_ms))
                     .bind(locked_until)
-                    .execute(&mut *$conn)
+                    .execute(conn)
                     .await?
-                    .rows_affected();
-                    if taken == 1 {
-                        $crate::store::idempotency::Claim::Acquired
-                    } else {
-                        $crate::store::idempotency::Claim::InFlight
-                    }
-                }
-            };
-            break;
-        }
-        outcome
-    }};
+                    .rows_affected()
+                });
+                Ok(if taken == 1 { Claim::Acquired } else { Claim::InFlight })
+            }
+        };
+    }
+    Ok(Claim::InFlight)
 }
-pub(crate) use claim_in;
 
 impl Store {
     /// Claims a key in a transaction of its own (the group-commit writer batches claims instead).
     pub async fn claim_idempotency_key(&self, request: &ClaimRequest) -> StoreResult<Claim> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let claim = claim_in!(tx, request);
-            tx.commit().await?;
-            Ok(claim)
-        })
+        let request = request.clone();
+        self.write(move |mut tx| pin_unit(async move { claim(&mut tx, &request).await })).await
     }
 
     /// Stores the final response of a claimed key.
@@ -197,11 +192,8 @@ impl Store {
         scope: &IdempotencyScope,
         response: &StoredResponse,
     ) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut conn = pool.acquire().await?;
-            complete_idempotency_in!(conn, scope, response);
-        });
-        Ok(())
+        let (scope, response) = (scope.clone(), response.clone());
+        self.write(move |mut tx| pin_unit(async move { complete(&mut tx, &scope, &response).await })).await
     }
 
     /// Gives up an unfinished claim so that a retry may run (the request failed transiently).

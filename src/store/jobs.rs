@@ -5,7 +5,7 @@
 //! disjoint batches without waiting on each other; SQLite has one writer at a time, so the same
 //! `UPDATE … RETURNING` is already exclusive there.
 
-use super::{Backend, Store, StoreResult};
+use super::{Backend, Store, StoreResult, Tx, pin_unit};
 use crate::domain::PartnerId;
 
 /// A job to enqueue.
@@ -65,10 +65,9 @@ pub struct QueueStats {
     pub oldest_due: Option<i64>,
 }
 
-/// Inserts `$job` inside the caller's open transaction.
-macro_rules! enqueue_in {
-    ($conn:expr, $job:expr, $now:expr) => {{
-        let job: &$crate::store::jobs::NewJob = $job;
+/// Inserts `job` in the open transaction (a no-op when its dedupe key was enqueued before).
+pub async fn enqueue(tx: &mut Tx<'_>, job: &NewJob, now: i64) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO jobs (kind, partner_id, payload, state, attempts, max_attempts, run_at, dedupe_key, created_at, updated_at)
              VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -79,32 +78,80 @@ macro_rules! enqueue_in {
         .bind(job.max_attempts)
         .bind(job.run_at)
         .bind(job.dedupe_key.as_deref())
-        .bind($now)
-        .execute(&mut *$conn)
-        .await?;
-    }};
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop)?
+    });
+    Ok(())
 }
-pub(crate) use enqueue_in;
 
-/// Marks `$job` done inside the caller's transaction; false when its lease was lost meanwhile.
-macro_rules! complete_in {
-    ($conn:expr, $job:expr, $now:expr) => {{
-        let job: &$crate::store::jobs::ClaimedJob = $job;
+/// Marks `job` done in the open transaction, clearing its payload when `redact` (it held a
+/// secret only its handler needed, such as an e-mailed code); false when its lease was lost.
+pub async fn complete(tx: &mut Tx<'_>, job: &ClaimedJob, redact: bool, now: i64) -> StoreResult<bool> {
+    let done = on_tx!(tx, |conn| {
         sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL, updated_at = $1
+            "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL, updated_at = $1,
+                    payload = CASE WHEN $5 THEN '{\"redacted\":true}' ELSE payload END
              WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
         )
-        .bind($now)
+        .bind(now)
         .bind(job.id)
         .bind(&job.worker)
         .bind(job.attempts)
-        .execute(&mut *$conn)
+        .bind(redact)
+        .execute(conn)
         .await?
         .rows_affected()
-            == 1
-    }};
+    });
+    Ok(done == 1)
 }
-pub(crate) use complete_in;
+
+/// Records a failed attempt in the open transaction: back to `queued` at `retry_at`, or `dead`
+/// when the attempts are used up or the failure is permanent. False when the lease was lost.
+pub async fn fail(
+    tx: &mut Tx<'_>,
+    job: &ClaimedJob,
+    error: &str,
+    permanent: bool,
+    retry_at: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE jobs SET state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                    run_at = $2, lease_until = NULL, last_error = $3, updated_at = $4
+             WHERE id = $5 AND worker = $6 AND attempts = $7 AND state = 'running'",
+        )
+        .bind(permanent)
+        .bind(retry_at)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .bind(&job.worker)
+        .bind(job.attempts)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(done == 1)
+}
+
+/// Puts a dead job back in the queue with a fresh set of attempts; false when `id` is not a
+/// dead job.
+pub async fn retry_dead(tx: &mut Tx<'_>, id: i64, now: i64) -> StoreResult<bool> {
+    let done = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'dead'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(done == 1)
+}
 
 /// The condition of a job that may be claimed at `$now` (a placeholder): due, or leased to a
 /// worker whose lease has run out. One text for the claim and SQLite's pre-claim read.
@@ -131,10 +178,7 @@ macro_rules! claim_sql {
 impl Store {
     pub async fn enqueue_job(&self, job: &NewJob, now: i64) -> StoreResult<()> {
         let job = job.clone();
-        write_unit!(self, |tx| {
-            enqueue_in!(tx, &job, now);
-            Ok(())
-        })
+        self.write(move |mut tx| pin_unit(async move { enqueue(&mut tx, &job, now).await })).await
     }
 
     /// Leases up to `limit` due jobs of `kind` (and jobs whose lease expired) to `worker`.
@@ -164,16 +208,18 @@ impl Store {
                     return Ok(Vec::new());
                 }
                 let (kind, worker) = (kind.to_owned(), worker.to_owned());
-                self.sqlite_unit(move |tx| {
-                    super::batch::pin_unit(async move {
-                        Ok(sqlx::query_as(claim_sql!(""))
-                            .bind(now + lease_ms)
-                            .bind(worker)
-                            .bind(now)
-                            .bind(kind)
-                            .bind(limit)
-                            .fetch_all(&mut *tx)
-                            .await?)
+                self.write(move |mut tx| {
+                    pin_unit(async move {
+                        Ok(on_tx!(tx, |conn| {
+                            sqlx::query_as(claim_sql!(""))
+                                .bind(now + lease_ms)
+                                .bind(worker)
+                                .bind(now)
+                                .bind(kind)
+                                .bind(limit)
+                                .fetch_all(conn)
+                                .await?
+                        }))
                     })
                 })
                 .await?
@@ -199,31 +245,17 @@ impl Store {
     /// Marks the job done; false when the lease had expired and another worker took it over.
     pub async fn complete_job(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
         let job = job.clone();
-        write_unit!(self, |tx| { Ok(complete_in!(tx, &job, now)) })
+        self.write(move |mut tx| pin_unit(async move { complete(&mut tx, &job, false, now).await })).await
     }
 
     /// Marks the job done and clears its payload (which held a secret only its handler needed,
     /// such as an e-mailed code); false when the lease was lost meanwhile.
     pub async fn complete_job_redacted(&self, job: &ClaimedJob, now: i64) -> StoreResult<bool> {
         let job = job.clone();
-        write_unit!(self, |tx| {
-            let done = sqlx::query(
-                "UPDATE jobs SET state = 'done', payload = '{\"redacted\":true}', lease_until = NULL, last_error = NULL,
-                        updated_at = $1
-                 WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
-            )
-            .bind(now)
-            .bind(job.id)
-            .bind(&job.worker)
-            .bind(job.attempts)
-            .execute(&mut *tx)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        self.write(move |mut tx| pin_unit(async move { complete(&mut tx, &job, true, now).await })).await
     }
 
-    /// Records a failed attempt: back to `queued` at `retry_at`, or `dead` when the attempts are
-    /// used up or the failure is permanent.
+    /// Records a failed attempt (see `fail`).
     pub async fn fail_job(
         &self,
         job: &ClaimedJob,
@@ -233,39 +265,8 @@ impl Store {
         now: i64,
     ) -> StoreResult<bool> {
         let (job, error) = (job.clone(), error.to_owned());
-        write_unit!(self, |tx| {
-            let done = sqlx::query(
-                "UPDATE jobs SET state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-                        run_at = $2, lease_until = NULL, last_error = $3, updated_at = $4
-                 WHERE id = $5 AND worker = $6 AND attempts = $7 AND state = 'running'",
-            )
-            .bind(permanent)
-            .bind(retry_at)
-            .bind(error)
-            .bind(now)
-            .bind(job.id)
-            .bind(&job.worker)
-            .bind(job.attempts)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            Ok(done == 1)
-        })
-    }
-
-    /// Puts a dead job back in the queue with a fresh set of attempts (operators, after a fix).
-    pub async fn retry_dead_job(&self, id: i64, now: i64) -> StoreResult<bool> {
-        with_pool!(self, write, |pool| {
-            let done = sqlx::query(
-                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'dead'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            Ok(done == 1)
-        })
+        self.write(move |mut tx| pin_unit(async move { fail(&mut tx, &job, &error, permanent, retry_at, now).await }))
+            .await
     }
 
     pub async fn list_jobs(&self, kind: Option<&str>, state: Option<&str>, limit: i64) -> StoreResult<Vec<JobRow>> {

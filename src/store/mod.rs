@@ -9,6 +9,7 @@
 
 mod records;
 
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,47 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-pub use records::{ApiKeyRecord, ClientRecord, Partner, SigningKeyRecord};
+pub use crate::domain::Partner;
+pub use crate::domain::credentials::{ApiKeyRecord, ClientRecord};
+pub use records::SigningKeyRecord;
 use records::{ApiKeyRow, ClientRow, PartnerRow};
 
-use crate::auth::credentials::{NewApiKey, NewClient};
-use crate::config::DbSettings;
+use crate::domain::credentials::StoredSecret;
 use crate::domain::{Environment, PartnerId, PartnerName};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbSettings {
+    /// Connections in the pool (PostgreSQL) or readers (SQLite; writes go through one connection).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout_ms: u64,
+    /// Commit concurrent user inserts together (one transaction and fsync for many requests);
+    /// on SQLite every other write of the hot paths (sign-ups, refresh tokens, job claims and
+    /// completions) joins the same commits.
+    pub group_commit: bool,
+    /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
+    pub write_queue: usize,
+    /// Concurrent group-commit writers on PostgreSQL (SQLite always has one). Fewer writers make
+    /// bigger batches; more overlap commits. Measured best on 2 cores: 1 (BENCHMARKS.md).
+    pub batch_writers: usize,
+    /// Seed-000 registrations each node remembers (two generations of this many, ≈ 300 bytes
+    /// each) so that replays skip the database; 0 turns it off.
+    pub recent_registrations: usize,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            group_commit: true,
+            write_queue: 8192,
+            batch_writers: 1,
+            recent_registrations: 32_768,
+        }
+    }
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -114,80 +150,82 @@ macro_rules! registration_columns {
     };
 }
 
-/// Runs `$body` (an async block's statements, ending in a `Result`) in a transaction on
-/// `$pool`, bound to `$tx`: committed when the body succeeds, rolled back (the transaction
-/// dropped) when it fails. Every CIP move and every unit outside a group-commit batch has this
-/// shape.
-macro_rules! in_transaction {
-    ($pool:expr, |$tx:ident| $body:block) => {{
-        let mut $tx = $pool.begin().await.map_err($crate::store::StoreError::from)?;
-        let value = async $body.await?;
-        $tx.commit().await.map_err($crate::store::StoreError::from)?;
-        Ok(value)
-    }};
-}
-
 /// Runs `$body` (the body of an async block over the connection `$conn`, answering a
-/// `StoreResult`) as one atomic write: on SQLite as a unit of the group commit
-/// (`Store::sqlite_unit`), on PostgreSQL as a transaction of its own. Either way the write
-/// commits when the body answers `Ok` and rolls back when it answers `Err`. The body owns what
-/// it uses (it may run on the writer's task), so callers clone borrowed arguments first.
+/// `StoreResult`) as one atomic write through `Store::write`, with `$conn` the backend's own
+/// connection type, so the same SQL text compiles for both.
 macro_rules! write_unit {
     ($store:expr, |$conn:ident| $body:block) => {
-        match &*$store.backend {
-            $crate::store::Backend::Sqlite { .. } => {
-                $store.sqlite_unit(move |$conn| $crate::store::batch::pin_unit(async move $body)).await
-            }
-            $crate::store::Backend::Postgres(pool) => in_transaction!(pool, |tx| {
-                let $conn: &mut sqlx::PgConnection = &mut tx;
-                $crate::store::batch::pin_unit(async move $body).await
-            }),
+        $store
+            .write(move |tx| {
+                $crate::store::pin_unit(async move {
+                    match tx {
+                        $crate::store::Tx::Sqlite($conn) => $body,
+                        $crate::store::Tx::Postgres($conn) => $body,
+                    }
+                })
+            })
+            .await
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the `Tx`'s connection: the same SQL text, compiled once
+/// per backend. Plumbing only: the body is an ordinary expression of the calling function.
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx.reborrow() {
+            $crate::store::Tx::Sqlite($conn) => $body,
+            $crate::store::Tx::Postgres($conn) => $body,
         }
     };
 }
 
+pub mod audit;
 mod batch;
 mod checkpoint;
+pub mod checks;
+pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod prospects;
 mod registrations;
 pub mod sanctions;
 pub mod signups;
-mod staff;
+pub mod staff;
+mod tx;
 mod users;
 
+pub use audit::{AuditEntry, AuditRecord};
 pub use batch::{NewRegistration, Respond, UserWriter};
+pub use events::UserEvent;
 pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 pub use jobs::{ClaimedJob, JobRow, NewJob, QueueStats};
-pub use prospects::{
-    CheckTarget, ComplianceCase, Duplicate, Lookup, MoveError, NewProspect, PROVISION_JOB, ProspectRecord,
-};
+pub use prospects::{ComplianceCase, Duplicate, Lookup, NewProspect, ProspectRecord, Whose};
 pub use registrations::{RecentRegistrations, Registered, RegistrationRecord};
-pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson, UserEvent};
+pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson};
 pub use signups::{
     CompleteSignup, EndUser, NewRefreshToken, NewSignup, PendingSignup, Rotation, SignupCompletion, SignupStart,
     TokenOwner,
 };
-pub use staff::{AuditEntry, StaffTokenRecord};
-pub use users::{CompleteWith, NewMinimalUser, NewPerson, UserRecord};
+pub use staff::StaffTokenRecord;
+pub use tx::{BoxFuture, Tx, boxed, pin_unit};
+pub use users::{CompleteWith, NewMinimalUser, UserRecord};
 
 /// Inserts a partner's API key and OAuth client inside an open transaction.
 macro_rules! insert_credentials {
     ($conn:expr, $partner:expr, $key:expr, $client:expr, $now:expr) => {{
         sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&$key.id)
+            .bind($key.id())
             .bind($partner.get())
-            .bind(&$key.hash[..])
+            .bind(&$key.hash()[..])
             .bind($now)
             .execute(&mut *$conn)
             .await?;
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
-        .bind(&$client.client_id)
+        .bind($client.id())
         .bind($partner.get())
-        .bind(&$client.hash[..])
+        .bind(&$client.hash()[..])
         .bind($now)
         .execute(&mut *$conn)
         .await?;
@@ -324,8 +362,8 @@ impl Store {
         &self,
         name: &PartnerName,
         environment: Environment,
-        key: &NewApiKey,
-        client: &NewClient,
+        key: &impl StoredSecret,
+        client: &impl StoredSecret,
         now: i64,
     ) -> StoreResult<Partner> {
         with_pool!(self, write, |pool| {
@@ -351,8 +389,8 @@ impl Store {
     pub async fn bootstrap_partner(
         &self,
         name: &PartnerName,
-        key: &NewApiKey,
-        client: &NewClient,
+        key: &impl StoredSecret,
+        client: &impl StoredSecret,
         now: i64,
     ) -> StoreResult<Option<Partner>> {
         with_pool!(self, write, |pool| {
@@ -413,7 +451,7 @@ impl Store {
     pub async fn rotate_api_key(
         &self,
         partner: PartnerId,
-        key: &NewApiKey,
+        key: &impl StoredSecret,
         grace: Duration,
         now: i64,
     ) -> StoreResult<bool> {
@@ -444,9 +482,9 @@ impl Store {
                 .await?;
             }
             sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&key.id)
+                .bind(key.id())
                 .bind(partner.get())
-                .bind(&key.hash[..])
+                .bind(&key.hash()[..])
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

@@ -1,19 +1,13 @@
-//! Seed-002 prospects: the registration and its validation jobs in one transaction, the results
-//! of the validators, and every later move of the CIP machine (corrections, consents, compliance
-//! decisions, provisioning). Each move locks the user's row first, so two validators finishing
-//! at once on two nodes still decide exactly once.
+//! Seed-002 prospects: the registration's row, its reads, and the row lock every CIP move takes
+//! first, so two validators finishing at once on two nodes still decide exactly once. The rules
+//! of those moves live in `core::onboarding`.
 
-use super::jobs::{ClaimedJob, NewJob, complete_in, enqueue_in};
-use super::sanctions::{insert_screening_in, stored_cip_state, transition_in};
-use super::staff::audit_in;
-use super::{NewScreening, Store, StoreError, StoreResult};
+use super::sanctions::stored_cip_state;
+use super::{Store, StoreError, StoreResult, Tx};
 use crate::domain::address::{Country, LatLng, PlaceDetail};
-use crate::domain::cip::{self, Check, CheckResult, CipState, Consents, Outcome, Status, Transition};
+use crate::domain::cip::{CipState, Consents};
 use crate::domain::prospect::{Gender, Language, Prospect};
-use crate::domain::{Email, PartnerId, Phone, PublicUserId, UserId};
-
-/// The job kind that opens the account once every check passed.
-pub const PROVISION_JOB: &str = "cip.provision";
+use crate::domain::{Email, PartnerId, Phone, PublicUserId};
 
 /// A stored prospect, as the validators and the status endpoints read it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -91,7 +85,7 @@ impl ProspectRecord {
             last_name: required(&self.last_name, "last name")?,
             second_last_name: self.second_last_name.clone(),
             gender: self.gender.as_deref().and_then(Gender::parse),
-            date_of_birth: self.date_of_birth.as_deref().and_then(crate::sanctions::parse_date),
+            date_of_birth: self.date_of_birth.as_deref().and_then(crate::domain::parse_date),
             email: self.email.as_deref().map(Email::parse).transpose().map_err(|_| self.corrupt("email"))?,
             phone: Phone::parse(&required(&self.phone, "phone")?).map_err(|_| self.corrupt("phone"))?,
             language: self.language.as_deref().and_then(Language::parse),
@@ -134,25 +128,6 @@ pub enum Lookup<'a> {
     EmailKey(&'a str),
 }
 
-/// Why a CIP move was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum MoveError {
-    #[error("no such user")]
-    NotFound,
-    #[error("the user is {0}")]
-    WrongState(String),
-    #[error("{0:?} is already registered")]
-    Duplicate(Duplicate),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for MoveError {
-    fn from(err: sqlx::Error) -> Self {
-        MoveError::Store(err.into())
-    }
-}
-
 /// An open compliance case: a user waiting in `UpgradePending/Compliance`, with the screening
 /// that put it there.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -175,138 +150,6 @@ pub struct ComplianceCase {
     #[serde(skip)]
     pub matches: Option<String>,
     pub created_at: i64,
-}
-
-/// The validation jobs of one generation of a registration.
-pub fn check_jobs(partner: PartnerId, user: i64, generation: i64, checks: &[Check], now: i64) -> Vec<NewJob> {
-    checks
-        .iter()
-        .map(|check| {
-            let mut job =
-                NewJob::new(check.job_kind(), serde_json::json!({ "userId": user, "generation": generation }), now)
-                    .dedupe(format!("{}:{user}:{generation}", check.job_kind()));
-            job.partner = Some(partner);
-            job
-        })
-        .collect()
-}
-
-fn provision_job(partner: i64, user: i64, generation: i64, now: i64) -> NewJob {
-    let mut job = NewJob::new(PROVISION_JOB, serde_json::json!({ "userId": user, "generation": generation }), now)
-        .dedupe(format!("{PROVISION_JOB}:{user}:{generation}"));
-    job.partner = PartnerId::new(partner).ok();
-    job
-}
-
-/// Locks the user's row for the rest of the transaction and reads it. The no-op `UPDATE` is the
-/// portable row lock: PostgreSQL holds it to commit; SQLite has one writer anyway.
-macro_rules! lock_prospect_in {
-    ($conn:expr, $user:expr, $partner:expr) => {{
-        let record: Option<ProspectRecord> = sqlx::query_as(concat!(
-            "UPDATE users SET cip_generation = cip_generation WHERE id = $1 AND partner_id = $2 RETURNING ",
-            prospect_columns!()
-        ))
-        .bind($user)
-        .bind($partner)
-        .fetch_optional(&mut *$conn)
-        .await?;
-        record
-    }};
-}
-
-/// The consents the partner requires and the user gave.
-macro_rules! consents_in {
-    ($conn:expr, $record:expr) => {{
-        let record: &ProspectRecord = $record;
-        let required: String = sqlx::query_scalar("SELECT required_consents FROM partners WHERE id = $1")
-            .bind(record.partner_id)
-            .fetch_one(&mut *$conn)
-            .await?;
-        Consents {
-            privacy_required: required.split(',').any(|c| c == "privacy"),
-            contract_required: required.split(',').any(|c| c == "contract"),
-            privacy_given: record.privacy_consent_at.is_some(),
-            contract_given: record.contract_consent_at.is_some(),
-        }
-    }};
-}
-
-/// The check results of the record's current generation.
-macro_rules! checks_in {
-    ($conn:expr, $record:expr) => {{
-        let record: &ProspectRecord = $record;
-        let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-            "SELECT check_name, outcome, detail, reason FROM cip_checks WHERE user_id = $1 AND generation = $2",
-        )
-        .bind(record.id)
-        .bind(record.cip_generation)
-        .fetch_all(&mut *$conn)
-        .await?;
-        let mut results = Vec::with_capacity(rows.len());
-        for (check, outcome, detail, reason) in rows {
-            let check = Check::parse(&check).ok_or_else(|| record.corrupt("check name"))?;
-            let outcome =
-                Outcome::from_columns(&outcome, detail.as_deref()).ok_or_else(|| record.corrupt("outcome"))?;
-            results.push(CheckResult { check, outcome, reason });
-        }
-        results
-    }};
-}
-
-/// Moves a locked record to `to` (when that is a move), appends the event, and enqueues the
-/// provisioning job when the account is to be opened. Returns the state the user is in after.
-macro_rules! move_in {
-    ($conn:expr, $record:expr, $to:expr, $reason:expr, $actor:expr, $now:expr) => {{
-        let record: &ProspectRecord = $record;
-        let to: CipState = $to;
-        let from = record.cip_state()?;
-        if from == Some(to) {
-            to
-        } else {
-            let transition =
-                Transition::new(from, to, $reason, $actor).map_err(|e| MoveError::WrongState(e.to_string()))?;
-            // The row is locked, so the state read is the state moved from.
-            if !transition_in!($conn, record.id, record.partner_id, &transition, $now) {
-                return Err(MoveError::WrongState(format!(
-                    "no longer {}",
-                    transition.from.map_or_else(String::new, |s| s.to_string())
-                )));
-            }
-            if to == CipState::PROVISIONING {
-                enqueue_in!($conn, &provision_job(record.partner_id, record.id, record.cip_generation, $now), $now);
-            }
-            to
-        }
-    }};
-}
-
-/// Decides a locked record whose checks are all in. `None` while some are still running.
-macro_rules! decide_in {
-    ($conn:expr, $record:expr, $reason:expr, $actor:expr, $now:expr) => {{
-        let record: &ProspectRecord = $record;
-        let results = checks_in!($conn, record);
-        if results.len() < Check::ALL.len() {
-            None
-        } else {
-            let consents = consents_in!($conn, record);
-            let to = cip::decide(&results, consents);
-            let why = results
-                .iter()
-                .filter(|r| r.outcome != Outcome::Pass)
-                .map(|r| format!("{}: {}", r.check.as_str(), r.reason))
-                .collect::<Vec<_>>();
-            let reason = if why.is_empty() { $reason.to_owned() } else { format!("{}; {}", $reason, why.join("; ")) };
-            Some(move_in!($conn, record, to, reason, $actor, $now))
-        }
-    }};
-}
-
-/// Whose check a result is: the user, its partner, and the generation of its data.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckTarget {
-    pub user: i64,
-    pub partner: i64,
-    pub generation: i64,
 }
 
 /// Binds the 19 registration columns, in the order both the `INSERT` and the `UPDATE` list them
@@ -337,63 +180,149 @@ macro_rules! bind_prospect {
     }};
 }
 
-/// A new prospect to store.
-pub struct NewProspect<'a> {
+/// A new prospect to store, in its first CIP state.
+#[derive(Debug, Clone)]
+pub struct NewProspect {
     pub partner: PartnerId,
     pub public_id: PublicUserId,
-    pub prospect: &'a Prospect,
+    pub prospect: Prospect,
+    pub state: CipState,
     pub created_at: i64,
 }
 
-impl Store {
-    /// Inserts the prospect in `UpgradeInProgress/None`, its first event and one job per check,
-    /// in one transaction. A duplicate phone or e-mail of the partner is `StoreError::Conflict`
-    /// (see `Duplicate::of`).
-    pub async fn create_prospect(&self, new: &NewProspect<'_>, actor: &str) -> StoreResult<UserId> {
-        let p = new.prospect;
-        let accepted = CipState::ACCEPTED;
-        let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let query = sqlx::query_scalar(
-                "INSERT INTO users (email, email_key, phone, first_name, middle_name, last_name, second_last_name, gender,
-                    date_of_birth, language, street, city, state, country, place_detail, address_latitude,
-                    address_longitude, user_latitude, user_longitude, public_id, partner_id, cip_status, cip_detail,
-                    cip_generation, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                    $21, $22, $23, 0, $24)
-                 RETURNING id",
-            );
-            let id: i64 = bind_prospect!(query, p, place_detail)
-                .bind(new.public_id.as_str())
-                .bind(new.partner.get())
-                .bind(accepted.status.as_str())
-                .bind(accepted.detail.as_str())
-                .bind(new.created_at)
-                .fetch_one(&mut *tx)
-                .await?;
-            let transition = Transition::new(None, accepted, "accepted", actor).expect("a first state is always legal");
-            sqlx::query(
-                "INSERT INTO user_events (user_id, partner_id, at, to_status, to_detail, reason, actor)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(id)
+/// Inserts the prospect (generation 0) in the open transaction; returns its id. A duplicate
+/// phone or e-mail of the partner is `StoreError::Conflict` (see `Duplicate::of`).
+pub async fn insert(tx: &mut Tx<'_>, new: &NewProspect) -> StoreResult<i64> {
+    let p = &new.prospect;
+    let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
+    Ok(on_tx!(tx, |conn| {
+        let query = sqlx::query_scalar(
+            "INSERT INTO users (email, email_key, phone, first_name, middle_name, last_name, second_last_name, gender,
+                date_of_birth, language, street, city, state, country, place_detail, address_latitude,
+                address_longitude, user_latitude, user_longitude, public_id, partner_id, cip_status, cip_detail,
+                cip_generation, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                $21, $22, $23, 0, $24)
+             RETURNING id",
+        );
+        bind_prospect!(query, p, place_detail.as_deref())
+            .bind(new.public_id.as_str())
             .bind(new.partner.get())
+            .bind(new.state.status.as_str())
+            .bind(new.state.detail.as_str())
             .bind(new.created_at)
-            .bind(transition.to.status.as_str())
-            .bind(transition.to.detail.as_str())
-            .bind(&transition.reason)
-            .bind(&transition.actor)
-            .execute(&mut *tx)
-            .await?;
-            for job in check_jobs(new.partner, id, 0, &Check::ALL, new.created_at) {
-                enqueue_in!(tx, &job, new.created_at);
-            }
-            tx.commit().await?;
-            UserId::new(id).map_err(|_| StoreError::Corrupt(format!("user id {id} out of range")))
-        })
-    }
+            .fetch_one(conn)
+            .await?
+    }))
+}
 
+/// Replaces the registration's data with `p` as generation `generation`, in the open
+/// transaction. A duplicate phone or e-mail is `StoreError::Conflict`.
+pub async fn update(tx: &mut Tx<'_>, id: i64, p: &Prospect, generation: i64) -> StoreResult<()> {
+    let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
+    on_tx!(tx, |conn| {
+        let update = sqlx::query(
+            "UPDATE users SET email = $1, email_key = $2, phone = $3, first_name = $4, middle_name = $5,
+                last_name = $6, second_last_name = $7, gender = $8, date_of_birth = $9, language = $10,
+                street = $11, city = $12, state = $13, country = $14, place_detail = $15,
+                address_latitude = $16, address_longitude = $17, user_latitude = $18, user_longitude = $19,
+                cip_generation = $20
+             WHERE id = $21",
+        );
+        bind_prospect!(update, p, place_detail.as_deref()).bind(generation).bind(id).execute(conn).await.map(drop)?
+    });
+    Ok(())
+}
+
+/// Which user a CIP move is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    /// By internal id, within its partner (a job's payload).
+    Id { user: i64, partner: i64 },
+    /// By public id, within a partner (a partner's request).
+    Public { user: &'a str, partner: PartnerId },
+    /// By public id, any partner's (staff).
+    AnyPartner(&'a str),
+}
+
+/// Locks the user's row for the rest of the transaction and reads it. The no-op `UPDATE` is the
+/// portable row lock: PostgreSQL holds it to commit; SQLite has one writer anyway.
+pub async fn lock(tx: &mut Tx<'_>, whose: Whose<'_>) -> StoreResult<Option<ProspectRecord>> {
+    macro_rules! lock_where {
+        ($condition:literal) => {
+            concat!(
+                "UPDATE users SET cip_generation = cip_generation WHERE ",
+                $condition,
+                " RETURNING ",
+                prospect_columns!()
+            )
+        };
+    }
+    Ok(match whose {
+        Whose::Id { user, partner } => on_tx!(tx, |conn| {
+            sqlx::query_as(lock_where!("id = $1 AND partner_id = $2"))
+                .bind(user)
+                .bind(partner)
+                .fetch_optional(conn)
+                .await?
+        }),
+        Whose::Public { user, partner } => on_tx!(tx, |conn| {
+            sqlx::query_as(lock_where!("public_id = $1 AND partner_id = $2"))
+                .bind(user)
+                .bind(partner.get())
+                .fetch_optional(conn)
+                .await?
+        }),
+        Whose::AnyPartner(user) => {
+            on_tx!(tx, |conn| { sqlx::query_as(lock_where!("public_id = $1")).bind(user).fetch_optional(conn).await? })
+        }
+    })
+}
+
+/// Records consents (the first time each is given counts) and locks and reads the user, in
+/// the open transaction. `None` when the partner has no such user.
+pub async fn record_consents(
+    tx: &mut Tx<'_>,
+    user: &str,
+    partner: PartnerId,
+    privacy: bool,
+    contract: bool,
+    now: i64,
+) -> StoreResult<Option<ProspectRecord>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as(concat!(
+            "UPDATE users SET privacy_consent_at = CASE WHEN $1 THEN COALESCE(privacy_consent_at, $3) ELSE privacy_consent_at END,
+                              contract_consent_at = CASE WHEN $2 THEN COALESCE(contract_consent_at, $3) ELSE contract_consent_at END
+             WHERE public_id = $4 AND partner_id = $5 RETURNING ",
+            prospect_columns!()
+        ))
+        .bind(privacy)
+        .bind(contract)
+        .bind(now)
+        .bind(user)
+        .bind(partner.get())
+        .fetch_optional(conn)
+        .await?
+    }))
+}
+
+/// The consents `record`'s partner requires and the user gave, read in the open transaction.
+pub async fn consents(tx: &mut Tx<'_>, record: &ProspectRecord) -> StoreResult<Consents> {
+    let required: String = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT required_consents FROM partners WHERE id = $1")
+            .bind(record.partner_id)
+            .fetch_one(conn)
+            .await?
+    });
+    Ok(Consents {
+        privacy_required: required.split(',').any(|c| c == "privacy"),
+        contract_required: required.split(',').any(|c| c == "contract"),
+        privacy_given: record.privacy_consent_at.is_some(),
+        contract_given: record.contract_consent_at.is_some(),
+    })
+}
+
+impl Store {
     /// A prospect of `partner`, found by public id, phone or e-mail.
     pub async fn find_prospect(&self, partner: PartnerId, by: Lookup<'_>) -> StoreResult<Option<ProspectRecord>> {
         macro_rules! by_column {
@@ -465,190 +394,6 @@ impl Store {
         }))
     }
 
-    /// Records one validator's result (and its screening, for the sanctions check) and completes
-    /// its job, atomically; when it was the last check of the generation, decides the user's next
-    /// state in the same transaction. `None` when the job's lease was lost (nothing written).
-    /// A result for an older generation (the user corrected the data meanwhile) is dropped.
-    pub async fn finish_check(
-        &self,
-        job: &ClaimedJob,
-        target: CheckTarget,
-        result: &CheckResult,
-        screening: Option<&NewScreening>,
-        now: i64,
-    ) -> Result<Option<Option<CipState>>, MoveError> {
-        let CheckTarget { user, partner, generation } = target;
-        with_pool!(self, write, |pool| {
-            in_transaction!(pool, |tx| {
-                if !complete_in!(tx, job, now) {
-                    return Ok(None);
-                }
-                let Some(record) = lock_prospect_in!(tx, user, partner) else { return Ok(Some(None)) };
-                if record.cip_generation != generation {
-                    return Ok(Some(None));
-                }
-                if let Some(screening) = screening {
-                    insert_screening_in!(tx, screening);
-                }
-                let (outcome, detail) = result.outcome.to_columns();
-                sqlx::query(
-                    "INSERT INTO cip_checks (user_id, generation, check_name, outcome, detail, reason, at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, generation, check_name) DO NOTHING",
-                )
-                .bind(user)
-                .bind(generation)
-                .bind(result.check.as_str())
-                .bind(outcome)
-                .bind(detail)
-                .bind(&result.reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                // Only a registration still being validated is decided here; one that moved on
-                // (a compliance case cleared early, say) keeps its state.
-                if record.cip_state()? != Some(CipState::ACCEPTED) {
-                    return Ok(Some(None));
-                }
-                Ok::<_, MoveError>(Some(decide_in!(tx, &record, "validated", "cip:validators", now)))
-            })
-        })
-    }
-
-    /// `AccountUpgradeInProgress` → `Completed` (the `cip.provision` job), with the job's
-    /// completion. `None` when the lease was lost; `Some(false)` when the user had moved on.
-    pub async fn finish_provisioning(
-        &self,
-        job: &ClaimedJob,
-        user: i64,
-        partner: i64,
-        now: i64,
-    ) -> Result<Option<bool>, MoveError> {
-        with_pool!(self, write, |pool| {
-            in_transaction!(pool, |tx| {
-                if !complete_in!(tx, job, now) {
-                    return Ok(None);
-                }
-                let Some(record) = lock_prospect_in!(tx, user, partner) else { return Ok(Some(false)) };
-                if record.cip_state()? != Some(CipState::PROVISIONING) {
-                    return Ok(Some(false));
-                }
-                move_in!(tx, &record, CipState::COMPLETED, "account opened", "cip:provisioning", now);
-                Ok::<_, MoveError>(Some(true))
-            })
-        })
-    }
-
-    /// Replaces a soft-failed registration with its corrected version: bumps the generation,
-    /// keeps the passed results of checks the correction does not touch, and enqueues the rest.
-    pub async fn correct_prospect(
-        &self,
-        user: &str,
-        partner: PartnerId,
-        corrected: &Prospect,
-        changed_fields: &[&str],
-        actor: &str,
-        now: i64,
-    ) -> Result<CipState, MoveError> {
-        let p = corrected;
-        let place_detail = p.place_detail.as_ref().map(|(_, json)| json.to_string());
-        with_pool!(self, write, |pool| {
-            in_transaction!(pool, |tx| {
-                let id: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM users WHERE public_id = $1 AND partner_id = $2")
-                        .bind(user)
-                        .bind(partner.get())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let id = id.ok_or(MoveError::NotFound)?;
-                let record = lock_prospect_in!(tx, id, partner.get()).ok_or(MoveError::NotFound)?;
-                let from = record.cip_state()?;
-                if from.map(|s| s.status) != Some(Status::UpgradeSoftFailed) {
-                    return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
-                }
-                let old = checks_in!(tx, &record);
-                let generation = record.cip_generation + 1;
-                let stale: Vec<Check> = changed_fields.iter().flat_map(|f| Check::affected_by(f)).copied().collect();
-                let rerun: Vec<Check> = Check::ALL
-                    .into_iter()
-                    .filter(|c| stale.contains(c) || !old.iter().any(|r| r.check == *c && r.outcome == Outcome::Pass))
-                    .collect();
-                let update = sqlx::query(
-                    "UPDATE users SET email = $1, email_key = $2, phone = $3, first_name = $4, middle_name = $5,
-                        last_name = $6, second_last_name = $7, gender = $8, date_of_birth = $9, language = $10,
-                        street = $11, city = $12, state = $13, country = $14, place_detail = $15,
-                        address_latitude = $16, address_longitude = $17, user_latitude = $18, user_longitude = $19,
-                        cip_generation = $20
-                     WHERE id = $21",
-                );
-                bind_prospect!(update, p, place_detail).bind(generation).bind(id).execute(&mut *tx).await.map_err(
-                    |e| {
-                        let e = StoreError::from(e);
-                        Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate)
-                    },
-                )?;
-                for kept in old.iter().filter(|r| !rerun.contains(&r.check)) {
-                    let (outcome, detail) = kept.outcome.to_columns();
-                    sqlx::query(
-                        "INSERT INTO cip_checks (user_id, generation, check_name, outcome, detail, reason, at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(id)
-                    .bind(generation)
-                    .bind(kept.check.as_str())
-                    .bind(outcome)
-                    .bind(detail)
-                    .bind(&kept.reason)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let reason = format!("corrected: {}", changed_fields.join(", "));
-                let to = move_in!(tx, &record, CipState::ACCEPTED, reason, actor, now);
-                for job in check_jobs(partner, id, generation, &rerun, now) {
-                    enqueue_in!(tx, &job, now);
-                }
-                Ok::<_, MoveError>(to)
-            })
-        })
-    }
-
-    /// Records consents (the first time each is given counts) and, for a user waiting on them,
-    /// moves on. Returns the user's state after.
-    pub async fn give_consents(
-        &self,
-        user: &str,
-        partner: PartnerId,
-        privacy: bool,
-        contract: bool,
-        actor: &str,
-        now: i64,
-    ) -> Result<Option<CipState>, MoveError> {
-        with_pool!(self, write, |pool| {
-            in_transaction!(pool, |tx| {
-                let record: Option<ProspectRecord> = sqlx::query_as(concat!(
-                    "UPDATE users SET privacy_consent_at = CASE WHEN $1 THEN COALESCE(privacy_consent_at, $3) ELSE privacy_consent_at END,
-                                      contract_consent_at = CASE WHEN $2 THEN COALESCE(contract_consent_at, $3) ELSE contract_consent_at END
-                     WHERE public_id = $4 AND partner_id = $5 RETURNING ",
-                    prospect_columns!()
-                ))
-                .bind(privacy)
-                .bind(contract)
-                .bind(now)
-                .bind(user)
-                .bind(partner.get())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let record = record.ok_or(MoveError::NotFound)?;
-                let state = record.cip_state()?;
-                let waiting = state.is_some_and(|s| s.status == Status::UpgradePending && s != CipState::COMPLIANCE);
-                if !waiting {
-                    return Ok::<_, MoveError>(state);
-                }
-                Ok(decide_in!(tx, &record, "consents given", actor, now).or(state))
-            })
-        })
-    }
-
     /// Open compliance cases, oldest first, after the user id `after`.
     pub async fn compliance_cases(&self, after: i64, limit: i64) -> StoreResult<Vec<ComplianceCase>> {
         Ok(with_pool!(self, read, |pool| {
@@ -665,62 +410,6 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
-    }
-
-    /// A compliance officer's decision on a case: `clear` puts the user back on track (on to the
-    /// state the other checks decide, or back to validation while some still run); otherwise
-    /// the user is blocked (`UpgradeFailed/ComplianceBlocked`). Audited in the same transaction.
-    pub async fn decide_compliance(
-        &self,
-        user: &str,
-        clear: bool,
-        reason: &str,
-        actor: &str,
-        now: i64,
-    ) -> Result<CipState, MoveError> {
-        with_pool!(self, write, |pool| {
-            in_transaction!(pool, |tx| {
-                let ids: Option<(i64, i64)> = sqlx::query_as("SELECT id, partner_id FROM users WHERE public_id = $1")
-                    .bind(user)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (id, partner) = ids.ok_or(MoveError::NotFound)?;
-                let record = lock_prospect_in!(tx, id, partner).ok_or(MoveError::NotFound)?;
-                let from = record.cip_state()?;
-                if from != Some(CipState::COMPLIANCE) {
-                    return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
-                }
-                let (action, to) = if clear {
-                    sqlx::query(
-                        "INSERT INTO cip_checks (user_id, generation, check_name, outcome, detail, reason, at)
-                         VALUES ($1, $2, 'sanctions', 'cleared', NULL, $3, $4)
-                         ON CONFLICT (user_id, generation, check_name)
-                         DO UPDATE SET outcome = 'cleared', detail = NULL, reason = $3, at = $4",
-                    )
-                    .bind(id)
-                    .bind(record.cip_generation)
-                    .bind(format!("cleared by {actor}: {reason}"))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let why = format!("compliance cleared: {reason}");
-                    let to = match decide_in!(tx, &record, why.as_str(), actor, now) {
-                        Some(to) => to,
-                        None => move_in!(tx, &record, CipState::ACCEPTED, why, actor, now),
-                    };
-                    ("compliance.clear", to)
-                } else {
-                    let blocked = CipState::new(Status::UpgradeFailed, cip::Detail::ComplianceBlocked);
-                    (
-                        "compliance.block",
-                        move_in!(tx, &record, blocked, format!("compliance blocked: {reason}"), actor, now),
-                    )
-                };
-                let detail = serde_json::json!({ "reason": reason, "to": to.to_string() }).to_string();
-                audit_in!(tx, now, actor, action, Some(user), detail);
-                Ok::<_, MoveError>(to)
-            })
-        })
     }
 
     /// (check results recorded, users they belong to) for a partner: with the job table, how

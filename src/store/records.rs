@@ -1,18 +1,9 @@
 //! Rows as the database returns them, and their conversion into trusted records.
 
-use crate::domain::{Environment, PartnerId};
+use crate::domain::credentials::{ApiKeyRecord, ClientRecord};
+use crate::domain::{Partner, PartnerId};
 
 use super::StoreError;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Partner {
-    #[serde(rename = "partnerId")]
-    pub id: PartnerId,
-    pub name: String,
-    pub environment: Environment,
-    pub created_at: i64,
-}
 
 #[derive(sqlx::FromRow)]
 pub(super) struct PartnerRow {
@@ -31,19 +22,6 @@ impl TryFrom<PartnerRow> for Partner {
             environment: row.environment.parse().map_err(|_| StoreError::Corrupt("partner environment".into()))?,
             created_at: row.created_at,
         })
-    }
-}
-
-pub struct ApiKeyRecord {
-    pub partner: Partner,
-    pub secret_hash: Vec<u8>,
-    pub expires_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-impl ApiKeyRecord {
-    pub fn usable_at(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
     }
 }
 
@@ -66,12 +44,6 @@ impl TryFrom<ApiKeyRow> for ApiKeyRecord {
             revoked_at: row.revoked_at,
         })
     }
-}
-
-pub struct ClientRecord {
-    pub partner: Partner,
-    pub secret_hash: Vec<u8>,
-    pub revoked_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,10 +1,10 @@
 //! Sanctions list versions (with their files), screenings, and the re-screening of users.
 
-use super::jobs::{ClaimedJob, NewJob, complete_in, enqueue_in};
-use super::{Store, StoreError, StoreResult};
+use super::jobs::{self, ClaimedJob, NewJob};
+use super::{Store, StoreError, StoreResult, Tx, events, pin_unit};
 use crate::domain::cip::{CipState, Transition};
+use crate::domain::sanctions_list::{ListCounts, ListFiles};
 use crate::domain::{PartnerId, UserId};
-use crate::sanctions::{ListCounts, ListFiles};
 
 /// One loaded list publication.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -132,6 +132,7 @@ pub(super) fn stored_cip_state(user: i64, status: Option<&str>, detail: Option<&
 
 /// What re-screening one user produced: its screening and, when it newly matches, the move to
 /// `Compliance`.
+#[derive(Debug, Clone)]
 pub struct RescreenOutcome {
     pub user_id: i64,
     pub partner_id: i64,
@@ -139,10 +140,9 @@ pub struct RescreenOutcome {
     pub transition: Option<Transition>,
 }
 
-/// Inserts one screening row inside the caller's transaction.
-macro_rules! insert_screening_in {
-    ($conn:expr, $s:expr) => {{
-        let s: &NewScreening = $s;
+/// Inserts one screening row in the open transaction; returns its id.
+pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<i64> {
+    Ok(on_tx!(tx, |conn| {
         sqlx::query_scalar::<_, i64>(
             "INSERT INTO screenings (list_id, partner_id, user_id, actor, query, decision, top_score, matches, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -156,51 +156,10 @@ macro_rules! insert_screening_in {
         .bind(s.top_score)
         .bind(&s.matches)
         .bind(s.created_at)
-        .fetch_one(&mut *$conn)
+        .fetch_one(conn)
         .await?
-    }};
+    }))
 }
-pub(crate) use insert_screening_in;
-
-/// Applies a CIP transition to a user and appends its event, inside the caller's transaction.
-/// The `UPDATE` re-checks the state it expects, so a concurrent move is not overwritten.
-macro_rules! transition_in {
-    ($conn:expr, $user:expr, $partner:expr, $t:expr, $now:expr) => {{
-        let t: &Transition = $t;
-        let moved = sqlx::query(
-            "UPDATE users SET cip_status = $1, cip_detail = $2
-             WHERE id = $3 AND partner_id = $4 AND cip_status IS NOT DISTINCT FROM $5 AND cip_detail IS NOT DISTINCT FROM $6",
-        )
-        .bind(t.to.status.as_str())
-        .bind(t.to.detail.as_str())
-        .bind($user)
-        .bind($partner)
-        .bind(t.from.map(|s| s.status.as_str()))
-        .bind(t.from.map(|s| s.detail.as_str()))
-        .execute(&mut *$conn)
-        .await?
-        .rows_affected();
-        if moved == 1 {
-            sqlx::query(
-                "INSERT INTO user_events (user_id, partner_id, at, from_status, from_detail, to_status, to_detail, reason, actor)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind($user)
-            .bind($partner)
-            .bind($now)
-            .bind(t.from.map(|s| s.status.as_str()))
-            .bind(t.from.map(|s| s.detail.as_str()))
-            .bind(t.to.status.as_str())
-            .bind(t.to.detail.as_str())
-            .bind(&t.reason)
-            .bind(&t.actor)
-            .execute(&mut *$conn)
-            .await?;
-        }
-        moved == 1
-    }};
-}
-pub(crate) use transition_in;
 
 impl Store {
     /// Stores a list version with its files and enqueues its re-screening, in one transaction.
@@ -235,7 +194,7 @@ impl Store {
                 let mut job = list.rescreen.clone();
                 job.payload["listId"] = id.into();
                 job.dedupe_key = Some(format!("sanctions.rescreen:{id}:0"));
-                enqueue_in!(tx, &job, now);
+                jobs::enqueue(&mut Tx::from(&mut *tx), &job, now).await?;
             }
             let row: ListRow =
                 sqlx::query_as(concat!("SELECT ", list_columns!(), " FROM sanctions_lists WHERE sha256 = $1"))
@@ -269,13 +228,6 @@ impl Store {
             files.set(&name, content);
         }
         Ok(files)
-    }
-
-    pub async fn record_screening(&self, screening: &NewScreening) -> StoreResult<i64> {
-        with_pool!(self, write, |pool| {
-            let mut conn = pool.acquire().await?;
-            Ok(insert_screening_in!(conn, screening))
-        })
     }
 
     /// The screenings of one user, newest first: (list id, decision, top score, matches JSON).
@@ -315,50 +267,27 @@ impl Store {
         next: Option<&NewJob>,
         now: i64,
     ) -> StoreResult<Option<u64>> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            if !complete_in!(tx, job, now) {
-                return Ok(None);
-            }
-            let mut moved = 0;
-            for outcome in outcomes {
-                insert_screening_in!(tx, &outcome.screening);
-                if let Some(transition) = &outcome.transition
-                    && transition_in!(tx, outcome.user_id, outcome.partner_id, transition, now)
-                {
-                    moved += 1;
+        let (job, outcomes, next) = (job.clone(), outcomes.to_vec(), next.cloned());
+        self.write(move |mut tx| {
+            pin_unit(async move {
+                if !jobs::complete(&mut tx, &job, false, now).await? {
+                    return Ok(None);
                 }
-            }
-            if let Some(next) = next {
-                enqueue_in!(tx, next, now);
-            }
-            tx.commit().await?;
-            Ok(Some(moved))
+                let mut moved = 0;
+                for outcome in &outcomes {
+                    insert_screening(&mut tx, &outcome.screening).await?;
+                    if let Some(transition) = &outcome.transition
+                        && events::transition(&mut tx, outcome.user_id, outcome.partner_id, transition, now).await?
+                    {
+                        moved += 1;
+                    }
+                }
+                if let Some(next) = &next {
+                    jobs::enqueue(&mut tx, next, now).await?;
+                }
+                Ok(Some(moved))
+            })
         })
+        .await
     }
-
-    /// The CIP events of a user, oldest first: (at, from, to, reason, actor).
-    pub async fn user_events(&self, user: i64) -> StoreResult<Vec<UserEvent>> {
-        Ok(with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT at, from_status, from_detail, to_status, to_detail, reason, actor FROM user_events
-                 WHERE user_id = $1 ORDER BY id",
-            )
-            .bind(user)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserEvent {
-    pub at: i64,
-    pub from_status: Option<String>,
-    pub from_detail: Option<String>,
-    pub to_status: String,
-    pub to_detail: String,
-    pub reason: String,
-    pub actor: String,
 }

@@ -7,8 +7,8 @@
 
 use subtle::ConstantTimeEq;
 
-use super::jobs::{NewJob, enqueue_in};
-use super::{Store, StoreError, StoreResult};
+use super::jobs::{self, NewJob};
+use super::{Store, StoreError, StoreResult, Tx, pin_unit};
 use crate::domain::signup::UserRole;
 use crate::domain::{Email, Environment, PartnerId, PublicUserId};
 
@@ -133,24 +133,23 @@ pub struct EndUser {
     pub created_at: i64,
 }
 
-/// Starts a token family for `$user` and stores its first refresh token, in the open transaction.
-macro_rules! start_family_in {
-    ($conn:expr, $user:expr, $partner:expr, $refresh:expr) => {{
-        let refresh: &NewRefreshToken = $refresh;
+/// Starts a token family for `user` and stores its first refresh token, in the open transaction.
+async fn start_family(tx: &mut Tx<'_>, user: i64, partner: i64, refresh: &NewRefreshToken) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
         sqlx::query("INSERT INTO token_families (id, user_id, partner_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&refresh.family_id)
-            .bind($user)
-            .bind($partner)
+            .bind(user)
+            .bind(partner)
             .bind(refresh.created_at)
-            .execute(&mut *$conn)
-            .await?;
-        insert_refresh_in!($conn, refresh);
-    }};
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    insert_refresh(tx, refresh).await
 }
 
-macro_rules! insert_refresh_in {
-    ($conn:expr, $refresh:expr) => {{
-        let refresh: &NewRefreshToken = $refresh;
+async fn insert_refresh(tx: &mut Tx<'_>, refresh: &NewRefreshToken) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO refresh_tokens (id, family_id, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -159,37 +158,41 @@ macro_rules! insert_refresh_in {
         .bind(&refresh.secret_hash[..])
         .bind(refresh.created_at)
         .bind(refresh.expires_at)
-        .execute(&mut *$conn)
-        .await?;
-    }};
+        .execute(conn)
+        .await
+        .map(drop)?
+    });
+    Ok(())
 }
 
-macro_rules! revoke_family_in {
-    ($conn:expr, $family:expr, $reason:expr, $now:expr) => {{
+/// Revokes a family in the open transaction; false when it was revoked already.
+async fn revoke_family(tx: &mut Tx<'_>, family: &str, reason: &str, now: i64) -> StoreResult<bool> {
+    let done = on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
-        .bind($now)
-        .bind($reason)
-        .bind($family)
-        .execute(&mut *$conn)
+        .bind(now)
+        .bind(reason)
+        .bind(family)
+        .execute(conn)
         .await?
         .rows_affected()
-    }};
+    });
+    Ok(done == 1)
 }
 
 /// The owner of a family, read in the open transaction.
-macro_rules! owner_in {
-    ($conn:expr, $user:expr, $family:expr) => {{
-        let (public_id, partner_id, environment): (String, i64, String) = sqlx::query_as(
+async fn owner_of(tx: &mut Tx<'_>, user: i64, family: &str) -> StoreResult<TokenOwner> {
+    let (public_id, partner_id, environment): (String, i64, String) = on_tx!(tx, |conn| {
+        sqlx::query_as(
             "SELECT u.public_id, u.partner_id, p.environment FROM users u JOIN partners p ON p.id = u.partner_id
              WHERE u.id = $1",
         )
-        .bind($user)
-        .fetch_one(&mut *$conn)
-        .await?;
-        owner($user, public_id, partner_id, &environment, $family)?
-    }};
+        .bind(user)
+        .fetch_one(conn)
+        .await?
+    });
+    owner(user, public_id, partner_id, &environment, family)
 }
 
 fn owner(user_id: i64, public_id: String, partner: i64, environment: &str, family: &str) -> StoreResult<TokenOwner> {
@@ -256,7 +259,7 @@ impl Store {
                 return Ok(SignupStart::TooSoon { retry_after_ms: (sent_at + resend_interval_ms - now).max(1) });
             }
             let mail = if existing { &signup.exists_mail } else { &signup.code_mail };
-            enqueue_in!(tx, mail, now);
+            jobs::enqueue(&mut Tx::from(&mut *tx), mail, now).await?;
             Ok(SignupStart::Sent { existing })
         })
     }
@@ -315,8 +318,9 @@ impl Store {
                 return Ok(SignupCompletion::Stale);
             }
             if let Some(user_id) = user_id {
-                start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
-                let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
+                let mut tx = Tx::from(&mut *tx);
+                start_family(&mut tx, user_id, signup.partner.get(), &signup.refresh).await?;
+                let owner = owner_of(&mut tx, user_id, &signup.refresh.family_id).await?;
                 return Ok(SignupCompletion::Replayed(owner));
             }
             // DO NOTHING rather than an error: a failed statement would abort the whole
@@ -342,8 +346,9 @@ impl Store {
                 .bind(&key)
                 .execute(&mut *tx)
                 .await?;
-            start_family_in!(tx, user_id, signup.partner.get(), &signup.refresh);
-            let owner = owner_in!(tx, user_id, &signup.refresh.family_id);
+            let mut tx = Tx::from(&mut *tx);
+            start_family(&mut tx, user_id, signup.partner.get(), &signup.refresh).await?;
+            let owner = owner_of(&mut tx, user_id, &signup.refresh.family_id).await?;
             Ok(SignupCompletion::Created(owner))
         })
     }
@@ -376,7 +381,7 @@ impl Store {
                 return Ok(Rotation::Invalid);
             }
             if used_at.is_some() {
-                revoke_family_in!(tx, &family, "refresh token reused", now);
+                revoke_family(&mut Tx::from(&mut *tx), &family, "refresh token reused", now).await?;
                 return Ok(Rotation::Reused);
             }
             if expires_at <= now {
@@ -390,12 +395,13 @@ impl Store {
                 .rows_affected();
             if spent == 0 {
                 // Spent by a concurrent request between our read and this update: reuse.
-                revoke_family_in!(tx, &family, "refresh token reused", now);
+                revoke_family(&mut Tx::from(&mut *tx), &family, "refresh token reused", now).await?;
                 return Ok(Rotation::Reused);
             }
             let next = NewRefreshToken { family_id: family.clone(), ..next.clone() };
-            insert_refresh_in!(tx, &next);
-            let owner = owner_in!(tx, user_id, &family);
+            let mut tx = Tx::from(&mut *tx);
+            insert_refresh(&mut tx, &next).await?;
+            let owner = owner_of(&mut tx, user_id, &family).await?;
             Ok(Rotation::Rotated(owner))
         })
     }
@@ -419,7 +425,7 @@ impl Store {
 
     pub async fn revoke_token_family(&self, family: &str, reason: &str, now: i64) -> StoreResult<bool> {
         let (family, reason) = (family.to_owned(), reason.to_owned());
-        write_unit!(self, |tx| { Ok(revoke_family_in!(tx, &family, &reason, now) == 1) })
+        self.write(move |mut tx| pin_unit(async move { revoke_family(&mut tx, &family, &reason, now).await })).await
     }
 
     /// Whether the family exists and is not revoked: end-user access tokens are checked against

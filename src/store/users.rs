@@ -1,9 +1,7 @@
 //! Users, whatever surface created them.
 
-use super::idempotency::{IdempotencyScope, StoredResponse, complete_idempotency_in};
-use super::jobs::{NewJob, enqueue_in};
-use super::{Store, StoreError, StoreResult};
-use crate::domain::cip::CipState;
+use super::idempotency::{self, IdempotencyScope, StoredResponse};
+use super::{Store, StoreError, StoreResult, Tx};
 use crate::domain::{Email, PartnerId, PublicUserId, UserId};
 
 /// A user as seed 001 creates it: an e-mail (or none) and free-form `additionalData`.
@@ -86,7 +84,7 @@ impl Store {
             let record = UserRecord::try_from(row)?;
             if let Some(CompleteWith { scope, respond }) = complete {
                 let response = respond(&record);
-                complete_idempotency_in!(tx, scope, response);
+                idempotency::complete(&mut Tx::from(&mut *tx), scope, &response).await?;
             }
             tx.commit().await?;
             Ok(record)
@@ -114,69 +112,5 @@ impl Store {
                 .await?
         });
         Ok(n)
-    }
-}
-
-/// A person with the data screening and the CIP validators read (seed 002's registrations).
-#[derive(Debug, Clone)]
-pub struct NewPerson {
-    pub partner: PartnerId,
-    pub public_id: PublicUserId,
-    pub first_name: String,
-    pub middle_name: Option<String>,
-    pub last_name: String,
-    pub second_last_name: Option<String>,
-    /// `YYYY-MM-DD`.
-    pub date_of_birth: Option<String>,
-    /// ISO 3166-1 alpha-2.
-    pub country: Option<String>,
-    pub email: Option<Email>,
-    pub created_at: i64,
-}
-
-impl Store {
-    /// Inserts a person in the CIP machine's first state, its first event and its jobs, in one
-    /// transaction: an accepted person is never without the work that validates it.
-    pub async fn create_person(&self, person: &NewPerson, actor: &str, jobs: &[NewJob]) -> StoreResult<UserId> {
-        let accepted = CipState::ACCEPTED;
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO users (public_id, partner_id, email, first_name, middle_name, last_name, second_last_name,
-                                    date_of_birth, country, cip_status, cip_detail, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-            )
-            .bind(person.public_id.as_str())
-            .bind(person.partner.get())
-            .bind(person.email.as_ref().map(Email::as_str))
-            .bind(&person.first_name)
-            .bind(person.middle_name.as_deref())
-            .bind(&person.last_name)
-            .bind(person.second_last_name.as_deref())
-            .bind(person.date_of_birth.as_deref())
-            .bind(person.country.as_deref())
-            .bind(accepted.status.as_str())
-            .bind(accepted.detail.as_str())
-            .bind(person.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO user_events (user_id, partner_id, at, to_status, to_detail, reason, actor)
-                 VALUES ($1, $2, $3, $4, $5, 'accepted', $6)",
-            )
-            .bind(id)
-            .bind(person.partner.get())
-            .bind(person.created_at)
-            .bind(accepted.status.as_str())
-            .bind(accepted.detail.as_str())
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?;
-            for job in jobs {
-                enqueue_in!(tx, job, person.created_at);
-            }
-            tx.commit().await?;
-            UserId::new(id).map_err(|_| StoreError::Corrupt(format!("user id {id} out of range")))
-        })
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use onboard::config::JobSettings;
 use onboard::domain::now_ms;
+use onboard::jobs::JobSettings;
 use onboard::jobs::{JobOutcome, JobRegistry};
 use onboard::store::{JobRow, NewJob, Store};
 use serde_json::json;
@@ -66,8 +66,8 @@ on_both_backends! {
         assert_eq!(flaky_runs.load(Ordering::SeqCst), 4, "three runs of the first job, one of the second");
 
         // An operator can send a dead job back.
-        assert!(store.retry_dead_job(invalid.id, now_ms()).await.unwrap());
-        assert!(!store.retry_dead_job(invalid.id, now_ms()).await.unwrap());
+        assert!(onboard::core::staff::retry_job(&store, invalid.id, "test", now_ms()).await.unwrap());
+        assert!(!onboard::core::staff::retry_job(&store, invalid.id, "test", now_ms()).await.unwrap());
         let stats = store.queue_stats(now_ms()).await.unwrap();
         let invalid_stats = stats.iter().find(|s| s.kind == "test.invalid").unwrap();
         assert_eq!((invalid_stats.queued, invalid_stats.dead), (1, 0));

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod architecture;
 mod auth;
 mod errors;
 mod idempotency;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use onboard::auth::staff::{NewStaffToken, StaffRole};
 use onboard::domain::{PartnerId, now_ms};
 use onboard::sanctions::read_dir;
+use onboard::store::NewJob;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -103,8 +104,32 @@ pub async fn settled(app: &TestApp, user_id: &str) -> (String, String) {
 
 async fn staff_token(app: &TestApp, role: StaffRole) -> String {
     let token = NewStaffToken::generate();
-    app.store().create_staff_token("Rita Reviewer", role, &token, "test", now_ms()).await.unwrap();
+    onboard::core::staff::create_token(app.store(), "Rita Reviewer", role, &token, "test", now_ms()).await.unwrap();
     token.token.expose_secret().to_owned()
+}
+
+/// Makes every insert into the audit log fail from now on (a trigger in the test's database).
+async fn refuse_audit_entries(app: &TestApp) {
+    use sqlx::Connection;
+    let url = &app.state.settings.database_url;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
 }
 
 async fn events(app: &TestApp, user_id: &str) -> Vec<Value> {
@@ -342,6 +367,42 @@ on_both_backends! {
         let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
         assert!(actions.contains(&"compliance.clear") && actions.contains(&"compliance.block"), "{actions:?}");
         assert!(app.store().compliance_cases(0, 10).await.unwrap().is_empty());
+    }
+
+    async fn staff_actions_roll_back_when_their_audit_entry_fails(app) {
+        load_small_list(&app).await;
+        let moreno = json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": null});
+        let user = accepted(&app, &prospect(1, moreno)).await;
+        assert_eq!(settled(&app, &user).await, ("UpgradePending".into(), "Compliance".into()));
+        let operator = staff_token(&app, StaffRole::Operator).await;
+        let store = app.store();
+        store.enqueue_job(&NewJob::new("test.dead", json!({}), now_ms()), now_ms()).await.unwrap();
+        let job = store.claim_jobs("test.dead", "test", 1, 60_000, now_ms()).await.unwrap().remove(0);
+        assert!(store.fail_job(&job, "broken", true, now_ms(), now_ms()).await.unwrap());
+        let timeline = events(&app, &user).await;
+        let audited = store.audit_log(100).await.unwrap();
+
+        refuse_audit_entries(&app).await;
+        for action in ["clear", "block"] {
+            let response = app.client.post(app.url(&format!("/admin/compliance/{user}/{action}"))).bearer_auth(&operator)
+                .json(&json!({"reason": "the audit log refuses it"})).send().await.unwrap();
+            assert_problem(response, 500).await;
+        }
+        let response = app.client.post(app.url(&format!("/admin/jobs/{}/retry", job.id))).bearer_auth(&operator).send().await.unwrap();
+        assert_problem(response, 500).await;
+        let token = NewStaffToken::generate();
+        assert!(onboard::core::staff::create_token(store, "Never Made", StaffRole::Operator, &token, "test", now_ms()).await.is_err());
+        assert!(onboard::core::staff::revoke_token(store, "Rita Reviewer", "test", now_ms()).await.is_err());
+
+        // Each action was rolled back with its audit entry: no state moved, nothing was written.
+        assert_eq!(settled(&app, &user).await, ("UpgradePending".into(), "Compliance".into()));
+        assert_eq!(events(&app, &user).await, timeline);
+        assert_eq!(store.compliance_cases(0, 10).await.unwrap().len(), 1);
+        assert_eq!(store.list_jobs(Some("test.dead"), None, 10).await.unwrap()[0].state, "dead");
+        let tokens = store.list_staff_tokens().await.unwrap();
+        assert!(tokens.iter().all(|t| t.name != "Never Made"), "{tokens:?}");
+        assert!(tokens.iter().all(|t| t.revoked_at.is_none()), "{tokens:?}");
+        assert_eq!(store.audit_log(100).await.unwrap(), audited);
     }
 
     async fn registration_validation_names_every_bad_field(app) {

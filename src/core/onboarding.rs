@@ -1,0 +1,359 @@
+//! Onboarding (seed 002's CIP machine, DESIGN.md §3): registration, the validators' results,
+//! provisioning, corrections, consents and compliance decisions. Each public function is one use
+//! case and one atomic write. The rules live here and nowhere else: which state a set of results
+//! decides and the reason recorded with it, which checks a correction runs again, and what a
+//! compliance decision writes to the audit log.
+
+use super::audit::{self, Action};
+use crate::domain::cip::{self, Check, CheckResult, CipState, Detail, Outcome, Status, Transition};
+use crate::domain::prospect::Prospect;
+use crate::domain::{PartnerId, PublicUserId, UserId};
+use crate::store::checks::{self, OnConflict};
+use crate::store::{
+    ClaimedJob, Duplicate, NewJob, NewProspect, NewScreening, ProspectRecord, Store, StoreError, StoreResult, Tx,
+    Whose, boxed, events, jobs, pin_unit, prospects, sanctions,
+};
+
+/// The job kind that opens the account once every check passed.
+pub const PROVISION_JOB: &str = "cip.provision";
+
+/// Why a CIP move was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("no such user")]
+    NotFound,
+    #[error("the user is {0}")]
+    WrongState(String),
+    #[error("{0:?} is already registered")]
+    Duplicate(Duplicate),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The validation jobs of one generation of a registration.
+pub fn check_jobs(partner: PartnerId, user: i64, generation: i64, checks: &[Check], now: i64) -> Vec<NewJob> {
+    checks.iter().map(|check| user_job(check.job_kind(), Some(partner), user, generation, now)).collect()
+}
+
+/// A job about one generation of a user's data, enqueued once per generation.
+fn user_job(kind: &str, partner: Option<PartnerId>, user: i64, generation: i64, now: i64) -> NewJob {
+    let mut job = NewJob::new(kind, serde_json::json!({ "userId": user, "generation": generation }), now)
+        .dedupe(format!("{kind}:{user}:{generation}"));
+    job.partner = partner;
+    job
+}
+
+/// Registers a prospect in `UpgradeInProgress/None` with its first event and one validation job
+/// per check. A duplicate phone or e-mail of the partner is `StoreError::Conflict` (see
+/// `Duplicate::of`).
+pub async fn register(
+    store: &Store,
+    partner: PartnerId,
+    public_id: PublicUserId,
+    prospect: Prospect,
+    actor: String,
+    now: i64,
+) -> StoreResult<UserId> {
+    let new = NewProspect { partner, public_id, prospect, state: CipState::ACCEPTED, created_at: now };
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let id = prospects::insert(&mut tx, &new).await?;
+                let accepted =
+                    Transition::new(None, new.state, "accepted", actor).expect("a first state is always legal");
+                events::append(&mut tx, id, partner.get(), &accepted, now).await?;
+                for job in check_jobs(partner, id, 0, &Check::ALL, now) {
+                    jobs::enqueue(&mut tx, &job, now).await?;
+                }
+                UserId::new(id).map_err(|_| StoreError::Corrupt(format!("user id {id} out of range")))
+            })
+        })
+        .await
+}
+
+/// Whose check a result is: the user, its partner, and the generation of its data.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckTarget {
+    pub user: i64,
+    pub partner: i64,
+    pub generation: i64,
+}
+
+/// Records one validator's result (and its screening, for the sanctions check) and completes
+/// its job, atomically; when it was the last check of the generation, decides the user's next
+/// state in the same write. `None` when the job's lease was lost (nothing written). A result for
+/// an older generation (the user corrected the data meanwhile) is dropped.
+pub async fn finish_check(
+    store: &Store,
+    job: ClaimedJob,
+    target: CheckTarget,
+    result: CheckResult,
+    screening: Option<NewScreening>,
+    now: i64,
+) -> Result<Option<Option<CipState>>, MoveError> {
+    store
+        .write(move |mut tx| boxed(async move { record_check(&mut tx, &job, target, &result, screening, now).await }))
+        .await
+}
+
+async fn record_check(
+    tx: &mut Tx<'_>,
+    job: &ClaimedJob,
+    target: CheckTarget,
+    result: &CheckResult,
+    screening: Option<NewScreening>,
+    now: i64,
+) -> Result<Option<Option<CipState>>, MoveError> {
+    let CheckTarget { user, partner, generation } = target;
+    if !jobs::complete(tx, job, false, now).await? {
+        return Ok(None);
+    }
+    let Some(record) = prospects::lock(tx, Whose::Id { user, partner }).await? else { return Ok(Some(None)) };
+    if record.cip_generation != generation {
+        return Ok(Some(None));
+    }
+    if let Some(screening) = &screening {
+        sanctions::insert_screening(tx, screening).await?;
+    }
+    checks::record(tx, user, generation, result, OnConflict::Keep, now).await?;
+    // Only a registration still being validated is decided here; one that moved on (a
+    // compliance case cleared early, say) keeps its state.
+    if record.cip_state()? != Some(CipState::ACCEPTED) {
+        return Ok(Some(None));
+    }
+    Ok(Some(decide(tx, &record, "validated", "cip:validators", now).await?))
+}
+
+/// `AccountUpgradeInProgress` → `Completed` (the `cip.provision` job), with the job's
+/// completion. `None` when the lease was lost; `Some(false)` when the user had moved on.
+pub async fn finish_provisioning(
+    store: &Store,
+    job: ClaimedJob,
+    user: i64,
+    partner: i64,
+    now: i64,
+) -> Result<Option<bool>, MoveError> {
+    store
+        .write(move |mut tx| {
+            boxed(async move {
+                if !jobs::complete(&mut tx, &job, false, now).await? {
+                    return Ok(None);
+                }
+                let Some(record) = prospects::lock(&mut tx, Whose::Id { user, partner }).await? else {
+                    return Ok(Some(false));
+                };
+                if record.cip_state()? != Some(CipState::PROVISIONING) {
+                    return Ok(Some(false));
+                }
+                move_to(&mut tx, &record, CipState::COMPLETED, "account opened".into(), "cip:provisioning", now)
+                    .await?;
+                Ok::<_, MoveError>(Some(true))
+            })
+        })
+        .await
+}
+
+/// A corrected registration: the partner's user, the data as corrected, and the wire names of
+/// the fields that changed.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    pub user: PublicUserId,
+    pub partner: PartnerId,
+    pub prospect: Prospect,
+    pub changed_fields: Vec<&'static str>,
+    pub actor: String,
+}
+
+/// Replaces a soft-failed registration with its corrected version: a new generation of its
+/// data, the passed results of checks the correction does not touch carried over, and the other
+/// checks run again.
+pub async fn correct(store: &Store, correction: Correction, now: i64) -> Result<CipState, MoveError> {
+    store.write(move |mut tx| boxed(async move { apply_correction(&mut tx, &correction, now).await })).await
+}
+
+async fn apply_correction(tx: &mut Tx<'_>, c: &Correction, now: i64) -> Result<CipState, MoveError> {
+    let whose = Whose::Public { user: c.user.as_str(), partner: c.partner };
+    let record = prospects::lock(tx, whose).await?.ok_or(MoveError::NotFound)?;
+    let from = record.cip_state()?;
+    if from.map(|s| s.status) != Some(Status::UpgradeSoftFailed) {
+        return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
+    }
+    let old = checks::results(tx, record.id, record.cip_generation).await?;
+    let generation = record.cip_generation + 1;
+    let rerun = checks_to_rerun(&old, &c.changed_fields);
+    prospects::update(tx, record.id, &c.prospect, generation)
+        .await
+        .map_err(|e| Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate))?;
+    for kept in old.iter().filter(|r| !rerun.contains(&r.check)) {
+        checks::record(tx, record.id, generation, kept, OnConflict::Keep, now).await?;
+    }
+    let reason = format!("corrected: {}", c.changed_fields.join(", "));
+    let to = move_to(tx, &record, CipState::ACCEPTED, reason, &c.actor, now).await?;
+    for job in check_jobs(c.partner, record.id, generation, &rerun, now) {
+        jobs::enqueue(tx, &job, now).await?;
+    }
+    Ok(to)
+}
+
+/// The checks a correction runs again: those the changed fields affect, and every check that
+/// had not passed.
+pub fn checks_to_rerun(old: &[CheckResult], changed_fields: &[&str]) -> Vec<Check> {
+    let stale: Vec<Check> = changed_fields.iter().flat_map(|f| Check::affected_by(f)).copied().collect();
+    let passed = |c: Check| old.iter().any(|r| r.check == c && r.outcome == Outcome::Pass);
+    Check::ALL.into_iter().filter(|c| stale.contains(c) || !passed(*c)).collect()
+}
+
+/// Consents a partner's user gave.
+#[derive(Debug, Clone)]
+pub struct ConsentGrant {
+    pub user: PublicUserId,
+    pub partner: PartnerId,
+    pub privacy: bool,
+    pub contract: bool,
+    pub actor: String,
+}
+
+/// Records consents (the first time each is given counts) and, for a user waiting on them,
+/// moves on. Returns the user's state after.
+pub async fn give_consents(store: &Store, grant: ConsentGrant, now: i64) -> Result<Option<CipState>, MoveError> {
+    store
+        .write(move |mut tx| {
+            boxed(async move {
+                let ConsentGrant { user, partner, privacy, contract, actor } = &grant;
+                let record = prospects::record_consents(&mut tx, user.as_str(), *partner, *privacy, *contract, now)
+                    .await?
+                    .ok_or(MoveError::NotFound)?;
+                let state = record.cip_state()?;
+                let waiting = state.is_some_and(|s| s.status == Status::UpgradePending && s != CipState::COMPLIANCE);
+                if !waiting {
+                    return Ok(state);
+                }
+                Ok::<_, MoveError>(decide(&mut tx, &record, "consents given", actor, now).await?.or(state))
+            })
+        })
+        .await
+}
+
+/// A compliance officer's decision on an open case.
+#[derive(Debug, Clone)]
+pub struct CaseDecision {
+    pub user: String,
+    pub clear: bool,
+    /// Why, for the audit log and the user's timeline.
+    pub reason: String,
+    pub actor: String,
+}
+
+/// Decides a compliance case: `clear` puts the user back on track (on to the state the other
+/// checks decide, or back to validation while some still run); otherwise the user is blocked
+/// (`UpgradeFailed/ComplianceBlocked`). The decision and its audit entry are one write.
+pub async fn decide_case(store: &Store, decision: CaseDecision, now: i64) -> Result<CipState, MoveError> {
+    store.write(move |mut tx| boxed(async move { apply_case_decision(&mut tx, &decision, now).await })).await
+}
+
+async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Result<CipState, MoveError> {
+    let record = prospects::lock(tx, Whose::AnyPartner(&d.user)).await?.ok_or(MoveError::NotFound)?;
+    let from = record.cip_state()?;
+    if from != Some(CipState::COMPLIANCE) {
+        return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
+    }
+    let (action, to) = if d.clear {
+        let cleared = CheckResult {
+            check: Check::Sanctions,
+            outcome: Outcome::Cleared,
+            reason: format!("cleared by {}: {}", d.actor, d.reason),
+        };
+        checks::record(tx, record.id, record.cip_generation, &cleared, OnConflict::Replace, now).await?;
+        let why = format!("compliance cleared: {}", d.reason);
+        let to = match decide(tx, &record, &why, &d.actor, now).await? {
+            Some(to) => to,
+            None => move_to(tx, &record, CipState::ACCEPTED, why, &d.actor, now).await?,
+        };
+        (Action::ComplianceClear, to)
+    } else {
+        let blocked = CipState::new(Status::UpgradeFailed, Detail::ComplianceBlocked);
+        let reason = format!("compliance blocked: {}", d.reason);
+        (Action::ComplianceBlock, move_to(tx, &record, blocked, reason, &d.actor, now).await?)
+    };
+    let detail = serde_json::json!({ "reason": d.reason, "to": to.to_string() });
+    audit::record(tx, &d.actor, action, Some(&d.user), detail, now).await?;
+    Ok(to)
+}
+
+/// Decides a locked record whose checks are all in; `None` while some are still running. The
+/// event's reason names every check that did not pass, with the validator's own reason.
+async fn decide(
+    tx: &mut Tx<'_>,
+    record: &ProspectRecord,
+    reason: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Option<CipState>, MoveError> {
+    let results = checks::results(tx, record.id, record.cip_generation).await?;
+    if results.len() < Check::ALL.len() {
+        return Ok(None);
+    }
+    let consents = prospects::consents(tx, record).await?;
+    let to = cip::decide(&results, consents);
+    let why: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome != Outcome::Pass)
+        .map(|r| format!("{}: {}", r.check.as_str(), r.reason))
+        .collect();
+    let reason = if why.is_empty() { reason.to_owned() } else { format!("{reason}; {}", why.join("; ")) };
+    Ok(Some(move_to(tx, record, to, reason, actor, now).await?))
+}
+
+/// Moves a locked record to `to` (when that is a move), appends the event, and enqueues the
+/// provisioning job when the account is to be opened. Returns the state the user is in after.
+async fn move_to(
+    tx: &mut Tx<'_>,
+    record: &ProspectRecord,
+    to: CipState,
+    reason: String,
+    actor: &str,
+    now: i64,
+) -> Result<CipState, MoveError> {
+    let from = record.cip_state()?;
+    if from == Some(to) {
+        return Ok(to);
+    }
+    let transition = Transition::new(from, to, reason, actor).map_err(|e| MoveError::WrongState(e.to_string()))?;
+    // The row is locked, so the state read is the state moved from.
+    if !events::transition(tx, record.id, record.partner_id, &transition, now).await? {
+        let was = transition.from.map_or_else(String::new, |s| s.to_string());
+        return Err(MoveError::WrongState(format!("no longer {was}")));
+    }
+    if to == CipState::PROVISIONING {
+        let partner = PartnerId::new(record.partner_id).ok();
+        let job = user_job(PROVISION_JOB, partner, record.id, record.cip_generation, now);
+        jobs::enqueue(tx, &job, now).await?;
+    }
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(check: Check, outcome: Outcome) -> CheckResult {
+        CheckResult { check, outcome, reason: String::new() }
+    }
+
+    #[test]
+    fn a_correction_reruns_what_it_touches_and_what_had_not_passed() {
+        let old = vec![
+            result(Check::Personal, Outcome::Pass),
+            result(Check::Address, Outcome::Soft(Detail::InvalidAddress)),
+            result(Check::Email, Outcome::Pass),
+            result(Check::Phone, Outcome::Pass),
+            result(Check::Sanctions, Outcome::Pass),
+        ];
+        assert_eq!(checks_to_rerun(&old, &["street"]), vec![Check::Address]);
+        let rerun = checks_to_rerun(&old, &["email"]);
+        assert!(rerun.contains(&Check::Address) && rerun.contains(&Check::Email), "{rerun:?}");
+        assert!(!rerun.contains(&Check::Phone), "{rerun:?}");
+        // A check with no result at all runs again too.
+        assert_eq!(checks_to_rerun(&old[..4], &[]), vec![Check::Address, Check::Sanctions]);
+    }
+}

@@ -1,0 +1,109 @@
+//! Staff actions (DESIGN.md §7) that are not decisions on a user's onboarding: staff tokens,
+//! dead-lettered jobs, ad-hoc sanctions screenings. Each action and its audit entry are one
+//! write, so there is never an action without its record, nor a record without its action.
+
+use super::audit::{self, Action};
+use crate::domain::credentials::{StaffRole, StoredSecret};
+use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
+use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
+
+/// What is stored of a new token, owned so the write may run on the group-commit writer.
+struct Digest {
+    id: String,
+    hash: [u8; 32],
+}
+
+impl StoredSecret for Digest {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+}
+
+/// Creates a staff token named `name` (names are unique: a second is `StoreError::Conflict`).
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    role: StaffRole,
+    token: &impl StoredSecret,
+    actor: &str,
+    now: i64,
+) -> StoreResult<StaffTokenRecord> {
+    let (name, actor) = (name.to_owned(), actor.to_owned());
+    let token = Digest { id: token.id().to_owned(), hash: *token.hash() };
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let record = staff::insert_token(&mut tx, &name, role, &token, now).await?;
+                let detail = serde_json::json!({ "role": role });
+                audit::record(&mut tx, &actor, Action::StaffTokenCreate, Some(&name), detail, now).await?;
+                Ok(record)
+            })
+        })
+        .await
+}
+
+/// Revokes the live token named `name`; false (and nothing audited) when there is none.
+pub async fn revoke_token(store: &Store, name: &str, actor: &str, now: i64) -> StoreResult<bool> {
+    let (name, actor) = (name.to_owned(), actor.to_owned());
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let revoked = staff::revoke_token(&mut tx, &name, now).await?;
+                if revoked {
+                    let detail = serde_json::json!({});
+                    audit::record(&mut tx, &actor, Action::StaffTokenRevoke, Some(&name), detail, now).await?;
+                }
+                Ok(revoked)
+            })
+        })
+        .await
+}
+
+/// Puts a dead-lettered job back in the queue with fresh attempts; false (and nothing audited)
+/// when `id` is not a dead job.
+pub async fn retry_job(store: &Store, id: i64, actor: &str, now: i64) -> StoreResult<bool> {
+    let actor = actor.to_owned();
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let retried = jobs::retry_dead(&mut tx, id, now).await?;
+                if retried {
+                    let target = id.to_string();
+                    audit::record(&mut tx, &actor, Action::JobRetry, Some(&target), serde_json::json!({}), now).await?;
+                }
+                Ok(retried)
+            })
+        })
+        .await
+}
+
+/// Screens `query` against the current list for a staff member; the screening and the audit
+/// entry that names its candidates are stored together.
+pub async fn screen(
+    store: &Store,
+    sanctions: &Sanctions,
+    query: &Query,
+    actor: &str,
+    now: i64,
+) -> Result<Screening, SanctionsError> {
+    let (screening, row) = sanctions.screen_person(query, actor, None, None)?;
+    let detail = serde_json::json!({
+        "listVersion": screening.list_version,
+        "decision": screening.decision,
+        "candidates": screening.matches.iter().map(|c| c.entity_id).collect::<Vec<_>>(),
+    });
+    let actor = actor.to_owned();
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                sanctions::insert_screening(&mut tx, &row).await?;
+                audit::record(&mut tx, &actor, Action::SanctionsScreen, None, detail, now).await
+            })
+        })
+        .await?;
+    Ok(screening)
+}

@@ -1,0 +1,70 @@
+//! Credentials as the rest of the service sees them: what is stored of a generated secret, and
+//! the records a presented credential is checked against. Generating and hashing them is
+//! `auth`'s job; these types let the store keep them without depending on `auth`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::Partner;
+
+/// What the database keeps of a secret Onboard generated (an API key, a client secret, a staff
+/// token): its public lookup id and the SHA-256 of the whole secret. The secret itself is shown
+/// once and never stored.
+pub trait StoredSecret {
+    fn id(&self) -> &str;
+    fn hash(&self) -> &[u8; 32];
+}
+
+pub struct ApiKeyRecord {
+    pub partner: Partner,
+    pub secret_hash: Vec<u8>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    pub fn usable_at(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+pub struct ClientRecord {
+    pub partner: Partner,
+    pub secret_hash: Vec<u8>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StaffRole {
+    /// Reviews sanctions and compliance cases.
+    Compliance,
+    /// Runs the service: jobs, lists, everything a reviewer can see.
+    Operator,
+}
+
+impl StaffRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliance => "compliance",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for StaffRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StaffRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "compliance" => Ok(Self::Compliance),
+            "operator" => Ok(Self::Operator),
+            other => Err(format!("unknown staff role {other:?}")),
+        }
+    }
+}
