@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::passwords::PasswordSettings;
+use crate::core::signup::SignupSettings;
 use crate::jobs::JobSettings;
 use crate::mail::MailSettings;
 use crate::store::DbSettings;
@@ -31,49 +32,6 @@ pub struct Settings {
     pub signup: SignupSettings,
     pub password: PasswordSettings,
     pub mail: MailSettings,
-}
-
-/// Seed 003's two-step sign-up (`POST /users`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignupSettings {
-    /// How long an e-mailed code is accepted.
-    pub code_ttl_secs: u64,
-    /// Wrong codes (or passwords) before the pending sign-up is locked until a new step 1.
-    pub max_attempts: u32,
-    /// Digits of the codes live partners' users receive (sandbox partners always accept `12345`).
-    pub code_length: u32,
-    /// Least time between two codes e-mailed to one address of one partner.
-    pub resend_interval_secs: u64,
-    /// Sign-up requests (both steps) per minute from one client IP.
-    pub per_ip_per_minute: u32,
-    /// Sign-up requests per minute naming one e-mail address of one partner.
-    pub per_email_per_minute: u32,
-    /// Sign-up requests per minute to one partner.
-    pub per_partner_per_minute: u32,
-    /// Lifetime of the end-user access tokens step 2 and refreshes issue (the seed says 86400).
-    pub access_token_ttl_secs: u64,
-    /// Lifetime of one refresh token; each use replaces it with a new one (rotation).
-    pub refresh_token_ttl_secs: u64,
-    /// Take the client IP from the last `X-Forwarded-For` hop (only behind a proxy you run).
-    pub trust_forwarded_for: bool,
-}
-
-impl Default for SignupSettings {
-    fn default() -> Self {
-        Self {
-            code_ttl_secs: 600,
-            max_attempts: 5,
-            code_length: 5,
-            resend_interval_secs: 60,
-            per_ip_per_minute: 60,
-            per_email_per_minute: 10,
-            per_partner_per_minute: 6_000,
-            access_token_ttl_secs: 86_400,
-            refresh_token_ttl_secs: 30 * 86_400,
-            trust_forwarded_for: false,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -67,12 +67,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = AppState::new(AppInner {
-            users: UserWriter::spawn(
-                store.clone(),
-                settings.db.write_queue,
-                settings.db.batch_writers,
-                settings.db.group_commit,
-            ),
+            users: UserWriter::spawn(store.clone(), &settings.db),
             registrations: crate::store::RecentRegistrations::new(settings.db.recent_registrations),
             store,
             keys: Arc::new(keys),

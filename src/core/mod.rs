@@ -6,4 +6,5 @@
 
 pub mod audit;
 pub mod onboarding;
+pub mod signup;
 pub mod staff;

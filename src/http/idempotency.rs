@@ -116,11 +116,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         lease_ms: i64::try_from(settings.lease_secs).unwrap_or(i64::MAX).saturating_mul(1000),
         ttl_ms: i64::try_from(settings.ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000),
     };
-    let claim = if state.settings.db.group_commit {
-        state.users.claim(request).await
-    } else {
-        state.store.claim_idempotency_key(&request).await
-    };
+    let claim = state.users.claim(request).await;
     match claim {
         Err(err) => ApiError::from(err).into_response(),
         Ok(Claim::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
@@ -163,11 +159,7 @@ async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) 
             .collect(),
         body: body.to_vec(),
     };
-    let completed = if state.settings.db.group_commit {
-        state.users.complete(scope.clone(), stored).await
-    } else {
-        state.store.complete_idempotency_key(scope, &stored).await
-    };
+    let completed = state.users.complete(scope.clone(), stored).await;
     if let Err(err) = completed {
         tracing::warn!(error = ?err, "could not store an idempotent response; a retry will run again");
         let _ = state.store.release_idempotency_key(scope).await;

@@ -13,7 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
-use crate::config::SignupSettings;
+use crate::core::signup::SignupSettings;
 use crate::domain::{Email, PartnerId};
 
 pub struct SignupLimits {

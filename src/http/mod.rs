@@ -62,6 +62,11 @@ impl AppState {
     pub fn new(inner: AppInner) -> Self {
         Self(Arc::new(inner))
     }
+
+    /// The sign-up use cases, over this node's store, hashing threads and settings.
+    pub fn signups(&self) -> crate::core::signup::Signups<'_> {
+        crate::core::signup::Signups { store: &self.store, passwords: &self.passwords, settings: &self.settings.signup }
+    }
 }
 
 impl std::ops::Deref for AppState {

@@ -20,9 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, OAuthErrorCode, no_store};
 use crate::auth::credentials::{digests_match, hash_secret};
-use crate::auth::end_user::{IssuedRefreshToken, parse_refresh_token};
+use crate::auth::end_user::parse_refresh_token;
 use crate::domain::now_ms;
-use crate::store::Rotation;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -113,31 +112,13 @@ pub async fn token(
 }
 
 /// Spends an end user's refresh token for a new access token and a new refresh token of the
-/// same family. End users are public clients (no client secret), so rotation is what makes a
-/// stolen refresh token detectable: whichever of thief and user presents it second revokes the
-/// whole family, and the other's tokens stop working too.
+/// same family (`core::signup`, rotation).
 async fn refresh(state: &AppState, presented: Option<&str>) -> Result<Response, ApiError> {
     let presented = presented
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::oauth(OAuthErrorCode::InvalidRequest, "refresh_token is required"))?;
-    let invalid = || ApiError::oauth(OAuthErrorCode::InvalidGrant, "the refresh token is invalid, expired or revoked");
-    let (id, hash) = parse_refresh_token(presented).ok_or_else(invalid)?;
-    let now = now_ms();
-    let ttl = Duration::from_secs(state.settings.signup.refresh_token_ttl_secs);
-    let next = IssuedRefreshToken::generate(None, now, ttl);
-    match state.store.rotate_refresh_token(&id, &hash, &next.record, now).await? {
-        // The store files `next` under the presented token's family.
-        Rotation::Rotated(owner) => super::signup::token_response(state, &owner, next),
-        Rotation::Reused => {
-            tracing::warn!(refresh_token_id = %id, "refresh token reused; its family is revoked");
-            metrics::counter!("refresh_token_reuse_total").increment(1);
-            Err(ApiError::oauth(
-                OAuthErrorCode::InvalidGrant,
-                "the refresh token was already used; every token of its session is now revoked",
-            ))
-        }
-        Rotation::Invalid => Err(invalid()),
-    }
+    let signed_in = state.signups().refresh(presented, now_ms()).await?;
+    super::signup::token_response(state, &signed_in)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -214,13 +214,9 @@ pub async fn register(
         Some(record) => Registered::Existing(record),
         None => {
             let (public_id, created_at) = (PublicUserId::generate(), now_ms());
-            let outcome = if state.settings.db.group_commit {
-                let new =
-                    NewRegistration { partner: partner.id, public_id, created_at, registration: registration.clone() };
-                state.users.register(new).await?
-            } else {
-                state.store.register_partner_user(partner.id, &registration, &public_id, created_at).await?
-            };
+            let new =
+                NewRegistration { partner: partner.id, public_id, created_at, registration: registration.clone() };
+            let outcome = state.users.register(new).await?;
             let (Registered::Created(record) | Registered::Existing(record)) = &outcome;
             state.registrations.insert(partner.id, record);
             outcome

@@ -19,15 +19,16 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
-use super::error::{ApiError, Challenge, FieldError, no_store};
+use super::error::{ApiError, Challenge, FieldError, OAuthErrorCode, no_store};
 use super::extract::{ApiJson, bearer_token};
 use super::fields::{Problems, object};
-use crate::auth::end_user::{IssuedRefreshToken, USER_SCOPE};
+use crate::auth::end_user::USER_SCOPE;
 use crate::auth::passwords::HashError;
-use crate::domain::signup::{ConfirmCode, Password, UserRole};
+use crate::core::signup::{SignedIn, SignupError, SignupRequest};
+use crate::domain::signup::{ConfirmCode, UserRole};
 use crate::domain::{Email, PartnerId, PublicUserId, now_ms};
-use crate::mail::{MAIL_JOB, Outgoing};
-use crate::store::{CompleteSignup, NewJob, NewSignup, Partner, SignupCompletion, SignupStart, TokenOwner};
+use crate::mail::MAIL_JOB;
+use crate::store::Partner;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users", post(create_user)).route("/me", get(me))
@@ -54,14 +55,14 @@ pub struct TokenResponse {
 pub struct Started {}
 
 /// The request, parsed. `code` decides the step.
-struct SignupRequest {
+struct Parsed {
     email: Email,
     password: String,
     role: UserRole,
     code: Option<ConfirmCode>,
 }
 
-fn parse_request(body: &Map<String, Value>) -> Result<SignupRequest, Vec<FieldError>> {
+fn parse_request(body: &Map<String, Value>) -> Result<Parsed, Vec<FieldError>> {
     let mut p = Problems::default();
     p.unknown_fields(body, &FIELDS);
     let email = p.parse(body, "email", true, Email::parse);
@@ -80,7 +81,7 @@ fn parse_request(body: &Map<String, Value>) -> Result<SignupRequest, Vec<FieldEr
     };
     match (email, password, code) {
         (Some(email), Some(password), code) if p.0.is_empty() => {
-            Ok(SignupRequest { email, password, role: role.unwrap_or(UserRole::Customer), code: code.flatten() })
+            Ok(Parsed { email, password, role: role.unwrap_or(UserRole::Customer), code: code.flatten() })
         }
         _ => Err(p.0),
     }
@@ -103,15 +104,6 @@ async fn partner_from_header(state: &AppState, headers: &HeaderMap) -> Result<Pa
     state.store.find_partner(id).await?.ok_or_else(|| ApiError::NotFound("No partner has this partnerId.".into()))
 }
 
-fn hashing_error(err: HashError) -> ApiError {
-    match err {
-        HashError::Busy => {
-            ApiError::Unavailable { detail: "Sign-ups are busy right now; retry shortly.", retry_after_secs: 1 }
-        }
-        HashError::Failed(e) => ApiError::Internal(anyhow::anyhow!(e)),
-    }
-}
-
 fn code_problem(message: &str) -> ApiError {
     ApiError::Validation {
         detail: "The confirmation code was not accepted.".into(),
@@ -119,9 +111,50 @@ fn code_problem(message: &str) -> ApiError {
     }
 }
 
+fn password_problem(detail: &str, messages: impl IntoIterator<Item = String>) -> ApiError {
+    ApiError::Validation {
+        detail: detail.into(),
+        errors: messages.into_iter().map(|message| FieldError { field: "password".into(), message }).collect(),
+    }
+}
+
 const WRONG_CODE: &str = "is not the code we e-mailed for this address (or a newer one replaced it)";
 const EXPIRED_CODE: &str = "has expired; send the request without emailConfirmCode to get a new one";
 const EXHAUSTED_CODE: &str = "was tried too many times; send the request without emailConfirmCode to get a new one";
+
+/// Every refusal of the sign-up flow and of refresh-token rotation, on the wire.
+impl From<SignupError> for ApiError {
+    fn from(err: SignupError) -> Self {
+        match err {
+            SignupError::Password(rules) => {
+                password_problem("The password does not meet the policy.", rules.iter().map(ToString::to_string))
+            }
+            SignupError::TooSoon { retry_after_ms } => ApiError::TooManyRequests {
+                detail: "A code was sent to this address moments ago; wait before asking for another.",
+                retry_after_secs: u64::try_from(retry_after_ms).unwrap_or(1).div_ceil(1000).max(1),
+            },
+            SignupError::WrongCode => code_problem(WRONG_CODE),
+            SignupError::ExpiredCode => code_problem(EXPIRED_CODE),
+            SignupError::ExhaustedCode => code_problem(EXHAUSTED_CODE),
+            SignupError::WrongPassword => {
+                password_problem(INVALID, ["is not the password given in the first step".to_owned()])
+            }
+            SignupError::EmailTaken => ApiError::Conflict("An account with this e-mail address already exists.".into()),
+            SignupError::InvalidRefreshToken => {
+                ApiError::oauth(OAuthErrorCode::InvalidGrant, "the refresh token is invalid, expired or revoked")
+            }
+            SignupError::ReusedRefreshToken => ApiError::oauth(
+                OAuthErrorCode::InvalidGrant,
+                "the refresh token was already used; every token of its session is now revoked",
+            ),
+            SignupError::Hashing(HashError::Busy) => {
+                ApiError::Unavailable { detail: "Sign-ups are busy right now; retry shortly.", retry_after_secs: 1 }
+            }
+            SignupError::Hashing(HashError::Failed(e)) => ApiError::Internal(anyhow::anyhow!(e)),
+            SignupError::Store(e) => e.into(),
+        }
+    }
+}
 
 /// Creates a user in two steps (seed 003): without `emailConfirmCode` a code is e-mailed and
 /// the answer is `{}`; with it, the user is created and signed in.
@@ -146,158 +179,42 @@ pub async fn create_user(
     limits.check_ip(limits.client_ip(&headers, peer.as_ref().map(|Extension(info)| info)))?;
     let partner = partner_from_header(&state, &headers).await?;
     limits.check_partner(partner.id)?;
-    let request =
+    let parsed =
         parse_request(&object(body.0)?).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
-    limits.check_email(partner.id, &request.email)?;
-    match request.code.clone() {
-        None => start(&state, &partner, request).await,
-        Some(code) => confirm(&state, &partner, request, code).await,
-    }
-}
-
-async fn start(state: &AppState, partner: &Partner, request: SignupRequest) -> Result<Response, ApiError> {
-    let email = request.email;
-    let (local, domain) = email.as_str().rsplit_once('@').unwrap_or_default();
-    let domain_label = domain.split('.').next().unwrap_or_default();
-    let password = Password::parse(&request.password, &[email.as_str(), local, domain_label]).map_err(|rules| {
-        ApiError::Validation {
-            detail: "The password does not meet the policy.".into(),
-            errors: rules
-                .into_iter()
-                .map(|rule| FieldError { field: "password".into(), message: rule.to_string() })
-                .collect(),
-        }
-    })?;
-    let settings = &state.settings.signup;
-    let password_hash = state.passwords.hash(password.expose()).await.map_err(hashing_error)?;
-    let now = now_ms();
-    let code = ConfirmCode::issue(partner.environment, settings.code_length);
-    let mail = |outgoing: Outgoing| {
-        let mut job = NewJob::new(MAIL_JOB, serde_json::to_value(outgoing).expect("messages serialise"), now);
-        job.partner = Some(partner.id);
-        job
-    };
-    let signup = NewSignup {
-        partner: partner.id,
-        email: email.clone(),
-        password_hash,
-        role: request.role,
-        code_hash: code.digest(partner.id, &email),
-        expires_at: now + secs_to_ms(settings.code_ttl_secs),
-        code_mail: mail(Outgoing::SignupCode {
-            to: email.as_str().to_owned(),
-            partner: partner.name.as_str().to_owned(),
-            code: code.expose().to_owned(),
-            valid_minutes: settings.code_ttl_secs.div_ceil(60),
-        }),
-        exists_mail: mail(Outgoing::AccountExists {
-            to: email.as_str().to_owned(),
-            partner: partner.name.as_str().to_owned(),
-        }),
-    };
-    match state.store.start_signup(&signup, secs_to_ms(settings.resend_interval_secs), now).await? {
-        SignupStart::Sent { existing } => {
+    limits.check_email(partner.id, &parsed.email)?;
+    let request = SignupRequest { partner, email: parsed.email, password: parsed.password, role: parsed.role };
+    let signups = state.signups();
+    match parsed.code {
+        None => {
+            signups.start(&request, now_ms()).await?;
             state.jobs.wake_kind(MAIL_JOB);
-            metrics::counter!("signup_started_total", "existing" => existing.to_string()).increment(1);
             Ok(Json(Started {}).into_response())
         }
-        SignupStart::TooSoon { retry_after_ms } => Err(ApiError::TooManyRequests {
-            detail: "A code was sent to this address moments ago; wait before asking for another.",
-            retry_after_secs: u64::try_from(retry_after_ms).unwrap_or(1).div_ceil(1000).max(1),
-        }),
+        Some(code) => {
+            let signed_in = signups.confirm(&request, &code, now_ms()).await?;
+            token_response(&state, &signed_in)
+        }
     }
 }
 
-async fn confirm(
-    state: &AppState,
-    partner: &Partner,
-    request: SignupRequest,
-    code: ConfirmCode,
-) -> Result<Response, ApiError> {
-    let settings = &state.settings.signup;
-    let max_attempts = i64::from(settings.max_attempts);
-    let email = &request.email;
-    let now = now_ms();
-    let Some(pending) = state.store.pending_signup(partner.id, email).await? else {
-        return Err(code_problem(WRONG_CODE));
-    };
-    if pending.attempts >= max_attempts {
-        return Err(code_problem(EXHAUSTED_CODE));
-    }
-    if pending.expires_at <= now {
-        return Err(code_problem(EXPIRED_CODE));
-    }
-    // Counts the attempt; the answer is `problem`, unless this attempt used up the last one.
-    let fail = |problem: ApiError| async move {
-        let attempts = state.store.fail_signup_attempt(partner.id, email, pending.code_sent_at).await?;
-        metrics::counter!("signup_code_failures_total").increment(1);
-        Err(match attempts {
-            Some(n) if n >= max_attempts => code_problem(EXHAUSTED_CODE),
-            _ => problem,
-        })
-    };
-    // The cheap check first: a wrong code never costs a password hash.
-    if pending.for_existing_account() || !code.matches(partner.id, email, &pending.code_hash) {
-        return fail(code_problem(WRONG_CODE)).await;
-    }
-    if !state.passwords.verify(&request.password, &pending.password_hash).await.map_err(hashing_error)? {
-        return fail(ApiError::Validation {
-            detail: INVALID.into(),
-            errors: vec![FieldError {
-                field: "password".into(),
-                message: "is not the password given in the first step".into(),
-            }],
-        })
-        .await;
-    }
-    let refresh = IssuedRefreshToken::generate(None, now, Duration::from_secs(settings.refresh_token_ttl_secs));
-    // The account keeps step 1's spelling of the address (step 2 may differ only in case).
-    let spelled = Email::parse(&pending.email).unwrap_or_else(|_| email.clone());
-    let completion = CompleteSignup {
-        partner: partner.id,
-        email: spelled,
-        code_sent_at: pending.code_sent_at,
-        max_attempts,
-        public_id: PublicUserId::generate(),
-        password_hash: pending.password_hash.clone(),
-        role: request.role,
-        refresh: refresh.record.clone(),
-        now,
-    };
-    let owner = match state.store.complete_signup(&completion).await? {
-        SignupCompletion::Created(owner) => {
-            metrics::counter!("signup_completed_total").increment(1);
-            owner
-        }
-        SignupCompletion::Replayed(owner) => owner,
-        SignupCompletion::Stale => return Err(code_problem(WRONG_CODE)),
-        SignupCompletion::EmailTaken => {
-            return Err(ApiError::Conflict("An account with this e-mail address already exists.".into()));
-        }
-    };
-    token_response(state, &owner, refresh)
-}
-
-/// The seed's token response for `owner`, with `refresh` as its refresh token.
-pub fn token_response(state: &AppState, owner: &TokenOwner, refresh: IssuedRefreshToken) -> Result<Response, ApiError> {
+/// The seed's token response for a signed-in end user.
+pub fn token_response(state: &AppState, signed_in: &SignedIn) -> Result<Response, ApiError> {
     let ttl = Duration::from_secs(state.settings.signup.access_token_ttl_secs);
-    let access_token =
-        state.keys.issue_user_token(owner, now_ms() / 1000, ttl).map_err(|e| ApiError::Internal(e.into()))?;
+    let access_token = state
+        .keys
+        .issue_user_token(&signed_in.owner, now_ms() / 1000, ttl)
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let mut response = Json(TokenResponse {
         access_token,
         token_type: "Bearer",
-        refresh_token: refresh.token.expose_secret().to_owned(),
+        refresh_token: signed_in.refresh.token.expose_secret().to_owned(),
         scope: USER_SCOPE,
         expires_in: ttl.as_secs(),
-        user_id: owner.public_id.to_string(),
+        user_id: signed_in.owner.public_id.to_string(),
     })
     .into_response();
     no_store(&mut response);
     Ok(response)
-}
-
-fn secs_to_ms(secs: u64) -> i64 {
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// The signed-in end user.
@@ -357,7 +274,7 @@ mod tests {
 
     use super::*;
 
-    fn parse(body: Value) -> Result<SignupRequest, Vec<FieldError>> {
+    fn parse(body: Value) -> Result<Parsed, Vec<FieldError>> {
         parse_request(body.as_object().unwrap())
     }
 

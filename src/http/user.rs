@@ -18,7 +18,7 @@ use super::error::{ApiError, Flavor};
 use super::extract::BearerPartner;
 use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
 use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
-use crate::store::{CompleteWith, NewMinimalUser, Respond, StoredResponse, UserRecord};
+use crate::store::{NewMinimalUser, Respond, StoredResponse, UserRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/User", post(create_user)).route("/User/{id}", get(get_user))
@@ -209,12 +209,7 @@ pub async fn create_user(
     let completing = claim.is_some();
     let complete = claim.map(|Extension(claim)| (claim.scope, created as Respond));
     let masked_email = user.email.as_ref().map(ToString::to_string);
-    let record = if state.settings.db.group_commit {
-        state.users.create(user, complete).await?
-    } else {
-        let complete = complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
-        state.store.create_minimal_user(&user, complete).await?
-    };
+    let record = state.users.create(user, complete).await?;
     tracing::debug!(user_id = %record.id, email = ?masked_email, "user created");
     let mut response = stored_into_response(created(&record));
     if completing {

@@ -25,7 +25,7 @@ use super::idempotency::{self, Claim, ClaimRequest, IdempotencyScope, StoredResp
 use super::registrations::{Registered, RegistrationRecord};
 use super::tx::BoxFuture;
 use super::users::{CompleteWith, NewMinimalUser, UserRecord, UserRow};
-use super::{Backend, BackendKind, Store, StoreError, StoreResult};
+use super::{Backend, BackendKind, DbSettings, Store, StoreError, StoreResult};
 use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, SignIn};
 
 /// Builds the stored answer for a committed user (Idempotency-Key replays).
@@ -183,34 +183,35 @@ impl From<StoreResult<Outcomes>> for BatchResult {
 /// strong handle would keep the writer alive after the application has shut down.
 pub(super) struct WeakQueue(mpsc::WeakSender<Job>);
 
+/// The write paths of the hot routes (seed 001 users, seed 000 registrations, Idempotency-Keys).
+/// With `db.group_commit` they go through the writer tasks and share commits; without it each
+/// is a transaction of its own. Callers never choose: the settings did, once, at start-up.
 #[derive(Clone)]
 pub struct UserWriter {
-    queue: mpsc::Sender<Job>,
+    store: Store,
+    queue: Option<mpsc::Sender<Job>>,
 }
 
 impl UserWriter {
-    /// Starts the writer tasks. `queue` bounds how many inserts may wait; beyond it callers get
-    /// `StoreError::Overloaded` at once instead of an ever-growing latency.
-    /// With `units`, SQLite's other writes join the batches too (`Store::sqlite_unit`).
-    pub fn spawn(store: Store, queue: usize, postgres_writers: usize, units: bool) -> Self {
+    /// Starts the writer tasks when `settings.group_commit` is on. `write_queue` bounds how many
+    /// inserts may wait; beyond it callers get `StoreError::Overloaded` at once instead of an
+    /// ever-growing latency. SQLite's other writes then join the batches too
+    /// (`Store::sqlite_unit`).
+    pub fn spawn(store: Store, settings: &DbSettings) -> Self {
+        if !settings.group_commit {
+            return Self { store, queue: None };
+        }
         let writers = match store.kind() {
             BackendKind::Sqlite => 1,
-            BackendKind::Postgres => postgres_writers.max(1),
+            BackendKind::Postgres => settings.batch_writers.max(1),
         };
-        let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
-        if units {
-            store.attach_unit_queue(WeakQueue(tx.downgrade())); // SQLite only: PostgreSQL has no units
-        }
+        let (tx, rx) = mpsc::channel::<Job>(settings.write_queue.max(1));
+        store.attach_unit_queue(WeakQueue(tx.downgrade())); // SQLite only: PostgreSQL has no units
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers {
             tokio::spawn(write_loop(store.clone(), Arc::clone(&rx)));
         }
-        Self { queue: tx }
-    }
-
-    fn enqueue(&self, job: Job) -> StoreResult<()> {
-        // Full or closed (shutting down): either way, not now.
-        self.queue.try_send(job).map_err(|_| StoreError::Overloaded)
+        Self { store, queue: Some(tx) }
     }
 
     /// Inserts a seed-001 user; with `complete`, its Idempotency-Key answer in the same commit.
@@ -219,31 +220,46 @@ impl UserWriter {
         user: NewMinimalUser,
         complete: Option<(IdempotencyScope, Respond)>,
     ) -> StoreResult<UserRecord> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Minimal(MinimalJob { user, complete, reply }))?;
-        answer.await.map_err(|_| StoreError::Overloaded)?
+        let Some(queue) = &self.queue else {
+            let complete = complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
+            return self.store.create_minimal_user(&user, complete).await;
+        };
+        send(queue, |reply| Job::Minimal(MinimalJob { user, complete, reply })).await
     }
 
-    /// Claims an Idempotency-Key (see `Store::claim_idempotency_key`), group-committed.
+    /// Claims an Idempotency-Key (see `idempotency::claim`).
     pub async fn claim(&self, request: ClaimRequest) -> StoreResult<Claim> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Claim(ClaimJob { request, reply }))?;
-        answer.await.map_err(|_| StoreError::Overloaded)?
+        let Some(queue) = &self.queue else { return self.store.claim_idempotency_key(&request).await };
+        send(queue, |reply| Job::Claim(ClaimJob { request, reply })).await
     }
 
-    /// Stores the final answer of a claimed key, group-committed.
+    /// Stores the final answer of a claimed key.
     pub async fn complete(&self, scope: IdempotencyScope, response: StoredResponse) -> StoreResult<()> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Complete(CompleteJob { scope, response, reply }))?;
-        answer.await.map_err(|_| StoreError::Overloaded)?
+        let Some(queue) = &self.queue else { return self.store.complete_idempotency_key(&scope, &response).await };
+        send(queue, |reply| Job::Complete(CompleteJob { scope, response, reply })).await
     }
 
     /// Registers a seed-000 user, or returns the partner's existing registration for its id.
     pub async fn register(&self, new: NewRegistration) -> StoreResult<Registered> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Registration(RegistrationJob { new, reply }))?;
-        answer.await.map_err(|_| StoreError::Overloaded)?
+        let Some(queue) = &self.queue else {
+            return self
+                .store
+                .register_partner_user(new.partner, &new.registration, &new.public_id, new.created_at)
+                .await;
+        };
+        send(queue, |reply| Job::Registration(RegistrationJob { new, reply })).await
     }
+}
+
+/// Hands a job to the writer and waits for its answer.
+async fn send<T>(
+    queue: &mpsc::Sender<Job>,
+    job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
+) -> StoreResult<T> {
+    let (reply, answer) = oneshot::channel();
+    // Full or closed (shutting down): either way, not now.
+    queue.try_send(job(reply)).map_err(|_| StoreError::Overloaded)?;
+    answer.await.map_err(|_| StoreError::Overloaded)?
 }
 
 /// How long the SQLite writer keeps its connection while jobs keep arriving. Handing the
@@ -788,7 +804,7 @@ mod tests {
     #[tokio::test]
     async fn units_through_the_writer_commit_beside_concurrent_inserts_and_fall_back_without_it() {
         let (store, partner, dir) = store().await;
-        let writer = UserWriter::spawn(store.clone(), 1024, 1, true);
+        let writer = UserWriter::spawn(store.clone(), &DbSettings { write_queue: 1024, ..DbSettings::default() });
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..50 {
             let (store, writer) = (store.clone(), writer.clone());
@@ -837,7 +853,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_job_poll_never_waits_for_the_write_lock() {
         let (store, _partner, dir) = store().await;
-        let _writer = UserWriter::spawn(store.clone(), 64, 1, true);
+        let _writer = UserWriter::spawn(store.clone(), &DbSettings { write_queue: 64, ..DbSettings::default() });
         // Another process holds SQLite's write lock (a long transaction, a RESTART checkpoint).
         let url = format!("sqlite://{}", dir.path().join("units.db").display());
         let mut other = <SqliteConnection as Connection>::connect(&url).await.unwrap();
