@@ -1,7 +1,6 @@
 //! Onboard: partner user registration and onboarding for fintech platforms.
 
 pub mod auth;
-pub mod bench;
 pub mod cip;
 pub mod cli;
 pub mod config;

@@ -10,9 +10,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::KeyRing;
-use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::auth::credentials::IssuedCredentials;
 use crate::config::Settings;
-use crate::domain::{Environment, PartnerName, now_ms};
+use crate::domain::now_ms;
 use crate::http::{self, AppInner, AppState};
 use crate::jobs::{JobOutcome, JobRegistry};
 use crate::sanctions::{self, Sanctions, SanctionsError};
@@ -52,7 +52,7 @@ pub fn redact_url(url: &str) -> String {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
-        let bootstrap = bootstrap_sandbox(&store).await?;
+        let bootstrap = crate::core::partners::bootstrap_sandbox(&store, now_ms()).await?;
         let keys = KeyRing::load(store.clone(), settings.auth.issuer.clone(), now_ms())
             .await
             .context("cannot load signing keys")?;
@@ -237,14 +237,6 @@ async fn purge_idempotency_keys_periodically(store: Store) {
             Err(err) => tracing::warn!(error = ?err, "idempotency key purge failed"),
         }
     }
-}
-
-async fn bootstrap_sandbox(store: &Store) -> anyhow::Result<Option<IssuedCredentials>> {
-    let name = PartnerName::parse("Sandbox").expect("a valid constant name");
-    let key = NewApiKey::generate(Environment::Sandbox);
-    let client = NewClient::generate();
-    let partner = store.bootstrap_partner(&name, &key, &client, now_ms()).await?;
-    Ok(partner.map(|p| IssuedCredentials::new(&p, &key, &client)))
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a future

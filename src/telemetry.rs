@@ -57,3 +57,10 @@ pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGua
     };
     guard
 }
+
+/// Resident memory of a process in KiB (Linux `/proc`), `None` elsewhere.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}

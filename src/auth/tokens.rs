@@ -1,5 +1,6 @@
 //! EdDSA (Ed25519) access tokens. Ed25519 because it verifies ~8x faster than ES256 on this
-//! hardware (`PERF-NOTES.md`) and has no nonce pitfalls; keys live in the database so every node
+//! hardware (~60 µs against ~460 µs per verification, measured before the first build) and has no
+//! nonce pitfalls; keys live in the database so every node
 //! signs with the same current key and verifies every key still in its window.
 
 use std::collections::HashMap;

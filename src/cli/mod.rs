@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::auth::credentials::IssuedCredentials;
 use crate::config::Settings;
+use crate::core;
 use crate::domain::{Environment, PartnerId, PartnerName, now_ms};
 use crate::startup::{self, Application, open_store};
+use crate::store::Store;
 use crate::{auth, telemetry};
 
 mod sanctions;
@@ -46,8 +48,6 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Drive load against a running server and print throughput and latency.
-    Bench(crate::bench::BenchArgs),
     /// Sanctions lists and screening.
     Sanctions {
         #[command(subcommand)]
@@ -104,9 +104,6 @@ enum KeysCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Bench(args) = cli.command {
-        return crate::bench::run(args).await;
-    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Command::Serve { listen: Some(addr) } = &cli.command {
         settings.listen = *addr;
@@ -120,7 +117,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Partner { command } => partner(settings, command).await,
-        Command::Bench(_) => unreachable!("handled before the settings are loaded"),
         Command::Sanctions { command } => sanctions::run(settings, command).await,
         Command::Admin { command } => staff::admin(settings, command).await,
         Command::Jobs { command } => staff::jobs(settings, command).await,
@@ -164,53 +160,53 @@ fn print_bootstrap_banner(c: &IssuedCredentials, addr: SocketAddr) {
 }
 
 async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
-    match command {
-        PartnerCommand::Create { name, environment, json } => {
-            let name = PartnerName::parse(&name).context("--name")?;
-            let key = NewApiKey::generate(environment);
-            let client = NewClient::generate();
-            let partner = store.create_partner(&name, environment, &key, &client, now_ms()).await?;
-            let issued = IssuedCredentials::new(&partner, &key, &client);
-            if json {
-                println!("{}", serde_json::to_string(&issued)?);
-            } else {
-                println!(
-                    "partner {} ({}) created\n  API key        {}\n  client id      {}\n  client secret  {}\n(secrets are shown only now)",
-                    issued.partner_id,
-                    environment.as_str(),
-                    issued.api_key,
-                    issued.client_id,
-                    issued.client_secret
-                );
-            }
-        }
-        PartnerCommand::List { json } => {
-            let partners = store.list_partners().await?;
-            if json {
-                println!("{}", serde_json::to_string(&partners)?);
-            } else {
-                println!("{:>10}  {:<8}  name", "id", "env");
-                for p in partners {
-                    println!("{:>10}  {:<8}  {}", p.id, p.environment.as_str(), p.name);
+    staff::with_store(&settings, |store| async move {
+        match command {
+            PartnerCommand::Create { name, environment, json } => {
+                let name = PartnerName::parse(&name).context("--name")?;
+                let issued = core::partners::create(&store, &name, environment, now_ms()).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&issued)?);
+                } else {
+                    let IssuedCredentials { partner_id, api_key, client_id, client_secret, .. } = &issued;
+                    let env = environment.as_str();
+                    println!(
+                        "partner {partner_id} ({env}) created\n  API key        {api_key}\n  client id      {client_id}\n  client secret  {client_secret}\n(secrets are shown only now)"
+                    );
                 }
             }
+            PartnerCommand::List { json } => list_partners(&store, json).await?,
+            PartnerCommand::RotateKey { partner, grace, json } => rotate_key(&store, partner, grace, json).await?,
         }
-        PartnerCommand::RotateKey { partner, grace, json } => {
-            let found = store.find_partner(partner).await?.with_context(|| format!("no partner {partner}"))?;
-            let key = NewApiKey::generate(found.environment);
-            store.rotate_api_key(partner, &key, grace.into(), now_ms()).await?;
-            let secret = secrecy::ExposeSecret::expose_secret(&key.key).to_owned();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"partnerId": partner.get(), "apiKey": secret, "previousKeysValidFor": grace.to_string()})
-                );
-            } else {
-                println!("new API key for partner {partner}: {secret}\nprevious keys stay valid for {grace}");
-            }
-        }
+        Ok(())
+    })
+    .await
+}
+
+async fn list_partners(store: &Store, json: bool) -> anyhow::Result<()> {
+    let partners = store.list_partners().await?;
+    if json {
+        println!("{}", serde_json::to_string(&partners)?);
+        return Ok(());
     }
-    store.close().await;
+    println!("{:>10}  {:<8}  name", "id", "env");
+    for p in partners {
+        println!("{:>10}  {:<8}  {}", p.id, p.environment.as_str(), p.name);
+    }
+    Ok(())
+}
+
+async fn rotate_key(store: &Store, partner: PartnerId, grace: humantime::Duration, json: bool) -> anyhow::Result<()> {
+    let found = store.find_partner(partner).await?.with_context(|| format!("no partner {partner}"))?;
+    let rotated = core::partners::rotate_api_key(store, &found, grace.into(), now_ms())
+        .await?
+        .with_context(|| format!("no partner {partner}"))?;
+    let secret = secrecy::ExposeSecret::expose_secret(&rotated.api_key).to_owned();
+    if json {
+        let answer = serde_json::json!({"partnerId": partner.get(), "apiKey": secret, "previousKeysValidFor": grace.to_string()});
+        println!("{answer}");
+    } else {
+        println!("new API key for partner {partner}: {secret}\nprevious keys stay valid for {grace}");
+    }
     Ok(())
 }

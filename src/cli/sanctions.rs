@@ -247,7 +247,7 @@ async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let rss_before = crate::bench::rss_kib(std::process::id());
+    let rss_before = crate::telemetry::rss_kib(std::process::id());
     let started = Instant::now();
     let (files, _) = sanctions::read_dir(&args.dir)?;
     let read = started.elapsed();
@@ -257,7 +257,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let entries = parsed.entries.len();
     let index = SanctionsIndex::build(parsed.entries, Default::default());
     let total = started.elapsed();
-    let rss_after = crate::bench::rss_kib(std::process::id());
+    let rss_after = crate::telemetry::rss_kib(std::process::id());
     println!(
         "load: {entries} entries, {} names, {} index keys; read {read:.2?}, parse {parse:.2?}, total with index {total:.2?}",
         index.name_count(),

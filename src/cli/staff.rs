@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
 use crate::startup::open_store;
+use crate::store::Store;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -90,67 +91,71 @@ pub(super) fn cli_actor() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
+/// Opens the store for one command, runs it, and closes the store whatever it answered.
+pub(super) async fn with_store<T, F>(settings: &Settings, run: impl FnOnce(Store) -> F) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
+    let store = open_store(settings).await?;
+    let result = run(store.clone()).await;
+    store.close().await;
+    result
+}
+
 pub async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
-    let result = async {
+    with_store(&settings, |store| async move {
         match command {
             AdminCommand::Token { command: TokenCommand::Create { name, role, json } } => {
-                let name = name.trim();
-                if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-                    bail!("--name must be 1-200 printable characters");
-                }
-                let token = NewStaffToken::generate();
-                core::staff::create_token(&store, name, role, &token, &cli_actor(), now_ms())
-                    .await
-                    .with_context(|| format!("cannot create a token named {name:?} (names are unique)"))?;
-                let secret = token.token.expose_secret();
-                if json {
-                    println!("{}", serde_json::json!({ "name": name, "role": role, "token": secret }));
-                } else {
-                    println!("{role} token for {name} (shown only now):\n  {secret}");
-                }
+                create_token(&store, &name, role, json).await
             }
-            AdminCommand::Token { command: TokenCommand::List } => {
-                println!("{:<24} {:<11} {:<25} revoked", "name", "role", "created");
-                for t in store.list_staff_tokens().await? {
-                    let revoked = t.revoked_at.map(crate::http::rfc3339).unwrap_or_default();
-                    println!(
-                        "{:<24} {:<11} {:<25} {revoked}",
-                        t.name,
-                        t.role.as_str(),
-                        crate::http::rfc3339(t.created_at)
-                    );
-                }
-            }
+            AdminCommand::Token { command: TokenCommand::List } => list_tokens(&store).await,
             AdminCommand::Token { command: TokenCommand::Revoke { name } } => {
                 if !core::staff::revoke_token(&store, &name, &cli_actor(), now_ms()).await? {
                     bail!("no live token named {name:?}");
                 }
                 println!("token {name:?} revoked");
+                Ok(())
             }
             AdminCommand::Audit { limit } => {
                 for e in store.audit_log(limit).await? {
-                    println!(
-                        "{} {:<24} {:<28} {:<24} {}",
-                        crate::http::rfc3339(e.at),
-                        e.actor,
-                        e.action,
-                        e.target.unwrap_or_default(),
-                        e.detail
-                    );
+                    let (at, target) = (crate::http::rfc3339(e.at), e.target.unwrap_or_default());
+                    println!("{at} {:<24} {:<28} {target:<24} {}", e.actor, e.action, e.detail);
                 }
+                Ok(())
             }
         }
-        Ok(())
+    })
+    .await
+}
+
+async fn create_token(store: &Store, name: &str, role: StaffRole, json: bool) -> anyhow::Result<()> {
+    let Ok(name) = crate::domain::clean_text(name, 200, true) else {
+        bail!("--name must be 1-200 printable characters");
+    };
+    let token = NewStaffToken::generate();
+    core::staff::create_token(store, name, role, &token, &cli_actor(), now_ms())
+        .await
+        .with_context(|| format!("cannot create a token named {name:?} (names are unique)"))?;
+    let secret = token.token.expose_secret();
+    if json {
+        println!("{}", serde_json::json!({ "name": name, "role": role, "token": secret }));
+    } else {
+        println!("{role} token for {name} (shown only now):\n  {secret}");
     }
-    .await;
-    store.close().await;
-    result
+    Ok(())
+}
+
+async fn list_tokens(store: &Store) -> anyhow::Result<()> {
+    println!("{:<24} {:<11} {:<25} revoked", "name", "role", "created");
+    for t in store.list_staff_tokens().await? {
+        let revoked = t.revoked_at.map(crate::http::rfc3339).unwrap_or_default();
+        println!("{:<24} {:<11} {:<25} {revoked}", t.name, t.role.as_str(), crate::http::rfc3339(t.created_at));
+    }
+    Ok(())
 }
 
 pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
-    let result = async {
+    with_store(&settings, |store| async move {
         match command {
             JobsCommand::Stats => {
                 println!("{:<24} {:>8} {:>8} {:>8}  oldest due", "kind", "queued", "running", "dead");
@@ -161,14 +166,8 @@ pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()
             }
             JobsCommand::List { kind, state, limit } => {
                 for j in store.list_jobs(kind.as_deref(), state.as_deref(), limit).await? {
-                    println!(
-                        "{:>8} {:<24} {:<8} attempts {:>2}  {}",
-                        j.id,
-                        j.kind,
-                        j.state,
-                        j.attempts,
-                        j.last_error.unwrap_or_default()
-                    );
+                    let error = j.last_error.unwrap_or_default();
+                    println!("{:>8} {:<24} {:<8} attempts {:>2}  {error}", j.id, j.kind, j.state, j.attempts);
                 }
             }
             JobsCommand::Retry { id } => {
@@ -179,52 +178,48 @@ pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()
             }
         }
         Ok(())
-    }
-    .await;
-    store.close().await;
-    result
+    })
+    .await
 }
 
 pub async fn compliance(settings: Settings, command: ComplianceCommand) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
-    let result = async {
+    with_store(&settings, |store| async move {
         match command {
-            ComplianceCommand::List { after, limit, json } => {
-                let cases = store.compliance_cases(after, limit.clamp(1, 1000)).await?;
-                for case in cases {
-                    if json {
-                        println!("{}", serde_json::to_string(&case)?);
-                        continue;
-                    }
-                    let name = [&case.first_name, &case.middle_name, &case.last_name, &case.second_last_name]
-                        .into_iter()
-                        .flatten()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    println!(
-                        "{:>8} {} partner {:<4} {:<40} dob {:<10} {:<2} score {:.3}",
-                        case.id,
-                        case.public_id,
-                        case.partner_id,
-                        name,
-                        case.date_of_birth.as_deref().unwrap_or("-"),
-                        case.country.as_deref().unwrap_or("-"),
-                        case.top_score.unwrap_or_default()
-                    );
-                }
-            }
-            ComplianceCommand::Clear { user_id, reason } => decide_case(&store, &user_id, &reason, true).await?,
-            ComplianceCommand::Block { user_id, reason } => decide_case(&store, &user_id, &reason, false).await?,
+            ComplianceCommand::List { after, limit, json } => list_cases(&store, after, limit, json).await,
+            ComplianceCommand::Clear { user_id, reason } => decide_case(&store, &user_id, &reason, true).await,
+            ComplianceCommand::Block { user_id, reason } => decide_case(&store, &user_id, &reason, false).await,
         }
-        Ok(())
-    }
-    .await;
-    store.close().await;
-    result
+    })
+    .await
 }
 
-async fn decide_case(store: &crate::store::Store, user_id: &str, reason: &str, clear: bool) -> anyhow::Result<()> {
+async fn list_cases(store: &Store, after: i64, limit: i64, json: bool) -> anyhow::Result<()> {
+    for case in store.compliance_cases(after, limit.clamp(1, 1000)).await? {
+        if json {
+            println!("{}", serde_json::to_string(&case)?);
+            continue;
+        }
+        let name = [&case.first_name, &case.middle_name, &case.last_name, &case.second_last_name]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:>8} {} partner {:<4} {:<40} dob {:<10} {:<2} score {:.3}",
+            case.id,
+            case.public_id,
+            case.partner_id,
+            name,
+            case.date_of_birth.as_deref().unwrap_or("-"),
+            case.country.as_deref().unwrap_or("-"),
+            case.top_score.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn decide_case(store: &Store, user_id: &str, reason: &str, clear: bool) -> anyhow::Result<()> {
     let Ok(reason) = crate::domain::clean_text(reason, 2000, true) else {
         bail!("--reason must be 1-2000 printable characters");
     };

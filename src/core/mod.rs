@@ -6,5 +6,7 @@
 
 pub mod audit;
 pub mod onboarding;
+pub mod partners;
+pub mod registrations;
 pub mod signup;
 pub mod staff;

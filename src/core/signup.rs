@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::end_user::{IssuedRefreshToken, parse_refresh_token};
 use crate::auth::passwords::{HashError, PasswordHasher};
+use crate::auth::tokens::KeyRing;
 use crate::domain::signup::{ConfirmCode, Password, PasswordRule, UserRole};
 use crate::domain::{Email, Partner, PublicUserId};
 use crate::mail::{MAIL_JOB, Outgoing};
 use crate::store::{
-    CompleteSignup, NewJob, NewSignup, Rotation, SignupCompletion, SignupStart, Store, StoreError, TokenOwner,
+    CompleteSignup, NewJob, NewSignup, Rotation, SignupCompletion, SignupStart, Store, StoreError, StoreResult,
+    TokenOwner,
 };
 
 /// Seed 003's two-step sign-up (`POST /users`).
@@ -245,4 +247,16 @@ impl Signups<'_> {
     fn new_refresh_token(&self, now: i64) -> IssuedRefreshToken {
         IssuedRefreshToken::generate(None, now, Duration::from_secs(self.settings.refresh_token_ttl_secs))
     }
+}
+
+/// Ends an end user's session by one of its tokens (RFC 7009): a refresh token whose secret
+/// matches, or an access token that verifies. Anything else is ignored, so the answer cannot be
+/// used to probe tokens.
+pub async fn revoke_session(store: &Store, keys: &KeyRing, token: &str, now: i64) -> StoreResult<()> {
+    if let Some((id, hash)) = parse_refresh_token(token) {
+        store.revoke_refresh_token(&id, &hash, now).await?;
+    } else if let Ok(claims) = keys.verify_user_token(token).await {
+        store.revoke_token_family(&claims.sid, "revoked by the client", now).await?;
+    }
+    Ok(())
 }

@@ -7,22 +7,6 @@ use crate::domain::credentials::{StaffRole, StoredSecret};
 use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
 
-/// What is stored of a new token, owned so the write may run on the group-commit writer.
-struct Digest {
-    id: String,
-    hash: [u8; 32],
-}
-
-impl StoredSecret for Digest {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn hash(&self) -> &[u8; 32] {
-        &self.hash
-    }
-}
-
 /// Creates a staff token named `name` (names are unique: a second is `StoreError::Conflict`).
 pub async fn create_token(
     store: &Store,
@@ -33,7 +17,7 @@ pub async fn create_token(
     now: i64,
 ) -> StoreResult<StaffTokenRecord> {
     let (name, actor) = (name.to_owned(), actor.to_owned());
-    let token = Digest { id: token.id().to_owned(), hash: *token.hash() };
+    let token = token.digest();
     store
         .write(move |mut tx| {
             pin_unit(async move {

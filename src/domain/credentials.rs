@@ -13,6 +13,28 @@ use super::Partner;
 pub trait StoredSecret {
     fn id(&self) -> &str;
     fn hash(&self) -> &[u8; 32];
+
+    /// An owned copy of what is stored, for a write that outlives the borrow.
+    fn digest(&self) -> SecretDigest {
+        SecretDigest { id: self.id().to_owned(), hash: *self.hash() }
+    }
+}
+
+/// What is stored of a secret, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDigest {
+    pub id: String,
+    pub hash: [u8; 32],
+}
+
+impl StoredSecret for SecretDigest {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
 }
 
 pub struct ApiKeyRecord {

@@ -84,21 +84,35 @@ fn is_final(status: StatusCode) -> bool {
         ))
 }
 
+fn invalid_key() -> ApiError {
+    ApiError::Validation {
+        detail: "The Idempotency-Key header is not valid.".into(),
+        errors: vec![FieldError {
+            field: "Idempotency-Key".into(),
+            message: "1 to 255 visible ASCII characters, optionally in double quotes".into(),
+        }],
+    }
+}
+
+/// A claim of `scope` now, with the configured lease and retention.
+fn claim_request(state: &AppState, scope: &IdempotencyScope, fingerprint: [u8; 32]) -> ClaimRequest {
+    let settings = &state.settings.idempotency;
+    let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+    ClaimRequest {
+        scope: scope.clone(),
+        fingerprint,
+        now: now_ms(),
+        lease_ms: ms(settings.lease_secs),
+        ttl_ms: ms(settings.ttl_secs),
+    }
+}
+
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
     let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
-    let Some(key) = parse_key(raw_key) else {
-        return ApiError::Validation {
-            detail: "The Idempotency-Key header is not valid.".into(),
-            errors: vec![FieldError {
-                field: "Idempotency-Key".into(),
-                message: "1 to 255 visible ASCII characters, optionally in double quotes".into(),
-            }],
-        }
-        .into_response();
-    };
+    let Some(key) = parse_key(raw_key) else { return invalid_key().into_response() };
     let (mut parts, body) = request.into_parts();
     // Keys belong to a partner; without valid credentials the route itself answers 401.
     let Ok(AnyPartner(partner)) = AnyPartner::from_request_parts(&mut parts, &state).await else {
@@ -108,16 +122,8 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         return ApiError::PayloadTooLarge.into_response();
     };
     let scope = IdempotencyScope { partner: partner.id, key };
-    let settings = &state.settings.idempotency;
-    let request = ClaimRequest {
-        scope: scope.clone(),
-        fingerprint: fingerprint(&parts.method, &parts.uri, &bytes),
-        now: now_ms(),
-        lease_ms: i64::try_from(settings.lease_secs).unwrap_or(i64::MAX).saturating_mul(1000),
-        ttl_ms: i64::try_from(settings.ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000),
-    };
-    let claim = state.users.claim(request).await;
-    match claim {
+    let fingerprint = fingerprint(&parts.method, &parts.uri, &bytes);
+    match state.users.claim(claim_request(&state, &scope, fingerprint)).await {
         Err(err) => ApiError::from(err).into_response(),
         Ok(Claim::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
         Ok(Claim::InFlight) => ApiError::IdempotencyKeyInUse.into_response(),
@@ -140,7 +146,7 @@ async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) 
         return response;
     }
     if !is_final(response.status()) {
-        if let Err(err) = state.store.release_idempotency_key(scope).await {
+        if let Err(err) = state.users.release(scope).await {
             tracing::warn!(error = ?err, "could not release an idempotency key; it frees itself when its lease ends");
         }
         return response;
@@ -162,7 +168,7 @@ async fn finish(state: &AppState, scope: &IdempotencyScope, response: Response) 
     let completed = state.users.complete(scope.clone(), stored).await;
     if let Err(err) = completed {
         tracing::warn!(error = ?err, "could not store an idempotent response; a retry will run again");
-        let _ = state.store.release_idempotency_key(scope).await;
+        let _ = state.users.release(scope).await;
     }
     Response::from_parts(parts, Body::from(body))
 }

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, OAuthErrorCode, no_store};
 use crate::auth::credentials::{digests_match, hash_secret};
-use crate::auth::end_user::parse_refresh_token;
 use crate::domain::now_ms;
 
 pub fn router() -> Router<AppState> {
@@ -68,20 +67,7 @@ pub async fn token(
         limits.check_ip(limits.client_ip(&headers, peer.as_ref().map(|Extension(info)| info)))?;
         return refresh(&state, form.refresh_token.as_deref()).await;
     }
-    let basic = basic_credentials(&headers)?;
-    let (client_id, secret) = match (basic, form.client_id, form.client_secret) {
-        (Some(_), _, Some(_)) => {
-            return Err(ApiError::oauth(
-                OAuthErrorCode::InvalidRequest,
-                "use exactly one client authentication method",
-            ));
-        }
-        (Some(pair), _, None) => pair,
-        (None, Some(id), Some(secret)) => (id, secret),
-        (None, _, _) => {
-            return Err(ApiError::oauth(OAuthErrorCode::InvalidClient, "client authentication is required"));
-        }
-    };
+    let (client_id, secret) = client_authentication(&headers, form.client_id, form.client_secret)?;
     match form.grant_type.as_deref() {
         None | Some("") => return Err(ApiError::oauth(OAuthErrorCode::InvalidRequest, "grant_type is required")),
         Some("client_credentials") => {}
@@ -109,6 +95,22 @@ pub async fn token(
         Json(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl.as_secs() }).into_response();
     no_store(&mut response);
     Ok(response)
+}
+
+/// The client's id and secret, from HTTP Basic or from the form (exactly one of them).
+fn client_authentication(
+    headers: &HeaderMap,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<(String, String), ApiError> {
+    match (basic_credentials(headers)?, client_id, client_secret) {
+        (Some(_), _, Some(_)) => {
+            Err(ApiError::oauth(OAuthErrorCode::InvalidRequest, "use exactly one client authentication method"))
+        }
+        (Some(pair), _, None) => Ok(pair),
+        (None, Some(id), Some(secret)) => Ok((id, secret)),
+        (None, _, _) => Err(ApiError::oauth(OAuthErrorCode::InvalidClient, "client authentication is required")),
+    }
 }
 
 /// Spends an end user's refresh token for a new access token and a new refresh token of the
@@ -144,12 +146,7 @@ pub async fn revoke(
         .token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::oauth(OAuthErrorCode::InvalidRequest, "token is required"))?;
-    let now = now_ms();
-    if let Some((id, hash)) = parse_refresh_token(&token) {
-        state.store.revoke_refresh_token(&id, &hash, now).await?;
-    } else if let Ok(claims) = state.keys.verify_user_token(&token).await {
-        state.store.revoke_token_family(&claims.sid, "revoked by the client", now).await?;
-    }
+    crate::core::signup::revoke_session(&state.store, &state.keys, &token, now_ms()).await?;
     let mut response = axum::http::StatusCode::OK.into_response();
     no_store(&mut response);
     Ok(response)

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
-use crate::auth::credentials::NewApiKey;
+use crate::core::{self, partners::RequiredConsents};
 use crate::domain::now_ms;
 use crate::store::Partner;
 
@@ -81,12 +81,8 @@ pub async fn update_settings(
     AnyPartner(partner): AnyPartner,
     ApiJson(body): ApiJson<PartnerSettings>,
 ) -> Result<Json<PartnerView>, ApiError> {
-    let mut consents = Vec::new();
-    for wanted in ["privacy", "contract"] {
-        if body.required_consents.iter().any(|c| c == wanted) {
-            consents.push(wanted);
-        }
-    }
+    let wants = |consent: &str| body.required_consents.iter().any(|c| c == consent);
+    let consents = RequiredConsents { privacy: wants("privacy"), contract: wants("contract") };
     if let Some(unknown) = body.required_consents.iter().find(|c| !["privacy", "contract"].contains(&c.as_str())) {
         return Err(ApiError::Validation {
             detail: "The request has invalid fields.".into(),
@@ -96,7 +92,7 @@ pub async fn update_settings(
             }],
         });
     }
-    state.store.set_required_consents(partner.id, &consents.join(",")).await?;
+    core::partners::set_required_consents(&state.store, &partner, consents).await?;
     Ok(Json(PartnerView::of(&state, partner).await?))
 }
 
@@ -142,17 +138,15 @@ pub async fn roll_api_key(
             }],
         });
     }
-    let key = NewApiKey::generate(partner.environment);
-    let now = now_ms();
     let grace = Duration::from_secs(grace.unsigned_abs());
-    if !state.store.rotate_api_key(partner.id, &key, grace, now).await? {
-        return Err(ApiError::NotFound("The partner no longer exists.".into()));
-    }
+    let rotated = core::partners::rotate_api_key(&state.store, &partner, grace, now_ms())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("The partner no longer exists.".into()))?;
     // Cached verifications would outlive the new expiry of the old keys on this node.
     state.verified_api_keys.clear();
     let response = RolledApiKey {
-        api_key: key.key.expose_secret().to_owned(),
-        previous_keys_expire_at: now + i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
+        api_key: rotated.api_key.expose_secret().to_owned(),
+        previous_keys_expire_at: rotated.previous_keys_expire_at,
     };
     Ok((StatusCode::CREATED, Json(response)))
 }

@@ -12,10 +12,9 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiKeyPartner};
-use crate::domain::{
-    Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, PublicUserId, SignIn, UserType, now_ms,
-};
-use crate::store::{NewRegistration, Registered, RegistrationRecord};
+use crate::core::registrations::{self, PartnerRegistered};
+use crate::domain::{Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, SignIn, UserType, now_ms};
+use crate::store::RegistrationRecord;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/partner/users", post(register)).route("/partner/users/{external_user_id}", get(show))
@@ -135,31 +134,6 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
 
 /// The fields in which `stored` differs from `incoming`. E-mails compare case-insensitively on
 /// the domain; phones compare in E.164; aliases after trimming.
-fn differences(stored: &RegistrationRecord, incoming: &PartnerRegistration) -> Vec<&'static str> {
-    let mut differ = Vec::new();
-    if stored.auth_method != incoming.sign_in.method().as_str() {
-        differ.push("method");
-    }
-    let same_identifier = match (&incoming.sign_in, stored.identifier.as_deref()) {
-        (SignIn::Email(email), Some(stored)) => {
-            Email::parse(stored).is_ok_and(|s| s.normalized() == email.normalized())
-        }
-        (SignIn::Phone(phone), Some(stored)) => stored == phone.e164(),
-        (SignIn::None, None) => true,
-        _ => false,
-    };
-    if !same_identifier {
-        differ.push("identifier");
-    }
-    if stored.user_type != incoming.user_type.as_str() {
-        differ.push("type");
-    }
-    if stored.alias.as_deref() != incoming.alias.as_ref().map(Alias::as_str) {
-        differ.push("alias");
-    }
-    differ
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredUser {
@@ -206,40 +180,19 @@ pub async fn register(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<RegisteredUser>), ApiError> {
     let registration = parse_registration(&body)?;
-    let external_user_id = registration.external_user_id.as_str();
-    // A replay this node has seen is answered from memory; anything else goes to the writer,
-    // whose insert lets the unique index decide (concurrent first calls, other nodes' rows)
-    // and reads an existing row back in the same transaction.
-    let outcome = match state.registrations.get(partner.id, external_user_id) {
-        Some(record) => Registered::Existing(record),
-        None => {
-            let (public_id, created_at) = (PublicUserId::generate(), now_ms());
-            let new =
-                NewRegistration { partner: partner.id, public_id, created_at, registration: registration.clone() };
-            let outcome = state.users.register(new).await?;
-            let (Registered::Created(record) | Registered::Existing(record)) = &outcome;
-            state.registrations.insert(partner.id, record);
-            outcome
-        }
-    };
-    match outcome {
-        Registered::Created(record) => Ok((StatusCode::CREATED, Json(record.into()))),
-        Registered::Existing(record) => {
-            let differ = differences(&record, &registration);
-            if differ.is_empty() {
-                return Ok((StatusCode::OK, Json(record.into())));
-            }
-            Err(ApiError::ConflictingFields {
-                detail: "This externalUserId is already registered with different data.".into(),
-                errors: differ
-                    .into_iter()
-                    .map(|field| FieldError {
-                        field: field.into(),
-                        message: "differs from the registered value".into(),
-                    })
-                    .collect(),
-            })
-        }
+    let registered =
+        registrations::register_partner_user(&state.users, &state.registrations, partner.id, registration, now_ms())
+            .await?;
+    match registered {
+        PartnerRegistered::Created(record) => Ok((StatusCode::CREATED, Json(record.into()))),
+        PartnerRegistered::Replayed(record) => Ok((StatusCode::OK, Json(record.into()))),
+        PartnerRegistered::Conflict(fields) => Err(ApiError::ConflictingFields {
+            detail: "This externalUserId is already registered with different data.".into(),
+            errors: fields
+                .into_iter()
+                .map(|field| FieldError { field: field.into(), message: "differs from the registered value".into() })
+                .collect(),
+        }),
     }
 }
 
@@ -326,6 +279,7 @@ mod tests {
 
     #[test]
     fn replays_compare_the_way_people_spell() {
+        use crate::core::registrations::differences;
         let stored = RegistrationRecord {
             id: 1,
             public_id: "usr:x".into(),

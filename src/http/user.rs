@@ -17,8 +17,9 @@ use super::aspnet::{JsonBody, ValidationErrors};
 use super::error::{ApiError, Flavor};
 use super::extract::BearerPartner;
 use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
+use crate::core::registrations;
 use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
-use crate::store::{NewMinimalUser, Respond, StoredResponse, UserRecord};
+use crate::store::{Respond, StoredResponse, UserRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/User", post(create_user)).route("/User/{id}", get(get_user))
@@ -199,17 +200,18 @@ pub async fn create_user(
     if request.merchant_id != partner.id {
         return Err(ApiError::Forbidden("merchantId is not the merchant these credentials belong to.".into()).into());
     }
-    let user = NewMinimalUser {
-        partner: partner.id,
-        public_id: PublicUserId::generate(),
-        email: request.email,
-        additional_data: request.additional_data,
-        created_at: now_ms(),
-    };
     let completing = claim.is_some();
     let complete = claim.map(|Extension(claim)| (claim.scope, created as Respond));
-    let masked_email = user.email.as_ref().map(ToString::to_string);
-    let record = state.users.create(user, complete).await?;
+    let masked_email = request.email.as_ref().map(ToString::to_string);
+    let record = registrations::create_user(
+        &state.users,
+        partner.id,
+        request.email,
+        request.additional_data,
+        complete,
+        now_ms(),
+    )
+    .await?;
     tracing::debug!(user_id = %record.id, email = ?masked_email, "user created");
     let mut response = stored_into_response(created(&record));
     if completing {

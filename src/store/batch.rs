@@ -1,7 +1,7 @@
 //! Group commit for user inserts. Each request hands its row to a writer task; the writer takes
 //! every row queued at that moment and commits them in one transaction (one fsync), then answers
 //! each request. Durability is unchanged — every 2xx is still committed before it is sent — but
-//! one commit now serves dozens of requests (`PERF-NOTES.md`, `BENCHMARKS.md`).
+//! one commit now serves dozens of requests (`BENCHMARKS.md`).
 //!
 //! Other writes ride the same commits on SQLite as *units* (`Store::sqlite_unit`): sign-ups,
 //! token families, job claims and completions. Each runs in a savepoint of the batch's
@@ -237,6 +237,11 @@ impl UserWriter {
     pub async fn complete(&self, scope: IdempotencyScope, response: StoredResponse) -> StoreResult<()> {
         let Some(queue) = &self.queue else { return self.store.complete_idempotency_key(&scope, &response).await };
         send(queue, |reply| Job::Complete(CompleteJob { scope, response, reply })).await
+    }
+
+    /// Gives up an unfinished claim so that a retry may run (the request failed transiently).
+    pub async fn release(&self, scope: &IdempotencyScope) -> StoreResult<()> {
+        self.store.release_idempotency_key(scope).await
     }
 
     /// Registers a seed-000 user, or returns the partner's existing registration for its id.

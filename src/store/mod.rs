@@ -23,8 +23,7 @@ pub use crate::domain::credentials::{ApiKeyRecord, ClientRecord};
 pub use records::SigningKeyRecord;
 use records::{ApiKeyRow, ClientRow, PartnerRow};
 
-use crate::domain::credentials::StoredSecret;
-use crate::domain::{Environment, PartnerId, PartnerName};
+use crate::domain::PartnerId;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -186,6 +185,7 @@ pub mod checks;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;
+pub mod partners;
 pub mod prospects;
 mod registrations;
 pub mod sanctions;
@@ -209,28 +209,6 @@ pub use signups::{
 pub use staff::StaffTokenRecord;
 pub use tx::{BoxFuture, Tx, boxed, pin_unit};
 pub use users::{CompleteWith, NewMinimalUser, UserRecord};
-
-/// Inserts a partner's API key and OAuth client inside an open transaction.
-macro_rules! insert_credentials {
-    ($conn:expr, $partner:expr, $key:expr, $client:expr, $now:expr) => {{
-        sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind($key.id())
-            .bind($partner.get())
-            .bind(&$key.hash()[..])
-            .bind($now)
-            .execute(&mut *$conn)
-            .await?;
-        sqlx::query(
-            "INSERT INTO oauth_clients (client_id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind($client.id())
-        .bind($partner.get())
-        .bind(&$client.hash()[..])
-        .bind($now)
-        .execute(&mut *$conn)
-        .await?;
-    }};
-}
 
 /// The partner columns every partner-returning query selects, as a literal for `concat!`.
 macro_rules! partner_columns {
@@ -357,75 +335,6 @@ impl Store {
 
     // ---- partners -------------------------------------------------------------------------
 
-    /// Creates a partner with its first API key and OAuth client, in one transaction.
-    pub async fn create_partner(
-        &self,
-        name: &PartnerName,
-        environment: Environment,
-        key: &impl StoredSecret,
-        client: &impl StoredSecret,
-        now: i64,
-    ) -> StoreResult<Partner> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let row: PartnerRow = sqlx::query_as(
-                "INSERT INTO partners (name, environment, created_at) VALUES ($1, $2, $3)
-                 RETURNING id, name, environment, created_at",
-            )
-            .bind(name.as_str())
-            .bind(environment.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let partner = Partner::try_from(row)?;
-            insert_credentials!(&mut *tx, partner.id, key, client, now);
-            tx.commit().await?;
-            Ok(partner)
-        })
-    }
-
-    /// On first start only: creates the sandbox partner when the database has none. Exactly one
-    /// of several nodes starting together gets `Some` (the `bootstrap` row decides).
-    pub async fn bootstrap_partner(
-        &self,
-        name: &PartnerName,
-        key: &impl StoredSecret,
-        client: &impl StoredSecret,
-        now: i64,
-    ) -> StoreResult<Option<Partner>> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partners").fetch_one(&mut *tx).await?;
-            if existing > 0 {
-                return Ok(None);
-            }
-            let row: PartnerRow = sqlx::query_as(
-                "INSERT INTO partners (name, environment, created_at) VALUES ($1, 'sandbox', $2)
-                 RETURNING id, name, environment, created_at",
-            )
-            .bind(name.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let partner = Partner::try_from(row)?;
-            let claimed = sqlx::query(
-                "INSERT INTO bootstrap (id, partner_id, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(partner.id.get())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if claimed == 0 {
-                // Another node won the race; dropping `tx` rolls our partner back.
-                return Ok(None);
-            }
-            insert_credentials!(&mut *tx, partner.id, key, client, now);
-            tx.commit().await?;
-            Ok(Some(partner))
-        })
-    }
-
     pub async fn list_partners(&self) -> StoreResult<Vec<Partner>> {
         let rows: Vec<PartnerRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(concat!("SELECT ", partner_columns!(), " FROM partners p ORDER BY p.id"))
@@ -443,54 +352,6 @@ impl Store {
                 .await?
         });
         row.map(Partner::try_from).transpose()
-    }
-
-    /// Issues a new API key. Keys that are still valid stay valid for `grace` (at most; an
-    /// earlier expiry is kept), or are revoked at once when `grace` is zero.
-    /// Returns `false` when the partner does not exist.
-    pub async fn rotate_api_key(
-        &self,
-        partner: PartnerId,
-        key: &impl StoredSecret,
-        grace: Duration,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM partners WHERE id = $1")
-                .bind(partner.get())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Ok(false);
-            }
-            if grace_ms == 0 {
-                sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE partner_id = $1 AND revoked_at IS NULL")
-                    .bind(partner.get())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                sqlx::query(
-                    "UPDATE api_keys SET expires_at = $2
-                     WHERE partner_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-                )
-                .bind(partner.get())
-                .bind(now.saturating_add(grace_ms))
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(key.id())
-                .bind(partner.get())
-                .bind(&key.hash()[..])
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
     }
 
     pub async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {

@@ -1,4 +1,5 @@
-//! `onboard bench`: a load generator for a running server. HTTP/1.1 keep-alive connections,
+//! `onboard-bench`: a load generator for a running server, outside the service's library (it
+//! shares only the password settings and hasher, to measure the Argon2id ceiling). HTTP/1.1 keep-alive connections,
 //! a unique body per request, closed-loop by default or at a fixed `--rate` (latency then counts
 //! from when a request was due, so a stalled server cannot hide its queueing: no coordinated
 //! omission). Prints throughput, latency percentiles, status counts and the server's RSS.
@@ -15,7 +16,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "onboard-bench", version, about = "Load generator for a running Onboard server")]
 pub struct BenchArgs {
     /// Base URL of the server under test.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -127,7 +129,23 @@ struct Sample {
     sent_ms: u32,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+// glibc malloc took ~20% of the server's CPU under load; the load generator shares the machine.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    match run(BenchArgs::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)?;
     let mut setup = target.connect().await.context("cannot connect to the server")?;
     // The header every request carries, and the partner id for bodies that name it.
@@ -335,10 +353,10 @@ async fn signup(
 /// What this machine's cores can hash with the server's Argon2id settings (`onboard.toml` and `ONBOARD_PASSWORD__*`), measured
 /// here before the load starts: a sign-up costs one hash (step 1) and one verification (step 2).
 async fn argon2_ceiling() -> anyhow::Result<()> {
-    let settings = crate::config::Settings::load(None)?.password;
+    let settings = onboard::config::Settings::load(None)?.password;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for threads in [1, cores] {
-        let hasher = crate::auth::passwords::PasswordHasher::start(&crate::auth::passwords::PasswordSettings {
+        let hasher = onboard::auth::passwords::PasswordHasher::start(&onboard::auth::passwords::PasswordSettings {
             workers: threads,
             queue: threads * 2,
             ..settings.clone()
@@ -516,11 +534,4 @@ fn cpu_times() -> Option<(u64, u64)> {
     let at = |i: usize| fields.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     Some((at(0) + at(1) + at(2) + at(5) + at(6), at(7)))
-}
-
-/// Resident memory of a process in KiB (Linux `/proc`), `None` elsewhere.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }

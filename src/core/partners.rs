@@ -1,0 +1,77 @@
+//! Partners (the tenants): creating one with its first credentials, the sandbox partner of a
+//! first start, rotating API keys, and the settings a partner manages itself. Secrets are
+//! generated here and returned once; the store keeps their digests.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::domain::{Environment, Partner, PartnerName};
+use crate::store::{Store, StoreResult};
+
+/// Creates a partner with its first API key and OAuth client.
+pub async fn create(
+    store: &Store,
+    name: &PartnerName,
+    environment: Environment,
+    now: i64,
+) -> StoreResult<IssuedCredentials> {
+    let (key, client) = (NewApiKey::generate(environment), NewClient::generate());
+    let partner = store.create_partner(name, environment, &key, &client, now).await?;
+    Ok(IssuedCredentials::new(&partner, &key, &client))
+}
+
+/// On a first start only: the sandbox partner, when the database has no partner yet.
+pub async fn bootstrap_sandbox(store: &Store, now: i64) -> StoreResult<Option<IssuedCredentials>> {
+    let name = PartnerName::parse("Sandbox").expect("a valid constant name");
+    let (key, client) = (NewApiKey::generate(Environment::Sandbox), NewClient::generate());
+    let partner = store.bootstrap_partner(&name, &key, &client, now).await?;
+    Ok(partner.map(|p| IssuedCredentials::new(&p, &key, &client)))
+}
+
+/// A new API key, shown once, and when the keys it replaces stop working.
+pub struct RotatedKey {
+    pub api_key: SecretString,
+    pub previous_keys_expire_at: i64,
+}
+
+/// Issues a new API key; the partner's current keys keep working for `grace` (none when zero).
+/// `None` when the partner no longer exists.
+pub async fn rotate_api_key(
+    store: &Store,
+    partner: &Partner,
+    grace: Duration,
+    now: i64,
+) -> StoreResult<Option<RotatedKey>> {
+    let key = NewApiKey::generate(partner.environment);
+    if !store.rotate_api_key(partner.id, &key, grace, now).await? {
+        return Ok(None);
+    }
+    let previous_keys_expire_at = now.saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+    Ok(Some(RotatedKey { api_key: key.key, previous_keys_expire_at }))
+}
+
+/// The consents a partner's users must give before their account is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequiredConsents {
+    pub privacy: bool,
+    pub contract: bool,
+}
+
+impl RequiredConsents {
+    /// The stored form: `''`, `privacy`, `contract` or `privacy,contract`.
+    fn column(self) -> &'static str {
+        match (self.privacy, self.contract) {
+            (false, false) => "",
+            (true, false) => "privacy",
+            (false, true) => "contract",
+            (true, true) => "privacy,contract",
+        }
+    }
+}
+
+/// Sets which consents the partner's users must give; false when the partner does not exist.
+pub async fn set_required_consents(store: &Store, partner: &Partner, consents: RequiredConsents) -> StoreResult<bool> {
+    store.set_required_consents(partner.id, consents.column()).await
+}
