@@ -120,10 +120,6 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, |_| {}).await
-    }
-
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
         LOGS.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
@@ -240,22 +236,56 @@ pub fn assert_trace_id(value: &Value) {
     assert!(parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
-/// Runs each test body once on SQLite and once on PostgreSQL, each with its own fresh app.
+/// A migrated `Store` on a fresh database of `backend`, without the application around it.
+pub async fn open_store(backend: Backend) -> Option<(Store, TestDb)> {
+    let db = TestDb::new(backend).await?;
+    let store = onboard::startup::open_store(&test_settings(&db.url)).await.expect("open store");
+    Some((store, db))
+}
+
+/// Runs each test body once on SQLite and once on PostgreSQL, each on its own fresh database.
+/// The parameter says what the body gets:
+/// - `async fn name(app) { … }`: the application, with the test settings;
+/// - `async fn name(app, |settings| …) { … }`: the application, its settings changed first;
+/// - `async fn name(store: Store) { … }`: a migrated `Store` alone (the storage conformance suite);
+/// - `async fn name(backend: Backend) { … }`: the backend, for a body that builds its own harness.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+    () => {};
+    (async fn $name:ident($store:ident: Store) $body:block $($rest:tt)*) => {
+        $crate::on_both_backends!(@test $name, |backend| {
+            let Some(($store, _db)) = $crate::helpers::open_store(backend).await else { return };
+            $body
+        });
+        $crate::on_both_backends!($($rest)*);
+    };
+    (async fn $name:ident($backend:ident: Backend) $body:block $($rest:tt)*) => {
+        $crate::on_both_backends!(@test $name, |$backend| $body);
+        $crate::on_both_backends!($($rest)*);
+    };
+    (async fn $name:ident($app:ident, $configure:expr) $body:block $($rest:tt)*) => {
+        $crate::on_both_backends!(@test $name, |backend| {
+            let Some($app) = $crate::helpers::TestApp::spawn_with(backend, $configure).await else { return };
+            $body
+        });
+        $crate::on_both_backends!($($rest)*);
+    };
+    (async fn $name:ident($app:ident) $body:block $($rest:tt)*) => {
+        $crate::on_both_backends!(async fn $name($app, |_| {}) $body $($rest)*);
+    };
+    (@test $name:ident, |$backend:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($app: $crate::helpers::TestApp) $body
+            async fn run($backend: $crate::helpers::Backend) $body
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await { run(app).await }
+                run($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await { run(app).await }
+                run($crate::helpers::Backend::Postgres).await
             }
         }
-    )*};
+    };
 }

@@ -119,14 +119,12 @@ on_both_backends! {
     }
 }
 
-mod store {
-    use onboard::auth::credentials::{NewApiKey, NewClient};
-    use onboard::domain::{Environment, PartnerName};
-    use onboard::store::{Claim, ClaimRequest, IdempotencyScope, Store, StoredResponse};
+on_both_backends! {
+    async fn claims_on_the_store(store: Store) {
+        use onboard::auth::credentials::{NewApiKey, NewClient};
+        use onboard::domain::{Environment, PartnerName};
+        use onboard::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 
-    use crate::helpers::{Backend, TestDb, test_settings};
-
-    async fn check(store: Store) {
         let env = Environment::Sandbox;
         let partner = store
             .create_partner(
@@ -162,18 +160,6 @@ mod store {
         store.release_idempotency_key(&scope).await.unwrap();
         assert_eq!(claim(fp, 10_002).await, Claim::Acquired);
         assert_eq!(store.purge_expired_idempotency_keys(30_000).await.unwrap(), 1);
-    }
-
-    #[tokio::test]
-    async fn sqlite() {
-        let db = TestDb::new(Backend::Sqlite).await.unwrap();
-        check(onboard::startup::open_store(&test_settings(&db.url)).await.unwrap()).await;
-    }
-
-    #[tokio::test]
-    async fn postgres() {
-        let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-        check(onboard::startup::open_store(&test_settings(&db.url)).await.unwrap()).await;
     }
 }
 

@@ -159,12 +159,8 @@ on_both_backends! {
     }
 }
 
-mod without_group_commit {
-    use super::*;
-    use crate::helpers::Backend;
-
-    async fn run(backend: Backend) {
-        let Some(app) = TestApp::spawn_with(backend, |s| s.db.group_commit = false).await else { return };
+on_both_backends! {
+    async fn without_group_commit(app, |s| s.db.group_commit = false) {
         let key = &app.sandbox.api_key;
         let body = json!({"externalUserId": "direct", "method": "PHONE_NUMBER", "identifier": "+5215521206703", "type": "INDIVIDUAL"});
         let created = app.register(key, &body).await;
@@ -177,15 +173,5 @@ mod without_group_commit {
         let changed = json!({"externalUserId": "direct", "method": "NONE", "type": "INDIVIDUAL"});
         assert_problem(app.register(key, &changed).await, 409).await;
         assert_eq!(app.users().await, 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        run(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        run(Backend::Postgres).await;
     }
 }

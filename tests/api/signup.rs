@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use crate::helpers::{Backend, TestApp, assert_problem};
+use crate::on_both_backends;
 
 /// A minimal SMTP server: accepts every message and keeps its text.
 #[derive(Clone)]
@@ -203,22 +204,8 @@ fn messages(problem: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
-macro_rules! on_both {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            async fn run($backend: Backend) $body
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { run(Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { run(Backend::Postgres).await }
-        }
-    )*};
-}
-
-on_both! {
-    async fn the_seeds_examples_on_a_sandbox_partner(backend) {
+on_both_backends! {
+    async fn the_seeds_examples_on_a_sandbox_partner(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let partner = t.sandbox();
         // Step 1, the seed's request: `{}`.
@@ -264,7 +251,7 @@ on_both! {
         assert_eq!(t.app.store().count_users(onboard::domain::PartnerId::new(t.sandbox()).unwrap()).await.unwrap(), 1);
     }
 
-    async fn a_live_partners_user_reads_the_code_from_the_real_mail(backend) {
+    async fn a_live_partners_user_reads_the_code_from_the_real_mail(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let partner = t.live_partner().await;
         t.start(partner, "Maria.Lopez@Example.org", "Qz7#tRw2!pL").await;
@@ -289,7 +276,7 @@ on_both! {
         assert_eq!(count(&url, "SELECT COUNT(*) FROM jobs WHERE kind = 'mail.send' AND payload LIKE '%code%'").await, 0);
     }
 
-    async fn every_password_rule_is_named_and_nothing_is_written(backend) {
+    async fn every_password_rule_is_named_and_nothing_is_written(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let cases: [(&str, &[&str]); 8] = [
             ("Ab1!", &["must be 8 to 32 characters long"]),
@@ -326,7 +313,7 @@ on_both! {
         assert_eq!(t.app.store().count_users(onboard::domain::PartnerId::new(t.sandbox()).unwrap()).await.unwrap(), 0);
     }
 
-    async fn bad_fields_and_headers_are_clear_400s_and_404s(backend) {
+    async fn bad_fields_and_headers_are_clear_400s_and_404s(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let body = json!({"email": "a@example.com", "password": "A9#bL8@z"});
         let problem = assert_problem(t.post(None, "10.0.0.1", &body).await, 400).await;
@@ -359,7 +346,7 @@ on_both! {
         assert_eq!(t.pending_rows().await, 0);
     }
 
-    async fn wrong_expired_and_exhausted_codes(backend) {
+    async fn wrong_expired_and_exhausted_codes(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |s| {
             s.signup.resend_interval_secs = 0;
             s.signup.code_ttl_secs = 2;
@@ -402,7 +389,7 @@ on_both! {
         assert!(messages(&problem, "emailConfirmCode")[0].starts_with("is not the code"));
     }
 
-    async fn step_one_does_not_reveal_existing_accounts(backend) {
+    async fn step_one_does_not_reveal_existing_accounts(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |s| s.signup.resend_interval_secs = 0).await else { return };
         t.signed_up("taken@example.com").await;
         t.sink.messages_to("taken@example.com", 1).await;
@@ -422,7 +409,7 @@ on_both! {
         assert_eq!(t.app.store().count_users(onboard::domain::PartnerId::new(t.sandbox()).unwrap()).await.unwrap(), 1);
     }
 
-    async fn an_address_registered_elsewhere_between_the_steps_is_a_409_and_no_second_account(backend) {
+    async fn an_address_registered_elsewhere_between_the_steps_is_a_409_and_no_second_account(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         t.start(t.sandbox(), "ana.7@correo.mx", "A9#bL8@z").await;
         // Seed 002 registers the same address (spelled differently) for the same partner.
@@ -445,7 +432,7 @@ on_both! {
         assert_eq!(t.app.store().count_users(partner).await.unwrap(), users, "no second account");
     }
 
-    async fn refresh_tokens_rotate_and_reuse_revokes_the_family(backend) {
+    async fn refresh_tokens_rotate_and_reuse_revokes_the_family(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let first = t.signed_up("rotate@example.com").await;
         let old_refresh = first["refresh_token"].as_str().unwrap();
@@ -479,7 +466,7 @@ on_both! {
         assert_eq!(t.refresh(real).await.status(), 200, "the real token still works");
     }
 
-    async fn revocation_ends_the_session(backend) {
+    async fn revocation_ends_the_session(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |_| {}).await else { return };
         let session = t.signed_up("revoke@example.com").await;
         let other = t.confirm(t.sandbox(), "revoke@example.com", "A9#bL8@z", "12345").await.json::<Value>().await.unwrap();
@@ -505,7 +492,7 @@ on_both! {
         assert_eq!(t.me("not.a.jwt").await.status(), 401);
     }
 
-    async fn rate_limits_are_per_ip_per_address_and_resends_are_throttled(backend) {
+    async fn rate_limits_are_per_ip_per_address_and_resends_are_throttled(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |s| {
             s.signup.per_ip_per_minute = 3;
             s.signup.per_email_per_minute = 4;
@@ -540,7 +527,7 @@ on_both! {
         assert_eq!(t.post(Some(&partner), "10.2.0.9", &body("ip9@example.com")).await.status(), 200);
     }
 
-    async fn a_full_hashing_queue_answers_503_and_other_routes_keep_working(backend) {
+    async fn a_full_hashing_queue_answers_503_and_other_routes_keep_working(backend: Backend) {
         let Some(t) = Signup::spawn(backend, |s| {
             s.password.memory_kib = 64 * 1024;
             s.password.iterations = 3;

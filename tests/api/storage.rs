@@ -5,42 +5,23 @@ use std::time::Duration;
 use onboard::auth::credentials::{NewApiKey, NewClient, digests_match, hash_secret};
 use onboard::auth::tokens::generate_signing_key;
 use onboard::domain::{Environment, PartnerId, PartnerName};
-use onboard::store::{Store, StoreError};
+use onboard::store::StoreError;
 
-use crate::helpers::{Backend, TestDb, test_settings};
-
-async fn open(backend: Backend) -> Option<(Store, TestDb)> {
-    let db = TestDb::new(backend).await?;
-    let store = onboard::startup::open_store(&test_settings(&db.url)).await.expect("open store");
-    Some((store, db))
-}
-
-macro_rules! conformance {
-    ($(async fn $name:ident($store:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            async fn run($store: Store) $body
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { if let Some((store, _db)) = open(Backend::Sqlite).await { run(store).await } }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { if let Some((store, _db)) = open(Backend::Postgres).await { run(store).await } }
-        }
-    )*};
-}
+use crate::helpers::{Backend, open_store};
+use crate::on_both_backends;
 
 fn name(n: &str) -> PartnerName {
     PartnerName::parse(n).unwrap()
 }
 
-conformance! {
-    async fn migrations_are_idempotent_and_current(store) {
+on_both_backends! {
+    async fn migrations_are_idempotent_and_current(store: Store) {
         store.migrate().await.unwrap();
         assert!(store.migrations_current().await.unwrap());
         store.ping().await.unwrap();
     }
 
-    async fn partners_round_trip_with_their_credentials(store) {
+    async fn partners_round_trip_with_their_credentials(store: Store) {
         let key = NewApiKey::generate(Environment::Live);
         let client = NewClient::generate();
         let created = store.create_partner(&name("Acme"), Environment::Live, &key, &client, 1_000).await.unwrap();
@@ -61,7 +42,7 @@ conformance! {
         assert!(store.find_api_key("0000000000000000").await.unwrap().is_none());
     }
 
-    async fn duplicate_credentials_are_conflicts(store) {
+    async fn duplicate_credentials_are_conflicts(store: Store) {
         let key = NewApiKey::generate(Environment::Sandbox);
         let client = NewClient::generate();
         store.create_partner(&name("A"), Environment::Sandbox, &key, &client, 0).await.unwrap();
@@ -71,7 +52,7 @@ conformance! {
         assert_eq!(store.list_partners().await.unwrap().len(), 1);
     }
 
-    async fn rotation_expires_or_revokes_previous_keys(store) {
+    async fn rotation_expires_or_revokes_previous_keys(store: Store) {
         let first = NewApiKey::generate(Environment::Sandbox);
         let partner = store.create_partner(&name("A"), Environment::Sandbox, &first, &NewClient::generate(), 0).await.unwrap();
         let second = NewApiKey::generate(Environment::Sandbox);
@@ -95,7 +76,7 @@ conformance! {
         assert!(!store.rotate_api_key(nobody, &NewApiKey::generate(Environment::Live), Duration::ZERO, 0).await.unwrap());
     }
 
-    async fn bootstrap_happens_once_even_when_raced(store) {
+    async fn bootstrap_happens_once_even_when_raced(store: Store) {
         let attempts = (0..8).map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -114,14 +95,14 @@ conformance! {
         assert_eq!(partners[0].environment, Environment::Sandbox);
     }
 
-    async fn bootstrap_skips_a_database_that_has_partners(store) {
+    async fn bootstrap_skips_a_database_that_has_partners(store: Store) {
         store.create_partner(&name("Existing"), Environment::Live, &NewApiKey::generate(Environment::Live), &NewClient::generate(), 0).await.unwrap();
         let made = store.bootstrap_partner(&name("Sandbox"), &NewApiKey::generate(Environment::Sandbox), &NewClient::generate(), 0).await.unwrap();
         assert!(made.is_none());
         assert_eq!(store.list_partners().await.unwrap().len(), 1);
     }
 
-    async fn exactly_one_signing_key_is_current(store) {
+    async fn exactly_one_signing_key_is_current(store: Store) {
         let first = generate_signing_key(1_000);
         store.ensure_signing_key(&first).await.unwrap();
         store.ensure_signing_key(&generate_signing_key(2_000)).await.unwrap();
@@ -152,7 +133,7 @@ async fn sqlite_commits_reach_the_database_file_through_the_background_checkpoin
     use sqlx::Connection;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-    let (store, db) = open(Backend::Sqlite).await.unwrap();
+    let (store, db) = open_store(Backend::Sqlite).await.unwrap();
     for i in 0..50 {
         let (key, client) = (NewApiKey::generate(Environment::Live), NewClient::generate());
         store.create_partner(&name(&format!("P{i}")), Environment::Live, &key, &client, 0).await.unwrap();

@@ -250,19 +250,11 @@ on_both_backends! {
     }
 }
 
-mod without_group_commit_or_credential_cache {
-    use super::*;
-    use crate::helpers::Backend;
-
-    async fn run(backend: Backend) {
-        let Some(app) = TestApp::spawn_with(backend, |s| {
-            s.db.group_commit = false;
-            s.auth.credential_cache = false;
-        })
-        .await
-        else {
-            return;
-        };
+on_both_backends! {
+    async fn without_group_commit_or_credential_cache(app, |s| {
+        s.db.group_commit = false;
+        s.auth.credential_cache = false;
+    }) {
         let token = app.sandbox_token().await;
         let body = format!(r#"{{"merchantId": {}, "email": "direct@example.org"}}"#, app.sandbox.partner_id);
         let first = app.post_user_with_key(&token, "direct", &body).await;
@@ -273,15 +265,5 @@ mod without_group_commit_or_credential_cache {
         assert_eq!(again.text().await.unwrap(), first);
         assert_eq!(app.post_user(&token, &body).await.status(), 201);
         assert_eq!(app.users().await, 2);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        run(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        run(Backend::Postgres).await;
     }
 }
