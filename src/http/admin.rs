@@ -8,8 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, Challenge, FieldError};
+use super::error::{ApiError, Challenge};
 use super::extract::{ApiJson, bearer_token};
+use super::fields::Problems;
 use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
 use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
@@ -97,7 +98,7 @@ pub struct ScreenRequest {
 
 impl ScreenRequest {
     fn parse(self) -> Result<sanctions::Query, ApiError> {
-        let mut errors = Vec::new();
+        let mut p = Problems::default();
         let parts: Vec<String> = [self.first_name, self.middle_name, self.last_name, self.second_last_name]
             .into_iter()
             .flatten()
@@ -106,25 +107,25 @@ impl ScreenRequest {
             .collect();
         let name = match (self.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()), parts.is_empty()) {
             (Some(_), false) => {
-                errors.push(field("name", "give either `name` or the name parts, not both"));
+                p.add("name", "give either `name` or the name parts, not both");
                 String::new()
             }
             (Some(name), true) => name,
             (None, false) => parts.join(" "),
             (None, true) => {
-                errors.push(field("name", "is required (or firstName/lastName)"));
+                p.add("name", "is required (or firstName/lastName)");
                 String::new()
             }
         };
         if name.chars().count() > 300 || name.chars().any(char::is_control) {
-            errors.push(field("name", "must be at most 300 printable characters"));
+            p.add("name", "must be at most 300 printable characters");
         }
         let date_of_birth = match self.date_of_birth.as_deref() {
             None => None,
             Some(raw) => {
                 let date = sanctions::parse_date(raw);
                 if date.is_none() {
-                    errors.push(field("dateOfBirth", "must be a calendar date YYYY-MM-DD"));
+                    p.add("dateOfBirth", "must be a calendar date YYYY-MM-DD");
                 }
                 date
             }
@@ -135,19 +136,15 @@ impl ScreenRequest {
                 Some(code.to_ascii_uppercase())
             }
             Some(_) => {
-                errors.push(field("country", "must be an ISO 3166-1 alpha-2 code such as VE"));
+                p.add("country", "must be an ISO 3166-1 alpha-2 code such as VE");
                 None
             }
         };
-        if !errors.is_empty() {
-            return Err(ApiError::Validation { detail: "The screening request is not valid.".into(), errors });
+        if !p.0.is_empty() {
+            return Err(ApiError::Validation { detail: "The screening request is not valid.".into(), errors: p.0 });
         }
         Ok(sanctions::Query { name, date_of_birth, country, kind: self.kind })
     }
-}
-
-fn field(name: &str, message: &str) -> FieldError {
-    FieldError { field: name.into(), message: message.into() }
 }
 
 impl From<SanctionsError> for ApiError {
@@ -211,10 +208,11 @@ async fn jobs(
     if let Some(s) = filter.state.as_deref()
         && !["queued", "running", "done", "dead"].contains(&s)
     {
-        return Err(ApiError::Validation {
-            detail: "The job filter is not valid.".into(),
-            errors: vec![field("state", "must be queued, running, done or dead")],
-        });
+        return Err(ApiError::invalid_field(
+            "The job filter is not valid.",
+            "state",
+            "must be queued, running, done or dead",
+        ));
     }
     let rows = state
         .store
@@ -298,10 +296,8 @@ async fn decide_case(
     clear: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
-    let reason = crate::domain::clean_text(reason, 2000, true).map_err(|e| ApiError::Validation {
-        detail: "The decision is not valid.".into(),
-        errors: vec![field("reason", &e.to_string())],
-    })?;
+    let reason = crate::domain::clean_text(reason, 2000, true)
+        .map_err(|e| ApiError::invalid_field("The decision is not valid.", "reason", e.to_string()))?;
     let decision = CaseDecision { user: user_id.to_owned(), clear, reason: reason.to_owned(), actor: staff.actor() };
     let to = core::onboarding::decide_case(&state.store, decision, now_ms()).await.map_err(|e| match e {
         MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),

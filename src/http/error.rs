@@ -86,6 +86,14 @@ pub struct OAuthError {
 }
 
 impl ApiError {
+    /// A 400 that names one field (or header) and what is wrong with it.
+    pub fn invalid_field(detail: impl Into<String>, field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            detail: detail.into(),
+            errors: vec![FieldError { field: field.into(), message: message.into() }],
+        }
+    }
+
     pub fn oauth(error: OAuthErrorCode, error_description: &'static str) -> Self {
         ApiError::OAuth(OAuthError { error, error_description })
     }

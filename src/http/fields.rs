@@ -23,14 +23,19 @@ impl Problems {
 
     /// A string field: `None` when absent or null (recorded as a problem when `required`).
     pub fn string<'a>(&mut self, body: &'a Map<String, Value>, field: &str, required: bool) -> Option<&'a str> {
+        let value = self.optional_string(body, field)?;
+        if value.is_none() && required {
+            self.add(field, "is required");
+        }
+        value
+    }
+
+    /// An optional string field: `Some(None)` when absent or null, `None` when it is not a
+    /// string (recorded as a problem).
+    pub fn optional_string<'a>(&mut self, body: &'a Map<String, Value>, field: &str) -> Option<Option<&'a str>> {
         match body.get(field) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.add(field, "is required");
-                }
-                None
-            }
-            Some(Value::String(s)) => Some(s),
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s)),
             Some(_) => {
                 self.add(field, "must be a string");
                 None

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::extract::AnyPartner;
 use crate::domain::now_ms;
 use crate::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
@@ -85,13 +85,8 @@ fn is_final(status: StatusCode) -> bool {
 }
 
 fn invalid_key() -> ApiError {
-    ApiError::Validation {
-        detail: "The Idempotency-Key header is not valid.".into(),
-        errors: vec![FieldError {
-            field: "Idempotency-Key".into(),
-            message: "1 to 255 visible ASCII characters, optionally in double quotes".into(),
-        }],
-    }
+    let message = "1 to 255 visible ASCII characters, optionally in double quotes";
+    ApiError::invalid_field("The Idempotency-Key header is not valid.", "Idempotency-Key", message)
 }
 
 /// A claim of `scope` now, with the configured lease and retention.

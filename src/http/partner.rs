@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::extract::{AnyPartner, ApiJson};
 use crate::core::{self, partners::RequiredConsents};
 use crate::domain::now_ms;
@@ -84,13 +84,8 @@ pub async fn update_settings(
     let wants = |consent: &str| body.required_consents.iter().any(|c| c == consent);
     let consents = RequiredConsents { privacy: wants("privacy"), contract: wants("contract") };
     if let Some(unknown) = body.required_consents.iter().find(|c| !["privacy", "contract"].contains(&c.as_str())) {
-        return Err(ApiError::Validation {
-            detail: "The request has invalid fields.".into(),
-            errors: vec![FieldError {
-                field: "requiredConsents".into(),
-                message: format!("{unknown:?} is not a consent: use privacy and/or contract"),
-            }],
-        });
+        let message = format!("{unknown:?} is not a consent: use privacy and/or contract");
+        return Err(ApiError::invalid_field("The request has invalid fields.", "requiredConsents", message));
     }
     core::partners::set_required_consents(&state.store, &partner, consents).await?;
     Ok(Json(PartnerView::of(&state, partner).await?))
@@ -130,13 +125,8 @@ pub async fn roll_api_key(
 ) -> Result<(StatusCode, Json<RolledApiKey>), ApiError> {
     let grace = body.expire_current_keys_in_seconds;
     if !(0..=MAX_GRACE_SECS).contains(&grace) {
-        return Err(ApiError::Validation {
-            detail: "The request has invalid fields.".into(),
-            errors: vec![FieldError {
-                field: "expireCurrentKeysInSeconds".into(),
-                message: format!("must be between 0 and {MAX_GRACE_SECS}"),
-            }],
-        });
+        let message = format!("must be between 0 and {MAX_GRACE_SECS}");
+        return Err(ApiError::invalid_field("The request has invalid fields.", "expireCurrentKeysInSeconds", message));
     }
     let grace = Duration::from_secs(grace.unsigned_abs());
     let rotated = core::partners::rotate_api_key(&state.store, &partner, grace, now_ms())

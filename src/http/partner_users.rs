@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiKeyPartner};
+use super::fields::Problems;
 use crate::core::registrations::{self, PartnerRegistered};
 use crate::domain::{Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, SignIn, UserType, now_ms};
 use crate::store::RegistrationRecord;
@@ -22,45 +23,14 @@ pub fn router() -> Router<AppState> {
 
 const FIELDS: [&str; 5] = ["externalUserId", "method", "identifier", "type", "alias"];
 
-/// Collects every problem of the body, so one answer lists them all.
-struct Problems(Vec<FieldError>);
-
-impl Problems {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
-    }
-}
-
-/// A string field: `Ok(None)` when absent or null.
-fn string_field<'a>(body: &'a Map<String, Value>, field: &str, problems: &mut Problems) -> Option<Option<&'a str>> {
-    match body.get(field) {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(s)),
-        Some(_) => {
-            problems.add(field, "must be a string");
-            None
-        }
-    }
-}
-
 fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
     let Value::Object(body) = body else {
         return Err(ApiError::MalformedBody("The body must be a JSON object.".into()));
     };
-    let mut problems = Problems(Vec::new());
-    for key in body.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        problems.add(key, format!("is not a field of this request (fields: {})", FIELDS.join(", ")));
-    }
-
-    let external_user_id = match string_field(body, "externalUserId", &mut problems) {
-        Some(Some(raw)) => ExternalUserId::parse(raw).map_err(|e| problems.add("externalUserId", e.to_string())).ok(),
-        Some(None) => {
-            problems.add("externalUserId", "is required");
-            None
-        }
-        None => None,
-    };
-    let method = match string_field(body, "method", &mut problems) {
+    let mut problems = Problems::default();
+    problems.unknown_fields(body, &FIELDS);
+    let external_user_id = problems.parse(body, "externalUserId", true, ExternalUserId::parse);
+    let method = match problems.optional_string(body, "method") {
         Some(None) => Some(AuthMethod::None),
         Some(Some(raw)) => {
             let method = AuthMethod::parse(raw);
@@ -71,7 +41,7 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
         }
         None => None,
     };
-    let identifier = string_field(body, "identifier", &mut problems);
+    let identifier = problems.optional_string(body, "identifier");
     let sign_in = match (method, identifier) {
         (Some(AuthMethod::None), Some(None)) => Some(SignIn::None),
         (Some(AuthMethod::None), Some(Some(_))) => {
@@ -98,7 +68,7 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
         },
         _ => None,
     };
-    let user_type = match string_field(body, "type", &mut problems) {
+    let user_type = match problems.optional_string(body, "type") {
         Some(Some(raw)) => {
             let user_type = UserType::parse(raw);
             if user_type.is_none() {
@@ -112,7 +82,7 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
         }
         None => None,
     };
-    let alias = match string_field(body, "alias", &mut problems) {
+    let alias = match problems.optional_string(body, "alias") {
         Some(Some(raw)) => match Alias::parse(raw) {
             Ok(alias) => Some(Some(alias)),
             Err(e) => {

@@ -431,13 +431,7 @@ pub async fn correct(
     let normalized = to_wire(&corrected);
     let changed: Vec<&'static str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
     if changed.is_empty() {
-        return Err(ApiError::Validation {
-            detail: INVALID.into(),
-            errors: vec![FieldError {
-                field: "body".into(),
-                message: "changes nothing: send the corrected fields".into(),
-            }],
-        });
+        return Err(ApiError::invalid_field(INVALID, "body", "changes nothing: send the corrected fields"));
     }
     let correction = Correction {
         user: own_id(&record)?,

@@ -89,10 +89,8 @@ fn parse_request(body: &Map<String, Value>) -> Result<Parsed, Vec<FieldError>> {
 
 /// The `partnerId` header: an int32 naming an existing partner.
 async fn partner_from_header(state: &AppState, headers: &HeaderMap) -> Result<Partner, ApiError> {
-    let bad = |message: &str| ApiError::Validation {
-        detail: "The partnerId header is missing or invalid.".into(),
-        errors: vec![FieldError { field: "partnerId".into(), message: message.into() }],
-    };
+    let bad =
+        |message: &str| ApiError::invalid_field("The partnerId header is missing or invalid.", "partnerId", message);
     let raw = headers.get("partnerid").ok_or_else(|| bad("is required"))?;
     let id = raw
         .to_str()
@@ -105,10 +103,7 @@ async fn partner_from_header(state: &AppState, headers: &HeaderMap) -> Result<Pa
 }
 
 fn code_problem(message: &str) -> ApiError {
-    ApiError::Validation {
-        detail: "The confirmation code was not accepted.".into(),
-        errors: vec![FieldError { field: CODE_FIELD.into(), message: message.into() }],
-    }
+    ApiError::invalid_field("The confirmation code was not accepted.", CODE_FIELD, message)
 }
 
 fn password_problem(detail: &str, messages: impl IntoIterator<Item = String>) -> ApiError {
