@@ -109,42 +109,50 @@ async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
     {
         bail!("--published must be a date like 2024-05-03");
     }
-    let (files, published, source) = match (&args.source.dir, &args.source.url) {
-        (Some(dir), _) => {
-            let (files, published) = sanctions::read_dir(dir)?;
-            (files, published, format!("dir:{}", dir.display()))
-        }
-        (None, Some(url)) => {
-            let (files, published) = download(url).await?;
-            (files, published, url.clone())
-        }
-        (None, None) => unreachable!("clap requires one source"),
-    };
-    let store = open_store(&settings).await?;
+    let (files, published, source) = read_source(&args.source).await?;
+    let published = args.published.or(published);
     let spinner = ProgressBar::new_spinner().with_message("parsing, storing and indexing");
     spinner.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
     let engine = Sanctions::new(settings.sanctions.policy);
-    let result = engine.install(&store, files, source, args.published.or(published)).await;
+    let result = super::staff::with_store(&settings, |store| async move {
+        Ok(engine.install(&store, files, source, published).await?)
+    })
+    .await;
     spinner.finish_and_clear();
-    store.close().await;
     let (version, created) = result?;
     if args.json {
         println!("{}", serde_json::json!({ "list": version, "created": created }));
     } else if created {
+        let c = &version.counts;
         println!(
             "loaded list {} ({} entries, {} alt names, {} addresses, {} orphan rows skipped) in {:.2?}; users are re-screened in the background",
             version.id,
-            version.counts.entries,
-            version.counts.alt_rows,
-            version.counts.address_rows,
-            version.counts.orphan_rows,
+            c.entries,
+            c.alt_rows,
+            c.address_rows,
+            c.orphan_rows,
             started.elapsed()
         );
     } else {
         println!("list {} is already loaded (same files); nothing changed", version.id);
     }
     Ok(())
+}
+
+/// The files of `--dir` or `--url`, their publication date if they say, and the source's name.
+async fn read_source(source: &Source) -> anyhow::Result<(ListFiles, Option<String>, String)> {
+    match (&source.dir, &source.url) {
+        (Some(dir), _) => {
+            let (files, published) = sanctions::read_dir(dir)?;
+            Ok((files, published, format!("dir:{}", dir.display())))
+        }
+        (None, Some(url)) => {
+            let (files, published) = download(url).await?;
+            Ok((files, published, url.clone()))
+        }
+        (None, None) => unreachable!("clap requires one source"),
+    }
 }
 
 /// Downloads the four files with a byte progress bar. Only sdn.csv is required.
@@ -205,28 +213,13 @@ fn httpdate_to_date(value: &str) -> Option<String> {
 }
 
 async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
-    let query = Query {
-        name: args.name,
-        date_of_birth: match &args.dob {
-            Some(d) => Some(sanctions::parse_date(d).context("--dob must be a date like 1962-11-23")?),
-            None => None,
-        },
-        country: match args.country {
-            Some(c) if sanctions::is_country_code(&c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
-            Some(c) => bail!("--country {c:?} is not an ISO 3166-1 alpha-2 code"),
-            None => None,
-        },
-        kind: args.kind,
-    };
-    let store = open_store(&settings).await?;
+    let query = screen_query(&args)?;
     let engine = Sanctions::new(settings.sanctions.policy);
-    let result = async {
+    let screening = super::staff::with_store(&settings, |store| async move {
         engine.refresh(&store).await?;
-        crate::core::staff::screen(&store, &engine, &query, &super::staff::cli_actor(), now_ms()).await
-    }
-    .await;
-    store.close().await;
-    let screening = result?;
+        Ok(crate::core::staff::screen(&store, &engine, &query, &super::staff::cli_actor(), now_ms()).await?)
+    })
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&screening)?);
     } else if screening.matches.is_empty() {
@@ -246,7 +239,30 @@ async fn screen(settings: Settings, args: ScreenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn screen_query(args: &ScreenArgs) -> anyhow::Result<Query> {
+    Ok(Query {
+        name: args.name.clone(),
+        date_of_birth: match &args.dob {
+            Some(d) => Some(sanctions::parse_date(d).context("--dob must be a date like 1962-11-23")?),
+            None => None,
+        },
+        country: match &args.country {
+            Some(c) if sanctions::is_country_code(&c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
+            Some(c) => bail!("--country {c:?} is not an ISO 3166-1 alpha-2 code"),
+            None => None,
+        },
+        kind: args.kind,
+    })
+}
+
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let index = time_index_build(&args)?;
+    time_queries(&index, args.queries);
+    Ok(())
+}
+
+/// Reads, parses and indexes the list, printing how long each step took and the memory it took.
+fn time_index_build(args: &BenchArgs) -> anyhow::Result<SanctionsIndex> {
     let rss_before = crate::telemetry::rss_kib(std::process::id());
     let started = Instant::now();
     let (files, _) = sanctions::read_dir(&args.dir)?;
@@ -271,11 +287,16 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             (after.saturating_sub(before)) as f64 / 1024.0
         );
     }
-    let queries = crate::sanctions::eval::bench_queries(&index);
-    let mut latencies = Vec::with_capacity(args.queries);
+    Ok(index)
+}
+
+/// Screens `count` queries of the built-in mix on one thread, printing throughput and latency.
+fn time_queries(index: &SanctionsIndex, count: usize) {
+    let queries = crate::sanctions::eval::bench_queries(index);
+    let mut latencies = Vec::with_capacity(count);
     let mut flagged = 0usize;
     let run = Instant::now();
-    for query in queries.iter().cycle().take(args.queries) {
+    for query in queries.iter().cycle().take(count) {
         let t = Instant::now();
         let found = index.screen(query);
         latencies.push(t.elapsed());
@@ -294,5 +315,4 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         pct(0.99),
         latencies[latencies.len() - 1]
     );
-    Ok(())
 }

@@ -25,8 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{id}/retry", post(retry_job))
         .route("/admin/compliance", get(compliance_cases))
-        .route("/admin/compliance/{user_id}/clear", post(clear_case))
-        .route("/admin/compliance/{user_id}/block", post(block_case))
+        .route("/admin/compliance/{user_id}/clear", post(decide_case::<true>))
+        .route("/admin/compliance/{user_id}/block", post(decide_case::<false>))
         .route("/admin/users/{user_id}/events", get(user_timeline))
 }
 
@@ -288,17 +288,19 @@ struct Decision {
     reason: String,
 }
 
-async fn decide_case(
-    state: &AppState,
-    staff: &StaffAuth,
-    user_id: &str,
-    reason: &str,
-    clear: bool,
+/// Decides a case (audited): `clear` (`CLEAR`) puts the user back on track; `block` makes it
+/// `UpgradeFailed/ComplianceBlocked`.
+async fn decide_case<const CLEAR: bool>(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
-    let reason = crate::domain::clean_text(reason, 2000, true)
+    let reason = crate::domain::clean_text(&body.reason, 2000, true)
         .map_err(|e| ApiError::invalid_field("The decision is not valid.", "reason", e.to_string()))?;
-    let decision = CaseDecision { user: user_id.to_owned(), clear, reason: reason.to_owned(), actor: staff.actor() };
+    let decision =
+        CaseDecision { user: user_id.clone(), clear: CLEAR, reason: reason.to_owned(), actor: staff.actor() };
     let to = core::onboarding::decide_case(&state.store, decision, now_ms()).await.map_err(|e| match e {
         MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
         MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
@@ -307,26 +309,6 @@ async fn decide_case(
     })?;
     state.jobs.wake();
     Ok(Json(serde_json::json!({ "userId": user_id, "status": to.status, "statusDetail": to.detail })))
-}
-
-/// Clears a case: the user goes back on track. Audited.
-async fn clear_case(
-    State(state): State<AppState>,
-    staff: StaffAuth,
-    Path(user_id): Path<String>,
-    ApiJson(body): ApiJson<Decision>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    decide_case(&state, &staff, &user_id, &body.reason, true).await
-}
-
-/// Blocks a case: `UpgradeFailed/ComplianceBlocked`. Audited.
-async fn block_case(
-    State(state): State<AppState>,
-    staff: StaffAuth,
-    Path(user_id): Path<String>,
-    ApiJson(body): ApiJson<Decision>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    decide_case(&state, &staff, &user_id, &body.reason, false).await
 }
 
 /// Any user's CIP timeline (compliance staff).

@@ -143,6 +143,28 @@ impl ApiError {
     }
 }
 
+/// The problem responses routes share, each declared once for the API reference
+/// (`responses(…, BadRequest, Unauthorized)` in a route's `utoipa::path`).
+pub mod responses {
+    use super::Problem;
+
+    macro_rules! problem_responses {
+        ($($name:ident $status:literal $description:literal;)*) => {$(
+            #[derive(utoipa::IntoResponses)]
+            #[response(status = $status, description = $description, content_type = "application/problem+json")]
+            pub struct $name(#[allow(dead_code)] Problem);
+        )*};
+    }
+
+    problem_responses! {
+        BadRequest 400 "Invalid fields: `errors` names each";
+        Unauthorized 401 "Missing or invalid credentials";
+        NotFound 404 "Not found (or not this partner's)";
+        PayloadTooLarge 413 "The body is larger than `http.max_body_bytes`";
+        UnsupportedMediaType 415 "The body is not `application/json`";
+    }
+}
+
 /// An RFC 9457 problem document with Onboard's extension members.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use super::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::extract::{AnyPartner, ApiJson};
 use crate::core::{self, partners::RequiredConsents};
 use crate::domain::now_ms;
@@ -51,7 +52,7 @@ impl PartnerView {
     security(("bearer" = []), ("partnerApiKey" = [])),
     responses(
         (status = 200, body = PartnerView),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        Unauthorized,
     ))]
 pub async fn whoami(
     State(state): State<AppState>,
@@ -73,8 +74,7 @@ pub struct PartnerSettings {
     request_body = PartnerSettings,
     responses(
         (status = 200, body = PartnerView),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, Unauthorized,
     ))]
 pub async fn update_settings(
     State(state): State<AppState>,
@@ -113,10 +113,7 @@ pub struct RolledApiKey {
     request_body = RollApiKey,
     responses(
         (status = 201, body = RolledApiKey),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 413, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 415, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType,
     ))]
 pub async fn roll_api_key(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
+use super::error::responses::{BadRequest, NotFound, Unauthorized};
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiKeyPartner};
 use super::fields::Problems;
@@ -140,8 +141,7 @@ impl From<RegistrationRecord> for RegisteredUser {
     responses(
         (status = 201, body = RegisteredUser, description = "Registered"),
         (status = 200, body = RegisteredUser, description = "Already registered with the same data: the same body again"),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, Unauthorized,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Registered before with different data; `errors` names the fields"),
     ))]
 pub async fn register(
@@ -172,8 +172,7 @@ pub async fn register(
     params(("externalUserId" = String, Path, description = "The partner's own id for the user (URL-encoded)")),
     responses(
         (status = 200, body = RegisteredUser),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        Unauthorized, NotFound,
     ))]
 pub async fn show(
     State(state): State<AppState>,

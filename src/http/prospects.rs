@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::error::responses::{BadRequest, NotFound, Unauthorized};
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
 use super::fields::{Problems, object};
@@ -293,8 +294,7 @@ fn duplicate_error(errors: Vec<FieldError>) -> ApiError {
     request_body(content = Object, description = "RegisterUserParams: see DESIGN.md §1 for the keys"),
     responses(
         (status = 200, body = UserStatus, description = "Accepted: validation runs asynchronously"),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, Unauthorized,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "phoneNumber or email already registered"),
     ))]
 pub async fn register(
@@ -324,9 +324,7 @@ pub async fn register(
     request_body(content = Object, description = r#"`{"userId": "usr:…"}`, `{"phoneNumber": "+5215521206703"}` or `{"email": "ana@example.org"}`"#),
     responses(
         (status = 200, body = UserStatus),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, Unauthorized, NotFound,
     ))]
 pub async fn user_status(
     State(state): State<AppState>,
@@ -404,8 +402,7 @@ fn move_error(err: MoveError) -> ApiError {
     request_body(content = Object, description = "Any of the register-user-v2 fields"),
     responses(
         (status = 200, body = UserStatus, description = "Validation restarted"),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, NotFound,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Not UpgradeSoftFailed, or a duplicate phone/e-mail"),
     ))]
 pub async fn correct(
@@ -452,8 +449,7 @@ pub async fn correct(
     request_body(content = Object, description = r#"`{"privacy": true, "contract": true}` (either or both)"#),
     responses(
         (status = 200, body = UserStatus),
-        (status = 400, body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        BadRequest, NotFound,
     ))]
 pub async fn consents(
     State(state): State<AppState>,
@@ -542,7 +538,7 @@ pub async fn timeline(state: &AppState, record: &ProspectRecord) -> Result<Timel
     params(("userId" = String, Path, description = "usr:<uuid>")),
     responses(
         (status = 200, body = Timeline),
-        (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
+        NotFound,
     ))]
 pub async fn events(
     State(state): State<AppState>,

@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 
 pub use crate::domain::Partner;
 pub use crate::domain::credentials::{ApiKeyRecord, ClientRecord};
@@ -355,33 +357,33 @@ impl Store {
     }
 
     pub async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row: Option<ApiKeyRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                partner_columns!(),
-                ", k.secret_hash, k.expires_at, k.revoked_at
-                 FROM api_keys k JOIN partners p ON p.id = k.partner_id WHERE k.id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-        });
-        row.map(ApiKeyRecord::try_from).transpose()
+        const SQL: &str = concat!(
+            "SELECT ",
+            partner_columns!(),
+            ", k.secret_hash, k.expires_at, k.revoked_at
+             FROM api_keys k JOIN partners p ON p.id = k.partner_id WHERE k.id = $1"
+        );
+        self.find_by_key::<ApiKeyRow, _>(SQL, id).await
     }
 
     pub async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let row: Option<ClientRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                partner_columns!(),
-                ", c.secret_hash, c.revoked_at
-                 FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.client_id = $1"
-            ))
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        row.map(ClientRecord::try_from).transpose()
+        const SQL: &str = concat!(
+            "SELECT ",
+            partner_columns!(),
+            ", c.secret_hash, c.revoked_at
+             FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.client_id = $1"
+        );
+        self.find_by_key::<ClientRow, _>(SQL, client_id).await
+    }
+
+    /// The row `sql` finds by one text key (`$1`), on a reader, decoded into its record.
+    pub(crate) async fn find_by_key<R, T>(&self, sql: &'static str, key: &str) -> StoreResult<Option<T>>
+    where
+        R: Send + Unpin + for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow>,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let row: Option<R> = with_pool!(self, read, |pool| sqlx::query_as(sql).bind(key).fetch_optional(pool).await?);
+        row.map(T::try_from).transpose()
     }
 
     // ---- signing keys ---------------------------------------------------------------------

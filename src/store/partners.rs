@@ -50,39 +50,38 @@ pub async fn exists(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<bool> {
     Ok(found.is_some())
 }
 
-/// Stores an API key of `partner` in the open transaction.
-pub async fn insert_api_key(tx: &mut Tx<'_>, partner: PartnerId, key: &impl StoredSecret, now: i64) -> StoreResult<()> {
+/// A partner's credential: what a stored secret opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The `PartnerApiKey` header.
+    ApiKey,
+    /// OAuth client credentials (`POST /oauth/token`).
+    Client,
+}
+
+/// Stores a credential of `partner` in the open transaction.
+pub async fn insert_credential(
+    tx: &mut Tx<'_>,
+    kind: Credential,
+    partner: PartnerId,
+    secret: &impl StoredSecret,
+    now: i64,
+) -> StoreResult<()> {
+    let sql = match kind {
+        Credential::ApiKey => "INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        Credential::Client => {
+            "INSERT INTO oauth_clients (client_id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)"
+        }
+    };
     on_tx!(tx, |conn| {
-        sqlx::query("INSERT INTO api_keys (id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(key.id())
+        sqlx::query(sql)
+            .bind(secret.id())
             .bind(partner.get())
-            .bind(&key.hash()[..])
+            .bind(&secret.hash()[..])
             .bind(now)
             .execute(conn)
             .await
             .map(drop)?
-    });
-    Ok(())
-}
-
-/// Stores an OAuth client of `partner` in the open transaction.
-pub async fn insert_client(
-    tx: &mut Tx<'_>,
-    partner: PartnerId,
-    client: &impl StoredSecret,
-    now: i64,
-) -> StoreResult<()> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO oauth_clients (client_id, partner_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(client.id())
-        .bind(partner.get())
-        .bind(&client.hash()[..])
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(drop)?
     });
     Ok(())
 }
@@ -141,8 +140,8 @@ impl Store {
         self.write(move |mut tx| {
             pin_unit(async move {
                 let partner = insert(&mut tx, &name, environment, now).await?;
-                insert_api_key(&mut tx, partner.id, &key, now).await?;
-                insert_client(&mut tx, partner.id, &client, now).await?;
+                insert_credential(&mut tx, Credential::ApiKey, partner.id, &key, now).await?;
+                insert_credential(&mut tx, Credential::Client, partner.id, &client, now).await?;
                 Ok(partner)
             })
         })
@@ -170,8 +169,8 @@ impl Store {
                     if !claim_bootstrap(&mut tx, partner.id, now).await? {
                         return Err(Bootstrap::NotFirst);
                     }
-                    insert_api_key(&mut tx, partner.id, &key, now).await?;
-                    insert_client(&mut tx, partner.id, &client, now).await?;
+                    insert_credential(&mut tx, Credential::ApiKey, partner.id, &key, now).await?;
+                    insert_credential(&mut tx, Credential::Client, partner.id, &client, now).await?;
                     Ok::<_, Bootstrap>(partner)
                 })
             })
@@ -200,7 +199,7 @@ impl Store {
                     return Ok(false);
                 }
                 expire_api_keys(&mut tx, partner, grace, now).await?;
-                insert_api_key(&mut tx, partner, &key, now).await?;
+                insert_credential(&mut tx, Credential::ApiKey, partner, &key, now).await?;
                 Ok(true)
             })
         })

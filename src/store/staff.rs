@@ -83,13 +83,8 @@ pub async fn revoke_token(tx: &mut Tx<'_>, name: &str, now: i64) -> StoreResult<
 
 impl Store {
     pub async fn find_staff_token(&self, id: &str) -> StoreResult<Option<StaffTokenRecord>> {
-        let row: Option<StaffTokenRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT id, name, role, secret_hash, created_at, revoked_at FROM admin_tokens WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        });
-        row.map(StaffTokenRecord::try_from).transpose()
+        const SQL: &str = "SELECT id, name, role, secret_hash, created_at, revoked_at FROM admin_tokens WHERE id = $1";
+        self.find_by_key::<StaffTokenRow, _>(SQL, id).await
     }
 
     pub async fn list_staff_tokens(&self) -> StoreResult<Vec<StaffTokenRecord>> {

@@ -51,6 +51,10 @@ on_both_backends! {
             assert!(spec["paths"].get(path).is_some(), "{path} missing");
         }
         assert!(spec.pointer("/components/securitySchemes/partnerApiKey").is_some());
+        // The shared problem responses are declared once and still reach every route that names them.
+        let problem = spec.pointer("/paths/~1partner~1api-keys/post/responses/415/content/application~1problem+json/schema");
+        assert_eq!(problem.and_then(|s| s["$ref"].as_str()), Some("#/components/schemas/Problem"), "{problem:?}");
+        assert!(spec.pointer("/components/schemas/Problem").is_some());
         let page = app.get("/docs").await.text().await.unwrap();
         assert!(page.contains("/oauth/token") && page.contains("<html"));
         assert!(!page.contains("<script src=\"http"), "the docs page must not load anything remotely");
