@@ -3,51 +3,37 @@
 //! than a silent overwrite.
 
 use std::fmt;
-use std::str::FromStr;
 
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => stringify!($variant)),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
-                match s { $(stringify!($variant) => Ok($name::$variant),)+ _ => Err(UnknownValue(s.to_owned())) }
-            }
-        }
-    };
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown value {0:?}")]
-pub struct UnknownValue(pub String);
+pub use super::UnknownValue;
 
 wire_enum!(
     /// seed 002's `status`.
-    Status { Completed, UpgradePending, UpgradeInProgress, UpgradeFailed, UpgradeSoftFailed, AccountUpgradeInProgress }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub enum Status {
+        Completed = "Completed",
+        UpgradePending = "UpgradePending",
+        UpgradeInProgress = "UpgradeInProgress",
+        UpgradeFailed = "UpgradeFailed",
+        UpgradeSoftFailed = "UpgradeSoftFailed",
+        AccountUpgradeInProgress = "AccountUpgradeInProgress",
+    }
 );
 
 wire_enum!(
     /// seed 002's `statusDetail`.
-    Detail {
-        None, InvalidAddress, InvalidEMail, UnreadableDoc, ProvideAdditionalInfo, InvalidPersonalData,
-        OtpPrivacyMissing, OtpContractMissing, Compliance, ComplianceBlocked, OfacFailed,
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub enum Detail {
+        None = "None",
+        InvalidAddress = "InvalidAddress",
+        InvalidEMail = "InvalidEMail",
+        UnreadableDoc = "UnreadableDoc",
+        ProvideAdditionalInfo = "ProvideAdditionalInfo",
+        InvalidPersonalData = "InvalidPersonalData",
+        OtpPrivacyMissing = "OtpPrivacyMissing",
+        OtpContractMissing = "OtpContractMissing",
+        Compliance = "Compliance",
+        ComplianceBlocked = "ComplianceBlocked",
+        OfacFailed = "OfacFailed",
     }
 );
 

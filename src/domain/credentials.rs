@@ -2,9 +2,6 @@
 //! the records a presented credential is checked against. Generating and hashing them is
 //! `auth`'s job; these types let the store keep them without depending on `auth`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use super::Partner;
 
 /// What the database keeps of a secret Onboard generated (an API key, a client secret, a staff
@@ -56,37 +53,13 @@ pub struct ClientRecord {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum StaffRole {
-    /// Reviews sanctions and compliance cases.
-    Compliance,
-    /// Runs the service: jobs, lists, everything a reviewer can see.
-    Operator,
-}
-
-impl StaffRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Compliance => "compliance",
-            Self::Operator => "operator",
-        }
+wire_enum!(
+    #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+    #[serde(rename_all = "lowercase")]
+    pub enum StaffRole {
+        /// Reviews sanctions and compliance cases.
+        Compliance = "compliance",
+        /// Runs the service: jobs, lists, everything a reviewer can see.
+        Operator = "operator",
     }
-}
-
-impl fmt::Display for StaffRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StaffRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "compliance" => Ok(Self::Compliance),
-            "operator" => Ok(Self::Operator),
-            other => Err(format!("unknown staff role {other:?}")),
-        }
-    }
-}
+);

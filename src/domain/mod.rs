@@ -37,6 +37,63 @@ macro_rules! int32_id {
     };
 }
 
+/// A closed set of values with one spelling each on the wire and in the database. Parsing is
+/// exact: an unknown value (or another case) is an error, never a default. Serde, clap and
+/// utoipa derives, where a type needs them, come with its attributes and must spell the same.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(#[$first_meta:meta])* $first:ident = $first_wire:literal
+            $(, $(#[$variant_meta:meta])* $variant:ident = $wire:literal)* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $(#[$first_meta])* $first,
+            $($(#[$variant_meta])* $variant),*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$name::$first $(, $name::$variant)*];
+            /// The spellings, for messages: `A, B, C`.
+            pub const NAMES: &'static str = concat!($first_wire $(, ", ", $wire)*);
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $name::$first => $first_wire,
+                    $($name::$variant => $wire),*
+                }
+            }
+
+            /// Exact spelling only.
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw {
+                    $first_wire => Some($name::$first),
+                    $($wire => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::domain::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s).ok_or_else(|| $crate::domain::UnknownValue(s.to_owned()))
+            }
+        }
+    };
+}
+
+pub(crate) use wire_enum;
+
 pub mod address;
 pub mod cip;
 pub mod credentials;
@@ -54,6 +111,11 @@ pub use partner::{Environment, Partner, PartnerId, PartnerName};
 pub use phone::{InvalidPhone, Phone};
 pub use registration::{Alias, AuthMethod, ExternalUserId, PartnerRegistration, SignIn, UserType};
 pub use user::{PublicUserId, UserId};
+
+/// A value outside a closed set (`wire_enum!`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown value {0:?}")]
+pub struct UnknownValue(pub String);
 
 /// Why a free-text field (a name, an alias, a partner's id) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

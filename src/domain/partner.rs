@@ -1,7 +1,5 @@
 //! Partners: the tenants that register users through Onboard.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 int32_id!(
@@ -11,22 +9,15 @@ int32_id!(
     "a partner id is an integer between 1 and 2147483647"
 );
 
-/// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Sandbox,
-    Live,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Live => "live",
-        }
+wire_enum!(
+    /// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
+    #[derive(Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Environment {
+        Sandbox = "sandbox",
+        Live = "live",
     }
-}
+);
 
 /// A tenant: the partner every user, key and setting belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,21 +28,6 @@ pub struct Partner {
     pub name: String,
     pub environment: Environment,
     pub created_at: i64,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("environment must be `sandbox` or `live`")]
-pub struct InvalidEnvironment;
-
-impl FromStr for Environment {
-    type Err = InvalidEnvironment;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sandbox" => Ok(Environment::Sandbox),
-            "live" => Ok(Environment::Live),
-            _ => Err(InvalidEnvironment),
-        }
-    }
 }
 
 /// A partner's display name: trimmed, 1–200 characters, no control characters.

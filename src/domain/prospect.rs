@@ -5,35 +5,22 @@ use time::Date;
 use super::address::{Country, LatLng, PlaceDetail};
 use super::{Email, Phone, TextProblem, clean_text};
 
-macro_rules! closed_set {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static str = concat!($($wire, " "),+);
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
-            }
-
-            /// Exact spelling only: an unknown value is an error, never a default.
-            pub fn parse(raw: &str) -> Option<Self> {
-                match raw { $($wire => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-closed_set!(
+wire_enum!(
     /// Self-reported gender.
-    Gender { Male => "Male", Female => "Female", Other => "Other", None => "None" }
+    pub enum Gender {
+        Male = "Male",
+        Female = "Female",
+        Other = "Other",
+        None = "None",
+    }
 );
 
-closed_set!(
+wire_enum!(
     /// ISO 639-1 language of the user's communications.
-    Language { En => "en", Es => "es" }
+    pub enum Language {
+        En = "en",
+        Es = "es",
+    }
 );
 
 /// Legal names: 1–100 characters after trimming, no control characters.
@@ -158,6 +145,6 @@ mod tests {
         assert_eq!(Gender::parse("female"), None);
         assert_eq!(Language::parse("es"), Some(Language::Es));
         assert_eq!(Language::parse("fr"), None);
-        assert_eq!(Gender::ALL.trim(), "Male Female Other None");
+        assert_eq!(Gender::NAMES, "Male, Female, Other, None");
     }
 }

@@ -33,60 +33,26 @@ impl Alias {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AuthMethod {
-    Email,
-    PhoneNumber,
-    None,
-}
-
-impl AuthMethod {
-    pub const ALL: &'static str = "EMAIL, PHONE_NUMBER, NONE";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::Email => "EMAIL",
-            AuthMethod::PhoneNumber => "PHONE_NUMBER",
-            AuthMethod::None => "NONE",
-        }
+wire_enum!(
+    /// Seed 000's `method`: how the user signs in.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum AuthMethod {
+        Email = "EMAIL",
+        PhoneNumber = "PHONE_NUMBER",
+        None = "NONE",
     }
+);
 
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "EMAIL" => Some(AuthMethod::Email),
-            "PHONE_NUMBER" => Some(AuthMethod::PhoneNumber),
-            "NONE" => Some(AuthMethod::None),
-            _ => None,
-        }
+wire_enum!(
+    /// Seed 000's `type`.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum UserType {
+        Individual = "INDIVIDUAL",
+        Business = "BUSINESS",
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum UserType {
-    Individual,
-    Business,
-}
-
-impl UserType {
-    pub const ALL: &'static str = "INDIVIDUAL, BUSINESS";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserType::Individual => "INDIVIDUAL",
-            UserType::Business => "BUSINESS",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "INDIVIDUAL" => Some(UserType::Individual),
-            "BUSINESS" => Some(UserType::Business),
-            _ => None,
-        }
-    }
-}
+);
 
 /// How the user signs in, with the identifier that method needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

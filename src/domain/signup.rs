@@ -103,33 +103,15 @@ fn guessable(password: &str, context: &[&str]) -> Option<String> {
     Some(warning)
 }
 
-/// Seed 003's `userType`: the role the account is opened with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UserRole {
-    /// The default: a person using the partner's product.
-    Customer,
-    /// A business account.
-    Business,
-}
-
-impl UserRole {
-    pub const ALLOWED: &'static str = "CUSTOMER, BUSINESS";
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "CUSTOMER" => Some(Self::Customer),
-            "BUSINESS" => Some(Self::Business),
-            _ => None,
-        }
+wire_enum!(
+    /// Seed 003's `userType`: the role the account is opened with.
+    pub enum UserRole {
+        /// The default: a person using the partner's product.
+        Customer = "CUSTOMER",
+        /// A business account.
+        Business = "BUSINESS",
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "CUSTOMER",
-            Self::Business => "BUSINESS",
-        }
-    }
-}
+);
 
 /// A confirmation code as the user typed it: digits only.
 #[derive(Clone, PartialEq, Eq)]

@@ -36,7 +36,7 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
         Some(Some(raw)) => {
             let method = AuthMethod::parse(raw);
             if method.is_none() {
-                problems.add("method", format!("must be one of {}", AuthMethod::ALL));
+                problems.add("method", format!("must be one of {}", AuthMethod::NAMES));
             }
             method
         }
@@ -73,12 +73,12 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
         Some(Some(raw)) => {
             let user_type = UserType::parse(raw);
             if user_type.is_none() {
-                problems.add("type", format!("must be one of {}", UserType::ALL));
+                problems.add("type", format!("must be one of {}", UserType::NAMES));
             }
             user_type
         }
         Some(None) => {
-            problems.add("type", format!("is required: one of {}", UserType::ALL));
+            problems.add("type", format!("is required: one of {}", UserType::NAMES));
             None
         }
         None => None,

@@ -104,7 +104,7 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
     let last_name = name(&mut p, "lastName", true);
     let second_last_name = name(&mut p, "secondLastName", false);
     let gender = p.parse(body, "gender", false, |raw| {
-        Gender::parse(raw).ok_or_else(|| format!("must be one of {}", Gender::ALL.trim().replace(' ', ", ")))
+        Gender::parse(raw).ok_or_else(|| format!("must be one of {}", Gender::NAMES))
     });
     let date_of_birth = p.parse(body, "dateOfBirth", false, |raw| prospect::date_of_birth(raw, today));
     let email = p.parse(body, "email", false, |raw| Email::parse(raw).map(Some).map_err(|e| e.to_string()));
@@ -118,7 +118,7 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
         }
     });
     let language = p.parse(body, "language", false, |raw| {
-        Language::parse(raw).ok_or_else(|| format!("must be one of {}", Language::ALL.trim().replace(' ', ", ")))
+        Language::parse(raw).ok_or_else(|| format!("must be one of {}", Language::NAMES))
     });
     let line = |p: &mut Problems, field: &str| {
         p.parse(body, field, false, |raw| prospect::address_line(raw).map_err(text_message))

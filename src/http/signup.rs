@@ -71,7 +71,7 @@ fn parse_request(body: &Map<String, Value>) -> Result<Parsed, Vec<FieldError>> {
         p.add("password", "must not be empty");
     }
     let role = p.parse(body, "userType", false, |raw| {
-        UserRole::parse(raw).ok_or_else(|| format!("must be one of {}", UserRole::ALLOWED))
+        UserRole::parse(raw).ok_or_else(|| format!("must be one of {}", UserRole::NAMES))
     });
     let code = match body.get(CODE_FIELD) {
         None | Some(Value::Null) => None,

@@ -30,23 +30,16 @@ impl Default for MatchPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Clear,
-    Review,
-    Match,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Clear => "clear",
-            Self::Review => "review",
-            Self::Match => "match",
-        }
+crate::domain::wire_enum!(
+    /// What a screening concluded, from nothing to report to a corroborated match.
+    #[derive(PartialOrd, Ord, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Decision {
+        Clear = "clear",
+        Review = "review",
+        Match = "match",
     }
-}
+);
 
 /// What a screening is asked about.
 #[derive(Debug, Clone, Default)]

@@ -11,27 +11,16 @@ use time::{Date, Month};
 use super::countries::COUNTRY_NAMES;
 pub use crate::domain::sanctions_list::{ListCounts, ListFiles};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EntityKind {
-    Individual,
-    Entity,
-    Vessel,
-    Aircraft,
-}
-
-impl EntityKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Individual => "individual",
-            Self::Entity => "entity",
-            Self::Vessel => "vessel",
-            Self::Aircraft => "aircraft",
-        }
+crate::domain::wire_enum!(
+    #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum EntityKind {
+        Individual = "individual",
+        Entity = "entity",
+        Vessel = "vessel",
+        Aircraft = "aircraft",
     }
-}
+);
 
 /// A date of birth as OFAC gives it: a day, a month, a year, `circa` a year, or a range. Kept as
 /// the inclusive span of days it allows.

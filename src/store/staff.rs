@@ -29,7 +29,10 @@ impl TryFrom<StaffTokenRow> for StaffTokenRecord {
     type Error = StoreError;
     fn try_from(row: StaffTokenRow) -> Result<Self, StoreError> {
         Ok(StaffTokenRecord {
-            role: row.role.parse().map_err(StoreError::Corrupt)?,
+            role: row
+                .role
+                .parse()
+                .map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(format!("staff role: {e}")))?,
             id: row.id,
             name: row.name,
             secret_hash: row.secret_hash,
