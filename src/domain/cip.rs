@@ -6,36 +6,22 @@ use std::fmt;
 
 pub use super::UnknownValue;
 
-wire_enum!(
+wire_enum! {
     /// seed 002's `status`.
     #[derive(serde::Serialize, serde::Deserialize)]
     pub enum Status {
-        Completed = "Completed",
-        UpgradePending = "UpgradePending",
-        UpgradeInProgress = "UpgradeInProgress",
-        UpgradeFailed = "UpgradeFailed",
-        UpgradeSoftFailed = "UpgradeSoftFailed",
-        AccountUpgradeInProgress = "AccountUpgradeInProgress",
+        Completed, UpgradePending, UpgradeInProgress, UpgradeFailed, UpgradeSoftFailed, AccountUpgradeInProgress,
     }
-);
+}
 
-wire_enum!(
+wire_enum! {
     /// seed 002's `statusDetail`.
     #[derive(serde::Serialize, serde::Deserialize)]
     pub enum Detail {
-        None = "None",
-        InvalidAddress = "InvalidAddress",
-        InvalidEMail = "InvalidEMail",
-        UnreadableDoc = "UnreadableDoc",
-        ProvideAdditionalInfo = "ProvideAdditionalInfo",
-        InvalidPersonalData = "InvalidPersonalData",
-        OtpPrivacyMissing = "OtpPrivacyMissing",
-        OtpContractMissing = "OtpContractMissing",
-        Compliance = "Compliance",
-        ComplianceBlocked = "ComplianceBlocked",
-        OfacFailed = "OfacFailed",
+        None, InvalidAddress, InvalidEMail, UnreadableDoc, ProvideAdditionalInfo, InvalidPersonalData,
+        OtpPrivacyMissing, OtpContractMissing, Compliance, ComplianceBlocked, OfacFailed,
     }
-);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CipState {

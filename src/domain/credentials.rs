@@ -53,7 +53,7 @@ pub struct ClientRecord {
     pub revoked_at: Option<i64>,
 }
 
-wire_enum!(
+wire_enum! {
     #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum)]
     #[serde(rename_all = "lowercase")]
     pub enum StaffRole {
@@ -62,4 +62,4 @@ wire_enum!(
         /// Runs the service: jobs, lists, everything a reviewer can see.
         Operator = "operator",
     }
-);
+}

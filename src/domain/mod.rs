@@ -37,15 +37,16 @@ macro_rules! int32_id {
     };
 }
 
-/// A closed set of values with one spelling each on the wire and in the database. Parsing is
-/// exact: an unknown value (or another case) is an error, never a default. Serde, clap and
-/// utoipa derives, where a type needs them, come with its attributes and must spell the same.
+/// A closed set of values with one spelling each on the wire and in the database: the variant's
+/// own name, or the literal after `=`. Parsing is exact: an unknown value (or another case) is
+/// an error, never a default. Serde, clap and utoipa derives, where a type needs them, come with
+/// its attributes and must spell the same (the tests of each type check the round trip).
 macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
-            $(#[$first_meta:meta])* $first:ident = $first_wire:literal
-            $(, $(#[$variant_meta:meta])* $variant:ident = $wire:literal)* $(,)?
+            $(#[$first_meta:meta])* $first:ident $(= $first_wire:literal)?
+            $(, $(#[$variant_meta:meta])* $variant:ident $(= $wire:literal)?)* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -58,20 +59,21 @@ macro_rules! wire_enum {
         impl $name {
             pub const ALL: &'static [$name] = &[$name::$first $(, $name::$variant)*];
             /// The spellings, for messages: `A, B, C`.
-            pub const NAMES: &'static str = concat!($first_wire $(, ", ", $wire)*);
+            pub const NAMES: &'static str =
+                concat!($crate::domain::wire_enum!(@wire $first $($first_wire)?) $(, ", ", $crate::domain::wire_enum!(@wire $variant $($wire)?))*);
 
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $name::$first => $first_wire,
-                    $($name::$variant => $wire),*
+                    $name::$first => $crate::domain::wire_enum!(@wire $first $($first_wire)?),
+                    $($name::$variant => $crate::domain::wire_enum!(@wire $variant $($wire)?)),*
                 }
             }
 
             /// Exact spelling only.
             pub fn parse(raw: &str) -> Option<Self> {
                 match raw {
-                    $first_wire => Some($name::$first),
-                    $($wire => Some($name::$variant),)*
+                    $crate::domain::wire_enum!(@wire $first $($first_wire)?) => Some($name::$first),
+                    $($crate::domain::wire_enum!(@wire $variant $($wire)?) => Some($name::$variant),)*
                     _ => None,
                 }
             }
@@ -90,6 +92,8 @@ macro_rules! wire_enum {
             }
         }
     };
+    (@wire $variant:ident $wire:literal) => { $wire };
+    (@wire $variant:ident) => { stringify!($variant) };
 }
 
 pub(crate) use wire_enum;

@@ -9,7 +9,7 @@ int32_id!(
     "a partner id is an integer between 1 and 2147483647"
 );
 
-wire_enum!(
+wire_enum! {
     /// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
     #[derive(Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
@@ -17,7 +17,7 @@ wire_enum!(
         Sandbox = "sandbox",
         Live = "live",
     }
-);
+}
 
 /// A tenant: the partner every user, key and setting belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -5,7 +5,7 @@ use time::Date;
 use super::address::{Country, LatLng, PlaceDetail};
 use super::{Email, Phone, TextProblem, clean_text};
 
-wire_enum!(
+wire_enum! {
     /// Self-reported gender.
     pub enum Gender {
         Male = "Male",
@@ -13,15 +13,15 @@ wire_enum!(
         Other = "Other",
         None = "None",
     }
-);
+}
 
-wire_enum!(
+wire_enum! {
     /// ISO 639-1 language of the user's communications.
     pub enum Language {
         En = "en",
         Es = "es",
     }
-);
+}
 
 /// Legal names: 1–100 characters after trimming, no control characters.
 pub fn person_name(raw: &str) -> Result<String, TextProblem> {

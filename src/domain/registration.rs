@@ -33,7 +33,7 @@ impl Alias {
     }
 }
 
-wire_enum!(
+wire_enum! {
     /// Seed 000's `method`: how the user signs in.
     #[derive(Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -42,9 +42,9 @@ wire_enum!(
         PhoneNumber = "PHONE_NUMBER",
         None = "NONE",
     }
-);
+}
 
-wire_enum!(
+wire_enum! {
     /// Seed 000's `type`.
     #[derive(Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -52,7 +52,7 @@ wire_enum!(
         Individual = "INDIVIDUAL",
         Business = "BUSINESS",
     }
-);
+}
 
 /// How the user signs in, with the identifier that method needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,7 +103,7 @@ fn guessable(password: &str, context: &[&str]) -> Option<String> {
     Some(warning)
 }
 
-wire_enum!(
+wire_enum! {
     /// Seed 003's `userType`: the role the account is opened with.
     pub enum UserRole {
         /// The default: a person using the partner's product.
@@ -111,7 +111,7 @@ wire_enum!(
         /// A business account.
         Business = "BUSINESS",
     }
-);
+}
 
 /// A confirmation code as the user typed it: digits only.
 #[derive(Clone, PartialEq, Eq)]

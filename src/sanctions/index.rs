@@ -30,7 +30,7 @@ impl Default for MatchPolicy {
     }
 }
 
-crate::domain::wire_enum!(
+crate::domain::wire_enum! {
     /// What a screening concluded, from nothing to report to a corroborated match.
     #[derive(PartialOrd, Ord, serde::Serialize)]
     #[serde(rename_all = "lowercase")]
@@ -39,7 +39,7 @@ crate::domain::wire_enum!(
         Review = "review",
         Match = "match",
     }
-);
+}
 
 /// What a screening is asked about.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use time::{Date, Month};
 use super::countries::COUNTRY_NAMES;
 pub use crate::domain::sanctions_list::{ListCounts, ListFiles};
 
-crate::domain::wire_enum!(
+crate::domain::wire_enum! {
     #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
     pub enum EntityKind {
@@ -20,7 +20,7 @@ crate::domain::wire_enum!(
         Vessel = "vessel",
         Aircraft = "aircraft",
     }
-);
+}
 
 /// A date of birth as OFAC gives it: a day, a month, a year, `circa` a year, or a range. Kept as
 /// the inclusive span of days it allows.
