@@ -13,10 +13,7 @@ wire_enum! {
     /// Sandbox partners get fixed test behaviour (e.g. 003's code `12345`); live partners never do.
     #[derive(Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
-    pub enum Environment {
-        Sandbox = "sandbox",
-        Live = "live",
-    }
+    pub enum Environment { Sandbox = "sandbox", Live = "live" }
 }
 
 /// A tenant: the partner every user, key and setting belongs to.

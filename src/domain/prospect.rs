@@ -7,20 +7,12 @@ use super::{Email, Phone, TextProblem, clean_text};
 
 wire_enum! {
     /// Self-reported gender.
-    pub enum Gender {
-        Male = "Male",
-        Female = "Female",
-        Other = "Other",
-        None = "None",
-    }
+    pub enum Gender { Male = "Male", Female = "Female", Other = "Other", None = "None" }
 }
 
 wire_enum! {
     /// ISO 639-1 language of the user's communications.
-    pub enum Language {
-        En = "en",
-        Es = "es",
-    }
+    pub enum Language { En = "en", Es = "es" }
 }
 
 /// Legal names: 1–100 characters after trimming, no control characters.

@@ -37,21 +37,14 @@ wire_enum! {
     /// Seed 000's `method`: how the user signs in.
     #[derive(Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum AuthMethod {
-        Email = "EMAIL",
-        PhoneNumber = "PHONE_NUMBER",
-        None = "NONE",
-    }
+    pub enum AuthMethod { Email = "EMAIL", PhoneNumber = "PHONE_NUMBER", None = "NONE" }
 }
 
 wire_enum! {
     /// Seed 000's `type`.
     #[derive(Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum UserType {
-        Individual = "INDIVIDUAL",
-        Business = "BUSINESS",
-    }
+    pub enum UserType { Individual = "INDIVIDUAL", Business = "BUSINESS" }
 }
 
 /// How the user signs in, with the identifier that method needs.

@@ -34,11 +34,7 @@ crate::domain::wire_enum! {
     /// What a screening concluded, from nothing to report to a corroborated match.
     #[derive(PartialOrd, Ord, serde::Serialize)]
     #[serde(rename_all = "lowercase")]
-    pub enum Decision {
-        Clear = "clear",
-        Review = "review",
-        Match = "match",
-    }
+    pub enum Decision { Clear = "clear", Review = "review", Match = "match" }
 }
 
 /// What a screening is asked about.

@@ -14,12 +14,7 @@ pub use crate::domain::sanctions_list::{ListCounts, ListFiles};
 crate::domain::wire_enum! {
     #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
-    pub enum EntityKind {
-        Individual = "individual",
-        Entity = "entity",
-        Vessel = "vessel",
-        Aircraft = "aircraft",
-    }
+    pub enum EntityKind { Individual = "individual", Entity = "entity", Vessel = "vessel", Aircraft = "aircraft" }
 }
 
 /// A date of birth as OFAC gives it: a day, a month, a year, `circa` a year, or a range. Kept as
