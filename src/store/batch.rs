@@ -24,7 +24,7 @@ use super::Tx;
 use super::idempotency::{self, Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 use super::registrations::{Registered, RegistrationRecord};
 use super::tx::BoxFuture;
-use super::users::{CompleteWith, NewMinimalUser, UserRecord, UserRow};
+use super::users::{NewMinimalUser, UserRecord, UserRow};
 use super::{Backend, BackendKind, DbSettings, Store, StoreError, StoreResult};
 use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, SignIn};
 
@@ -155,6 +155,27 @@ impl Rows {
     fn len(&self) -> usize {
         self.claims.len() + self.completions.len() + self.minimal.len() + self.registrations.len()
     }
+
+    fn into_jobs(self) -> impl Iterator<Item = Job> {
+        let Rows { claims, completions, minimal, registrations } = self;
+        (claims.into_iter().map(Job::Claim))
+            .chain(completions.into_iter().map(Job::Complete))
+            .chain(minimal.into_iter().map(Job::Minimal))
+            .chain(registrations.into_iter().map(Job::Registration))
+    }
+}
+
+impl Job {
+    /// Answers the job's caller with `err` (nothing of it was written).
+    fn fail(self, err: StoreError) {
+        match self {
+            Job::Minimal(job) => drop(job.reply.send(Err(err))),
+            Job::Registration(job) => drop(job.reply.send(Err(err))),
+            Job::Claim(job) => drop(job.reply.send(Err(err))),
+            Job::Complete(job) => drop(job.reply.send(Err(err))),
+            Job::Unit(unit) => unit.answer(false),
+        }
+    }
 }
 
 /// What a committed batch answers, in the order of each kind's jobs.
@@ -220,23 +241,17 @@ impl UserWriter {
         user: NewMinimalUser,
         complete: Option<(IdempotencyScope, Respond)>,
     ) -> StoreResult<UserRecord> {
-        let Some(queue) = &self.queue else {
-            let complete = complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
-            return self.store.create_minimal_user(&user, complete).await;
-        };
-        send(queue, |reply| Job::Minimal(MinimalJob { user, complete, reply })).await
+        self.send(|reply| Job::Minimal(MinimalJob { user, complete, reply })).await
     }
 
     /// Claims an Idempotency-Key (see `idempotency::claim`).
     pub async fn claim(&self, request: ClaimRequest) -> StoreResult<Claim> {
-        let Some(queue) = &self.queue else { return self.store.claim_idempotency_key(&request).await };
-        send(queue, |reply| Job::Claim(ClaimJob { request, reply })).await
+        self.send(|reply| Job::Claim(ClaimJob { request, reply })).await
     }
 
     /// Stores the final answer of a claimed key.
     pub async fn complete(&self, scope: IdempotencyScope, response: StoredResponse) -> StoreResult<()> {
-        let Some(queue) = &self.queue else { return self.store.complete_idempotency_key(&scope, &response).await };
-        send(queue, |reply| Job::Complete(CompleteJob { scope, response, reply })).await
+        self.send(|reply| Job::Complete(CompleteJob { scope, response, reply })).await
     }
 
     /// Gives up an unfinished claim so that a retry may run (the request failed transiently).
@@ -246,25 +261,20 @@ impl UserWriter {
 
     /// Registers a seed-000 user, or returns the partner's existing registration for its id.
     pub async fn register(&self, new: NewRegistration) -> StoreResult<Registered> {
-        let Some(queue) = &self.queue else {
-            return self
-                .store
-                .register_partner_user(new.partner, &new.registration, &new.public_id, new.created_at)
-                .await;
-        };
-        send(queue, |reply| Job::Registration(RegistrationJob { new, reply })).await
+        self.send(|reply| Job::Registration(RegistrationJob { new, reply })).await
     }
-}
 
-/// Hands a job to the writer and waits for its answer.
-async fn send<T>(
-    queue: &mpsc::Sender<Job>,
-    job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
-) -> StoreResult<T> {
-    let (reply, answer) = oneshot::channel();
-    // Full or closed (shutting down): either way, not now.
-    queue.try_send(job(reply)).map_err(|_| StoreError::Overloaded)?;
-    answer.await.map_err(|_| StoreError::Overloaded)?
+    /// Hands a job to the writer, or without one commits it here as a batch of its own (the
+    /// same statements either way), and waits for its answer.
+    async fn send<T>(&self, job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        match &self.queue {
+            // Full or closed (shutting down): either way, not now.
+            Some(queue) => queue.try_send(job(reply)).map_err(|_| StoreError::Overloaded)?,
+            None => self.store.commit_alone(job(reply)).await,
+        }
+        answer.await.map_err(|_| StoreError::Overloaded)?
+    }
 }
 
 /// How long the SQLite writer keeps its connection while jobs keep arriving. Handing the
@@ -355,31 +365,34 @@ async fn answer(store: &Store, batch: Batch, result: BatchResult) {
         }
         Err(StoreError::Unavailable(err)) => {
             tracing::warn!(error = ?err, rows, "batch: database unavailable");
-            jobs.claims.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
-            jobs.completions.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
-            jobs.minimal.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
-            jobs.registrations.into_iter().for_each(|job| drop(job.reply.send(Err(StoreError::Overloaded))));
+            jobs.into_jobs().for_each(|job| job.fail(StoreError::Overloaded));
         }
-        Err(err) => {
+        Err(err) if rows > 1 => {
             // One bad row must not fail its neighbours: retry each on its own.
             tracing::warn!(error = ?err, rows, "batch failed; retrying job by job");
-            for job in jobs.claims {
-                let _ = job.reply.send(store.claim_idempotency_key(&job.request).await);
-            }
-            for job in jobs.completions {
-                let _ = job.reply.send(store.complete_idempotency_key(&job.scope, &job.response).await);
-            }
-            for job in jobs.minimal {
-                let complete = job.complete.as_ref().map(|(scope, respond)| CompleteWith { scope, respond: *respond });
-                let _ = job.reply.send(store.create_minimal_user(&job.user, complete).await);
-            }
-            for job in jobs.registrations {
-                let new = &job.new;
-                let outcome =
-                    store.register_partner_user(new.partner, &new.registration, &new.public_id, new.created_at).await;
-                let _ = job.reply.send(outcome);
+            for job in jobs.into_jobs() {
+                store.commit_alone(job).await;
             }
         }
+        Err(err) => {
+            if let Some(job) = jobs.into_jobs().next() {
+                job.fail(err);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Commits one job as a batch of its own, on the pool's write connection, and answers it:
+    /// the path without a writer task, and the retry of a failed batch's rows one by one.
+    fn commit_alone(&self, job: Job) -> BoxFuture<'_, ()> {
+        // Boxed: `answer` retries through here, so the two futures would otherwise contain
+        // each other. A batch of one is never retried again.
+        Box::pin(async move {
+            let mut batch = sort(vec![job]);
+            let result = self.commit_batch(&mut batch, None).await;
+            answer(self, batch, result).await;
+        })
     }
 }
 

@@ -210,7 +210,7 @@ pub use signups::{
 };
 pub use staff::StaffTokenRecord;
 pub use tx::{BoxFuture, Tx, boxed, pin_unit};
-pub use users::{CompleteWith, NewMinimalUser, UserRecord};
+pub use users::{NewMinimalUser, UserRecord};
 
 /// The partner columns every partner-returning query selects, as a literal for `concat!`.
 macro_rules! partner_columns {

@@ -1,7 +1,6 @@
 //! Users, whatever surface created them.
 
-use super::idempotency::{self, IdempotencyScope, StoredResponse};
-use super::{Store, StoreError, StoreResult, Tx};
+use super::{Store, StoreError, StoreResult};
 use crate::domain::{Email, PartnerId, PublicUserId, UserId};
 
 /// A user as seed 001 creates it: an e-mail (or none) and free-form `additionalData`.
@@ -50,47 +49,7 @@ impl TryFrom<UserRow> for UserRecord {
     }
 }
 
-/// What to do with an Idempotency-Key claim when the user is committed: store the response
-/// in the same transaction, so a committed user always has its replayable answer.
-pub struct CompleteWith<'a, F> {
-    pub scope: &'a IdempotencyScope,
-    pub respond: F,
-}
-
 impl Store {
-    /// Inserts the user; with `complete`, also finishes the Idempotency-Key claim atomically.
-    pub async fn create_minimal_user<F>(
-        &self,
-        user: &NewMinimalUser,
-        complete: Option<CompleteWith<'_, F>>,
-    ) -> StoreResult<UserRecord>
-    where
-        F: FnOnce(&UserRecord) -> StoredResponse,
-    {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let row: UserRow = sqlx::query_as(concat!(
-                "INSERT INTO users (public_id, partner_id, email, additional_data, created_at) VALUES ($1, $2, $3, $4, $5)
-                 RETURNING ",
-                user_columns!()
-            ))
-            .bind(user.public_id.as_str())
-            .bind(user.partner.get())
-            .bind(user.email.as_ref().map(Email::as_str))
-            .bind(user.additional_data.as_deref())
-            .bind(user.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
-            let record = UserRecord::try_from(row)?;
-            if let Some(CompleteWith { scope, respond }) = complete {
-                let response = respond(&record);
-                idempotency::complete(&mut Tx::from(&mut *tx), scope, &response).await?;
-            }
-            tx.commit().await?;
-            Ok(record)
-        })
-    }
-
     /// The user `id` if it belongs to `partner` (tenants never see each other's users).
     pub async fn find_user(&self, partner: PartnerId, id: UserId) -> StoreResult<Option<UserRecord>> {
         let row: Option<UserRow> = with_pool!(self, read, |pool| {
