@@ -85,12 +85,12 @@ pub fn personal(p: &Prospect) -> CheckResult {
         ("secondLastName", p.second_last_name.as_ref()),
     ];
     for (field, value) in parts {
-        if let Some(problem) = value.and_then(|v| implausible_name(v)) {
+        if let Some(problem) = value.and_then(|v| implausible_name(v.as_str())) {
             return soft(Check::Personal, Detail::InvalidPersonalData, format!("{field} {problem}"));
         }
     }
-    if p.first_name.chars().filter(|c| c.is_alphabetic()).count() < 2
-        || p.last_name.chars().filter(|c| c.is_alphabetic()).count() < 2
+    if p.first_name.as_str().chars().filter(|c| c.is_alphabetic()).count() < 2
+        || p.last_name.as_str().chars().filter(|c| c.is_alphabetic()).count() < 2
     {
         return soft(Check::Personal, Detail::InvalidPersonalData, "first and last name need at least two letters");
     }
@@ -107,7 +107,7 @@ pub fn address(p: &Prospect) -> CheckResult {
         return soft(Check::Address, Detail::ProvideAdditionalInfo, "country is needed to verify the address");
     };
     if let Some((place, _)) = &p.place_detail {
-        if let Some(problem) = place_disagrees(country, p.state, place) {
+        if let Some(problem) = place_disagrees(country, p.state.map(address::Subdivision::as_str), place) {
             return soft(Check::Address, Detail::InvalidAddress, problem);
         }
         if let Some(location) = place.location()
@@ -138,7 +138,7 @@ fn place_disagrees(country: Country, state: Option<&str>, place: &address::Place
     let resolved =
         address::subdivision(country, &area.short_name).or_else(|| address::subdivision(country, &area.long_name));
     match resolved {
-        Some(code) if code != state => Some("placeDetail is in another state".into()),
+        Some(code) if code.as_str() != state => Some("placeDetail is in another state".into()),
         _ => None,
     }
 }
@@ -197,22 +197,27 @@ pub fn phone(p: &Prospect) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::prospect::{DateOfBirth, PersonName};
     use crate::domain::{Email, Phone};
+
+    fn name(raw: &str) -> PersonName {
+        PersonName::parse(raw).unwrap()
+    }
 
     fn ana() -> Prospect {
         Prospect {
-            first_name: "Ana".into(),
-            middle_name: Some("María".into()),
-            last_name: "Hernández".into(),
-            second_last_name: Some("Gómez".into()),
+            first_name: name("Ana"),
+            middle_name: Some(name("María")),
+            last_name: name("Hernández"),
+            second_last_name: Some(name("Gómez")),
             gender: None,
-            date_of_birth: Some(time::macros::date!(1990 - 05 - 17)),
+            date_of_birth: Some(DateOfBirth::stored(time::macros::date!(1990 - 05 - 17))),
             email: Some(Email::parse("ana@correo.mx").unwrap()),
             phone: Phone::parse("+5215521206703").unwrap(),
             language: None,
             street: None,
             city: None,
-            state: Some("MX-ROO"),
+            state: address::subdivision(Country::parse("MX").unwrap(), "MX-ROO"),
             country: Country::parse("MX"),
             place_detail: None,
             address_location: None,
@@ -232,11 +237,11 @@ mod tests {
     fn implausible_names() {
         for (first, last) in [("Test", "Hernández"), ("Ana", "X1"), ("Aaaaa", "Pérez"), ("A", "Pérez"), ("Ana", "@@")]
         {
-            let p = Prospect { first_name: first.into(), last_name: last.into(), ..ana() };
+            let p = Prospect { first_name: name(first), last_name: name(last), ..ana() };
             assert_eq!(personal(&p).outcome, Outcome::Soft(Detail::InvalidPersonalData), "{first} {last}");
         }
         for ok in ["O'Brien", "Jean-Luc", "María José", "St. John", "Nguyễn"] {
-            let p = Prospect { first_name: ok.into(), ..ana() };
+            let p = Prospect { first_name: name(ok), ..ana() };
             assert_eq!(personal(&p).outcome, Outcome::Pass, "{ok}");
         }
         let no_dob = Prospect { date_of_birth: None, ..ana() };

@@ -7,6 +7,7 @@ pub mod checks;
 
 use crate::core::onboarding::{self, CheckTarget, PROVISION_JOB};
 use crate::domain::cip::{Check, CheckResult, CipState, Outcome};
+use crate::domain::prospect::DateOfBirth;
 use crate::domain::{PartnerId, UserId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
 use crate::sanctions::{self, Decision, Sanctions};
@@ -113,7 +114,7 @@ fn evaluate(
         Check::Sanctions => {
             let query = sanctions::person_query(
                 prospect.full_name(),
-                prospect.date_of_birth,
+                prospect.date_of_birth.map(DateOfBirth::date),
                 prospect.country.map(|c| c.as_str().to_owned()),
             );
             let (partner, user) = (PartnerId::new(record.partner_id).ok(), UserId::new(record.id).ok());

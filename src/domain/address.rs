@@ -92,10 +92,20 @@ fn squeeze(raw: &str) -> String {
     deunicode::deunicode(raw).chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
+/// An ISO 3166-2 subdivision code (`MX-JAL`), resolved from what a partner sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subdivision(&'static str);
+
+impl Subdivision {
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
 /// Resolves what a partner sent as `state` to the ISO 3166-2 code of a subdivision of `country`:
 /// the code itself (`MX-JAL`), its part after the dash (`JAL`, `CA`), a short name from the table
 /// above (`JA`, `DF`, `MX-DIF`), or the subdivision's name (`Jalisco`, `Ciudad de México`).
-pub fn subdivision(country: Country, raw: &str) -> Option<&'static str> {
+pub fn subdivision(country: Country, raw: &str) -> Option<Subdivision> {
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > 100 {
         return None;
@@ -106,13 +116,13 @@ pub fn subdivision(country: Country, raw: &str) -> Option<&'static str> {
     let local = wanted.strip_prefix(country.as_str()).filter(|_| raw.contains('-')).unwrap_or(&wanted);
     let by_code = subdivisions.iter().find(|s| s.code.split_once('-').is_some_and(|(_, part)| part == local));
     if let Some(found) = by_code {
-        return Some(found.code);
+        return Some(Subdivision(found.code));
     }
     if let Some((_, _, code)) = SHORT_NAMES.iter().find(|(c, alias, _)| *c == country.as_str() && *alias == local) {
-        return Some(code);
+        return Some(Subdivision(code));
     }
     let by_name = subdivisions.iter().find(|s| squeeze(s.name) == wanted);
-    by_name.map(|s| s.code)
+    by_name.map(|s| Subdivision(s.code))
 }
 
 /// A point in WGS 84 degrees, in range.
@@ -255,7 +265,7 @@ mod tests {
             ("Méx.", "MX-MEX"),
             ("EM", "MX-MEX"),
         ] {
-            assert_eq!(subdivision(mx(), raw), Some(code), "{raw}");
+            assert_eq!(subdivision(mx(), raw).map(Subdivision::as_str), Some(code), "{raw}");
         }
         for bad in ["XX", "US-CA", "CA", "", "Texas", "MX-"] {
             assert_eq!(subdivision(mx(), bad), None, "{bad}");
@@ -265,9 +275,9 @@ mod tests {
     #[test]
     fn us_states_by_usps_code() {
         let us = Country::parse("US").unwrap();
-        assert_eq!(subdivision(us, "CA"), Some("US-CA"));
-        assert_eq!(subdivision(us, "US-TX"), Some("US-TX"));
-        assert_eq!(subdivision(us, "New York"), Some("US-NY"));
+        assert_eq!(subdivision(us, "CA").map(Subdivision::as_str), Some("US-CA"));
+        assert_eq!(subdivision(us, "US-TX").map(Subdivision::as_str), Some("US-TX"));
+        assert_eq!(subdivision(us, "New York").map(Subdivision::as_str), Some("US-NY"));
         assert_eq!(subdivision(us, "JA"), None);
     }
 

@@ -2,7 +2,7 @@
 
 use time::Date;
 
-use super::address::{Country, LatLng, PlaceDetail};
+use super::address::{Country, LatLng, PlaceDetail, Subdivision};
 use super::{Email, Phone, TextProblem, clean_text};
 
 wire_enum! {
@@ -15,9 +15,25 @@ wire_enum! {
     pub enum Language { En = "en", Es = "es" }
 }
 
-/// Legal names: 1–100 characters after trimming, no control characters.
-pub fn person_name(raw: &str) -> Result<String, TextProblem> {
-    clean_text(raw, 100, true).map(str::to_owned)
+/// One part of a legal name (first, middle, last, second last): 1–100 characters after
+/// trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(raw: &str) -> Result<Self, TextProblem> {
+        clean_text(raw, 100, true).map(|name| Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PersonName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Street and city: 1–200 characters after trimming.
@@ -35,28 +51,50 @@ pub enum InvalidDateOfBirth {
     TooOld,
 }
 
-/// Parses `YYYY-MM-DD` or an ISO 8601 date-time (the date as written is the birthday) and checks
-/// the age on `today`: at least 18, under 100.
-pub fn date_of_birth(raw: &str, today: Date) -> Result<Date, InvalidDateOfBirth> {
-    use time::format_description::well_known::{Iso8601, Rfc3339};
-    let raw = raw.trim();
-    let date_only = time::macros::format_description!("[year]-[month]-[day]");
-    let date = Date::parse(raw, date_only)
-        .or_else(|_| time::OffsetDateTime::parse(raw, &Rfc3339).map(|t| t.date()))
-        .or_else(|_| time::PrimitiveDateTime::parse(raw, &Iso8601::DEFAULT).map(|t| t.date()))
-        .map_err(|_| InvalidDateOfBirth::Format)?;
-    // The date part must be the first ten characters, so `+01990-…` or week dates are refused.
-    if raw.len() < 10 || Date::parse(&raw[..10], date_only) != Ok(date) {
-        return Err(InvalidDateOfBirth::Format);
+/// A date of birth of a person of age: 18 or older and under 100 on the day it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateOfBirth(Date);
+
+impl DateOfBirth {
+    /// Parses `YYYY-MM-DD` or an ISO 8601 date-time (the date as written is the birthday) and
+    /// checks the age on `today`: at least 18, under 100.
+    pub fn parse(raw: &str, today: Date) -> Result<Self, InvalidDateOfBirth> {
+        use time::format_description::well_known::{Iso8601, Rfc3339};
+        let raw = raw.trim();
+        let date_only = time::macros::format_description!("[year]-[month]-[day]");
+        let date = Date::parse(raw, date_only)
+            .or_else(|_| time::OffsetDateTime::parse(raw, &Rfc3339).map(|t| t.date()))
+            .or_else(|_| time::PrimitiveDateTime::parse(raw, &Iso8601::DEFAULT).map(|t| t.date()))
+            .map_err(|_| InvalidDateOfBirth::Format)?;
+        // The date part must be the first ten characters, so `+01990-…` or week dates are refused.
+        if raw.len() < 10 || Date::parse(&raw[..10], date_only) != Ok(date) {
+            return Err(InvalidDateOfBirth::Format);
+        }
+        let age = age_on(date, today);
+        if age < 18 {
+            return Err(InvalidDateOfBirth::TooYoung);
+        }
+        if age >= 100 {
+            return Err(InvalidDateOfBirth::TooOld);
+        }
+        Ok(Self(date))
     }
-    let age = age_on(date, today);
-    if age < 18 {
-        return Err(InvalidDateOfBirth::TooYoung);
+
+    /// A date of birth stored after `parse` accepted it: the age rule held on the day it was
+    /// given and is not checked again (a stored person of 99 may turn 100).
+    pub fn stored(date: Date) -> Self {
+        Self(date)
     }
-    if age >= 100 {
-        return Err(InvalidDateOfBirth::TooOld);
+
+    pub fn date(self) -> Date {
+        self.0
     }
-    Ok(date)
+}
+
+impl std::fmt::Display for DateOfBirth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// Whole years from `birth` to `today` (a 29 February birthday comes on 1 March in other years).
@@ -68,19 +106,18 @@ pub fn age_on(birth: Date, today: Date) -> i32 {
 /// A parsed seed-002 registration (or a stored one, read back for the validators).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prospect {
-    pub first_name: String,
-    pub middle_name: Option<String>,
-    pub last_name: String,
-    pub second_last_name: Option<String>,
+    pub first_name: PersonName,
+    pub middle_name: Option<PersonName>,
+    pub last_name: PersonName,
+    pub second_last_name: Option<PersonName>,
     pub gender: Option<Gender>,
-    pub date_of_birth: Option<Date>,
+    pub date_of_birth: Option<DateOfBirth>,
     pub email: Option<Email>,
     pub phone: Phone,
     pub language: Option<Language>,
     pub street: Option<String>,
     pub city: Option<String>,
-    /// ISO 3166-2.
-    pub state: Option<&'static str>,
+    pub state: Option<Subdivision>,
     pub country: Option<Country>,
     /// Parsed, and the JSON as sent.
     pub place_detail: Option<(PlaceDetail, serde_json::Value)>,
@@ -94,7 +131,7 @@ impl Prospect {
         [Some(&self.first_name), self.middle_name.as_ref(), Some(&self.last_name), self.second_last_name.as_ref()]
             .into_iter()
             .flatten()
-            .map(String::as_str)
+            .map(PersonName::as_str)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -113,20 +150,23 @@ mod tests {
     #[test]
     fn dates_of_birth() {
         let today = date!(2026 - 11 - 23);
-        assert_eq!(date_of_birth("1990-05-17", today), Ok(date!(1990 - 05 - 17)));
-        assert_eq!(date_of_birth("1990-05-17T00:00:00Z", today), Ok(date!(1990 - 05 - 17)));
-        assert_eq!(date_of_birth("1990-05-17T23:30:00-06:00", today), Ok(date!(1990 - 05 - 17)));
-        assert_eq!(date_of_birth("1990-05-17T10:00:00", today), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(DateOfBirth::parse("1990-05-17", today).map(DateOfBirth::date), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(DateOfBirth::parse("1990-05-17T00:00:00Z", today).map(DateOfBirth::date), Ok(date!(1990 - 05 - 17)));
+        assert_eq!(
+            DateOfBirth::parse("1990-05-17T23:30:00-06:00", today).map(DateOfBirth::date),
+            Ok(date!(1990 - 05 - 17))
+        );
+        assert_eq!(DateOfBirth::parse("1990-05-17T10:00:00", today).map(DateOfBirth::date), Ok(date!(1990 - 05 - 17)));
         for bad in ["1990-02-30", "1990-13-01", "17/05/1990", "1990-5-17", "", "1990-05-17T25:00:00Z", "1990"] {
-            assert_eq!(date_of_birth(bad, today), Err(InvalidDateOfBirth::Format), "{bad}");
+            assert_eq!(DateOfBirth::parse(bad, today).map(DateOfBirth::date), Err(InvalidDateOfBirth::Format), "{bad}");
         }
         // 18 on the day itself; not the day before.
-        assert!(date_of_birth("2008-11-23", today).is_ok());
-        assert_eq!(date_of_birth("2008-11-24", today), Err(InvalidDateOfBirth::TooYoung));
-        assert_eq!(date_of_birth("2030-01-01", today), Err(InvalidDateOfBirth::TooYoung));
+        assert!(DateOfBirth::parse("2008-11-23", today).map(DateOfBirth::date).is_ok());
+        assert_eq!(DateOfBirth::parse("2008-11-24", today).map(DateOfBirth::date), Err(InvalidDateOfBirth::TooYoung));
+        assert_eq!(DateOfBirth::parse("2030-01-01", today).map(DateOfBirth::date), Err(InvalidDateOfBirth::TooYoung));
         // 99 the day before the 100th birthday; 100 on it.
-        assert!(date_of_birth("1926-11-24", today).is_ok());
-        assert_eq!(date_of_birth("1926-11-23", today), Err(InvalidDateOfBirth::TooOld));
+        assert!(DateOfBirth::parse("1926-11-24", today).map(DateOfBirth::date).is_ok());
+        assert_eq!(DateOfBirth::parse("1926-11-23", today).map(DateOfBirth::date), Err(InvalidDateOfBirth::TooOld));
         assert_eq!(age_on(date!(2004 - 02 - 29), date!(2022 - 02 - 28)), 17);
         assert_eq!(age_on(date!(2004 - 02 - 29), date!(2022 - 03 - 01)), 18);
     }

@@ -18,7 +18,7 @@ use super::fields::{Problems, object};
 use crate::core::onboarding::{self, ConsentGrant, Correction, MoveError};
 use crate::domain::address::{self, Country, LatLng, PlaceDetail};
 use crate::domain::cip::CipState;
-use crate::domain::prospect::{self, Gender, Language, Prospect};
+use crate::domain::prospect::{self, DateOfBirth, Gender, Language, PersonName, Prospect};
 use crate::domain::{Email, PartnerId, Phone, PublicUserId, now_ms};
 use crate::store::{Duplicate, Lookup, ProspectRecord, UserEvent};
 
@@ -97,7 +97,7 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
     let mut p = Problems::default();
     p.unknown_fields(body, &FIELDS);
     let name = |p: &mut Problems, field: &str, required: bool| {
-        p.parse(body, field, required, |raw| prospect::person_name(raw).map_err(text_message))
+        p.parse(body, field, required, |raw| PersonName::parse(raw).map_err(text_message))
     };
     let first_name = name(&mut p, "firstName", true);
     let middle_name = name(&mut p, "middleName", false);
@@ -106,7 +106,7 @@ pub fn parse_registration(body: &Map<String, Value>, today: time::Date) -> Resul
     let gender = p.parse(body, "gender", false, |raw| {
         Gender::parse(raw).ok_or_else(|| format!("must be one of {}", Gender::NAMES))
     });
-    let date_of_birth = p.parse(body, "dateOfBirth", false, |raw| prospect::date_of_birth(raw, today));
+    let date_of_birth = p.parse(body, "dateOfBirth", false, |raw| DateOfBirth::parse(raw, today));
     let email = p.parse(body, "email", false, |raw| Email::parse(raw).map(Some).map_err(|e| e.to_string()));
     let phone = p.parse(body, "phoneNumber", true, |raw| {
         let phone =
@@ -198,10 +198,10 @@ fn to_wire(p: &Prospect) -> Map<String, Value> {
             m.insert(k.to_owned(), v);
         }
     };
-    put("firstName", Some(p.first_name.clone().into()));
-    put("middleName", p.middle_name.clone().map(Value::from));
-    put("lastName", Some(p.last_name.clone().into()));
-    put("secondLastName", p.second_last_name.clone().map(Value::from));
+    put("firstName", Some(p.first_name.as_str().into()));
+    put("middleName", p.middle_name.as_ref().map(|n| n.as_str().into()));
+    put("lastName", Some(p.last_name.as_str().into()));
+    put("secondLastName", p.second_last_name.as_ref().map(|n| n.as_str().into()));
     put("gender", p.gender.map(|g| g.as_str().into()));
     put("dateOfBirth", p.date_of_birth.map(|d| d.to_string().into()));
     put("email", p.email.as_ref().map(|e| e.as_str().into()));
@@ -209,7 +209,7 @@ fn to_wire(p: &Prospect) -> Map<String, Value> {
     put("language", p.language.map(|l| l.as_str().into()));
     put("street", p.street.clone().map(Value::from));
     put("city", p.city.clone().map(Value::from));
-    put("state", p.state.map(Value::from));
+    put("state", p.state.map(|s| s.as_str().into()));
     put("country", p.country.map(|c| c.as_str().into()));
     put("placeDetail", p.place_detail.as_ref().map(|(_, json)| json.clone()));
     put("addressLatitude", p.address_location.map(|l| l.lat.into()));

@@ -4,9 +4,9 @@
 
 use super::sanctions::stored_cip_state;
 use super::{Store, StoreError, StoreResult, Tx};
-use crate::domain::address::{Country, LatLng, PlaceDetail};
+use crate::domain::address::{Country, LatLng, PlaceDetail, Subdivision};
 use crate::domain::cip::{CipState, Consents};
-use crate::domain::prospect::{Gender, Language, Prospect};
+use crate::domain::prospect::{DateOfBirth, Gender, Language, PersonName, Prospect};
 use crate::domain::{Email, PartnerId, Phone, PublicUserId};
 
 /// A stored prospect, as the validators and the status endpoints read it.
@@ -63,6 +63,9 @@ impl ProspectRecord {
     /// way in; one that no longer parses is corrupt data, not a user error).
     pub fn prospect(&self) -> StoreResult<Prospect> {
         let required = |v: &Option<String>, what: &str| v.clone().ok_or_else(|| self.corrupt(what));
+        let name = |v: &Option<String>, what: &str| {
+            v.as_deref().map(PersonName::parse).transpose().map_err(|_| self.corrupt(what))
+        };
         let country = match &self.country {
             Some(c) => Some(Country::parse(c).ok_or_else(|| self.corrupt("country"))?),
             None => None,
@@ -80,12 +83,12 @@ impl ProspectRecord {
         };
         let location = |lat: Option<f64>, lng: Option<f64>| lat.zip(lng).and_then(|(lat, lng)| LatLng::new(lat, lng));
         Ok(Prospect {
-            first_name: required(&self.first_name, "first name")?,
-            middle_name: self.middle_name.clone(),
-            last_name: required(&self.last_name, "last name")?,
-            second_last_name: self.second_last_name.clone(),
+            first_name: name(&self.first_name, "first name")?.ok_or_else(|| self.corrupt("first name"))?,
+            middle_name: name(&self.middle_name, "middle name")?,
+            last_name: name(&self.last_name, "last name")?.ok_or_else(|| self.corrupt("last name"))?,
+            second_last_name: name(&self.second_last_name, "second last name")?,
             gender: self.gender.as_deref().and_then(Gender::parse),
-            date_of_birth: self.date_of_birth.as_deref().and_then(crate::domain::parse_date),
+            date_of_birth: self.date_of_birth.as_deref().and_then(crate::domain::parse_date).map(DateOfBirth::stored),
             email: self.email.as_deref().map(Email::parse).transpose().map_err(|_| self.corrupt("email"))?,
             phone: Phone::parse(&required(&self.phone, "phone")?).map_err(|_| self.corrupt("phone"))?,
             language: self.language.as_deref().and_then(Language::parse),
@@ -161,16 +164,16 @@ macro_rules! bind_prospect {
             .bind(p.email.as_ref().map(Email::as_str))
             .bind(p.email_key())
             .bind(p.phone.e164())
-            .bind(&p.first_name)
-            .bind(p.middle_name.as_deref())
-            .bind(&p.last_name)
-            .bind(p.second_last_name.as_deref())
+            .bind(p.first_name.as_str())
+            .bind(p.middle_name.as_ref().map(PersonName::as_str))
+            .bind(p.last_name.as_str())
+            .bind(p.second_last_name.as_ref().map(PersonName::as_str))
             .bind(p.gender.map(Gender::as_str))
             .bind(p.date_of_birth.map(|d| d.to_string()))
             .bind(p.language.map(Language::as_str))
             .bind(p.street.as_deref())
             .bind(p.city.as_deref())
-            .bind(p.state)
+            .bind(p.state.map(Subdivision::as_str))
             .bind(p.country.map(Country::as_str))
             .bind($place_detail)
             .bind(p.address_location.map(|l| l.lat))

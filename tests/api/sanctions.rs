@@ -8,7 +8,7 @@ use onboard::auth::staff::{NewStaffToken, StaffRole};
 use onboard::domain::address::Country;
 use onboard::domain::cip::{CipState, Transition};
 use onboard::domain::cip::{Detail, Status};
-use onboard::domain::prospect::Prospect;
+use onboard::domain::prospect::{DateOfBirth, PersonName, Prospect};
 use onboard::domain::{PartnerId, PublicUserId, now_ms};
 use onboard::domain::{Phone, parse_date};
 use onboard::sanctions::{ListFiles, read_dir};
@@ -51,12 +51,12 @@ async fn screen(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
 async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str) -> i64 {
     let partner = PartnerId::new(app.sandbox.partner_id).unwrap();
     let prospect = Prospect {
-        first_name: first.into(),
+        first_name: PersonName::parse(first).unwrap(),
         middle_name: None,
-        last_name: last.into(),
+        last_name: PersonName::parse(last).unwrap(),
         second_last_name: None,
         gender: None,
-        date_of_birth: parse_date(dob),
+        date_of_birth: parse_date(dob).map(DateOfBirth::stored),
         email: None,
         phone: Phone::parse(&format!("+5255{:08}", rand::random::<u32>() % 100_000_000)).unwrap(),
         language: None,
