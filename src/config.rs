@@ -7,8 +7,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthSettings;
 use crate::auth::passwords::PasswordSettings;
 use crate::core::signup::SignupSettings;
+use crate::http::HttpSettings;
+use crate::http::idempotency::IdempotencySettings;
 use crate::jobs::JobSettings;
 use crate::mail::MailSettings;
 use crate::store::DbSettings;
@@ -64,41 +67,6 @@ impl Default for SanctionsSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdempotencySettings {
-    /// How long a stored answer is replayed for an `Idempotency-Key`.
-    pub ttl_secs: u64,
-    /// How long an unfinished request holds its key before another may take it over.
-    pub lease_secs: u64,
-}
-
-impl Default for IdempotencySettings {
-    fn default() -> Self {
-        Self { ttl_secs: 24 * 3600, lease_secs: 60 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpSettings {
-    /// Largest accepted request body; larger ones get 413.
-    pub max_body_bytes: usize,
-    /// How long graceful shutdown waits for in-flight requests.
-    pub shutdown_grace_secs: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// `iss` of the access tokens this node issues.
-    pub issuer: String,
-    /// Lifetime of partner access tokens from `POST /oauth/token`.
-    pub access_token_ttl_secs: u64,
-    /// Remember verified bearer tokens and API keys (≤ 30 s) instead of checking every request.
-    pub credential_cache: bool,
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -116,18 +84,6 @@ impl Default for Settings {
             password: PasswordSettings::default(),
             mail: MailSettings::default(),
         }
-    }
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
-    }
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self { issuer: "onboard".into(), access_token_ttl_secs: 3600, credential_cache: true }
     }
 }
 

@@ -24,6 +24,8 @@ pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// What the background work of this node (jobs, list refreshes) is configured with.
+    settings: Settings,
     /// Credentials of the sandbox partner made on this first start, if this node made it.
     pub bootstrap: Option<IssuedCredentials>,
 }
@@ -79,9 +81,14 @@ impl Application {
             passwords,
             mailer,
             signup_limits: http::limits::SignupLimits::new(&settings.signup),
-            settings,
+            settings: http::HttpConfig {
+                http: settings.http.clone(),
+                auth: settings.auth.clone(),
+                idempotency: settings.idempotency.clone(),
+                signup: settings.signup.clone(),
+            },
         });
-        Ok(Self { listener, state, bootstrap })
+        Ok(Self { listener, state, settings, bootstrap })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,17 +102,17 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (at most `http.shutdown_grace_secs`) and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, .. } = self;
+        let Self { listener, state, settings, .. } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
         let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
-        let refresher = tokio::spawn(refresh_sanctions_periodically(state.clone()));
+        let refresh = Duration::from_secs(settings.sanctions.refresh_secs.max(1));
+        let refresher = tokio::spawn(refresh_sanctions_periodically(state.clone(), refresh));
         let forgetter = tokio::spawn(forget_full_rate_limit_buckets(state.clone()));
-        let jobs = state
-            .settings
+        let jobs = settings
             .jobs
             .enabled
-            .then(|| job_registry(&state).start(state.store.clone(), state.settings.jobs.clone()));
+            .then(|| job_registry(&state, &settings).start(state.store.clone(), settings.jobs.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -143,10 +150,10 @@ impl Application {
 }
 
 /// The handlers this node runs.
-fn job_registry(state: &AppState) -> JobRegistry {
+fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     let mut registry = JobRegistry::with_waker(state.jobs.clone());
-    crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, state.settings.cip.concurrency);
-    crate::mail::register(&mut registry, &state.store, &state.mailer, state.settings.mail.concurrency);
+    crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, settings.cip.concurrency);
+    crate::mail::register(&mut registry, &state.store, &state.mailer, settings.mail.concurrency);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());
@@ -193,8 +200,8 @@ async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
 }
 
 /// Picks up list versions loaded by another node or by `onboard sanctions load`.
-async fn refresh_sanctions_periodically(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(state.settings.sanctions.refresh_secs.max(1)));
+async fn refresh_sanctions_periodically(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;

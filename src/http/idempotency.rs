@@ -13,11 +13,29 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use serde::{Deserialize, Serialize};
+
 use super::AppState;
 use super::error::ApiError;
 use super::extract::AnyPartner;
 use crate::domain::now_ms;
 use crate::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
+
+/// How long Idempotency-Key answers are kept, and how long an unfinished request holds its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// How long a stored answer is replayed for an `Idempotency-Key`.
+    pub ttl_secs: u64,
+    /// How long an unfinished request holds its key before another may take it over.
+    pub lease_secs: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self { ttl_secs: 24 * 3600, lease_secs: 60 }
+    }
+}
 
 pub const HEADER: &str = "idempotency-key";
 

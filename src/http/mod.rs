@@ -26,10 +26,37 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::AuthSettings;
 use crate::auth::KeyRing;
-use crate::config::Settings;
+use crate::core::signup::SignupSettings;
 use crate::store::Store;
 use error::ApiError;
+use idempotency::IdempotencySettings;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, shutdown_grace_secs: 30 }
+    }
+}
+
+/// What the HTTP layer reads of the configuration (startup takes it from `config::Settings`).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub idempotency: IdempotencySettings,
+    pub signup: SignupSettings,
+}
 
 /// Everything a handler may need. Cloned for every request by axum, so it is one `Arc`.
 #[derive(Clone)]
@@ -44,7 +71,7 @@ pub struct AppInner {
     pub keys: Arc<KeyRing>,
     pub verified_tokens: crate::auth::cache::VerifiedCredentials,
     pub verified_api_keys: crate::auth::cache::VerifiedCredentials,
-    pub settings: Settings,
+    pub settings: HttpConfig,
     pub metrics: PrometheusHandle,
     /// The current sanctions list and its index.
     pub sanctions: crate::sanctions::Sanctions,

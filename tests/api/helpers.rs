@@ -145,6 +145,11 @@ impl TestApp {
         &self.state.store
     }
 
+    /// The URL of this app's own database (for a test that reaches it directly).
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -111,7 +111,7 @@ async fn staff_token(app: &TestApp, role: StaffRole) -> String {
 /// Makes every insert into the audit log fail from now on (a trigger in the test's database).
 async fn refuse_audit_entries(app: &TestApp) {
     use sqlx::Connection;
-    let url = &app.state.settings.database_url;
+    let url = app.database_url();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
         sqlx::query(

@@ -178,7 +178,7 @@ impl Signup {
     }
 
     async fn pending_rows(&self) -> i64 {
-        let url = self.app.state.settings.database_url.clone();
+        let url = self.app.database_url().to_owned();
         count(&url, "SELECT COUNT(*) FROM pending_signups").await
     }
 }
@@ -272,7 +272,7 @@ on_both_backends! {
         // The address keeps the spelling of step 1.
         assert_eq!(me["email"], "Maria.Lopez@Example.org");
         // A delivered code does not stay in the job table.
-        let url = t.app.state.settings.database_url.clone();
+        let url = t.app.database_url().to_owned();
         assert_eq!(count(&url, "SELECT COUNT(*) FROM jobs WHERE kind = 'mail.send' AND payload LIKE '%code%'").await, 0);
     }
 
