@@ -26,6 +26,8 @@ pub enum MoveError {
     WrongState(String),
     #[error("{0:?} is already registered")]
     Duplicate(Duplicate),
+    #[error("the correction changes nothing")]
+    NothingChanged,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -153,14 +155,12 @@ pub async fn finish_provisioning(
         .await
 }
 
-/// A corrected registration: the partner's user, the data as corrected, and the wire names of
-/// the fields that changed.
+/// A corrected registration: the partner's user and its data as corrected.
 #[derive(Debug, Clone)]
 pub struct Correction {
     pub user: PublicUserId,
     pub partner: PartnerId,
     pub prospect: Prospect,
-    pub changed_fields: Vec<&'static str>,
     pub actor: String,
 }
 
@@ -174,20 +174,25 @@ pub async fn correct(store: &Store, correction: Correction, now: i64) -> Result<
 async fn apply_correction(tx: &mut Tx<'_>, c: &Correction, now: i64) -> Result<CipState, MoveError> {
     let whose = Whose::Public { user: c.user.as_str(), partner: c.partner };
     let record = prospects::lock(tx, whose).await?.ok_or(MoveError::NotFound)?;
+    // Compared with the locked row, so a concurrent correction cannot slip in between.
+    let changed_fields = record.prospect()?.changed_fields(&c.prospect);
+    if changed_fields.is_empty() {
+        return Err(MoveError::NothingChanged);
+    }
     let from = record.cip_state()?;
     if from.map(|s| s.status) != Some(Status::UpgradeSoftFailed) {
         return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
     }
     let old = checks::results(tx, record.id, record.cip_generation).await?;
     let generation = record.cip_generation + 1;
-    let rerun = checks_to_rerun(&old, &c.changed_fields);
+    let rerun = checks_to_rerun(&old, &changed_fields);
     prospects::update(tx, record.id, &c.prospect, generation)
         .await
         .map_err(|e| Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate))?;
     for kept in old.iter().filter(|r| !rerun.contains(&r.check)) {
         checks::record(tx, record.id, generation, kept, OnConflict::Keep, now).await?;
     }
-    let reason = format!("corrected: {}", c.changed_fields.join(", "));
+    let reason = format!("corrected: {}", changed_fields.join(", "));
     let to = move_to(tx, &record, CipState::ACCEPTED, reason, &c.actor, now).await?;
     for job in check_jobs(c.partner, record.id, generation, &rerun, now) {
         jobs::enqueue(tx, &job, now).await?;

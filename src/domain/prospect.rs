@@ -136,6 +136,39 @@ impl Prospect {
             .join(" ")
     }
 
+    /// The wire names (seed 002's keys) of the fields in which `corrected` differs from this
+    /// registration, in the order of the form. Parsed forms compare, so a `state` sent as `DF`
+    /// for a stored `MX-CMX` is no change.
+    pub fn changed_fields(&self, corrected: &Prospect) -> Vec<&'static str> {
+        let (a, b) = (self, corrected);
+        let lat = |l: Option<LatLng>| l.map(|l| l.lat);
+        let lng = |l: Option<LatLng>| l.map(|l| l.lng);
+        let json = |p: &Prospect| p.place_detail.as_ref().map(|(_, json)| json.clone());
+        [
+            ("firstName", a.first_name != b.first_name),
+            ("middleName", a.middle_name != b.middle_name),
+            ("lastName", a.last_name != b.last_name),
+            ("secondLastName", a.second_last_name != b.second_last_name),
+            ("gender", a.gender != b.gender),
+            ("dateOfBirth", a.date_of_birth != b.date_of_birth),
+            ("email", a.email.as_ref().map(Email::as_str) != b.email.as_ref().map(Email::as_str)),
+            ("phoneNumber", a.phone.e164() != b.phone.e164()),
+            ("language", a.language != b.language),
+            ("street", a.street != b.street),
+            ("city", a.city != b.city),
+            ("state", a.state != b.state),
+            ("country", a.country != b.country),
+            ("placeDetail", json(a) != json(b)),
+            ("addressLatitude", lat(a.address_location) != lat(b.address_location)),
+            ("addressLongitude", lng(a.address_location) != lng(b.address_location)),
+            ("userLatitude", lat(a.user_location) != lat(b.user_location)),
+            ("userLongitude", lng(a.user_location) != lng(b.user_location)),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+    }
+
     /// The form e-mail uniqueness is enforced on (`Email::key`).
     pub fn email_key(&self) -> Option<String> {
         self.email.as_ref().map(Email::key)
@@ -146,6 +179,37 @@ impl Prospect {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn a_correction_names_the_fields_it_changes_in_parsed_form() {
+        let mx = Country::parse("MX").unwrap();
+        let stored = Prospect {
+            first_name: PersonName::parse("Ana").unwrap(),
+            middle_name: None,
+            last_name: PersonName::parse("Hernández").unwrap(),
+            second_last_name: None,
+            gender: None,
+            date_of_birth: None,
+            email: None,
+            phone: Phone::parse("+525521206703").unwrap(),
+            language: None,
+            street: None,
+            city: None,
+            state: crate::domain::address::subdivision(mx, "MX-CMX"),
+            country: Some(mx),
+            place_detail: None,
+            address_location: LatLng::new(19.4, -99.1),
+            user_location: None,
+        };
+        // `DF` is Mexico City's short name: the same state, no change.
+        let same = Prospect { state: crate::domain::address::subdivision(mx, "DF"), ..stored.clone() };
+        assert!(stored.changed_fields(&same).is_empty());
+        let moved = Prospect { address_location: LatLng::new(19.5, -99.1), ..stored.clone() };
+        assert_eq!(stored.changed_fields(&moved), ["addressLatitude"]);
+        let renamed =
+            Prospect { first_name: PersonName::parse("Lucía").unwrap(), address_location: None, ..stored.clone() };
+        assert_eq!(stored.changed_fields(&renamed), ["firstName", "addressLatitude", "addressLongitude"]);
+    }
 
     #[test]
     fn dates_of_birth() {

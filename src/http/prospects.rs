@@ -390,8 +390,25 @@ fn move_error(err: MoveError) -> ApiError {
             },
             message: "is already registered to another user of this partner".into(),
         }]),
+        MoveError::NothingChanged => {
+            ApiError::invalid_field(INVALID, "body", "changes nothing: send the corrected fields")
+        }
         MoveError::Store(err) => err.into(),
     }
+}
+
+/// A PATCH of the registration's wire form: the given fields replace the stored ones, and null
+/// removes an optional one.
+fn patched(stored: &Prospect, patch: &Map<String, Value>) -> Map<String, Value> {
+    let mut merged = to_wire(stored);
+    for (key, value) in patch {
+        if value.is_null() {
+            merged.remove(key);
+        } else {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    merged
 }
 
 /// Correct a soft-failed registration: the given fields replace the stored ones (null removes an
@@ -413,30 +430,10 @@ pub async fn correct(
 ) -> Result<Json<UserStatus>, ApiError> {
     let patch = object(body)?;
     let record = own_prospect(&state, partner.id, &user_id).await?;
-    let stored = to_wire(&record.prospect()?);
-    let mut merged = stored.clone();
-    for (key, value) in &patch {
-        if value.is_null() {
-            merged.remove(key);
-        } else {
-            merged.insert(key.clone(), value.clone());
-        }
-    }
-    let corrected = parse_registration(&merged, today())
+    let corrected = parse_registration(&patched(&record.prospect()?, &patch), today())
         .map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
-    // Compare parsed forms, so `DF` for a stored `MX-CMX` is no change.
-    let normalized = to_wire(&corrected);
-    let changed: Vec<&'static str> = FIELDS.into_iter().filter(|f| stored.get(*f) != normalized.get(*f)).collect();
-    if changed.is_empty() {
-        return Err(ApiError::invalid_field(INVALID, "body", "changes nothing: send the corrected fields"));
-    }
-    let correction = Correction {
-        user: own_id(&record)?,
-        partner: partner.id,
-        prospect: corrected,
-        changed_fields: changed,
-        actor: format!("partner:{}", partner.id),
-    };
+    let actor = format!("partner:{}", partner.id);
+    let correction = Correction { user: own_id(&record)?, partner: partner.id, prospect: corrected, actor };
     let to = onboarding::correct(&state.store, correction, now_ms()).await.map_err(move_error)?;
     wake_checks(&state);
     Ok(Json(UserStatus::new(record.public_id, Some(to))))
