@@ -114,6 +114,9 @@ pub struct Signups<'a> {
     pub store: &'a Store,
     pub passwords: &'a PasswordHasher,
     pub settings: &'a SignupSettings,
+    /// Milliseconds since the epoch. Step 1 reads it after hashing, which may have waited for a
+    /// hashing thread: the code's lifetime and the resend throttle count from when it is sent.
+    pub clock: fn() -> i64,
 }
 
 /// A signed-in end user: whose session it is, and its new refresh token.
@@ -126,13 +129,14 @@ impl Signups<'_> {
     /// Step 1: checks the password policy, hashes the password, records the pending sign-up and
     /// enqueues its mail (the code, or "you already have an account"). Returns whether the
     /// address had an account, for metrics only.
-    pub async fn start(&self, request: &SignupRequest, now: i64) -> Result<bool, SignupError> {
+    pub async fn start(&self, request: &SignupRequest) -> Result<bool, SignupError> {
         let SignupRequest { partner, email, password, role } = request;
         let (local, domain) = email.as_str().rsplit_once('@').unwrap_or_default();
         let domain_label = domain.split('.').next().unwrap_or_default();
         let password =
             Password::parse(password, &[email.as_str(), local, domain_label]).map_err(SignupError::Password)?;
         let password_hash = self.passwords.hash(password.expose()).await?;
+        let now = (self.clock)();
         let code = ConfirmCode::issue(partner.environment, self.settings.code_length);
         let mail = |outgoing: Outgoing| {
             let mut job = NewJob::new(MAIL_JOB, serde_json::to_value(outgoing).expect("messages serialise"), now);

@@ -92,7 +92,12 @@ impl AppState {
 
     /// The sign-up use cases, over this node's store, hashing threads and settings.
     pub fn signups(&self) -> crate::core::signup::Signups<'_> {
-        crate::core::signup::Signups { store: &self.store, passwords: &self.passwords, settings: &self.settings.signup }
+        crate::core::signup::Signups {
+            store: &self.store,
+            passwords: &self.passwords,
+            settings: &self.settings.signup,
+            clock: crate::domain::now_ms,
+        }
     }
 }
 

@@ -103,8 +103,6 @@ fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
     }
 }
 
-/// The fields in which `stored` differs from `incoming`. E-mails compare case-insensitively on
-/// the domain; phones compare in E.164; aliases after trimming.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredUser {

@@ -181,7 +181,7 @@ pub async fn create_user(
     let signups = state.signups();
     match parsed.code {
         None => {
-            signups.start(&request, now_ms()).await?;
+            signups.start(&request).await?;
             state.jobs.wake_kind(MAIL_JOB);
             Ok(Json(Started {}).into_response())
         }

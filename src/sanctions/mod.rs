@@ -130,7 +130,7 @@ impl Sanctions {
         Ok((version, created))
     }
 
-    /// Screens against the current list (without recording: see `screen_and_record`).
+    /// Screens against the current list, without recording it (`core::staff::screen` records).
     pub fn screen(&self, query: &Query) -> Result<Screening, SanctionsError> {
         let loaded = self.current().ok_or(SanctionsError::NotLoaded)?;
         Ok(screen_with(&loaded, query))

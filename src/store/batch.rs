@@ -3,8 +3,9 @@
 //! each request. Durability is unchanged — every 2xx is still committed before it is sent — but
 //! one commit now serves dozens of requests (`BENCHMARKS.md`).
 //!
-//! Other writes ride the same commits on SQLite as *units* (`Store::sqlite_unit`): sign-ups,
-//! token families, job claims and completions. Each runs in a savepoint of the batch's
+//! Other writes ride the same commits on SQLite as *units* (`Store::sqlite_unit`): every
+//! `Store::write` — sign-ups, token families, job claims and completions, the CIP moves and staff
+//! actions of `core`. Each runs in a savepoint of the batch's
 //! transaction, so one that fails rolls back alone, and is answered only after the COMMIT.
 //! Without them every such write was a transaction and an fsync of its own on the one write
 //! connection, and a `POST /User` batch that came behind it waited for two fsyncs, not one.
@@ -296,7 +297,7 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let mut connection = match store.hold_writer().await {
             Ok(connection) => connection,
             Err(err) => {
-                answer(&store, sort(batch), Err(err).into()).await;
+                answer(&store, sort(batch), Err(err).into(), OnFailure::Retry).await;
                 continue;
             }
         };
@@ -312,7 +313,7 @@ async fn write_loop(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
             if result.rows.is_err() {
                 drop(connection.take()); // the one-by-one retry below needs the pool's writer
             }
-            answer(&store, jobs, result).await;
+            answer(&store, jobs, result, OnFailure::Retry).await;
             if connection.is_none() || held_since.elapsed() >= HOLD_WRITER {
                 break;
             }
@@ -341,8 +342,17 @@ fn sort(batch: Vec<Job>) -> Batch {
     jobs
 }
 
+/// How `answer` treats rows whose batch failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    /// A batch of the writer: its rows are retried one by one (`Store::commit_alone`).
+    Retry,
+    /// A batch of one committed alone: its job gets the error as it is.
+    Answer,
+}
+
 /// Answers every job of a batch with what its commit did.
-async fn answer(store: &Store, batch: Batch, result: BatchResult) {
+async fn answer(store: &Store, batch: Batch, result: BatchResult, on_failure: OnFailure) {
     let Batch { rows: jobs, units } = batch;
     let rows = jobs.len();
     for unit in units {
@@ -363,20 +373,21 @@ async fn answer(store: &Store, batch: Batch, result: BatchResult) {
                 let _ = job.reply.send(Ok(outcome));
             }
         }
+        Err(err) if on_failure == OnFailure::Answer => {
+            if let Some(job) = jobs.into_jobs().next() {
+                job.fail(err);
+            }
+        }
         Err(StoreError::Unavailable(err)) => {
             tracing::warn!(error = ?err, rows, "batch: database unavailable");
             jobs.into_jobs().for_each(|job| job.fail(StoreError::Overloaded));
         }
-        Err(err) if rows > 1 => {
-            // One bad row must not fail its neighbours: retry each on its own.
+        Err(err) => {
+            // One bad row must not fail its neighbours (nor a unit's failed savepoint, or a
+            // failed COMMIT, a row that did nothing wrong): retry each on its own.
             tracing::warn!(error = ?err, rows, "batch failed; retrying job by job");
             for job in jobs.into_jobs() {
                 store.commit_alone(job).await;
-            }
-        }
-        Err(err) => {
-            if let Some(job) = jobs.into_jobs().next() {
-                job.fail(err);
             }
         }
     }
@@ -387,11 +398,11 @@ impl Store {
     /// the path without a writer task, and the retry of a failed batch's rows one by one.
     fn commit_alone(&self, job: Job) -> BoxFuture<'_, ()> {
         // Boxed: `answer` retries through here, so the two futures would otherwise contain
-        // each other. A batch of one is never retried again.
+        // each other. A batch of one is not retried again: its job gets the error as it is.
         Box::pin(async move {
             let mut batch = sort(vec![job]);
             let result = self.commit_batch(&mut batch, None).await;
-            answer(self, batch, result).await;
+            answer(self, batch, result, OnFailure::Answer).await;
         })
     }
 }
@@ -517,8 +528,8 @@ impl Store {
     /// group-commit batch when the writer runs (in a savepoint of its own; the answer comes after
     /// the batch's COMMIT, so an `Ok` is durable), or as a transaction of its own when there is
     /// no writer (the CLI, or after shutdown). `body` must not wait for another unit: it runs on
-    /// the writer's task. Use it through `write_unit!`, which writes PostgreSQL's arm from the
-    /// same body.
+    /// the writer's task. Use it through `Store::write`, which gives PostgreSQL the same body as a
+    /// transaction of its own.
     pub(super) async fn sqlite_unit<T, E, F>(&self, body: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -783,12 +794,34 @@ mod tests {
         let result = sqlite_batch(&mut connection, &mut batch).await.unwrap();
         assert!(result.units_committed && result.rows.is_ok());
         drop(connection);
-        answer(&store, batch, result).await;
+        answer(&store, batch, result, OnFailure::Retry).await;
 
         assert!(user_answer.await.unwrap().is_ok());
         let outcomes: Vec<bool> = futures_ok(answers).await;
         assert_eq!(outcomes, [true, false, true]);
         assert_eq!(job_kinds(&store).await, ["unit.a", "unit.c"]);
+        assert_eq!(store.count_users(partner).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_writer_batch_of_one_row_that_failed_is_retried_and_a_batch_of_one_alone_is_not() {
+        let (store, partner, _dir) = store().await;
+        // The batch failed for a reason that was not its row's (a failed COMMIT, say): nothing
+        // was written, and the row is retried on its own.
+        let (job, answer_rx) = minimal(partner, &PublicUserId::generate());
+        let mut batch = Batch::default();
+        batch.rows.minimal.push(job);
+        let failed = BatchResult { rows: Err(StoreError::Corrupt("commit failed".into())), units_committed: false };
+        answer(&store, batch, failed, OnFailure::Retry).await;
+        assert!(answer_rx.await.unwrap().is_ok(), "retried on its own");
+        assert_eq!(store.count_users(partner).await.unwrap(), 1);
+        // A batch of one committed alone answers its error as it is.
+        let (job, answer_rx) = minimal(partner, &PublicUserId::generate());
+        let mut batch = Batch::default();
+        batch.rows.minimal.push(job);
+        let failed = BatchResult { rows: Err(StoreError::Corrupt("commit failed".into())), units_committed: false };
+        answer(&store, batch, failed, OnFailure::Answer).await;
+        assert!(matches!(answer_rx.await.unwrap(), Err(StoreError::Corrupt(_))));
         assert_eq!(store.count_users(partner).await.unwrap(), 1);
     }
 
@@ -810,7 +843,7 @@ mod tests {
         assert!(matches!(result.rows, Err(StoreError::Conflict(_))), "{:?}", result.rows.as_ref().err());
         assert_eq!(store.count_users(partner).await.unwrap(), 0, "the rows were rolled back");
         drop(connection);
-        answer(&store, batch, result).await;
+        answer(&store, batch, result, OnFailure::Retry).await;
 
         assert!(unit_answer.await.unwrap().is_ok());
         assert_eq!(job_kinds(&store).await, ["unit.a"]);

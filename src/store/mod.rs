@@ -35,8 +35,8 @@ pub struct DbSettings {
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout_ms: u64,
     /// Commit concurrent user inserts together (one transaction and fsync for many requests);
-    /// on SQLite every other write of the hot paths (sign-ups, refresh tokens, job claims and
-    /// completions) joins the same commits.
+    /// on SQLite every other atomic write (`Store::write`: sign-ups, refresh tokens, job claims
+    /// and completions, CIP moves, staff actions) joins the same commits.
     pub group_commit: bool,
     /// Inserts that may wait for the group-commit writer; beyond this, 503 + `Retry-After`.
     pub write_queue: usize,
