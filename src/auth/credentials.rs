@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::Environment;
-use crate::domain::credentials::StoredSecret;
 
 pub type SecretHash = [u8; 32];
 
@@ -44,15 +43,23 @@ pub struct NewApiKey {
     pub hash: SecretHash,
 }
 
-impl StoredSecret for NewApiKey {
-    fn id(&self) -> &str {
-        &self.id
-    }
+/// `StoredSecret` for a generated secret: its lookup id is the field named, its digest `hash`.
+macro_rules! stored_secret {
+    ($type:ty, $id:ident) => {
+        impl $crate::domain::credentials::StoredSecret for $type {
+            fn id(&self) -> &str {
+                &self.$id
+            }
 
-    fn hash(&self) -> &SecretHash {
-        &self.hash
-    }
+            fn hash(&self) -> &$crate::auth::credentials::SecretHash {
+                &self.hash
+            }
+        }
+    };
 }
+pub(crate) use stored_secret;
+
+stored_secret!(NewApiKey, id);
 
 impl NewApiKey {
     pub fn generate(environment: Environment) -> Self {
@@ -90,15 +97,7 @@ pub struct NewClient {
     pub hash: SecretHash,
 }
 
-impl StoredSecret for NewClient {
-    fn id(&self) -> &str {
-        &self.client_id
-    }
-
-    fn hash(&self) -> &SecretHash {
-        &self.hash
-    }
-}
+stored_secret!(NewClient, client_id);
 
 impl NewClient {
     pub fn generate() -> Self {

@@ -6,7 +6,6 @@ use secrecy::SecretString;
 
 use super::credentials::{SecretHash, hash_secret, random_hex, random_token};
 pub use crate::domain::credentials::StaffRole;
-use crate::domain::credentials::StoredSecret;
 
 pub struct NewStaffToken {
     pub id: String,
@@ -14,15 +13,7 @@ pub struct NewStaffToken {
     pub hash: SecretHash,
 }
 
-impl StoredSecret for NewStaffToken {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn hash(&self) -> &SecretHash {
-        &self.hash
-    }
-}
+super::credentials::stored_secret!(NewStaffToken, id);
 
 impl NewStaffToken {
     pub fn generate() -> Self {
