@@ -231,15 +231,6 @@ impl KeyRing {
     }
 }
 
-/// Rotates the signing key: the new key signs from now on, the old one verifies for `window`
-/// (the longest token lifetime) so tokens already issued stay valid until they expire.
-pub async fn rotate(store: &Store, window: Duration, now_ms: i64) -> Result<String, StoreError> {
-    let key = generate_signing_key(now_ms);
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    store.rotate_signing_key(&key, now_ms.saturating_add(window_ms)).await?;
-    Ok(key.kid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::core;
 use crate::domain::{Environment, PartnerId, PartnerName, now_ms};
 use crate::startup::{self, Application, open_store};
 use crate::store::Store;
-use crate::{auth, telemetry};
+use crate::telemetry;
 
 mod sanctions;
 mod staff;
@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
             let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;
-            let kid = auth::tokens::rotate(&store, window, now_ms()).await?;
+            let kid = core::staff::rotate_signing_key(&store, window, &staff::cli_actor(), now_ms()).await?;
             store.close().await;
             println!(
                 "new signing key {kid}; the previous key verifies for another {}",
@@ -164,7 +164,7 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
         match command {
             PartnerCommand::Create { name, environment, json } => {
                 let name = PartnerName::parse(&name).context("--name")?;
-                let issued = core::partners::create(&store, &name, environment, now_ms()).await?;
+                let issued = core::partners::create(&store, &name, environment, &staff::cli_actor(), now_ms()).await?;
                 if json {
                     println!("{}", serde_json::to_string(&issued)?);
                 } else {
@@ -198,7 +198,7 @@ async fn list_partners(store: &Store, json: bool) -> anyhow::Result<()> {
 
 async fn rotate_key(store: &Store, partner: PartnerId, grace: humantime::Duration, json: bool) -> anyhow::Result<()> {
     let found = store.find_partner(partner).await?.with_context(|| format!("no partner {partner}"))?;
-    let rotated = core::partners::rotate_api_key(store, &found, grace.into(), now_ms())
+    let rotated = core::partners::rotate_api_key(store, &found, grace.into(), &staff::cli_actor(), now_ms())
         .await?
         .with_context(|| format!("no partner {partner}"))?;
     let secret = secrecy::ExposeSecret::expose_secret(&rotated.api_key).to_owned();

@@ -12,6 +12,9 @@ pub enum Action {
     ComplianceClear,
     ComplianceBlock,
     SanctionsScreen,
+    PartnerCreate,
+    ApiKeyRotate,
+    SigningKeyRotate,
 }
 
 impl Action {
@@ -23,6 +26,9 @@ impl Action {
             Action::ComplianceClear => "compliance.clear",
             Action::ComplianceBlock => "compliance.block",
             Action::SanctionsScreen => "sanctions.screen",
+            Action::PartnerCreate => "partner.create",
+            Action::ApiKeyRotate => "partner.api_key.rotate",
+            Action::SigningKeyRotate => "signing_key.rotate",
         }
     }
 }

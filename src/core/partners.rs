@@ -6,19 +6,33 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::audit::{self, Action};
 use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::domain::credentials::StoredSecret;
 use crate::domain::{Environment, Partner, PartnerName};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, partners, pin_unit};
 
-/// Creates a partner with its first API key and OAuth client.
+/// Creates a partner with its first API key and OAuth client; audited as `actor`'s.
 pub async fn create(
     store: &Store,
     name: &PartnerName,
     environment: Environment,
+    actor: &str,
     now: i64,
 ) -> StoreResult<IssuedCredentials> {
     let (key, client) = (NewApiKey::generate(environment), NewClient::generate());
-    let partner = store.create_partner(name, environment, &key, &client, now).await?;
+    let (name, stored_key, stored_client, actor) = (name.clone(), key.digest(), client.digest(), actor.to_owned());
+    let partner = store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let partner = partners::create(&mut tx, &name, environment, &stored_key, &stored_client, now).await?;
+                let detail = serde_json::json!({ "name": partner.name, "environment": environment });
+                let target = partner.id.to_string();
+                audit::record(&mut tx, &actor, Action::PartnerCreate, Some(&target), detail, now).await?;
+                Ok(partner)
+            })
+        })
+        .await?;
     Ok(IssuedCredentials::new(&partner, &key, &client))
 }
 
@@ -37,15 +51,30 @@ pub struct RotatedKey {
 }
 
 /// Issues a new API key; the partner's current keys keep working for `grace` (none when zero).
-/// `None` when the partner no longer exists.
+/// Audited as `actor`'s (the partner itself, or an operator). `None` when the partner no longer
+/// exists.
 pub async fn rotate_api_key(
     store: &Store,
     partner: &Partner,
     grace: Duration,
+    actor: &str,
     now: i64,
 ) -> StoreResult<Option<RotatedKey>> {
     let key = NewApiKey::generate(partner.environment);
-    if !store.rotate_api_key(partner.id, &key, grace, now).await? {
+    let (id, stored, actor) = (partner.id, key.digest(), actor.to_owned());
+    let rotated = store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                if !partners::rotate_key(&mut tx, id, &stored, grace, now).await? {
+                    return Ok(false);
+                }
+                let detail = serde_json::json!({ "keyId": stored.id, "graceSecs": grace.as_secs() });
+                audit::record(&mut tx, &actor, Action::ApiKeyRotate, Some(&id.to_string()), detail, now).await?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !rotated {
         return Ok(None);
     }
     let previous_keys_expire_at = now.saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));

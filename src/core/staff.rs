@@ -3,6 +3,9 @@
 //! write, so there is never an action without its record, nor a record without its action.
 
 use super::audit::{self, Action};
+use std::time::Duration;
+
+use crate::auth::tokens::generate_signing_key;
 use crate::domain::credentials::{StaffRole, StoredSecret};
 use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
@@ -90,4 +93,23 @@ pub async fn screen(
         })
         .await?;
     Ok(screening)
+}
+
+/// Makes a new key the token-signing key; the old one verifies for `window` (the longest token
+/// lifetime) so tokens already issued stay valid until they expire. Returns the new key's id.
+pub async fn rotate_signing_key(store: &Store, window: Duration, actor: &str, now: i64) -> StoreResult<String> {
+    let key = generate_signing_key(now);
+    let kid = key.kid.clone();
+    let verify_until = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+    let actor = actor.to_owned();
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                crate::store::rotate_signing_key(&mut tx, &key, verify_until).await?;
+                let detail = serde_json::json!({ "kid": key.kid, "oldKeysVerifyUntil": verify_until });
+                audit::record(&mut tx, &actor, Action::SigningKeyRotate, Some(&key.kid), detail, now).await
+            })
+        })
+        .await?;
+    Ok(kid)
 }

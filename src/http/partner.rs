@@ -126,7 +126,8 @@ pub async fn roll_api_key(
         return Err(ApiError::invalid_field("The request has invalid fields.", "expireCurrentKeysInSeconds", message));
     }
     let grace = Duration::from_secs(grace.unsigned_abs());
-    let rotated = core::partners::rotate_api_key(&state.store, &partner, grace, now_ms())
+    let actor = format!("partner:{}", partner.id);
+    let rotated = core::partners::rotate_api_key(&state.store, &partner, grace, &actor, now_ms())
         .await?
         .ok_or_else(|| ApiError::NotFound("The partner no longer exists.".into()))?;
     // Cached verifications would outlive the new expiry of the old keys on this node.

@@ -410,25 +410,9 @@ impl Store {
 
     /// Makes `new` the signing key; the previous one keeps verifying until `old_verify_until`.
     pub async fn rotate_signing_key(&self, new: &SigningKeyRecord, old_verify_until: i64) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE signing_keys SET is_current = NULL, verify_until = $1 WHERE is_current = 1")
-                .bind(old_verify_until)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, is_current)
-                 VALUES ($1, 'EdDSA', $2, $3, $4, 1)",
-            )
-            .bind(&new.kid)
-            .bind(&new.private_key)
-            .bind(&new.public_key)
-            .bind(new.created_at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        let new = new.clone();
+        self.write(move |mut tx| pin_unit(async move { rotate_signing_key(&mut tx, &new, old_verify_until).await }))
+            .await
     }
 
     /// The current key and every retired key still inside its verification window.
@@ -444,4 +428,27 @@ impl Store {
         });
         Ok(keys)
     }
+}
+
+/// Makes `new` the signing key in the open transaction; the previous one keeps verifying until
+/// `old_verify_until`.
+pub async fn rotate_signing_key(tx: &mut Tx<'_>, new: &SigningKeyRecord, old_verify_until: i64) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE signing_keys SET is_current = NULL, verify_until = $1 WHERE is_current = 1")
+            .bind(old_verify_until)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, is_current)
+             VALUES ($1, 'EdDSA', $2, $3, $4, 1)",
+        )
+        .bind(&new.kid)
+        .bind(&new.private_key)
+        .bind(&new.public_key)
+        .bind(new.created_at)
+        .execute(conn)
+        .await
+        .map(drop)?
+    });
+    Ok(())
 }

@@ -126,6 +126,39 @@ impl From<StoreError> for Bootstrap {
     }
 }
 
+/// Creates a partner with its first API key and OAuth client, in the open transaction.
+pub async fn create(
+    tx: &mut Tx<'_>,
+    name: &PartnerName,
+    environment: Environment,
+    key: &impl StoredSecret,
+    client: &impl StoredSecret,
+    now: i64,
+) -> StoreResult<Partner> {
+    let partner = insert(tx, name, environment, now).await?;
+    insert_credential(tx, Credential::ApiKey, partner.id, key, now).await?;
+    insert_credential(tx, Credential::Client, partner.id, client, now).await?;
+    Ok(partner)
+}
+
+/// Issues `key` as a new API key of `partner` in the open transaction; the keys still valid
+/// stay valid for `grace` (at most; an earlier expiry is kept), or are revoked at once when
+/// `grace` is zero. False when the partner does not exist.
+pub async fn rotate_key(
+    tx: &mut Tx<'_>,
+    partner: PartnerId,
+    key: &impl StoredSecret,
+    grace: Duration,
+    now: i64,
+) -> StoreResult<bool> {
+    if !exists(tx, partner).await? {
+        return Ok(false);
+    }
+    expire_api_keys(tx, partner, grace, now).await?;
+    insert_credential(tx, Credential::ApiKey, partner, key, now).await?;
+    Ok(true)
+}
+
 impl Store {
     /// Creates a partner with its first API key and OAuth client, in one write.
     pub async fn create_partner(
@@ -137,15 +170,8 @@ impl Store {
         now: i64,
     ) -> StoreResult<Partner> {
         let (name, key, client) = (name.clone(), key.digest(), client.digest());
-        self.write(move |mut tx| {
-            pin_unit(async move {
-                let partner = insert(&mut tx, &name, environment, now).await?;
-                insert_credential(&mut tx, Credential::ApiKey, partner.id, &key, now).await?;
-                insert_credential(&mut tx, Credential::Client, partner.id, &client, now).await?;
-                Ok(partner)
-            })
-        })
-        .await
+        self.write(move |mut tx| pin_unit(async move { create(&mut tx, &name, environment, &key, &client, now).await }))
+            .await
     }
 
     /// On first start only: creates the sandbox partner when the database has none. Exactly one
@@ -193,16 +219,6 @@ impl Store {
         now: i64,
     ) -> StoreResult<bool> {
         let key = key.digest();
-        self.write(move |mut tx| {
-            pin_unit(async move {
-                if !exists(&mut tx, partner).await? {
-                    return Ok(false);
-                }
-                expire_api_keys(&mut tx, partner, grace, now).await?;
-                insert_credential(&mut tx, Credential::ApiKey, partner, &key, now).await?;
-                Ok(true)
-            })
-        })
-        .await
+        self.write(move |mut tx| pin_unit(async move { rotate_key(&mut tx, partner, &key, grace, now).await })).await
     }
 }

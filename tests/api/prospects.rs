@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use onboard::auth::staff::{NewStaffToken, StaffRole};
-use onboard::domain::{PartnerId, now_ms};
+use onboard::domain::{Environment, PartnerId, PartnerName, now_ms};
 use onboard::sanctions::read_dir;
 use onboard::store::NewJob;
 use secrecy::ExposeSecret;
@@ -379,8 +379,24 @@ on_both_backends! {
         store.enqueue_job(&NewJob::new("test.dead", json!({}), now_ms()), now_ms()).await.unwrap();
         let job = store.claim_jobs("test.dead", "test", 1, 60_000, now_ms()).await.unwrap().remove(0);
         assert!(store.fail_job(&job, "broken", true, now_ms(), now_ms()).await.unwrap());
+        // Operators' and partners' credential changes are audited too.
+        let partner = onboard::core::partners::create(store, &PartnerName::parse("Audited").unwrap(), Environment::Live, "cli:ops", now_ms())
+            .await
+            .unwrap();
+        let rolled = app.roll_api_key(&partner.api_key, &json!({"expireCurrentKeysInSeconds": 60})).await;
+        assert_eq!(rolled.status(), 201);
+        let audited = store.audit_log(100).await.unwrap();
+        let target = partner.partner_id.to_string();
+        let by = |action: &str| audited.iter().find(|e| e.action == action && e.target.as_deref() == Some(target.as_str()));
+        assert_eq!(by("partner.create").map(|e| e.actor.as_str()), Some("cli:ops"));
+        assert_eq!(by("partner.api_key.rotate").map(|e| e.actor.clone()), Some(format!("partner:{target}")));
+        onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.unwrap();
         let timeline = events(&app, &user).await;
         let audited = store.audit_log(100).await.unwrap();
+        assert_eq!(audited[0].action, "signing_key.rotate");
+        let partners = store.list_partners().await.unwrap().len();
+        let kids = |keys: Vec<onboard::store::SigningKeyRecord>| keys.into_iter().map(|k| (k.kid, k.is_current)).collect::<Vec<_>>();
+        let signing_keys = kids(store.usable_signing_keys(now_ms()).await.unwrap());
 
         refuse_audit_entries(&app).await;
         for action in ["clear", "block"] {
@@ -393,6 +409,11 @@ on_both_backends! {
         let token = NewStaffToken::generate();
         assert!(onboard::core::staff::create_token(store, "Never Made", StaffRole::Operator, &token, "test", now_ms()).await.is_err());
         assert!(onboard::core::staff::revoke_token(store, "Rita Reviewer", "test", now_ms()).await.is_err());
+        let never = PartnerName::parse("Never Made").unwrap();
+        assert!(onboard::core::partners::create(store, &never, Environment::Live, "cli:ops", now_ms()).await.is_err());
+        let rolled = app.roll_api_key(&partner.api_key, &json!({"expireCurrentKeysInSeconds": 0})).await;
+        assert_problem(rolled, 500).await;
+        assert!(onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.is_err());
 
         // Each action was rolled back with its audit entry: no state moved, nothing was written.
         assert_eq!(settled(&app, &user).await, ("UpgradePending".into(), "Compliance".into()));
@@ -402,6 +423,10 @@ on_both_backends! {
         let tokens = store.list_staff_tokens().await.unwrap();
         assert!(tokens.iter().all(|t| t.name != "Never Made"), "{tokens:?}");
         assert!(tokens.iter().all(|t| t.revoked_at.is_none()), "{tokens:?}");
+        assert_eq!(store.list_partners().await.unwrap().len(), partners);
+        assert_eq!(kids(store.usable_signing_keys(now_ms()).await.unwrap()), signing_keys);
+        // The key the refused rotation would have revoked at once still works.
+        assert_eq!(app.get_partner_with_key(&partner.api_key).await.status(), 200);
         assert_eq!(store.audit_log(100).await.unwrap(), audited);
     }
 
