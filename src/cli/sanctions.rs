@@ -115,8 +115,10 @@ async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
     let engine = Sanctions::new(settings.sanctions.policy);
+    let publication = sanctions::Publication { files, source, published_on: published };
     let result = super::staff::with_store(&settings, |store| async move {
-        Ok(engine.install(&store, files, source, published).await?)
+        let actor = super::staff::cli_actor();
+        Ok(crate::core::staff::load_sanctions_list(&store, &engine, publication, &actor, now_ms()).await?)
     })
     .await;
     spinner.finish_and_clear();

@@ -15,6 +15,7 @@ pub enum Action {
     PartnerCreate,
     ApiKeyRotate,
     SigningKeyRotate,
+    SanctionsLoad,
 }
 
 impl Action {
@@ -29,6 +30,7 @@ impl Action {
             Action::PartnerCreate => "partner.create",
             Action::ApiKeyRotate => "partner.api_key.rotate",
             Action::SigningKeyRotate => "signing_key.rotate",
+            Action::SanctionsLoad => "sanctions.load",
         }
     }
 }

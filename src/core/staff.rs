@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::tokens::generate_signing_key;
 use crate::domain::credentials::{StaffRole, StoredSecret};
 use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
+use crate::store::ListVersion;
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
 
 /// Creates a staff token named `name` (names are unique: a second is `StoreError::Conflict`).
@@ -112,4 +113,33 @@ pub async fn rotate_signing_key(store: &Store, window: Duration, actor: &str, no
         })
         .await?;
     Ok(kid)
+}
+
+/// Loads a sanctions list publication for an operator: the version, its files, the job that
+/// re-screens users against it and the audit entry are one write; then this node screens with
+/// it (others pick it up on their next refresh). The same files twice change nothing but the
+/// audit log. Returns the version and whether it is new.
+pub async fn load_sanctions_list(
+    store: &Store,
+    sanctions: &Sanctions,
+    publication: crate::sanctions::Publication,
+    actor: &str,
+    now: i64,
+) -> Result<(ListVersion, bool), SanctionsError> {
+    let crate::sanctions::Publication { files, source, published_on } = publication;
+    let list = crate::sanctions::prepare(files, source, published_on).await?;
+    let actor = actor.to_owned();
+    let loaded = store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let (version, created) = sanctions::insert_list(&mut tx, &list, now).await?;
+                let detail = serde_json::json!({ "list": version, "created": created });
+                let target = version.id.to_string();
+                audit::record(&mut tx, &actor, Action::SanctionsLoad, Some(&target), detail, now).await?;
+                Ok((version, created))
+            })
+        })
+        .await?;
+    sanctions.refresh(store).await?;
+    Ok(loaded)
 }

@@ -116,18 +116,10 @@ impl Sanctions {
         source: String,
         published_on: Option<String>,
     ) -> Result<(ListVersion, bool), SanctionsError> {
-        let (files, counts, sha256) = tokio::task::spawn_blocking(move || {
-            let parsed = parse_list(&files)?;
-            let sha256 = files.digest();
-            Ok::<_, ParseError>((files, parsed.counts, sha256))
-        })
-        .await
-        .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
-        let rescreen = NewJob::new(RESCREEN_JOB, serde_json::json!({ "afterUserId": 0 }), now_ms());
-        let list = NewList { files: &files, sha256, published_on, source, counts, rescreen };
-        let (version, created) = store.insert_sanctions_list(&list, now_ms()).await?;
+        let list = prepare(files, source, published_on).await?;
+        let stored = store.insert_sanctions_list(list, now_ms()).await?;
         self.refresh(store).await?;
-        Ok((version, created))
+        Ok(stored)
     }
 
     /// Screens against the current list, without recording it (`core::staff::screen` records).
@@ -259,6 +251,32 @@ fn screening_row(
         matches: serde_json::to_string(&screening.matches).unwrap_or_else(|_| "[]".into()),
         created_at: now_ms(),
     }
+}
+
+/// A list publication as read from a directory or downloaded: its files, where they came
+/// from, and its publication date when known.
+pub struct Publication {
+    pub files: ListFiles,
+    pub source: String,
+    pub published_on: Option<String>,
+}
+
+/// Parses a publication's files (off the async runtime) into the list version to store, with
+/// the job that re-screens users against it.
+pub async fn prepare(
+    files: ListFiles,
+    source: String,
+    published_on: Option<String>,
+) -> Result<NewList, SanctionsError> {
+    let (files, counts, sha256) = tokio::task::spawn_blocking(move || {
+        let parsed = parse_list(&files)?;
+        let sha256 = files.digest();
+        Ok::<_, ParseError>((files, parsed.counts, sha256))
+    })
+    .await
+    .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
+    let rescreen = NewJob::new(RESCREEN_JOB, serde_json::json!({ "afterUserId": 0 }), now_ms());
+    Ok(NewList { files, sha256, published_on, source, counts, rescreen })
 }
 
 /// Reads the four files from a directory (sdn.csv is required) and its `PUBLISHED` date if any.

@@ -64,8 +64,8 @@ macro_rules! list_columns {
 }
 
 /// A list to store; `rescreen` is the job that re-screens users against it.
-pub struct NewList<'a> {
-    pub files: &'a ListFiles,
+pub struct NewList {
+    pub files: ListFiles,
     pub sha256: [u8; 32],
     pub published_on: Option<String>,
     pub source: String,
@@ -161,49 +161,58 @@ pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<
     }))
 }
 
-impl Store {
-    /// Stores a list version with its files and enqueues its re-screening, in one transaction.
-    /// Returns the version and whether it is new (the same files loaded again change nothing).
-    pub async fn insert_sanctions_list(&self, list: &NewList<'_>, now: i64) -> StoreResult<(ListVersion, bool)> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO sanctions_lists (sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (sha256) DO NOTHING RETURNING id",
-            )
+/// Stores a list version with its files and enqueues its re-screening, in the open
+/// transaction. Returns the version and whether it is new (the same files loaded again change
+/// nothing).
+pub async fn insert_list(tx: &mut Tx<'_>, list: &NewList, now: i64) -> StoreResult<(ListVersion, bool)> {
+    let inserted: Option<i64> = on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "INSERT INTO sanctions_lists (sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+        )
+        .bind(&list.sha256[..])
+        .bind(list.published_on.as_deref())
+        .bind(&list.source)
+        .bind(list.counts.entries as i64)
+        .bind(list.counts.alt_rows as i64)
+        .bind(list.counts.address_rows as i64)
+        .bind(list.counts.comment_rows as i64)
+        .bind(list.counts.orphan_rows as i64)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?
+    });
+    if let Some(id) = inserted {
+        for name in ListFiles::NAMES {
+            on_tx!(tx, |conn| {
+                sqlx::query("INSERT INTO sanctions_list_files (list_id, name, content) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(name)
+                    .bind(list.files.get(name).unwrap_or_default())
+                    .execute(conn)
+                    .await
+                    .map(drop)?
+            });
+        }
+        let mut job = list.rescreen.clone();
+        job.payload["listId"] = id.into();
+        job.dedupe_key = Some(format!("sanctions.rescreen:{id}:0"));
+        jobs::enqueue(tx, &job, now).await?;
+    }
+    let row: ListRow = on_tx!(tx, |conn| {
+        sqlx::query_as(concat!("SELECT ", list_columns!(), " FROM sanctions_lists WHERE sha256 = $1"))
             .bind(&list.sha256[..])
-            .bind(list.published_on.as_deref())
-            .bind(&list.source)
-            .bind(list.counts.entries as i64)
-            .bind(list.counts.alt_rows as i64)
-            .bind(list.counts.address_rows as i64)
-            .bind(list.counts.comment_rows as i64)
-            .bind(list.counts.orphan_rows as i64)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(id) = inserted {
-                for name in ListFiles::NAMES {
-                    sqlx::query("INSERT INTO sanctions_list_files (list_id, name, content) VALUES ($1, $2, $3)")
-                        .bind(id)
-                        .bind(name)
-                        .bind(list.files.get(name).unwrap_or_default())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut job = list.rescreen.clone();
-                job.payload["listId"] = id.into();
-                job.dedupe_key = Some(format!("sanctions.rescreen:{id}:0"));
-                jobs::enqueue(&mut Tx::from(&mut *tx), &job, now).await?;
-            }
-            let row: ListRow =
-                sqlx::query_as(concat!("SELECT ", list_columns!(), " FROM sanctions_lists WHERE sha256 = $1"))
-                    .bind(&list.sha256[..])
-                    .fetch_one(&mut *tx)
-                    .await?;
-            tx.commit().await?;
-            Ok((ListVersion::from(row), inserted.is_some()))
-        })
+            .fetch_one(conn)
+            .await?
+    });
+    Ok((ListVersion::from(row), inserted.is_some()))
+}
+
+impl Store {
+    /// Stores a list version with its files and enqueues its re-screening, in one write (see
+    /// `insert_list`).
+    pub async fn insert_sanctions_list(&self, list: NewList, now: i64) -> StoreResult<(ListVersion, bool)> {
+        self.write(move |mut tx| pin_unit(async move { insert_list(&mut tx, &list, now).await })).await
     }
 
     /// The newest list version, if any was loaded.

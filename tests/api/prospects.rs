@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use onboard::auth::staff::{NewStaffToken, StaffRole};
 use onboard::domain::{Environment, PartnerId, PartnerName, now_ms};
-use onboard::sanctions::read_dir;
+use onboard::sanctions::{Publication, read_dir};
 use onboard::store::NewJob;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -391,9 +391,15 @@ on_both_backends! {
         assert_eq!(by("partner.create").map(|e| e.actor.as_str()), Some("cli:ops"));
         assert_eq!(by("partner.api_key.rotate").map(|e| e.actor.clone()), Some(format!("partner:{target}")));
         onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.unwrap();
+        let small = || read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
+        let again = Publication { files: small(), source: "test:again".into(), published_on: None };
+        let (list, created) = onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, again, "cli:ops", now_ms()).await.unwrap();
+        assert!(!created, "the same files are the same list");
+        assert_eq!(store.audit_log(1).await.unwrap()[0].action, "sanctions.load");
         let timeline = events(&app, &user).await;
         let audited = store.audit_log(100).await.unwrap();
-        assert_eq!(audited[0].action, "signing_key.rotate");
+        let newest: Vec<&str> = audited.iter().take(2).map(|e| e.action.as_str()).collect();
+        assert_eq!(newest, ["sanctions.load", "signing_key.rotate"]);
         let partners = store.list_partners().await.unwrap().len();
         let kids = |keys: Vec<onboard::store::SigningKeyRecord>| keys.into_iter().map(|k| (k.kid, k.is_current)).collect::<Vec<_>>();
         let signing_keys = kids(store.usable_signing_keys(now_ms()).await.unwrap());
@@ -414,6 +420,10 @@ on_both_backends! {
         let rolled = app.roll_api_key(&partner.api_key, &json!({"expireCurrentKeysInSeconds": 0})).await;
         assert_problem(rolled, 500).await;
         assert!(onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.is_err());
+        let mut newer = small();
+        newer.sdn.extend_from_slice(b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n");
+        let newer = Publication { files: newer, source: "test:newer".into(), published_on: None };
+        assert!(onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, newer, "cli:ops", now_ms()).await.is_err());
 
         // Each action was rolled back with its audit entry: no state moved, nothing was written.
         assert_eq!(settled(&app, &user).await, ("UpgradePending".into(), "Compliance".into()));
@@ -424,6 +434,7 @@ on_both_backends! {
         assert!(tokens.iter().all(|t| t.name != "Never Made"), "{tokens:?}");
         assert!(tokens.iter().all(|t| t.revoked_at.is_none()), "{tokens:?}");
         assert_eq!(store.list_partners().await.unwrap().len(), partners);
+        assert_eq!(store.current_sanctions_list().await.unwrap().map(|v| v.id), Some(list.id));
         assert_eq!(kids(store.usable_signing_keys(now_ms()).await.unwrap()), signing_keys);
         // The key the refused rotation would have revoked at once still works.
         assert_eq!(app.get_partner_with_key(&partner.api_key).await.status(), 200);
