@@ -191,12 +191,10 @@ impl Store {
                     if count(&mut tx).await? > 0 {
                         return Err(Bootstrap::NotFirst);
                     }
-                    let partner = insert(&mut tx, &name, Environment::Sandbox, now).await?;
+                    let partner = create(&mut tx, &name, Environment::Sandbox, &key, &client, now).await?;
                     if !claim_bootstrap(&mut tx, partner.id, now).await? {
-                        return Err(Bootstrap::NotFirst);
+                        return Err(Bootstrap::NotFirst); // rolls back the partner and its credentials
                     }
-                    insert_credential(&mut tx, Credential::ApiKey, partner.id, &key, now).await?;
-                    insert_credential(&mut tx, Credential::Client, partner.id, &client, now).await?;
                     Ok::<_, Bootstrap>(partner)
                 })
             })
