@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use super::audit::{self, Action};
 use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
+use crate::domain::cip::RequiredConsents;
 use crate::domain::credentials::StoredSecret;
 use crate::domain::{Environment, Partner, PartnerName};
 use crate::store::{Store, StoreResult, partners, pin_unit};
@@ -81,26 +82,7 @@ pub async fn rotate_api_key(
     Ok(Some(RotatedKey { api_key: key.key, previous_keys_expire_at }))
 }
 
-/// The consents a partner's users must give before their account is opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequiredConsents {
-    pub privacy: bool,
-    pub contract: bool,
-}
-
-impl RequiredConsents {
-    /// The stored form: `''`, `privacy`, `contract` or `privacy,contract`.
-    fn column(self) -> &'static str {
-        match (self.privacy, self.contract) {
-            (false, false) => "",
-            (true, false) => "privacy",
-            (false, true) => "contract",
-            (true, true) => "privacy,contract",
-        }
-    }
-}
-
 /// Sets which consents the partner's users must give; false when the partner does not exist.
 pub async fn set_required_consents(store: &Store, partner: &Partner, consents: RequiredConsents) -> StoreResult<bool> {
-    store.set_required_consents(partner.id, consents.column()).await
+    store.set_required_consents(partner.id, consents).await
 }

@@ -218,6 +218,38 @@ pub struct CheckResult {
     pub reason: String,
 }
 
+/// The consents a partner's users must give before their account is opened, and the one
+/// spelling of them the database keeps (`''`, `privacy`, `contract`, `privacy,contract`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequiredConsents {
+    pub privacy: bool,
+    pub contract: bool,
+}
+
+impl RequiredConsents {
+    pub fn column(self) -> &'static str {
+        match (self.privacy, self.contract) {
+            (false, false) => "",
+            (true, false) => "privacy",
+            (false, true) => "contract",
+            (true, true) => "privacy,contract",
+        }
+    }
+
+    pub fn from_column(stored: &str) -> Self {
+        let has = |consent: &str| stored.split(',').any(|c| c == consent);
+        Self { privacy: has("privacy"), contract: has("contract") }
+    }
+
+    /// The consents' wire names, in order.
+    pub fn names(self) -> Vec<&'static str> {
+        [("privacy", self.privacy), ("contract", self.contract)]
+            .into_iter()
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect()
+    }
+}
+
 /// Consents a partner requires and the ones the user gave.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Consents {
@@ -260,6 +292,19 @@ pub fn decide(results: &[CheckResult], consents: Consents) -> CipState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_consents_have_one_stored_spelling() {
+        for privacy in [false, true] {
+            for contract in [false, true] {
+                let consents = RequiredConsents { privacy, contract };
+                assert_eq!(RequiredConsents::from_column(consents.column()), consents);
+            }
+        }
+        let both = RequiredConsents::from_column("privacy,contract");
+        assert_eq!(both.names(), ["privacy", "contract"]);
+        assert_eq!(RequiredConsents::from_column("").names(), Vec::<&str>::new());
+    }
 
     #[test]
     fn wire_names_round_trip() {

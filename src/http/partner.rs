@@ -14,7 +14,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::extract::{AnyPartner, ApiJson};
-use crate::core::{self, partners::RequiredConsents};
+use crate::core;
+use crate::domain::cip::RequiredConsents;
 use crate::domain::now_ms;
 use crate::store::Partner;
 
@@ -42,7 +43,7 @@ impl PartnerView {
             partner_id: p.id.get(),
             name: p.name,
             environment: p.environment,
-            required_consents: consents.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+            required_consents: consents.names().into_iter().map(str::to_owned).collect(),
         })
     }
 }

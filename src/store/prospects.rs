@@ -5,7 +5,7 @@
 use super::sanctions::stored_cip_state;
 use super::{Store, StoreError, StoreResult, Tx};
 use crate::domain::address::{Country, LatLng, PlaceDetail, Subdivision};
-use crate::domain::cip::{CipState, Consents};
+use crate::domain::cip::{CipState, Consents, RequiredConsents};
 use crate::domain::prospect::{DateOfBirth, Gender, Language, PersonName, Prospect};
 use crate::domain::{Email, PartnerId, Phone, PublicUserId};
 
@@ -311,15 +311,16 @@ pub async fn record_consents(
 
 /// The consents `record`'s partner requires and the user gave, read in the open transaction.
 pub async fn consents(tx: &mut Tx<'_>, record: &ProspectRecord) -> StoreResult<Consents> {
-    let required: String = on_tx!(tx, |conn| {
+    let stored: String = on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT required_consents FROM partners WHERE id = $1")
             .bind(record.partner_id)
             .fetch_one(conn)
             .await?
     });
+    let required = RequiredConsents::from_column(&stored);
     Ok(Consents {
-        privacy_required: required.split(',').any(|c| c == "privacy"),
-        contract_required: required.split(',').any(|c| c == "contract"),
+        privacy_required: required.privacy,
+        contract_required: required.contract,
         privacy_given: record.privacy_consent_at.is_some(),
         contract_given: record.contract_consent_at.is_some(),
     })
@@ -362,12 +363,11 @@ impl Store {
         }))
     }
 
-    /// Sets which consents the partner's users must give ('', 'privacy', 'contract',
-    /// 'privacy,contract'). False when the partner does not exist.
-    pub async fn set_required_consents(&self, partner: PartnerId, consents: &str) -> StoreResult<bool> {
+    /// Sets which consents the partner's users must give. False when the partner does not exist.
+    pub async fn set_required_consents(&self, partner: PartnerId, consents: RequiredConsents) -> StoreResult<bool> {
         with_pool!(self, write, |pool| {
             Ok(sqlx::query("UPDATE partners SET required_consents = $1 WHERE id = $2")
-                .bind(consents)
+                .bind(consents.column())
                 .bind(partner.get())
                 .execute(pool)
                 .await?
@@ -376,14 +376,14 @@ impl Store {
         })
     }
 
-    pub async fn required_consents(&self, partner: PartnerId) -> StoreResult<String> {
-        Ok(with_pool!(self, read, |pool| {
+    pub async fn required_consents(&self, partner: PartnerId) -> StoreResult<RequiredConsents> {
+        let stored: Option<String> = with_pool!(self, read, |pool| {
             sqlx::query_scalar("SELECT required_consents FROM partners WHERE id = $1")
                 .bind(partner.get())
                 .fetch_optional(pool)
                 .await?
-                .unwrap_or_default()
-        }))
+        });
+        Ok(RequiredConsents::from_column(stored.as_deref().unwrap_or_default()))
     }
 
     /// The prospect a job is about (the job carries its partner: tenants stay apart here too).
