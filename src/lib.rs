@@ -8,6 +8,7 @@ pub mod core;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod kek;
 pub mod mail;
 pub mod pii;
 pub mod sanctions;

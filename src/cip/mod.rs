@@ -111,6 +111,8 @@ fn evaluate(
         Check::Address => checks::address(&prospect),
         Check::Email => checks::email(&prospect),
         Check::Phone => checks::phone(&prospect),
+        // Not a validator: its result arrives from the KYC provider (`core::kyc`).
+        Check::Kyc => return Err(JobOutcome::Fail("the KYC check has no validator job".into())),
         Check::Sanctions => {
             let query = sanctions::person_query(
                 prospect.full_name(),

@@ -119,7 +119,8 @@ fn allowed(from: CipState, to: CipState) -> bool {
     }
 }
 
-/// The validators a seed-002 registration goes through (each one a job).
+/// The checks a user's CIP goes through: the five validators of a seed-002 registration (each
+/// one a job), and identity verification by the KYC provider, whose result arrives by webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Check {
     Personal,
@@ -127,10 +128,20 @@ pub enum Check {
     Email,
     Phone,
     Sanctions,
+    Kyc,
 }
 
 impl Check {
+    /// The validators: every user in CIP goes through these.
     pub const ALL: [Check; 5] = [Check::Personal, Check::Address, Check::Email, Check::Phone, Check::Sanctions];
+    /// The validators and KYC.
+    const WITH_KYC: [Check; 6] =
+        [Check::Personal, Check::Address, Check::Email, Check::Phone, Check::Sanctions, Check::Kyc];
+
+    /// The checks whose results decide a user's CIP.
+    pub fn required(kyc: bool) -> &'static [Check] {
+        if kyc { &Self::WITH_KYC } else { &Self::ALL }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -139,11 +150,12 @@ impl Check {
             Check::Email => "email",
             Check::Phone => "phone",
             Check::Sanctions => "sanctions",
+            Check::Kyc => "kyc",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+        Self::WITH_KYC.into_iter().find(|c| c.as_str() == raw)
     }
 
     /// The job kind that runs this check.
@@ -154,6 +166,7 @@ impl Check {
             Check::Email => "cip.email",
             Check::Phone => "cip.phone",
             Check::Sanctions => "cip.sanctions",
+            Check::Kyc => "kyc.reconcile",
         }
     }
 
@@ -178,9 +191,9 @@ pub enum Outcome {
     Pass,
     /// Something the user can fix, with the detail to show.
     Soft(Detail),
-    /// A possible sanctions match: a compliance case.
+    /// A possible sanctions match, or a KYC review put on hold: a compliance case.
     Review,
-    /// A corroborated sanctions match.
+    /// A corroborated sanctions match, or a final KYC rejection.
     Fail,
     /// A review a compliance officer cleared.
     Cleared,
@@ -260,18 +273,23 @@ pub struct Consents {
 }
 
 /// Where a registration goes once every check has reported (DESIGN.md §3), most serious first:
-/// a corroborated sanctions match fails it; a possible match makes it a compliance case;
-/// anything the user can fix soft-fails it (first in check order); then missing consents; and
-/// only then is the account opened.
+/// a corroborated sanctions match fails it (`OfacFailed`), then a final KYC rejection
+/// (`UpgradeFailed/None`); a possible match or a KYC hold makes it a compliance case; anything
+/// the user can fix soft-fails it (first in check order); then missing consents; and only then
+/// is the account opened.
 pub fn decide(results: &[CheckResult], consents: Consents) -> CipState {
     let has = |o: Outcome| results.iter().any(|r| r.outcome == o);
-    if has(Outcome::Fail) {
+    let failed = |c: Check| results.iter().any(|r| r.check == c && r.outcome == Outcome::Fail);
+    if failed(Check::Sanctions) {
         return CipState::new(Status::UpgradeFailed, Detail::OfacFailed);
+    }
+    if has(Outcome::Fail) {
+        return CipState::new(Status::UpgradeFailed, Detail::None);
     }
     if has(Outcome::Review) {
         return CipState::COMPLIANCE;
     }
-    let soft = Check::ALL.iter().find_map(|check| {
+    let soft = Check::WITH_KYC.iter().find_map(|check| {
         results.iter().find(|r| r.check == *check).and_then(|r| match r.outcome {
             Outcome::Soft(detail) => Some(detail),
             _ => None,
@@ -356,9 +374,20 @@ mod tests {
         assert_eq!(decide(&all_pass, needs_both).detail, Detail::OtpPrivacyMissing);
         let privacy_given = Consents { privacy_given: true, ..needs_both };
         assert_eq!(decide(&all_pass, privacy_given).detail, Detail::OtpContractMissing);
-        let mut cleared = all_pass;
+        let mut cleared = all_pass.clone();
         cleared[4] = r(Check::Sanctions, Outcome::Cleared);
         assert_eq!(decide(&cleared, Consents::default()), CipState::PROVISIONING);
+        // KYC: a final rejection fails without a detail; a sanctions match still says OFAC.
+        let mut kyc = all_pass;
+        kyc.push(r(Check::Kyc, Outcome::Fail));
+        assert_eq!(decide(&kyc, Consents::default()), CipState::new(Status::UpgradeFailed, Detail::None));
+        kyc[4] = r(Check::Sanctions, Outcome::Fail);
+        assert_eq!(decide(&kyc, Consents::default()).detail, Detail::OfacFailed);
+        kyc[4] = r(Check::Sanctions, Outcome::Pass);
+        kyc[5] = r(Check::Kyc, Outcome::Soft(Detail::UnreadableDoc));
+        assert_eq!(decide(&kyc, Consents::default()), CipState::new(Status::UpgradeSoftFailed, Detail::UnreadableDoc));
+        kyc[5] = r(Check::Kyc, Outcome::Review);
+        assert_eq!(decide(&kyc, Consents::default()), CipState::COMPLIANCE);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub mod address;
 pub mod cip;
 pub mod credentials;
 pub mod email;
+pub mod kyc;
 pub mod partner;
 pub mod phone;
 pub mod prospect;
