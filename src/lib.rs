@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod kek;
+pub mod kyc;
 pub mod mail;
 pub mod pii;
 pub mod sanctions;

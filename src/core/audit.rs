@@ -16,6 +16,8 @@ pub enum Action {
     ApiKeyRotate,
     SigningKeyRotate,
     SanctionsLoad,
+    PartnerKycConfigure,
+    SecretsRewrap,
 }
 
 impl Action {
@@ -31,6 +33,8 @@ impl Action {
             Action::ApiKeyRotate => "partner.api_key.rotate",
             Action::SigningKeyRotate => "signing_key.rotate",
             Action::SanctionsLoad => "sanctions.load",
+            Action::PartnerKycConfigure => "partner.kyc.configure",
+            Action::SecretsRewrap => "secrets.rewrap",
         }
     }
 }

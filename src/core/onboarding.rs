@@ -11,7 +11,7 @@ use crate::domain::{PartnerId, PublicUserId, UserId};
 use crate::store::checks::{self, OnConflict};
 use crate::store::{
     ClaimedJob, Duplicate, NewJob, NewProspect, NewScreening, ProspectRecord, Store, StoreError, StoreResult, Tx,
-    Whose, boxed, events, jobs, pin_unit, prospects, sanctions,
+    Whose, boxed, events, jobs, kyc, pin_unit, prospects, sanctions,
 };
 
 /// The job kind that opens the account once every check passed.
@@ -56,10 +56,12 @@ pub async fn register(
     actor: String,
     now: i64,
 ) -> StoreResult<UserId> {
-    let new = NewProspect { partner, public_id, prospect, state: CipState::ACCEPTED, created_at: now };
     store
         .write(move |mut tx| {
             pin_unit(async move {
+                let kyc_required = kyc::required_for_prospects(&mut tx, partner).await?;
+                let new =
+                    NewProspect { partner, public_id, prospect, state: CipState::ACCEPTED, kyc_required, created_at: now };
                 let id = prospects::insert(&mut tx, &new).await?;
                 let accepted =
                     Transition::new(None, new.state, "accepted", actor).expect("a first state is always legal");
@@ -171,7 +173,7 @@ pub async fn correct(store: &Store, correction: Correction, now: i64) -> Result<
     store.write(move |mut tx| boxed(async move { apply_correction(&mut tx, &correction, now).await })).await
 }
 
-async fn apply_correction(tx: &mut Tx<'_>, c: &Correction, now: i64) -> Result<CipState, MoveError> {
+pub(super) async fn apply_correction(tx: &mut Tx<'_>, c: &Correction, now: i64) -> Result<CipState, MoveError> {
     let whose = Whose::Public { user: c.user.as_str(), partner: c.partner };
     let record = prospects::lock(tx, whose).await?.ok_or(MoveError::NotFound)?;
     // Compared with the locked row, so a concurrent correction cannot slip in between.
@@ -263,12 +265,18 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
         return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
     }
     let (action, to) = if d.clear {
-        let cleared = CheckResult {
-            check: Check::Sanctions,
-            outcome: Outcome::Cleared,
-            reason: format!("cleared by {}: {}", d.actor, d.reason),
-        };
-        checks::record(tx, record.id, record.cip_generation, &cleared, OnConflict::Replace, now).await?;
+        // What is under review: a possible sanctions match, a KYC review on hold, or both.
+        let results = checks::results(tx, record.id, record.cip_generation).await?;
+        let mut reviewed: Vec<Check> =
+            results.iter().filter(|r| r.outcome == Outcome::Review).map(|r| r.check).collect();
+        if reviewed.is_empty() {
+            reviewed.push(Check::Sanctions);
+        }
+        for check in reviewed {
+            let cleared =
+                CheckResult { check, outcome: Outcome::Cleared, reason: format!("cleared by {}: {}", d.actor, d.reason) };
+            checks::record(tx, record.id, record.cip_generation, &cleared, OnConflict::Replace, now).await?;
+        }
         let why = format!("compliance cleared: {}", d.reason);
         let to = match decide(tx, &record, &why, &d.actor, now).await? {
             Some(to) => to,
@@ -287,7 +295,7 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
 
 /// Decides a locked record whose checks are all in; `None` while some are still running. The
 /// event's reason names every check that did not pass, with the validator's own reason.
-async fn decide(
+pub(super) async fn decide(
     tx: &mut Tx<'_>,
     record: &ProspectRecord,
     reason: &str,
@@ -295,7 +303,8 @@ async fn decide(
     now: i64,
 ) -> Result<Option<CipState>, MoveError> {
     let results = checks::results(tx, record.id, record.cip_generation).await?;
-    if results.len() < Check::ALL.len() {
+    let required = Check::required(record.kyc_required);
+    if !required.iter().all(|c| results.iter().any(|r| r.check == *c)) {
         return Ok(None);
     }
     let consents = prospects::consents(tx, record).await?;
@@ -311,7 +320,7 @@ async fn decide(
 
 /// Moves a locked record to `to` (when that is a move), appends the event, and enqueues the
 /// provisioning job when the account is to be opened. Returns the state the user is in after.
-async fn move_to(
+pub(super) async fn move_to(
     tx: &mut Tx<'_>,
     record: &ProspectRecord,
     to: CipState,

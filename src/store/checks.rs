@@ -68,3 +68,18 @@ pub async fn record(
     });
     Ok(())
 }
+
+/// Removes one check's result for `generation` (a KYC review the provider reset: the user is
+/// waiting for a new one).
+pub async fn remove(tx: &mut Tx<'_>, user: i64, generation: i64, check: Check) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query("DELETE FROM cip_checks WHERE user_id = $1 AND generation = $2 AND check_name = $3")
+            .bind(user)
+            .bind(generation)
+            .bind(check.as_str())
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    Ok(())
+}

@@ -187,6 +187,7 @@ pub mod checks;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;
+pub mod kyc;
 pub mod partners;
 pub mod prospects;
 mod registrations;

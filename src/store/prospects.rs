@@ -38,6 +38,8 @@ pub struct ProspectRecord {
     pub cip_generation: i64,
     pub privacy_consent_at: Option<i64>,
     pub contract_consent_at: Option<i64>,
+    /// Whether `Completed` needs a passed KYC review too.
+    pub kyc_required: bool,
     pub created_at: i64,
 }
 
@@ -46,7 +48,7 @@ macro_rules! prospect_columns {
         "id, public_id, partner_id, first_name, middle_name, last_name, second_last_name, gender, date_of_birth,
          email, phone, language, street, city, state, country, place_detail, address_latitude, address_longitude,
          user_latitude, user_longitude, cip_status, cip_detail, cip_generation, privacy_consent_at,
-         contract_consent_at, created_at"
+         contract_consent_at, kyc_required, created_at"
     };
 }
 
@@ -190,6 +192,7 @@ pub struct NewProspect {
     pub public_id: PublicUserId,
     pub prospect: Prospect,
     pub state: CipState,
+    pub kyc_required: bool,
     pub created_at: i64,
 }
 
@@ -203,9 +206,9 @@ pub async fn insert(tx: &mut Tx<'_>, new: &NewProspect) -> StoreResult<i64> {
             "INSERT INTO users (email, email_key, phone, first_name, middle_name, last_name, second_last_name, gender,
                 date_of_birth, language, street, city, state, country, place_detail, address_latitude,
                 address_longitude, user_latitude, user_longitude, public_id, partner_id, cip_status, cip_detail,
-                cip_generation, created_at)
+                cip_generation, kyc_required, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                $21, $22, $23, 0, $24)
+                $21, $22, $23, 0, $24, $25)
              RETURNING id",
         );
         bind_prospect!(query, p, place_detail.as_deref())
@@ -213,6 +216,7 @@ pub async fn insert(tx: &mut Tx<'_>, new: &NewProspect) -> StoreResult<i64> {
             .bind(new.partner.get())
             .bind(new.state.status.as_str())
             .bind(new.state.detail.as_str())
+            .bind(new.kyc_required)
             .bind(new.created_at)
             .fetch_one(conn)
             .await?
@@ -233,6 +237,14 @@ pub async fn update(tx: &mut Tx<'_>, id: i64, p: &Prospect, generation: i64) -> 
              WHERE id = $21",
         );
         bind_prospect!(update, p, place_detail.as_deref()).bind(generation).bind(id).execute(conn).await.map(drop)?
+    });
+    Ok(())
+}
+
+/// Makes the user's CIP need a passed KYC review (a seed-003 user submitting a profile).
+pub async fn require_kyc(tx: &mut Tx<'_>, id: i64) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE users SET kyc_required = $1 WHERE id = $2").bind(true).bind(id).execute(conn).await.map(drop)?
     });
     Ok(())
 }
