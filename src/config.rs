@@ -35,6 +35,9 @@ pub struct Settings {
     pub signup: SignupSettings,
     pub password: PasswordSettings,
     pub mail: MailSettings,
+    /// The key-encryption key that seals provider secrets and token-signing keys at rest.
+    pub secrets: crate::kek::SecretsSettings,
+    pub kyc: crate::kyc::KycSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +86,8 @@ impl Default for Settings {
             signup: SignupSettings::default(),
             password: PasswordSettings::default(),
             mail: MailSettings::default(),
+            secrets: Default::default(),
+            kyc: Default::default(),
         }
     }
 }
@@ -181,6 +186,17 @@ impl Settings {
                 key: "mail.from",
                 problem: "must be a mailbox like `Name <a@b.c>`".into(),
             });
+        }
+        crate::kek::Kek::from_settings(&self.secrets)
+            .map_err(|e| ConfigError::Invalid { key: "secrets.kek", problem: e.to_string() })?;
+        if !(60..=86_400).contains(&self.kyc.access_token_ttl_secs) || self.kyc.reconcile_after_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "kyc.access_token_ttl_secs",
+                problem: "must be between 60 and 86400 (and kyc.reconcile_after_secs positive)".into(),
+            });
+        }
+        if !(self.kyc.sumsub_base_url.starts_with("https://") || self.kyc.sumsub_base_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid { key: "kyc.sumsub_base_url", problem: "must be an http(s) URL".into() });
         }
         if self.db.max_connections == 0 {
             return Err(ConfigError::Invalid { key: "db.max_connections", problem: "must be at least 1".into() });

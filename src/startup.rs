@@ -65,6 +65,17 @@ impl Application {
         let passwords = crate::auth::passwords::PasswordHasher::start(&settings.password)
             .context("cannot start the password hashing threads")?;
         let mailer = crate::mail::Mailer::new(&settings.mail).map_err(anyhow::Error::msg).context("mail settings")?;
+        let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
+        if !kek.is_configured() {
+            tracing::warn!(
+                "no key-encryption key configured (secrets.kek_file or ONBOARD_SECRETS__KEK): secrets are sealed \
+                 under the built-in development key, and live partners cannot be given provider secrets"
+            );
+        }
+        let waker = crate::jobs::JobWaker::default();
+        let kyc = crate::kyc::Kyc::new(store.clone(), kek, settings.kyc.clone(), waker.clone())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("KYC settings")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -77,7 +88,8 @@ impl Application {
             verified_api_keys: Default::default(),
             metrics: http::ops::prometheus(),
             sanctions,
-            jobs: Default::default(),
+            jobs: waker,
+            kyc,
             passwords,
             mailer,
             signup_limits: http::limits::SignupLimits::new(&settings.signup),
@@ -154,6 +166,7 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     let mut registry = JobRegistry::with_waker(state.jobs.clone());
     crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, settings.cip.concurrency);
     crate::mail::register(&mut registry, &state.store, &state.mailer, settings.mail.concurrency);
+    state.kyc.register_jobs(&mut registry, settings.cip.concurrency);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());

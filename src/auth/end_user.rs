@@ -15,9 +15,10 @@ use crate::store::{NewRefreshToken, TokenOwner};
 pub const USER_TOKEN: &str = "user";
 
 /// What an end-user token allows (seed 003's `scope`, completed): open and read the user's
-/// accounts, read the profile (`GET /me`), submit KYC, and manage subscriptions.
-pub const USER_SCOPE: &str =
-    "accounts:create accounts:read accounts:show profile:read kyc:submit subscriptions:read subscriptions:create";
+/// accounts, read the profile (`GET /me`) and write it (`PUT /me/profile`), submit KYC, and
+/// manage subscriptions.
+pub const USER_SCOPE: &str = "accounts:create accounts:read accounts:show profile:read profile:write kyc:submit \
+     subscriptions:read subscriptions:create";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClaims {

@@ -1,6 +1,6 @@
 //! Identity verification (seed 003 step 3): the user's profile entering CIP, a partner's KYC
 //! settings, the applicant at the provider, and what each provider event does to CIP. The
-//! provider calls themselves happen outside any transaction (`crate::kyc`); what they answer is
+//! provider calls themselves happen outside any transaction (the `kyc` module); what they answer is
 //! written here, one atomic write per use case.
 //!
 //! Ordering: the provider retries deliveries and does not keep their order, so each event

@@ -63,7 +63,7 @@ impl FromRequestParts<AppState> for StaffAuth {
 }
 
 impl StaffAuth {
-    fn require(&self, role: StaffRole) -> Result<&Staff, ApiError> {
+    pub(super) fn require(&self, role: StaffRole) -> Result<&Staff, ApiError> {
         if self.0.role == role || self.0.role == StaffRole::Operator {
             Ok(&self.0)
         } else {

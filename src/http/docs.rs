@@ -29,6 +29,8 @@ use super::AppState;
         super::prospects::register, super::prospects::user_status, super::prospects::correct,
         super::prospects::consents, super::prospects::events,
         super::admin::screen,
+        super::kyc::put_profile, super::kyc::user_access_token, super::kyc::prospect_access_token,
+        super::kyc::sumsub_webhook, super::kyc::configure,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -38,6 +40,7 @@ use super::AppState;
         (name = "signup", description = "Seed 003: end users sign themselves up with an e-mailed code"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
+        (name = "kyc", description = "Seed 003 step 3: the identity verification provider's webhooks"),
     )
 )]
 pub struct ApiDoc;

@@ -45,6 +45,12 @@ pub enum ApiError {
     Unauthenticated { challenge: Challenge, detail: &'static str },
     #[error("{0}")]
     Forbidden(String),
+    /// RFC 6750 §3.1: the token is valid but lacks `scope`.
+    #[error("The access token lacks the `{scope}` scope this needs.")]
+    InsufficientScope { scope: &'static str },
+    /// An upstream provider (KYC, payments) failed; nothing was changed here.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -104,7 +110,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::ConflictingFields { .. } | ApiError::IdempotencyKeyInUse => {
@@ -131,6 +138,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => "urn:onboard:problem:payload-too-large",
             ApiError::Unauthenticated { .. } => "urn:onboard:problem:unauthenticated",
             ApiError::Forbidden(_) => "urn:onboard:problem:forbidden",
+            ApiError::InsufficientScope { .. } => "urn:onboard:problem:insufficient-scope",
+            ApiError::BadGateway(_) => "urn:onboard:problem:provider-unavailable",
             ApiError::NotFound(_) => "urn:onboard:problem:not-found",
             ApiError::MethodNotAllowed => "urn:onboard:problem:method-not-allowed",
             ApiError::Conflict(_) | ApiError::ConflictingFields { .. } => "urn:onboard:problem:conflict",
@@ -257,6 +266,12 @@ impl ApiError {
                     Challenge::Partner => r#"Bearer realm="onboard", PartnerApiKey realm="onboard""#,
                 };
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
+            ApiError::InsufficientScope { scope } => {
+                let value = format!(r#"Bearer realm="onboard", error="insufficient_scope", scope="{scope}""#);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             ApiError::Unavailable { retry_after_secs, .. } | ApiError::TooManyRequests { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

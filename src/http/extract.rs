@@ -145,3 +145,46 @@ impl FromRequestParts<AppState> for AnyPartner {
         })
     }
 }
+
+const MISSING_USER_TOKEN: &str = "Send the end user's access token as `Authorization: Bearer <token>`.";
+const INVALID_USER_TOKEN: &str = "The access token is invalid, has expired, or its session was revoked.";
+
+/// An end user (seed 003) authenticated by an access token whose session is still active.
+pub struct EndUserAuth {
+    pub partner: crate::domain::PartnerId,
+    pub user: crate::domain::PublicUserId,
+    pub claims: crate::auth::end_user::UserClaims,
+}
+
+impl EndUserAuth {
+    /// RFC 6750 §3.1: a valid token without `scope` is 403 `insufficient_scope`.
+    pub fn require(&self, scope: &'static str) -> Result<&Self, ApiError> {
+        if self.claims.scope.split(' ').any(|s| s == scope) { Ok(self) } else { Err(ApiError::InsufficientScope { scope }) }
+    }
+}
+
+impl FromRequestParts<AppState> for EndUserAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let invalid =
+            || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_USER_TOKEN };
+        let token = match bearer_token(&parts.headers) {
+            None => {
+                return Err(ApiError::Unauthenticated {
+                    challenge: Challenge::Bearer { invalid: false },
+                    detail: MISSING_USER_TOKEN,
+                });
+            }
+            Some(token) => token.map_err(|()| invalid())?,
+        };
+        let claims = state.keys.verify_user_token(token).await.map_err(|_| invalid())?;
+        if !state.store.token_family_active(&claims.sid).await? {
+            return Err(invalid());
+        }
+        let (Some(partner), Ok(user)) = (claims.partner_id(), claims.sub.parse()) else {
+            return Err(invalid());
+        };
+        Ok(Self { partner, user, claims })
+    }
+}

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod idempotency;
+pub mod kyc;
 pub mod limits;
 pub mod oauth;
 pub mod ops;
@@ -83,6 +84,8 @@ pub struct AppInner {
     pub mailer: crate::mail::Mailer,
     /// Per-IP, per-partner and per-address limits of the sign-up routes.
     pub signup_limits: limits::SignupLimits,
+    /// Identity verification: SDK tokens, provider webhooks, the sealed provider secrets.
+    pub kyc: crate::kyc::Kyc,
 }
 
 impl AppState {
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(partner_users::router())
         .merge(prospects::router())
         .merge(signup::router())
+        .merge(kyc::router())
         .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

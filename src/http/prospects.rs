@@ -219,12 +219,12 @@ fn to_wire(p: &Prospect) -> Map<String, Value> {
     m
 }
 
-fn today() -> time::Date {
+pub(super) fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
 /// Wakes the validators (after a registration or a correction enqueued their jobs).
-fn wake_checks(state: &AppState) {
+pub(super) fn wake_checks(state: &AppState) {
     for check in crate::domain::cip::Check::ALL {
         state.jobs.wake_kind(check.job_kind());
     }
@@ -246,7 +246,7 @@ pub struct UserStatus {
 }
 
 impl UserStatus {
-    fn new(user_id: String, state: Option<CipState>) -> Self {
+    pub(super) fn new(user_id: String, state: Option<CipState>) -> Self {
         Self {
             user_id,
             status: state.map(|s| s.status.as_str().to_owned()),
@@ -366,7 +366,7 @@ pub async fn user_status(
     Ok(Json(UserStatus::of(&record)?))
 }
 
-async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Result<ProspectRecord, ApiError> {
+pub(super) async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Result<ProspectRecord, ApiError> {
     let not_found = || ApiError::NotFound("No user of this partner has this userId.".into());
     let id: PublicUserId = user_id.parse().map_err(|_| not_found())?;
     state.store.find_prospect(partner, Lookup::PublicId(id.as_str())).await?.ok_or_else(not_found)
@@ -377,7 +377,7 @@ fn own_id(record: &ProspectRecord) -> Result<PublicUserId, ApiError> {
     record.public_id.parse().map_err(|_| ApiError::Internal(anyhow::anyhow!("user {}: stored public id", record.id)))
 }
 
-fn move_error(err: MoveError) -> ApiError {
+pub(super) fn move_error(err: MoveError) -> ApiError {
     match err {
         MoveError::NotFound => ApiError::NotFound("No user of this partner has this userId.".into()),
         MoveError::WrongState(state) => {

@@ -20,13 +20,13 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::{ApiError, Challenge, FieldError, OAuthErrorCode, no_store};
-use super::extract::{ApiJson, bearer_token};
+use super::extract::{ApiJson, EndUserAuth};
 use super::fields::{Problems, object};
 use crate::auth::end_user::USER_SCOPE;
 use crate::auth::passwords::HashError;
 use crate::core::signup::{SignedIn, SignupError, SignupRequest};
 use crate::domain::signup::{ConfirmCode, UserRole};
-use crate::domain::{Email, PartnerId, PublicUserId, now_ms};
+use crate::domain::{Email, PartnerId, now_ms};
 use crate::mail::MAIL_JOB;
 use crate::store::Partner;
 
@@ -226,32 +226,19 @@ pub struct Me {
     created_at: String,
 }
 
-const INVALID_USER_TOKEN: &str = "The access token is invalid, has expired, or its session was revoked.";
-
 /// The user an end-user access token (from `POST /users` step 2 or a refresh) belongs to.
 #[utoipa::path(get, path = "/me", tag = "signup",
-    responses((status = 200, body = Me), (status = 401, description = "Missing, invalid, expired or revoked token", body = super::error::Problem)),
+    responses((status = 200, body = Me), (status = 401, description = "Missing, invalid, expired or revoked token", body = super::error::Problem),
+        (status = 403, description = "The token lacks `profile:read`", body = super::error::Problem)),
     security(("bearer" = [])))]
-pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
-    let invalid =
-        || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_USER_TOKEN };
-    let token = match bearer_token(&headers) {
-        None => {
-            return Err(ApiError::Unauthenticated {
-                challenge: Challenge::Bearer { invalid: false },
-                detail: "Send the end user's access token as `Authorization: Bearer <token>`.",
-            });
-        }
-        Some(token) => token.map_err(|()| invalid())?,
+pub async fn me(State(state): State<AppState>, auth: EndUserAuth) -> Result<Json<Me>, ApiError> {
+    auth.require("profile:read")?;
+    let invalid = || ApiError::Unauthenticated {
+        challenge: Challenge::Bearer { invalid: true },
+        detail: "The access token's user no longer exists.",
     };
-    let claims = state.keys.verify_user_token(token).await.map_err(|_| invalid())?;
-    if !state.store.token_family_active(&claims.sid).await? {
-        return Err(invalid());
-    }
-    let (Some(partner), Ok(public_id)) = (claims.partner_id(), claims.sub.parse::<PublicUserId>()) else {
-        return Err(invalid());
-    };
-    let user = state.store.end_user(partner, &public_id).await?.ok_or_else(invalid)?;
+    let partner = auth.partner;
+    let user = state.store.end_user(partner, &auth.user).await?.ok_or_else(invalid)?;
     Ok(Json(Me {
         user_id: user.public_id,
         email: user.email,

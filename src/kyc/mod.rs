@@ -110,6 +110,7 @@ struct Inner {
 
 impl Kyc {
     pub fn new(store: Store, kek: Arc<Kek>, settings: KycSettings, waker: JobWaker) -> Result<Self, KycError> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs))
             .redirect(reqwest::redirect::Policy::none())

@@ -73,6 +73,7 @@ async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str
         public_id: PublicUserId::generate(),
         prospect,
         state: CipState::ACCEPTED,
+        kyc_required: false,
         created_at: now_ms(),
     };
     app.store()

@@ -1,0 +1,265 @@
+//! Seed 003 step 3: the signed-in user's profile (`PUT /me/profile`), the SDK access token for
+//! identity verification (`POST /kyc/access-token`, and `POST /users/{userId}/kyc/access-token`
+//! for a partner's seed-002 prospects), Sumsub's webhooks (`POST /webhooks/kyc/sumsub`), and an
+//! operator's per-partner KYC settings (`PUT /admin/partners/{partnerId}/kyc`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::admin::StaffAuth;
+use super::error::{ApiError, Challenge};
+use super::extract::{AnyPartner, ApiJson, EndUserAuth};
+use super::fields::object;
+use super::prospects::{UserStatus, move_error, own_prospect, parse_registration, today, wake_checks};
+use crate::auth::staff::StaffRole;
+use crate::core::kyc::{self, ConfigError, KycConfig, Profile};
+use crate::domain::kyc::ProviderKind;
+use crate::domain::{Email, Environment, PartnerId, now_ms};
+use crate::kyc::{AccessToken, KycError};
+use crate::store::{Lookup, ProspectRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me/profile", put(put_profile))
+        .route("/kyc/access-token", post(user_access_token))
+        .route("/users/{user_id}/kyc/access-token", post(prospect_access_token))
+        .route("/webhooks/kyc/sumsub", post(sumsub_webhook))
+        .route("/admin/partners/{partner_id}/kyc", put(configure))
+}
+
+const INVALID: &str = "The request has invalid fields.";
+
+impl From<KycError> for ApiError {
+    fn from(err: KycError) -> Self {
+        match err {
+            KycError::NotConfigured | KycError::ProfileFirst | KycError::NotRequired => {
+                ApiError::Conflict(format!("{}.", capitalised(&err.to_string())))
+            }
+            KycError::Unauthenticated => ApiError::Unauthenticated {
+                challenge: Challenge::Bearer { invalid: true },
+                detail: "The X-Payload-Digest header is missing or does not match the body.",
+            },
+            KycError::Provider(e) => {
+                tracing::warn!(error = %e, "KYC provider call failed");
+                ApiError::BadGateway("The identity verification provider did not answer as expected; retry shortly.".into())
+            }
+            KycError::Sealed(e) => ApiError::Internal(e.into()),
+            KycError::Move(e) => move_error(e),
+            KycError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// The user's profile: seed 002's person fields (the e-mail is the one signed up with).
+#[utoipa::path(put, path = "/me/profile", tag = "signup",
+    request_body(content = Object, description = "register-user-v2's fields without `email`"),
+    responses(
+        (status = 200, body = UserStatus, description = "In CIP: the validators run, then identity verification"),
+        (status = 400, description = "Invalid fields", body = super::error::Problem),
+        (status = 403, description = "The token lacks `profile:write`", body = super::error::Problem),
+        (status = 409, description = "The phone number is another user's, or the user's CIP is past this point", body = super::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn put_profile(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<UserStatus>, ApiError> {
+    auth.require("profile:write")?;
+    let mut body = object(body)?;
+    if body.contains_key("email") {
+        let message = "is the address the user signed up with; it is not part of the profile";
+        return Err(ApiError::invalid_field(INVALID, "email", message));
+    }
+    let gone = || ApiError::NotFound("The access token's user no longer exists.".into());
+    let user = state.store.end_user(auth.partner, &auth.user).await?.ok_or_else(gone)?;
+    let email = user.email.as_deref().map(Email::parse).transpose().map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(email) = &email {
+        body.insert("email".into(), Value::from(email.as_str()));
+    }
+    let prospect =
+        parse_registration(&body, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
+    let profile = Profile { user: auth.user.clone(), partner: auth.partner, prospect, actor: format!("user:{}", auth.user) };
+    let to = kyc::submit_profile(&state.store, profile, now_ms()).await.map_err(move_error)?;
+    wake_checks(&state);
+    Ok(Json(UserStatus::new(auth.user.to_string(), Some(to))))
+}
+
+/// `POST /kyc/access-token`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycAccessToken {
+    /// Always `sumsub`: the SDK the token is for.
+    provider: &'static str,
+    token: String,
+    level_name: String,
+    expires_in: u64,
+}
+
+impl From<AccessToken> for KycAccessToken {
+    fn from(t: AccessToken) -> Self {
+        Self { provider: "sumsub", token: t.token, level_name: t.level_name, expires_in: t.expires_in }
+    }
+}
+
+async fn access_token_for(state: &AppState, record: &ProspectRecord) -> Result<Json<KycAccessToken>, ApiError> {
+    let partner = PartnerId::new(record.partner_id).map_err(|e| ApiError::Internal(e.into()))?;
+    let sandbox = state.store.find_partner(partner).await?.is_some_and(|p| p.environment == Environment::Sandbox);
+    Ok(Json(state.kyc.access_token(record, sandbox).await?.into()))
+}
+
+/// An SDK access token for the signed-in user's identity verification.
+#[utoipa::path(post, path = "/kyc/access-token", tag = "signup",
+    responses(
+        (status = 200, body = KycAccessToken),
+        (status = 403, description = "The token lacks `kyc:submit`", body = super::error::Problem),
+        (status = 409, description = "No profile yet, or KYC not configured for the partner", body = super::error::Problem),
+        (status = 502, description = "The provider failed", body = super::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn user_access_token(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+) -> Result<Json<KycAccessToken>, ApiError> {
+    auth.require("kyc:submit")?;
+    let gone = || ApiError::NotFound("The access token's user no longer exists.".into());
+    let record = state.store.find_prospect(auth.partner, Lookup::PublicId(auth.user.as_str())).await?.ok_or_else(gone)?;
+    access_token_for(&state, &record).await
+}
+
+/// An SDK access token for a partner's seed-002 prospect (when the partner requires KYC).
+#[utoipa::path(post, path = "/users/{userId}/kyc/access-token", tag = "prospects (seed 002)",
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    responses((status = 200, body = KycAccessToken), (status = 404, description = "Not this partner's user", body = super::error::Problem),
+        (status = 409, description = "KYC is not part of this user's onboarding", body = super::error::Problem)),
+    security(("bearer" = []), ("partnerApiKey" = [])))]
+pub async fn prospect_access_token(
+    State(state): State<AppState>,
+    AnyPartner(partner): AnyPartner,
+    Path(user_id): Path<String>,
+) -> Result<Json<KycAccessToken>, ApiError> {
+    let record = own_prospect(&state, partner.id, &user_id).await?;
+    access_token_for(&state, &record).await
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookAccepted {
+    /// What the event did: `moved`, `recorded`, `stale`, `duplicate` or `ignored`.
+    effect: &'static str,
+}
+
+/// Sumsub's webhooks, authenticated by `X-Payload-Digest` over the raw body.
+#[utoipa::path(post, path = "/webhooks/kyc/sumsub", tag = "kyc",
+    request_body(content = Object, description = "Sumsub's webhook payload"),
+    responses(
+        (status = 200, body = WebhookAccepted),
+        (status = 401, description = "Missing or wrong digest: nothing is changed", body = super::error::Problem),
+    ))]
+pub async fn sumsub_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookAccepted>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let received = state.kyc.receive(&body, header("x-payload-digest-alg"), header("x-payload-digest"), "webhook").await;
+    match received {
+        Ok(effect) => {
+            tracing::info!(effect = effect.label(), "KYC webhook received");
+            Ok(Json(WebhookAccepted { effect: effect.label() }))
+        }
+        Err(err) => {
+            if matches!(err, KycError::Unauthenticated) {
+                metrics::counter!("kyc_webhooks_rejected_total").increment(1);
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// An operator's KYC settings for one partner. Secrets are write-only.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KycSettingsRequest {
+    /// `sumsub` or `sandbox` (sandbox partners only).
+    provider: String,
+    level_name: String,
+    #[serde(default)]
+    required_for_prospects: bool,
+    #[schema(value_type = Option<String>)]
+    app_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    secret_key: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    webhook_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycSettingsView {
+    partner_id: i64,
+    provider: String,
+    level_name: String,
+    required_for_prospects: bool,
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(err: ConfigError) -> Self {
+        match err {
+            ConfigError::NoPartner => ApiError::NotFound("No partner has this id.".into()),
+            ConfigError::Store(e) => e.into(),
+            other => ApiError::Conflict(format!("{}.", capitalised(&other.to_string()))),
+        }
+    }
+}
+
+/// Set a partner's KYC provider, level, whether seed-002 prospects need KYC, and the provider
+/// secrets (sealed at rest, never returned). Operator role; audited.
+#[utoipa::path(put, path = "/admin/partners/{partnerId}/kyc", tag = "admin",
+    params(("partnerId" = i64, Path)),
+    request_body = KycSettingsRequest,
+    responses((status = 200, body = KycSettingsView), (status = 404, description = "No such partner", body = super::error::Problem),
+        (status = 409, description = "A live partner without a KEK, or missing secrets", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn configure(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(partner_id): Path<i64>,
+    ApiJson(request): ApiJson<KycSettingsRequest>,
+) -> Result<Json<KycSettingsView>, ApiError> {
+    let staff = staff.require(StaffRole::Operator)?;
+    let no_partner = || ApiError::NotFound("No partner has this id.".into());
+    let partner = PartnerId::new(partner_id).map_err(|_| no_partner())?;
+    let partner = state.store.find_partner(partner).await?.ok_or_else(no_partner)?;
+    let provider = ProviderKind::parse(&request.provider).ok_or_else(|| {
+        ApiError::invalid_field(INVALID, "provider", format!("must be one of {}", ProviderKind::NAMES))
+    })?;
+    let config = KycConfig {
+        provider,
+        level_name: request.level_name,
+        required_for_prospects: request.required_for_prospects,
+        app_token: request.app_token,
+        secret_key: request.secret_key,
+        webhook_secret: request.webhook_secret,
+    };
+    let actor = staff.actor();
+    let (level_name, required) = (config.level_name.trim().to_owned(), config.required_for_prospects);
+    kyc::configure(&state.store, state.kyc.kek(), &partner, config, &actor, now_ms()).await?;
+    Ok(Json(KycSettingsView {
+        partner_id,
+        provider: provider.as_str().to_owned(),
+        level_name,
+        required_for_prospects: required,
+    }))
+}
