@@ -55,7 +55,16 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
         let bootstrap = crate::core::partners::bootstrap_sandbox(&store, now_ms()).await?;
-        let keys = KeyRing::load(store.clone(), settings.auth.issuer.clone(), now_ms())
+        let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
+        // Values sealed under an earlier KEK (or stored before sealing existed) are resealed
+        // under the current one before anything reads them.
+        let resealed = crate::core::staff::rewrap_secrets(&store, Arc::clone(&kek), "system:startup", now_ms())
+            .await
+            .context("cannot reseal stored secrets under the current key-encryption key")?;
+        if resealed > 0 {
+            tracing::info!(resealed, kek = %kek.current_id(), "stored secrets resealed under the current KEK");
+        }
+        let keys = KeyRing::load(store.clone(), settings.auth.issuer.clone(), Arc::clone(&kek), now_ms())
             .await
             .context("cannot load signing keys")?;
         let sanctions = load_sanctions(&store, &settings).await;
@@ -65,7 +74,6 @@ impl Application {
         let passwords = crate::auth::passwords::PasswordHasher::start(&settings.password)
             .context("cannot start the password hashing threads")?;
         let mailer = crate::mail::Mailer::new(&settings.mail).map_err(anyhow::Error::msg).context("mail settings")?;
-        let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
         if !kek.is_configured() {
             tracing::warn!(
                 "no key-encryption key configured (secrets.kek_file or ONBOARD_SECRETS__KEK): secrets are sealed \

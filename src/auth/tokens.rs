@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Environment, PartnerId};
+use crate::kek::Kek;
 use crate::store::{Partner, SigningKeyRecord, Store, StoreError};
 
 /// `token_use` of the tokens `POST /oauth/token` gives partners.
@@ -79,6 +80,29 @@ pub fn generate_signing_key(now_ms: i64) -> SigningKeyRecord {
     }
 }
 
+/// Where a signing key's sealed private half lives (the associated data of its sealing).
+fn private_key_aad(kid: &str) -> String {
+    format!("signing_keys.private_key:{kid}")
+}
+
+/// The key with its private half sealed under the KEK, as it is stored.
+pub fn seal_signing_key(kek: &Kek, mut record: SigningKeyRecord) -> SigningKeyRecord {
+    if !Kek::is_sealed(&record.private_key) {
+        record.private_key = kek.seal(&private_key_aad(&record.kid), &record.private_key);
+    }
+    record
+}
+
+/// The private half, opened; keys stored before sealing existed are plaintext PKCS#8 until
+/// `onboard keys rewrap` (or the next start) seals them.
+pub fn open_private_key(kek: &Kek, record: &SigningKeyRecord) -> Result<Vec<u8>, crate::kek::KekError> {
+    if Kek::is_sealed(&record.private_key) {
+        kek.open(&private_key_aad(&record.kid), &record.private_key)
+    } else {
+        Ok(record.private_key.clone())
+    }
+}
+
 fn thumbprint(public: &[u8]) -> String {
     // RFC 7638: members in lexicographic order, no whitespace.
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
@@ -93,7 +117,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn from_records(records: &[SigningKeyRecord]) -> Result<Self, StoreError> {
+    fn from_records(records: &[SigningKeyRecord], kek: &Kek) -> Result<Self, StoreError> {
         let current = records
             .iter()
             .find(|k| k.is_current == Some(1))
@@ -108,9 +132,10 @@ impl Keys {
                 "kty": "OKP", "crv": "Ed25519", "x": x, "kid": key.kid, "alg": "EdDSA", "use": "sig"
             }));
         }
+        let private = open_private_key(kek, current).map_err(|e| StoreError::Corrupt(format!("signing key: {e}")))?;
         Ok(Self {
             signing_kid: current.kid.clone(),
-            signing: EncodingKey::from_ed_der(&current.private_key),
+            signing: EncodingKey::from_ed_der(&private),
             verifying,
             jwks: serde_json::json!({ "keys": jwks }),
         })
@@ -121,6 +146,7 @@ impl Keys {
 /// `kid` it does not know yet (another node rotated).
 pub struct KeyRing {
     store: Store,
+    kek: Arc<Kek>,
     issuer: String,
     keys: RwLock<Arc<Keys>>,
     last_reload: tokio::sync::Mutex<Instant>,
@@ -128,11 +154,12 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Loads the keys, creating the first signing key when the database has none.
-    pub async fn load(store: Store, issuer: String, now_ms: i64) -> Result<Self, StoreError> {
-        store.ensure_signing_key(&generate_signing_key(now_ms)).await?;
-        let keys = Keys::from_records(&store.usable_signing_keys(now_ms).await?)?;
+    pub async fn load(store: Store, issuer: String, kek: Arc<Kek>, now_ms: i64) -> Result<Self, StoreError> {
+        store.ensure_signing_key(&seal_signing_key(&kek, generate_signing_key(now_ms))).await?;
+        let keys = Keys::from_records(&store.usable_signing_keys(now_ms).await?, &kek)?;
         Ok(Self {
             store,
+            kek,
             issuer,
             keys: RwLock::new(Arc::new(keys)),
             last_reload: tokio::sync::Mutex::new(Instant::now()),
@@ -144,7 +171,7 @@ impl KeyRing {
     }
 
     pub async fn reload(&self, now_ms: i64) -> Result<(), StoreError> {
-        let keys = Keys::from_records(&self.store.usable_signing_keys(now_ms).await?)?;
+        let keys = Keys::from_records(&self.store.usable_signing_keys(now_ms).await?, &self.kek)?;
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
         Ok(())
     }
@@ -244,8 +271,10 @@ mod tests {
 
     #[test]
     fn generated_keys_sign_tokens_that_their_public_half_verifies() {
-        let record = generate_signing_key(0);
-        let keys = Keys::from_records(std::slice::from_ref(&record)).unwrap();
+        let kek = Kek::development();
+        let record = seal_signing_key(&kek, generate_signing_key(0));
+        assert!(Kek::is_sealed(&record.private_key));
+        let keys = Keys::from_records(std::slice::from_ref(&record), &kek).unwrap();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(record.kid.clone());
         let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64, "iss": "t"});

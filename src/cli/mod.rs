@@ -15,6 +15,7 @@ use crate::startup::{self, Application, open_store};
 use crate::store::Store;
 use crate::telemetry;
 
+mod kyc;
 mod sanctions;
 mod staff;
 
@@ -95,12 +96,19 @@ enum PartnerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the partner's identity verification (KYC) provider, level and secrets.
+    Kyc(kyc::KycArgs),
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Start signing with a new key; the old one verifies until the tokens it signed expire.
     Rotate,
+    /// Reseal every stored secret under the current key-encryption key (after changing
+    /// `secrets.kek`, with the old one in `secrets.previous_keks`).
+    Rewrap,
+    /// Print a new random key-encryption key (base64) for `secrets.kek` or `secrets.kek_file`.
+    GenerateKek,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -123,13 +131,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compliance { command } => staff::compliance(settings, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
+            let kek = crate::kek::Kek::from_settings(&settings.secrets)?;
             let window = Duration::from_secs(settings.auth.access_token_ttl_secs) + startup::KEY_RELOAD_INTERVAL * 2;
-            let kid = core::staff::rotate_signing_key(&store, window, &staff::cli_actor(), now_ms()).await?;
+            let kid = core::staff::rotate_signing_key(&store, &kek, window, &staff::cli_actor(), now_ms()).await?;
             store.close().await;
             println!(
                 "new signing key {kid}; the previous key verifies for another {}",
                 humantime::format_duration(window)
             );
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rewrap } => kyc::rewrap(&settings).await,
+        Command::Keys { command: KeysCommand::GenerateKek } => {
+            println!("{}", crate::kek::generate());
             Ok(())
         }
     }
@@ -160,6 +174,7 @@ fn print_bootstrap_banner(c: &IssuedCredentials, addr: SocketAddr) {
 }
 
 async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<()> {
+    let secrets = settings.secrets.clone();
     staff::with_store(&settings, |store| async move {
         match command {
             PartnerCommand::Create { name, environment, json } => {
@@ -177,6 +192,7 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
             }
             PartnerCommand::List { json } => list_partners(&store, json).await?,
             PartnerCommand::RotateKey { partner, grace, json } => rotate_key(&store, partner, grace, json).await?,
+            PartnerCommand::Kyc(args) => kyc::configure(&store, &secrets, args).await?,
         }
         Ok(())
     })

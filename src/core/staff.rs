@@ -5,7 +5,8 @@
 use super::audit::{self, Action};
 use std::time::Duration;
 
-use crate::auth::tokens::generate_signing_key;
+use crate::auth::tokens::{generate_signing_key, open_private_key, seal_signing_key};
+use crate::kek::Kek;
 use crate::domain::credentials::{StaffRole, StoredSecret};
 use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
 use crate::store::ListVersion;
@@ -98,8 +99,14 @@ pub async fn screen(
 
 /// Makes a new key the token-signing key; the old one verifies for `window` (the longest token
 /// lifetime) so tokens already issued stay valid until they expire. Returns the new key's id.
-pub async fn rotate_signing_key(store: &Store, window: Duration, actor: &str, now: i64) -> StoreResult<String> {
-    let key = generate_signing_key(now);
+pub async fn rotate_signing_key(
+    store: &Store,
+    kek: &Kek,
+    window: Duration,
+    actor: &str,
+    now: i64,
+) -> StoreResult<String> {
+    let key = seal_signing_key(kek, generate_signing_key(now));
     let kid = key.kid.clone();
     let verify_until = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
     let actor = actor.to_owned();
@@ -142,4 +149,45 @@ pub async fn load_sanctions_list(
         .await?;
     sanctions.refresh(store).await?;
     Ok(loaded)
+}
+
+/// Seals every stored secret that is not sealed under the current KEK (provider secrets, and
+/// token-signing keys stored in plaintext before sealing existed or under an earlier KEK), with
+/// one audit entry, in one write. Returns how many values were resealed (nothing is written, the
+/// audit entry included, when none needed it).
+pub async fn rewrap_secrets(store: &Store, kek: std::sync::Arc<Kek>, actor: &str, now: i64) -> StoreResult<usize> {
+    let actor = actor.to_owned();
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let corrupt = |e: crate::kek::KekError| crate::store::StoreError::Corrupt(e.to_string());
+                let mut count = 0;
+                for mut key in crate::store::signing_keys_in(&mut tx).await? {
+                    if kek.is_current(&key.private_key) {
+                        continue;
+                    }
+                    let private = open_private_key(&kek, &key).map_err(corrupt)?;
+                    key.private_key = private;
+                    let resealed = seal_signing_key(&kek, key);
+                    crate::store::replace_private_key(&mut tx, &resealed).await?;
+                    count += 1;
+                }
+                for mut value in crate::store::kyc::sealed_secrets(&mut tx).await? {
+                    if kek.is_current(&value.value) {
+                        continue;
+                    }
+                    let aad = crate::core::kyc::secret_aad(value.column, value.partner_id);
+                    let plain = kek.open(&aad, &value.value).map_err(corrupt)?;
+                    value.value = kek.seal(&aad, &plain);
+                    crate::store::kyc::replace_sealed(&mut tx, &value).await?;
+                    count += 1;
+                }
+                if count > 0 {
+                    let detail = serde_json::json!({ "resealed": count, "kek": kek.current_id() });
+                    audit::record(&mut tx, &actor, Action::SecretsRewrap, None, detail, now).await?;
+                }
+                Ok(count)
+            })
+        })
+        .await
 }

@@ -431,6 +431,30 @@ impl Store {
     }
 }
 
+/// Every signing key (usable or not), read in the open transaction: what a rewrap reseals.
+pub async fn signing_keys_in(tx: &mut Tx<'_>) -> StoreResult<Vec<SigningKeyRecord>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT kid, private_key, public_key, created_at, is_current, verify_until FROM signing_keys ORDER BY kid",
+        )
+        .fetch_all(conn)
+        .await?
+    }))
+}
+
+/// Replaces a signing key's stored private half (resealed), in the open transaction.
+pub async fn replace_private_key(tx: &mut Tx<'_>, key: &SigningKeyRecord) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2")
+            .bind(&key.private_key)
+            .bind(&key.kid)
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    Ok(())
+}
+
 /// Makes `new` the signing key in the open transaction; the previous one keeps verifying until
 /// `old_verify_until`.
 pub async fn rotate_signing_key(tx: &mut Tx<'_>, new: &SigningKeyRecord, old_verify_until: i64) -> StoreResult<()> {

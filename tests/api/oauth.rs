@@ -82,7 +82,7 @@ on_both_backends! {
 
     async fn rotated_signing_key_keeps_old_tokens_valid(app) {
         let old = app.sandbox_token().await;
-        onboard::core::staff::rotate_signing_key(app.store(), std::time::Duration::from_secs(3600), "test", onboard::domain::now_ms()).await.unwrap();
+        onboard::core::staff::rotate_signing_key(app.store(), &onboard::kek::Kek::development(), std::time::Duration::from_secs(3600), "test", onboard::domain::now_ms()).await.unwrap();
         app.state.keys.reload(onboard::domain::now_ms()).await.unwrap();
         let new = app.sandbox_token().await;
         let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();

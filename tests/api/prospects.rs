@@ -390,7 +390,7 @@ on_both_backends! {
         let by = |action: &str| audited.iter().find(|e| e.action == action && e.target.as_deref() == Some(target.as_str()));
         assert_eq!(by("partner.create").map(|e| e.actor.as_str()), Some("cli:ops"));
         assert_eq!(by("partner.api_key.rotate").map(|e| e.actor.clone()), Some(format!("partner:{target}")));
-        onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.unwrap();
+        onboard::core::staff::rotate_signing_key(store, &onboard::kek::Kek::development(), Duration::from_secs(60), "cli:ops", now_ms()).await.unwrap();
         let small = || read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
         let again = Publication { files: small(), source: "test:again".into(), published_on: None };
         let (list, created) = onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, again, "cli:ops", now_ms()).await.unwrap();
@@ -419,7 +419,7 @@ on_both_backends! {
         assert!(onboard::core::partners::create(store, &never, Environment::Live, "cli:ops", now_ms()).await.is_err());
         let rolled = app.roll_api_key(&partner.api_key, &json!({"expireCurrentKeysInSeconds": 0})).await;
         assert_problem(rolled, 500).await;
-        assert!(onboard::core::staff::rotate_signing_key(store, Duration::from_secs(60), "cli:ops", now_ms()).await.is_err());
+        assert!(onboard::core::staff::rotate_signing_key(store, &onboard::kek::Kek::development(), Duration::from_secs(60), "cli:ops", now_ms()).await.is_err());
         let mut newer = small();
         newer.sdn.extend_from_slice(b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n");
         let newer = Publication { files: newer, source: "test:newer".into(), published_on: None };
