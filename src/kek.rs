@@ -65,9 +65,7 @@ impl Key {
     }
 
     fn parse(base64: &str, what: &str) -> Result<Self, KekError> {
-        let bytes = STANDARD
-            .decode(base64.trim())
-            .map_err(|_| KekError::Config(format!("{what} is not base64")))?;
+        let bytes = STANDARD.decode(base64.trim()).map_err(|_| KekError::Config(format!("{what} is not base64")))?;
         let bytes: [u8; 32] =
             bytes.try_into().map_err(|_| KekError::Config(format!("{what} must be 32 bytes (base64-encoded)")))?;
         Ok(Self::new(&bytes))

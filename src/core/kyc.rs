@@ -179,7 +179,13 @@ fn partner_id(id: i64) -> StoreResult<PartnerId> {
 
 /// A sandbox partner's settings on first use when it has none: the built-in simulation with a
 /// fresh webhook secret (sealed). The stored settings either way.
-pub async fn sandbox_defaults(store: &Store, kek: &Kek, partner: PartnerId, level: &str, now: i64) -> StoreResult<PartnerKycRecord> {
+pub async fn sandbox_defaults(
+    store: &Store,
+    kek: &Kek,
+    partner: PartnerId,
+    level: &str,
+    now: i64,
+) -> StoreResult<PartnerKycRecord> {
     let secret = crate::auth::credentials::random_token(32);
     let record = PartnerKycRecord {
         partner_id: partner.get(),
@@ -379,7 +385,11 @@ async fn event_effect(
         Some(result) => record_result(tx, record, result, previous_kyc, &actor, now).await,
         None => {
             checks::remove(tx, record.id, record.cip_generation, Check::Kyc).await?;
-            let reason = if kind == EventKind::Reset { "verification reset by the provider" } else { "identity documents resubmitted" };
+            let reason = if kind == EventKind::Reset {
+                "verification reset by the provider"
+            } else {
+                "identity documents resubmitted"
+            };
             back_to_validation(tx, record, previous_kyc, reason, &actor, now).await
         }
     }

@@ -60,8 +60,14 @@ pub async fn register(
         .write(move |mut tx| {
             pin_unit(async move {
                 let kyc_required = kyc::required_for_prospects(&mut tx, partner).await?;
-                let new =
-                    NewProspect { partner, public_id, prospect, state: CipState::ACCEPTED, kyc_required, created_at: now };
+                let new = NewProspect {
+                    partner,
+                    public_id,
+                    prospect,
+                    state: CipState::ACCEPTED,
+                    kyc_required,
+                    created_at: now,
+                };
                 let id = prospects::insert(&mut tx, &new).await?;
                 let accepted =
                     Transition::new(None, new.state, "accepted", actor).expect("a first state is always legal");
@@ -273,8 +279,11 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
             reviewed.push(Check::Sanctions);
         }
         for check in reviewed {
-            let cleared =
-                CheckResult { check, outcome: Outcome::Cleared, reason: format!("cleared by {}: {}", d.actor, d.reason) };
+            let cleared = CheckResult {
+                check,
+                outcome: Outcome::Cleared,
+                reason: format!("cleared by {}: {}", d.actor, d.reason),
+            };
             checks::record(tx, record.id, record.cip_generation, &cleared, OnConflict::Replace, now).await?;
         }
         let why = format!("compliance cleared: {}", d.reason);

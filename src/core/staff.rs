@@ -6,8 +6,8 @@ use super::audit::{self, Action};
 use std::time::Duration;
 
 use crate::auth::tokens::{generate_signing_key, open_private_key, seal_signing_key};
-use crate::kek::Kek;
 use crate::domain::credentials::{StaffRole, StoredSecret};
+use crate::kek::Kek;
 use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
 use crate::store::ListVersion;
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};

@@ -55,7 +55,9 @@ impl Review {
         let labels = if self.labels.is_empty() { "no labels".to_owned() } else { self.labels.join(", ") };
         let (outcome, reason) = match (self.answer, self.reject_type) {
             (ReviewAnswer::Green, _) => (Outcome::Pass, "identity verified (GREEN)".to_owned()),
-            (ReviewAnswer::Red, Some(RejectType::Final)) => (Outcome::Fail, format!("rejected, final (RED/FINAL: {labels})")),
+            (ReviewAnswer::Red, Some(RejectType::Final)) => {
+                (Outcome::Fail, format!("rejected, final (RED/FINAL: {labels})"))
+            }
             (ReviewAnswer::Red, _) => {
                 let unreadable = self.labels.iter().any(|l| DOCUMENT_QUALITY_LABELS.contains(&l.as_str()));
                 let detail = if unreadable { Detail::UnreadableDoc } else { Detail::ProvideAdditionalInfo };
@@ -103,7 +105,11 @@ mod tests {
     use super::*;
 
     fn red(reject: Option<RejectType>, labels: &[&str]) -> Review {
-        Review { answer: ReviewAnswer::Red, reject_type: reject, labels: labels.iter().map(|l| (*l).to_owned()).collect() }
+        Review {
+            answer: ReviewAnswer::Red,
+            reject_type: reject,
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        }
     }
 
     #[test]

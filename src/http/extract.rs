@@ -159,7 +159,11 @@ pub struct EndUserAuth {
 impl EndUserAuth {
     /// RFC 6750 §3.1: a valid token without `scope` is 403 `insufficient_scope`.
     pub fn require(&self, scope: &'static str) -> Result<&Self, ApiError> {
-        if self.claims.scope.split(' ').any(|s| s == scope) { Ok(self) } else { Err(ApiError::InsufficientScope { scope }) }
+        if self.claims.scope.split(' ').any(|s| s == scope) {
+            Ok(self)
+        } else {
+            Err(ApiError::InsufficientScope { scope })
+        }
     }
 }
 

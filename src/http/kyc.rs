@@ -48,7 +48,9 @@ impl From<KycError> for ApiError {
             },
             KycError::Provider(e) => {
                 tracing::warn!(error = %e, "KYC provider call failed");
-                ApiError::BadGateway("The identity verification provider did not answer as expected; retry shortly.".into())
+                ApiError::BadGateway(
+                    "The identity verification provider did not answer as expected; retry shortly.".into(),
+                )
             }
             KycError::Sealed(e) => ApiError::Internal(e.into()),
             KycError::Move(e) => move_error(e),
@@ -91,7 +93,8 @@ pub async fn put_profile(
     }
     let prospect =
         parse_registration(&body, today()).map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
-    let profile = Profile { user: auth.user.clone(), partner: auth.partner, prospect, actor: format!("user:{}", auth.user) };
+    let profile =
+        Profile { user: auth.user.clone(), partner: auth.partner, prospect, actor: format!("user:{}", auth.user) };
     let to = kyc::submit_profile(&state.store, profile, now_ms()).await.map_err(move_error)?;
     wake_checks(&state);
     Ok(Json(UserStatus::new(auth.user.to_string(), Some(to))))
@@ -135,7 +138,8 @@ pub async fn user_access_token(
 ) -> Result<Json<KycAccessToken>, ApiError> {
     auth.require("kyc:submit")?;
     let gone = || ApiError::NotFound("The access token's user no longer exists.".into());
-    let record = state.store.find_prospect(auth.partner, Lookup::PublicId(auth.user.as_str())).await?.ok_or_else(gone)?;
+    let record =
+        state.store.find_prospect(auth.partner, Lookup::PublicId(auth.user.as_str())).await?.ok_or_else(gone)?;
     access_token_for(&state, &record).await
 }
 
@@ -173,7 +177,8 @@ pub async fn sumsub_webhook(
     body: Bytes,
 ) -> Result<Json<WebhookAccepted>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let received = state.kyc.receive(&body, header("x-payload-digest-alg"), header("x-payload-digest"), "webhook").await;
+    let received =
+        state.kyc.receive(&body, header("x-payload-digest-alg"), header("x-payload-digest"), "webhook").await;
     match received {
         Ok(effect) => {
             tracing::info!(effect = effect.label(), "KYC webhook received");

@@ -366,7 +366,11 @@ pub async fn user_status(
     Ok(Json(UserStatus::of(&record)?))
 }
 
-pub(super) async fn own_prospect(state: &AppState, partner: PartnerId, user_id: &str) -> Result<ProspectRecord, ApiError> {
+pub(super) async fn own_prospect(
+    state: &AppState,
+    partner: PartnerId,
+    user_id: &str,
+) -> Result<ProspectRecord, ApiError> {
     let not_found = || ApiError::NotFound("No user of this partner has this userId.".into());
     let id: PublicUserId = user_id.parse().map_err(|_| not_found())?;
     state.store.find_prospect(partner, Lookup::PublicId(id.as_str())).await?.ok_or_else(not_found)

@@ -181,7 +181,9 @@ impl Kyc {
             }
             None => {
                 let applicant_id = match &provider {
-                    Provider::Sumsub(client) => client.create_applicant(&record.public_id, &settings.level_name).await?,
+                    Provider::Sumsub(client) => {
+                        client.create_applicant(&record.public_id, &settings.level_name).await?
+                    }
                     Provider::Sandbox => format!("sbx{}", uuid::Uuid::now_v7().simple()),
                 };
                 let mut follow_ups = vec![self.reconcile_job(record, partner, 0, now)];
@@ -235,7 +237,8 @@ impl Kyc {
         let digest = digest.ok_or(KycError::Unauthenticated)?;
         // Whose secret to verify with comes from the body; nothing else of it is trusted yet.
         let event = sumsub::parse_webhook(body).map_err(|_| KycError::Unauthenticated)?;
-        let (user, partner) = self.0.store.kyc_subject(&event.external_user_id).await?.ok_or(KycError::Unauthenticated)?;
+        let (user, partner) =
+            self.0.store.kyc_subject(&event.external_user_id).await?.ok_or(KycError::Unauthenticated)?;
         let partner_id = PartnerId::new(partner).map_err(|_| KycError::Unauthenticated)?;
         let settings = self.0.store.partner_kyc(partner_id).await?.ok_or(KycError::Unauthenticated)?;
         let secret = self.0.kek.open_string(&secret_aad("webhook_secret", partner), &settings.webhook_secret)?;
@@ -283,7 +286,10 @@ impl Kyc {
         });
     }
 
-    async fn job_subject(&self, job: &ClaimedJob) -> Result<(ProspectRecord, ApplicantRecord, PartnerId, u32), JobOutcome> {
+    async fn job_subject(
+        &self,
+        job: &ClaimedJob,
+    ) -> Result<(ProspectRecord, ApplicantRecord, PartnerId, u32), JobOutcome> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Payload {
@@ -370,10 +376,11 @@ impl Kyc {
             Ok(None) => return JobOutcome::Fail("the partner has no KYC settings".into()),
             Err(e) => return JobOutcome::Retry(e.to_string()),
         };
-        let secret = match self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret) {
-            Ok(secret) => secret,
-            Err(e) => return JobOutcome::Fail(e.to_string()),
-        };
+        let secret =
+            match self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret) {
+                Ok(secret) => secret,
+                Err(e) => return JobOutcome::Fail(e.to_string()),
+            };
         let body = simulated_review(&record, &applicant, now_ms());
         let body = body.to_string();
         let digest = sumsub::payload_digest(secret.expose_secret(), DigestAlg::Sha256, body.as_bytes());
@@ -412,7 +419,9 @@ pub fn simulated_review(record: &ProspectRecord, applicant: &ApplicantRecord, no
     let result = match last_name.trim().to_lowercase().as_str() {
         "retry" => serde_json::json!({"reviewAnswer": "RED", "reviewRejectType": "RETRY",
             "rejectLabels": ["UNSATISFACTORY_PHOTOS"], "moderationComment": "The document photo is not readable."}),
-        "reject" => serde_json::json!({"reviewAnswer": "RED", "reviewRejectType": "FINAL", "rejectLabels": ["FORGERY"]}),
+        "reject" => {
+            serde_json::json!({"reviewAnswer": "RED", "reviewRejectType": "FINAL", "rejectLabels": ["FORGERY"]})
+        }
         "hold" => {
             body["type"] = "applicantOnHold".into();
             body["reviewStatus"] = "onHold".into();

@@ -78,7 +78,8 @@ pub fn payload_digest(secret: &str, alg: DigestAlg, body: &[u8]) -> String {
 pub fn verify_digest(secret: &str, alg: DigestAlg, body: &[u8], presented: &str) -> bool {
     let Ok(presented) = hex::decode(presented.trim()) else { return false };
     let expected = mac_bytes(secret.as_bytes(), alg, body);
-    expected.len() == presented.len() && bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_slice(), presented.as_slice()))
+    expected.len() == presented.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_slice(), presented.as_slice()))
 }
 
 /// `createdAtMs` as Sumsub sends it (`"2024-05-17 13:23:19.321"`, UTC) or as a number.
@@ -195,7 +196,12 @@ impl SumsubClient {
     }
 
     /// An SDK access token for the applicant.
-    pub async fn access_token(&self, external_user_id: &str, level_name: &str, ttl_secs: u64) -> Result<String, KycError> {
+    pub async fn access_token(
+        &self,
+        external_user_id: &str,
+        level_name: &str,
+        ttl_secs: u64,
+    ) -> Result<String, KycError> {
         let body = serde_json::json!({ "userId": external_user_id, "levelName": level_name, "ttlInSecs": ttl_secs });
         let (status, answer) = self.call(reqwest::Method::POST, "/resources/accessTokens/sdk", Some(body)).await?;
         match (status, answer.get("token").and_then(Value::as_str)) {
@@ -206,7 +212,11 @@ impl SumsubClient {
 
     /// The applicant's review status: the raw answer and, when the review is done or on hold,
     /// the event it amounts to.
-    pub async fn applicant_status(&self, applicant_id: &str, external_user_id: &str) -> Result<(Value, Option<KycEvent>), KycError> {
+    pub async fn applicant_status(
+        &self,
+        applicant_id: &str,
+        external_user_id: &str,
+    ) -> Result<(Value, Option<KycEvent>), KycError> {
         let path = format!("/resources/applicants/{}/status", utf8_percent_encode(applicant_id, UNRESERVED));
         let (status, answer) = self.call(reqwest::Method::GET, &path, None).await?;
         if status != 200 {
@@ -268,7 +278,8 @@ mod tests {
 
     #[test]
     fn webhooks_parse_with_sumsubs_timestamp() {
-        let body = br#"{"applicantId":"5cb56e8e0a975a35f333cb83","externalUserId":"usr:1","levelName":"basic-kyc-level",
+        let body =
+            br#"{"applicantId":"5cb56e8e0a975a35f333cb83","externalUserId":"usr:1","levelName":"basic-kyc-level",
             "type":"applicantReviewed","reviewStatus":"completed","createdAtMs":"2020-02-21 13:23:19.321",
             "reviewResult":{"reviewAnswer":"RED","rejectLabels":["SCREENSHOTS"],"reviewRejectType":"RETRY",
             "clientComment":"internal"}}"#;

@@ -245,7 +245,9 @@ pub struct SealedValue {
 
 /// Every sealed provider secret, read in the open transaction.
 pub async fn sealed_secrets(tx: &mut Tx<'_>) -> StoreResult<Vec<SealedValue>> {
-    let rows: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>)> = on_tx!(tx, |conn| {
+    /// partner, app token, secret key, webhook secret (the last always set).
+    type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>);
+    let rows: Vec<Row> = on_tx!(tx, |conn| {
         sqlx::query_as("SELECT partner_id, app_token, secret_key, webhook_secret FROM partner_kyc ORDER BY partner_id")
             .fetch_all(conn)
             .await?

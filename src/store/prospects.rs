@@ -244,7 +244,12 @@ pub async fn update(tx: &mut Tx<'_>, id: i64, p: &Prospect, generation: i64) -> 
 /// Makes the user's CIP need a passed KYC review (a seed-003 user submitting a profile).
 pub async fn require_kyc(tx: &mut Tx<'_>, id: i64) -> StoreResult<()> {
     on_tx!(tx, |conn| {
-        sqlx::query("UPDATE users SET kyc_required = $1 WHERE id = $2").bind(true).bind(id).execute(conn).await.map(drop)?
+        sqlx::query("UPDATE users SET kyc_required = $1 WHERE id = $2")
+            .bind(true)
+            .bind(id)
+            .execute(conn)
+            .await
+            .map(drop)?
     });
     Ok(())
 }

@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 mod idempotency;
 mod jobs;
+mod kyc;
 mod oauth;
 mod ops;
 mod partner_users;

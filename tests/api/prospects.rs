@@ -55,7 +55,7 @@ pub fn prospect(n: u32, changes: Value) -> Value {
     body
 }
 
-async fn load_small_list(app: &TestApp) {
+pub async fn load_small_list(app: &TestApp) {
     let files = read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
     app.state.sanctions.install(app.store(), files, "test:small".into(), None).await.unwrap();
 }
@@ -102,7 +102,7 @@ pub async fn settled(app: &TestApp, user_id: &str) -> (String, String) {
     panic!("{user_id} did not settle");
 }
 
-async fn staff_token(app: &TestApp, role: StaffRole) -> String {
+pub async fn staff_token(app: &TestApp, role: StaffRole) -> String {
     let token = NewStaffToken::generate();
     onboard::core::staff::create_token(app.store(), "Rita Reviewer", role, &token, "test", now_ms()).await.unwrap();
     token.token.expose_secret().to_owned()
