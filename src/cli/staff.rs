@@ -215,6 +215,9 @@ async fn list_cases(store: &Store, after: i64, limit: i64, json: bool) -> anyhow
             case.country.as_deref().unwrap_or("-"),
             case.top_score.unwrap_or_default()
         );
+        if let Some(reason) = &case.reason {
+            println!("         {reason}");
+        }
     }
     Ok(())
 }

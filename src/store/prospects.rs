@@ -154,6 +154,9 @@ pub struct ComplianceCase {
     /// The candidates of the latest screening, as JSON text.
     #[serde(skip)]
     pub matches: Option<String>,
+    /// Why the case was opened: the reason of the transition into it (a possible sanctions
+    /// match, a KYC review on hold, with the checks' own reasons).
+    pub reason: Option<String>,
     pub created_at: i64,
 }
 
@@ -419,7 +422,9 @@ impl Store {
         Ok(with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT u.id, u.public_id, u.partner_id, u.first_name, u.middle_name, u.last_name, u.second_last_name,
-                        u.date_of_birth, u.country, s.list_id, s.top_score, s.matches, u.created_at
+                        u.date_of_birth, u.country, s.list_id, s.top_score, s.matches,
+                        (SELECT e.reason FROM user_events e WHERE e.user_id = u.id ORDER BY e.id DESC LIMIT 1) AS reason,
+                        u.created_at
                  FROM users u
                  LEFT JOIN screenings s ON s.id = (SELECT MAX(id) FROM screenings WHERE user_id = u.id)
                  WHERE u.cip_status = 'UpgradePending' AND u.cip_detail = 'Compliance' AND u.id > $1
