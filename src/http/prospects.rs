@@ -434,6 +434,10 @@ pub async fn correct(
 ) -> Result<Json<UserStatus>, ApiError> {
     let patch = object(body)?;
     let record = own_prospect(&state, partner.id, &user_id).await?;
+    if record.cip_state()?.is_none() {
+        // Seed 000/001 users, and sign-up users before their profile: no registration to correct.
+        return Err(ApiError::Conflict("The user is not in onboarding: there is no registration to correct.".into()));
+    }
     let corrected = parse_registration(&patched(&record.prospect()?, &patch), today())
         .map_err(|errors| ApiError::Validation { detail: INVALID.into(), errors })?;
     let actor = format!("partner:{}", partner.id);

@@ -625,4 +625,31 @@ on_both_backends! {
             .header("PartnerApiKey", &kyc.app.sandbox.api_key).json(&json!({})).send().await.unwrap();
         assert_eq!(response.status(), 401);
     }
+
+    async fn resets_other_events_and_corrections(backend: Backend) {
+        let Some(kyc) = Kyc::spawn(backend, |_| {}).await else { return };
+        // A partner cannot correct a sign-up user who has no profile (was a 500).
+        let (_, bare) = kyc.signed_up("ana.bare@correo.mx").await;
+        let patch = kyc.app.client.patch(kyc.app.url(&format!("/users/{bare}")))
+            .header("PartnerApiKey", &kyc.app.sandbox.api_key).json(&json!({"city": "Mérida"})).send().await.unwrap();
+        assert_problem(patch, 409).await;
+        let (token, user, applicant) = kyc.verifying(18).await;
+        let at = now_ms();
+        kyc.deliver(&event("applicantReviewed", &user, &applicant, at, red("RETRY", &["BACK_SIDE_MISSING"]))).await;
+        kyc.reaches(&token, "UpgradeSoftFailed", "UnreadableDoc").await;
+        // The user fixes a profile field meanwhile: the KYC result is kept, so still UnreadableDoc.
+        let mut corrected = profile(18);
+        corrected["city"] = "Playa del Carmen".into();
+        let response = kyc.put_profile(&token, &corrected).await;
+        assert_eq!(response.status(), 200);
+        kyc.reaches(&token, "UpgradeSoftFailed", "UnreadableDoc").await;
+        // Sumsub resets the applicant: back to validation, waiting for the next review.
+        assert_eq!(kyc.deliver(&event("applicantReset", &user, &applicant, at + 1_000, None)).await, "moved");
+        kyc.reaches(&token, "UpgradeInProgress", "None").await;
+        // Types Onboard does not act on are acknowledged and stored.
+        assert_eq!(kyc.deliver(&event("applicantActivated", &user, &applicant, at + 1_500, None)).await, "ignored");
+        assert_eq!(kyc.deliver(&event("applicantReviewed", &user, &applicant, at + 2_000, green())).await, "moved");
+        kyc.reaches(&token, "Completed", "None").await;
+        assert_eq!(kyc.transitions_into(&user, "Completed").await, 1);
+    }
 }
