@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ApiError, Challenge};
-use super::extract::{ApiJson, bearer_token};
+use super::extract::{ApiJson, required_bearer};
 use super::fields::Problems;
 use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
@@ -42,16 +42,7 @@ impl FromRequestParts<AppState> for StaffAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let invalid =
             || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_STAFF };
-        let token = match bearer_token(&parts.headers) {
-            None => {
-                return Err(ApiError::Unauthenticated {
-                    challenge: Challenge::Bearer { invalid: false },
-                    detail: MISSING_STAFF,
-                });
-            }
-            Some(Err(())) => return Err(invalid()),
-            Some(Ok(token)) => token,
-        };
+        let token = required_bearer(&parts.headers, MISSING_STAFF, INVALID_STAFF)?;
         // A partner's access token or API key does not have this shape and stops here.
         let presented = PresentedStaffToken::parse(token).ok_or_else(invalid)?;
         let record = state.store.find_staff_token(&presented.id).await?.ok_or_else(invalid)?;

@@ -88,6 +88,22 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     }))
 }
 
+/// The request's bearer token, or the 401 that asks for one (`missing`) or refuses a malformed
+/// `Authorization` header (`invalid`).
+pub(super) fn required_bearer<'h>(
+    headers: &'h HeaderMap,
+    missing: &'static str,
+    invalid: &'static str,
+) -> Result<&'h str, ApiError> {
+    match bearer_token(headers) {
+        None => Err(ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: false }, detail: missing }),
+        Some(Err(())) => {
+            Err(ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: invalid })
+        }
+        Some(Ok(token)) => Ok(token),
+    }
+}
+
 /// A partner authenticated by the `PartnerApiKey` header.
 pub struct ApiKeyPartner(pub Partner);
 
@@ -112,17 +128,8 @@ impl FromRequestParts<AppState> for BearerPartner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match bearer_token(&parts.headers) {
-            None => Err(ApiError::Unauthenticated {
-                challenge: Challenge::Bearer { invalid: false },
-                detail: MISSING_BEARER,
-            }),
-            Some(Err(())) => Err(ApiError::Unauthenticated {
-                challenge: Challenge::Bearer { invalid: true },
-                detail: INVALID_BEARER,
-            }),
-            Some(Ok(token)) => partner_from_bearer(state, token).await.map(BearerPartner),
-        }
+        let token = required_bearer(&parts.headers, MISSING_BEARER, INVALID_BEARER)?;
+        partner_from_bearer(state, token).await.map(BearerPartner)
     }
 }
 
@@ -173,15 +180,7 @@ impl FromRequestParts<AppState> for EndUserAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let invalid =
             || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_USER_TOKEN };
-        let token = match bearer_token(&parts.headers) {
-            None => {
-                return Err(ApiError::Unauthenticated {
-                    challenge: Challenge::Bearer { invalid: false },
-                    detail: MISSING_USER_TOKEN,
-                });
-            }
-            Some(token) => token.map_err(|()| invalid())?,
-        };
+        let token = required_bearer(&parts.headers, MISSING_USER_TOKEN, INVALID_USER_TOKEN)?;
         let claims = state.keys.verify_user_token(token).await.map_err(|_| invalid())?;
         if !state.store.token_family_active(&claims.sid).await? {
             return Err(invalid());

@@ -51,52 +51,52 @@ pub struct NewKycWebhook {
 
 /// Inserts or replaces the partner's settings in the open transaction.
 pub async fn upsert_partner(tx: &mut Tx<'_>, r: &PartnerKycRecord) -> StoreResult<()> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO partner_kyc (partner_id, provider, level_name, required_for_prospects, app_token, secret_key,
-                webhook_secret, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (partner_id) DO UPDATE SET provider = excluded.provider, level_name = excluded.level_name,
-                required_for_prospects = excluded.required_for_prospects, app_token = excluded.app_token,
-                secret_key = excluded.secret_key, webhook_secret = excluded.webhook_secret,
-                updated_at = excluded.updated_at",
-        )
-        .bind(r.partner_id)
-        .bind(&r.provider)
-        .bind(&r.level_name)
-        .bind(r.required_for_prospects)
-        .bind(r.app_token.as_deref())
-        .bind(r.secret_key.as_deref())
-        .bind(&r.webhook_secret)
-        .bind(r.updated_at)
-        .execute(conn)
-        .await
-        .map(drop)?
-    });
-    Ok(())
+    write_partner(tx, r, true).await
 }
 
 /// Inserts the partner's settings unless it has some (the sandbox provider's first use); the
 /// stored settings either way.
 pub async fn insert_partner_if_absent(tx: &mut Tx<'_>, r: &PartnerKycRecord) -> StoreResult<PartnerKycRecord> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO partner_kyc (partner_id, provider, level_name, required_for_prospects, app_token, secret_key,
-                webhook_secret, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (partner_id) DO NOTHING",
-        )
-        .bind(r.partner_id)
-        .bind(&r.provider)
-        .bind(&r.level_name)
-        .bind(r.required_for_prospects)
-        .bind(r.app_token.as_deref())
-        .bind(r.secret_key.as_deref())
-        .bind(&r.webhook_secret)
-        .bind(r.updated_at)
-        .execute(&mut *conn)
-        .await?;
-    });
+    write_partner(tx, r, false).await?;
     Ok(partner_in(tx, r.partner_id).await?.expect("the row was inserted or already there"))
+}
+
+async fn write_partner(tx: &mut Tx<'_>, r: &PartnerKycRecord, replace: bool) -> StoreResult<()> {
+    macro_rules! insert {
+        ($on_conflict:literal) => {
+            concat!(
+                "INSERT INTO partner_kyc (partner_id, provider, level_name, required_for_prospects, app_token,
+                    secret_key, webhook_secret, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (partner_id) ",
+                $on_conflict
+            )
+        };
+    }
+    let sql = if replace {
+        insert!(
+            "DO UPDATE SET provider = excluded.provider, level_name = excluded.level_name,
+                required_for_prospects = excluded.required_for_prospects, app_token = excluded.app_token,
+                secret_key = excluded.secret_key, webhook_secret = excluded.webhook_secret,
+                updated_at = excluded.updated_at"
+        )
+    } else {
+        insert!("DO NOTHING")
+    };
+    on_tx!(tx, |conn| {
+        sqlx::query(sql)
+            .bind(r.partner_id)
+            .bind(&r.provider)
+            .bind(&r.level_name)
+            .bind(r.required_for_prospects)
+            .bind(r.app_token.as_deref())
+            .bind(r.secret_key.as_deref())
+            .bind(&r.webhook_secret)
+            .bind(r.updated_at)
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    Ok(())
 }
 
 pub async fn partner_in(tx: &mut Tx<'_>, partner: i64) -> StoreResult<Option<PartnerKycRecord>> {

@@ -241,6 +241,20 @@ pub fn assert_trace_id(value: &Value) {
     assert!(parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
+/// A count read straight from a test's database (what a test checks behind the API). `sql` is
+/// the test's own text.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
 /// A migrated `Store` on a fresh database of `backend`, without the application around it.
 pub async fn open_store(backend: Backend) -> Option<(Store, TestDb)> {
     let db = TestDb::new(backend).await?;

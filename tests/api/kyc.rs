@@ -297,16 +297,7 @@ impl Kyc {
     }
 
     async fn scalar(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        let url = self.app.database_url();
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        if url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        } else {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
+        crate::helpers::count(self.app.database_url(), sql).await
     }
 
     /// Polls `GET /me` until the user is in `status/detail`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::helpers::{Backend, TestApp, assert_problem};
+use crate::helpers::{Backend, TestApp, assert_problem, count};
 use crate::on_both_backends;
 
 /// A minimal SMTP server: accepts every message and keeps its text.
@@ -180,17 +180,6 @@ impl Signup {
     async fn pending_rows(&self) -> i64 {
         let url = self.app.database_url().to_owned();
         count(&url, "SELECT COUNT(*) FROM pending_signups").await
-    }
-}
-
-async fn count(url: &str, sql: &'static str) -> i64 {
-    use sqlx::Connection;
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
     }
 }
 
