@@ -264,6 +264,8 @@ pub struct Received {
     pub partner: i64,
     pub user: i64,
     pub event: KycEvent,
+    /// Enqueued when the event is applied (the reconciliation a resubmission restarts).
+    pub follow_ups: Vec<NewJob>,
     /// `webhook`, `reconciliation` or `sandbox`.
     pub source: &'static str,
     pub raw_body: String,
@@ -333,6 +335,11 @@ async fn apply(tx: &mut Tx<'_>, r: &Received, now: i64) -> Result<Effect, MoveEr
     if !repo::insert_webhook(tx, &stored).await? {
         // The same body raced in on another connection and won: this copy changes nothing.
         return Err(MoveError::WrongState("a concurrent delivery of this webhook was applied".into()));
+    }
+    if matches!(effect, Effect::Recorded | Effect::Moved(_)) {
+        for job in &r.follow_ups {
+            jobs::enqueue(tx, job, now).await?;
+        }
     }
     Ok(effect)
 }

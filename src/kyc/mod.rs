@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::kyc::{self as core_kyc, Effect, Received, secret_aad};
 use crate::core::onboarding::MoveError;
-use crate::domain::kyc::ProviderKind;
+use crate::domain::kyc::{EventKind, ProviderKind};
 use crate::domain::{PartnerId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
 use crate::kek::Kek;
@@ -94,6 +94,17 @@ pub struct AccessToken {
     pub token: String,
     pub level_name: String,
     pub expires_in: u64,
+}
+
+/// The payload of the KYC jobs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    user_id: i64,
+    #[serde(default)]
+    round: u32,
+    #[serde(default)]
+    since: i64,
 }
 
 /// The KYC service of this node.
@@ -186,7 +197,7 @@ impl Kyc {
                     }
                     Provider::Sandbox => format!("sbx{}", uuid::Uuid::now_v7().simple()),
                 };
-                let mut follow_ups = vec![self.reconcile_job(record, partner, 0, now)];
+                let mut follow_ups = vec![self.reconcile_job(record.id, partner, 0, 0, now)];
                 if matches!(provider, Provider::Sandbox) {
                     follow_ups.push(self.sandbox_review(record, partner, 0, now));
                 }
@@ -206,11 +217,14 @@ impl Kyc {
         Ok(AccessToken { token, level_name: applicant.level_name, expires_in: ttl })
     }
 
-    fn reconcile_job(&self, record: &ProspectRecord, partner: PartnerId, round: u32, now: i64) -> NewJob {
+    /// Round `round` of polling the user's applicant, for the review awaited since `since` (0:
+    /// the first; else the `createdAtMs` of the resubmission or reset that restarted the wait).
+    fn reconcile_job(&self, user: i64, partner: PartnerId, round: u32, since: i64, now: i64) -> NewJob {
         let base = self.0.settings.reconcile_after_secs.saturating_mul(1000);
         let delay = base.saturating_mul(1u64 << round.min(16)).min(86_400_000);
-        let mut job = NewJob::new(RECONCILE_JOB, serde_json::json!({ "userId": record.id, "round": round }), now)
-            .dedupe(format!("{RECONCILE_JOB}:{}:{round}", record.id));
+        let payload = serde_json::json!({ "userId": user, "round": round, "since": since });
+        let mut job =
+            NewJob::new(RECONCILE_JOB, payload, now).dedupe(format!("{RECONCILE_JOB}:{user}:{since}:{round}"));
         job.partner = Some(partner);
         job.run_at = now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
         job
@@ -245,10 +259,17 @@ impl Kyc {
         if !sumsub::verify_digest(secret.expose_secret(), alg, body, digest) {
             return Err(KycError::Unauthenticated);
         }
+        // A resubmission or reset restarts the wait for a review: poll for it too.
+        let awaiting = matches!(event.kind, Some(EventKind::Pending | EventKind::Reset));
+        let follow_ups = awaiting
+            .then(|| self.reconcile_job(user, partner_id, 0, event.created_at_ms, now_ms()))
+            .into_iter()
+            .collect();
         let received = Received {
             partner,
             user,
             event,
+            follow_ups,
             source,
             raw_body: String::from_utf8_lossy(body).into_owned(),
             body_sha256: Sha256::digest(body).to_vec(),
@@ -289,14 +310,7 @@ impl Kyc {
     async fn job_subject(
         &self,
         job: &ClaimedJob,
-    ) -> Result<(ProspectRecord, ApplicantRecord, PartnerId, u32), JobOutcome> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Payload {
-            user_id: i64,
-            #[serde(default)]
-            round: u32,
-        }
+    ) -> Result<(ProspectRecord, ApplicantRecord, PartnerId, Payload), JobOutcome> {
         let payload: Payload =
             serde_json::from_str(&job.payload).map_err(|e| JobOutcome::Fail(format!("bad payload: {e}")))?;
         let partner = job.partner_id.ok_or_else(|| JobOutcome::Fail("job has no partner".into()))?;
@@ -311,13 +325,13 @@ impl Kyc {
             Ok(None) => return Err(JobOutcome::Done),
             Err(e) => return Err(JobOutcome::Retry(e.to_string())),
         };
-        Ok((record, applicant, partner_id, payload.round))
+        Ok((record, applicant, partner_id, payload))
     }
 
     /// Asks the provider for a review whose webhook is overdue; applies it when there is one,
     /// else schedules the next round.
     async fn reconcile(&self, job: ClaimedJob) -> JobOutcome {
-        let (record, applicant, partner, round) = match self.job_subject(&job).await {
+        let (record, applicant, partner, Payload { round, since, .. }) = match self.job_subject(&job).await {
             Ok(subject) => subject,
             Err(outcome) => return outcome,
         };
@@ -343,17 +357,26 @@ impl Kyc {
         };
         let Some(event) = event else {
             let next = (round + 1 < self.0.settings.reconcile_rounds)
-                .then(|| self.reconcile_job(&record, partner, round + 1, now_ms()));
+                .then(|| self.reconcile_job(record.id, partner, round + 1, since, now_ms()));
             return match core_kyc::reschedule(&self.0.store, job, next, now_ms()).await {
                 Ok(_) => JobOutcome::Committed,
                 Err(e) => JobOutcome::Retry(e.to_string()),
             };
         };
-        let raw = answer.to_string();
+        // Stored with whose status it is and when it was read: status answers of two applicants
+        // (or of one, read twice) may be byte-for-byte equal, and each reading is its own record.
+        let raw = serde_json::json!({
+            "applicantId": applicant.applicant_id,
+            "externalUserId": record.public_id,
+            "readAtMs": event.created_at_ms,
+            "status": answer,
+        })
+        .to_string();
         let received = Received {
             partner: partner.get(),
             user: record.id,
             event,
+            follow_ups: Vec::new(),
             source: "reconciliation",
             body_sha256: Sha256::digest(raw.as_bytes()).to_vec(),
             raw_body: raw,

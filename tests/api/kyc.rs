@@ -528,6 +528,16 @@ on_both_backends! {
         // The webhook arriving after all changes nothing.
         let late = event("applicantReviewed", &user, &applicant, now_ms() - 60_000, green());
         assert_eq!(kyc.deliver(&late).await, "stale");
+        // After a RETRY the user resubmits (applicantPending); the next review's webhook is lost
+        // too, and polling, restarted by the resubmission, finds it.
+        let (token, user, applicant) = kyc.verifying(19).await;
+        let at = now_ms();
+        kyc.deliver(&event("applicantReviewed", &user, &applicant, at, red("RETRY", &["SCREENSHOTS"]))).await;
+        kyc.reaches(&token, "UpgradeSoftFailed", "UnreadableDoc").await;
+        assert_eq!(kyc.deliver(&event("applicantPending", &user, &applicant, at + 1_000, None)).await, "moved");
+        kyc.sumsub.set_status(&applicant, json!({"reviewStatus": "completed", "levelName": LEVEL,
+            "reviewResult": {"reviewAnswer": "GREEN"}}));
+        kyc.reaches(&token, "Completed", "None").await;
     }
 
     async fn scopes_are_enforced_on_end_user_routes(backend: Backend) {
