@@ -56,9 +56,11 @@ impl Application {
         let store = open_store(&settings).await?;
         let bootstrap = crate::core::partners::bootstrap_sandbox(&store, now_ms()).await?;
         let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
-        // Values sealed under an earlier KEK (or stored before sealing existed) are resealed
-        // under the current one before anything reads them.
-        let resealed = crate::core::staff::rewrap_secrets(&store, Arc::clone(&kek), "system:startup", now_ms())
+        // Signing keys stored before sealing existed are sealed now; moving values to a new KEK
+        // is `onboard keys rewrap`, run once every node has it (a node still on the old KEK
+        // could not open what the new one seals).
+        let rewrap = crate::core::staff::Rewrap::Unsealed;
+        let resealed = crate::core::staff::rewrap_secrets(&store, Arc::clone(&kek), rewrap, "system:startup", now_ms())
             .await
             .context("cannot reseal stored secrets under the current key-encryption key")?;
         if resealed > 0 {

@@ -63,7 +63,9 @@ pub async fn rewrap(settings: &Settings) -> anyhow::Result<()> {
         anyhow::bail!("no key-encryption key is configured (secrets.kek or secrets.kek_file): nothing to rewrap to");
     }
     with_store(settings, |store| async move {
-        let count = core::staff::rewrap_secrets(&store, Arc::clone(&kek), &cli_actor(), now_ms()).await?;
+        let count =
+            core::staff::rewrap_secrets(&store, Arc::clone(&kek), core::staff::Rewrap::All, &cli_actor(), now_ms())
+                .await?;
         println!("{count} secrets resealed under KEK {}", kek.current_id());
         Ok(())
     })

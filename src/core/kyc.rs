@@ -51,6 +51,10 @@ async fn enter_cip(tx: &mut Tx<'_>, p: Profile, now: i64) -> Result<CipState, Mo
         }
         Some(state) => return Err(MoveError::WrongState(state.to_string())),
     }
+    // Entering CIP makes KYC a requirement: without a provider the user could never meet it.
+    if !repo::available(tx, p.partner).await? {
+        return Err(MoveError::KycNotConfigured);
+    }
     prospects::update(tx, record.id, &p.prospect, record.cip_generation)
         .await
         .map_err(|e| Duplicate::of(&e).map_or(MoveError::Store(e), MoveError::Duplicate))?;
@@ -118,6 +122,14 @@ pub async fn configure(
     let level = config.level_name.trim();
     if level.is_empty() || level.len() > 200 || level.chars().any(char::is_control) {
         return Err(ConfigError::Invalid("the level name must be 1 to 200 printable characters"));
+    }
+    let blank = |secret: &Option<SecretString>| secret.as_ref().is_some_and(|s| s.expose_secret().trim().is_empty());
+    if blank(&config.app_token) || blank(&config.secret_key) {
+        return Err(ConfigError::Invalid("the app token and secret key must not be empty"));
+    }
+    // Anyone who can guess the webhook secret can approve identities: a short one is refused.
+    if config.webhook_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 16) {
+        return Err(ConfigError::Invalid("the webhook secret must be at least 16 characters"));
     }
     let id = partner.id.get();
     let seal = |column: &str, secret: &Option<SecretString>| {
@@ -214,12 +226,12 @@ pub async fn open_applicant(
     store
         .write(move |mut tx| {
             pin_unit(async move {
-                let (stored, inserted) =
+                let (stored, _) =
                     repo::insert_applicant(&mut tx, user, partner.get(), &applicant_id, &level_name, now).await?;
-                if inserted {
-                    for job in &follow_ups {
-                        jobs::enqueue(&mut tx, job, now).await?;
-                    }
+                // Also when a webhook recorded the applicant first: the jobs' dedupe keys make a
+                // second enqueue a no-op.
+                for job in &follow_ups {
+                    jobs::enqueue(&mut tx, job, now).await?;
                 }
                 Ok(stored)
             })
@@ -262,10 +274,14 @@ pub async fn reschedule(store: &Store, job: ClaimedJob, next: Option<NewJob>, no
 #[derive(Debug, Clone)]
 pub struct Received {
     pub partner: i64,
-    pub user: i64,
+    /// The partner's user the event names (none: stored and ignored).
+    pub user: Option<i64>,
     pub event: KycEvent,
     /// Enqueued when the event is applied (the reconciliation a resubmission restarts).
     pub follow_ups: Vec<NewJob>,
+    /// The job that delivered it (a reconciliation or a sandbox review), completed in the same
+    /// write: a job that lost its lease writes nothing.
+    pub job: Option<ClaimedJob>,
     /// `webhook`, `reconciliation` or `sandbox`.
     pub source: &'static str,
     pub raw_body: String,
@@ -308,10 +324,18 @@ pub async fn apply_event(store: &Store, received: Received, now: i64) -> Result<
 }
 
 async fn apply(tx: &mut Tx<'_>, r: &Received, now: i64) -> Result<Effect, MoveError> {
+    if let Some(job) = &r.job
+        && !jobs::complete(tx, job, false, now).await?
+    {
+        return Ok(Effect::Duplicate);
+    }
     if repo::webhook_seen(tx, r.partner, &r.body_sha256).await? {
         return Ok(Effect::Duplicate);
     }
-    let record = prospects::lock(tx, Whose::Id { user: r.user, partner: r.partner }).await?;
+    let record = match r.user {
+        Some(user) => prospects::lock(tx, Whose::Id { user, partner: r.partner }).await?,
+        None => None,
+    };
     let effect = match &record {
         Some(record) => event_effect(tx, record, &r.event, r.source, now).await?,
         None => Effect::Ignored,
@@ -360,6 +384,16 @@ async fn event_effect(
         }
         (None, None) => return Ok(Effect::Ignored),
     };
+    // Another applicant or level of the same external user id is not the verification this
+    // user's onboarding asked for.
+    let other_applicant = event.applicant_id.as_deref().is_some_and(|id| id != applicant.applicant_id);
+    let other_level = event
+        .level_name
+        .as_deref()
+        .is_some_and(|level| !applicant.level_name.is_empty() && level != applicant.level_name);
+    if other_applicant || other_level {
+        return Ok(Effect::Ignored);
+    }
     if kind == EventKind::Created || event.created_at_ms <= applicant.last_event_ms {
         return Ok(if kind == EventKind::Created { Effect::Recorded } else { Effect::Stale });
     }
@@ -383,74 +417,98 @@ async fn event_effect(
         _ => None,
     };
     repo::update_applicant(tx, record.id, &update, now).await?;
-    if !record.kyc_required || record.cip_state()?.is_none() {
-        return Ok(Effect::Recorded);
-    }
+    let Some(state) = record.cip_state()?.filter(|_| record.kyc_required) else { return Ok(Effect::Recorded) };
     let previous = checks::results(tx, record.id, record.cip_generation).await?;
     let previous_kyc = previous.iter().find(|r| r.check == Check::Kyc).map(|r| r.outcome);
+    let kyc = KycState { state, previous: previous_kyc };
     match result {
-        Some(result) => record_result(tx, record, result, previous_kyc, &actor, now).await,
+        Some(result) => record_result(tx, record, kyc, result, &actor, now).await,
         None => {
-            checks::remove(tx, record.id, record.cip_generation, Check::Kyc).await?;
             let reason = if kind == EventKind::Reset {
                 "verification reset by the provider"
             } else {
                 "identity documents resubmitted"
             };
-            back_to_validation(tx, record, previous_kyc, reason, &actor, now).await
+            awaiting_review(tx, record, kyc, reason, &actor, now).await
         }
     }
 }
 
-/// A user whose CIP was soft-failed by KYC goes back to `UpgradeInProgress` when the provider
-/// has new documents to review.
-async fn back_to_validation(
+/// Where the user was when a KYC event arrived, and the KYC result it had.
+#[derive(Debug, Clone, Copy)]
+struct KycState {
+    state: CipState,
+    previous: Option<Outcome>,
+}
+
+impl KycState {
+    /// Soft-failed because of KYC (the user's next documents decide).
+    fn soft_by_kyc(self) -> bool {
+        self.state.status == Status::UpgradeSoftFailed && matches!(self.previous, Some(Outcome::Soft(_)))
+    }
+}
+
+/// Pending or reset: the provider has documents to review again. A user being validated, or
+/// soft-failed by KYC, waits for that review (the soft-failed go back to `UpgradeInProgress`);
+/// in any other state the last result stands until the next review replaces it.
+async fn awaiting_review(
     tx: &mut Tx<'_>,
     record: &ProspectRecord,
-    previous_kyc: Option<Outcome>,
+    kyc: KycState,
     reason: &str,
     actor: &str,
     now: i64,
 ) -> Result<Effect, MoveError> {
-    let state = record.cip_state()?;
-    let kyc_soft_failed =
-        state.is_some_and(|s| s.status == Status::UpgradeSoftFailed) && matches!(previous_kyc, Some(Outcome::Soft(_)));
-    if !kyc_soft_failed {
+    if kyc.state != CipState::ACCEPTED && !kyc.soft_by_kyc() {
+        return Ok(Effect::Recorded);
+    }
+    checks::remove(tx, record.id, record.cip_generation, Check::Kyc).await?;
+    if !kyc.soft_by_kyc() {
         return Ok(Effect::Recorded);
     }
     Ok(Effect::Moved(move_to(tx, record, CipState::ACCEPTED, reason.to_owned(), actor, now).await?))
 }
 
-/// Records the KYC result and moves the user on where it decides something: a user being
-/// validated is decided once every check is in; one soft-failed or held by KYC is decided again.
+/// Records the KYC result and moves the user where it decides something: a user being
+/// validated is decided once every check is in; one waiting (consents, a hold) or soft-failed by
+/// KYC is decided again. A rejection or hold after the account was (being) opened is a
+/// compliance case; an officer's clearance stands against the same hold reported again.
 async fn record_result(
     tx: &mut Tx<'_>,
     record: &ProspectRecord,
-    result: CheckResult,
-    previous_kyc: Option<Outcome>,
+    kyc: KycState,
+    mut result: CheckResult,
     actor: &str,
     now: i64,
 ) -> Result<Effect, MoveError> {
+    if kyc.previous == Some(Outcome::Cleared) && result.outcome == Outcome::Review {
+        return Ok(Effect::Recorded);
+    }
+    let opened = kyc.state == CipState::PROVISIONING || kyc.state == CipState::COMPLETED;
+    if opened && result.outcome != Outcome::Pass {
+        result.outcome = Outcome::Review;
+        result.reason = format!("{} after the account was opened", result.reason);
+        checks::record(tx, record.id, record.cip_generation, &result, OnConflict::Replace, now).await?;
+        let reason = format!("kyc: {}", result.reason);
+        return Ok(Effect::Moved(move_to(tx, record, CipState::COMPLIANCE, reason, actor, now).await?));
+    }
     checks::record(tx, record.id, record.cip_generation, &result, OnConflict::Replace, now).await?;
-    let state = record.cip_state()?.expect("checked by the caller");
     let reason = format!("kyc: {}", result.reason);
-    let held_by_kyc = state == CipState::COMPLIANCE && previous_kyc == Some(Outcome::Review);
-    let soft_by_kyc = state.status == Status::UpgradeSoftFailed && matches!(previous_kyc, Some(Outcome::Soft(_)));
-    let record = if soft_by_kyc {
+    let record = if kyc.soft_by_kyc() {
         move_to(tx, record, CipState::ACCEPTED, "identity documents reviewed again".into(), actor, now).await?;
         &ProspectRecord {
             cip_status: Some(CipState::ACCEPTED.status.as_str().to_owned()),
             cip_detail: Some(CipState::ACCEPTED.detail.as_str().to_owned()),
             ..record.clone()
         }
-    } else if state == CipState::ACCEPTED || held_by_kyc {
+    } else if kyc.state == CipState::ACCEPTED || kyc.state.status == Status::UpgradePending {
         record
     } else {
         return Ok(Effect::Recorded);
     };
     match decide(tx, record, &reason, actor, now).await? {
-        Some(to) => Ok(Effect::Moved(to)),
-        None if soft_by_kyc => Ok(Effect::Moved(CipState::ACCEPTED)),
-        None => Ok(Effect::Recorded),
+        Some(to) if to != kyc.state || kyc.soft_by_kyc() => Ok(Effect::Moved(to)),
+        None if kyc.soft_by_kyc() => Ok(Effect::Moved(CipState::ACCEPTED)),
+        _ => Ok(Effect::Recorded),
     }
 }

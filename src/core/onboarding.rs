@@ -28,6 +28,10 @@ pub enum MoveError {
     Duplicate(Duplicate),
     #[error("the correction changes nothing")]
     NothingChanged,
+    #[error("the identity was verified against a document: names and date of birth cannot change")]
+    IdentityVerified,
+    #[error("identity verification is not configured for this partner")]
+    KycNotConfigured,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -192,6 +196,12 @@ pub(super) async fn apply_correction(tx: &mut Tx<'_>, c: &Correction, now: i64) 
         return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
     }
     let old = checks::results(tx, record.id, record.cip_generation).await?;
+    // A passed KYC review verified these very names and date of birth: a change would carry
+    // the pass over to an identity no document was checked for.
+    let verified = old.iter().any(|r| r.check == Check::Kyc && matches!(r.outcome, Outcome::Pass | Outcome::Cleared));
+    if verified && changed_fields.iter().any(|f| Check::affected_by(f).contains(&Check::Kyc)) {
+        return Err(MoveError::IdentityVerified);
+    }
     let generation = record.cip_generation + 1;
     let rerun = checks_to_rerun(&old, &changed_fields);
     prospects::update(tx, record.id, &c.prospect, generation)

@@ -151,19 +151,38 @@ pub async fn load_sanctions_list(
     Ok(loaded)
 }
 
-/// Seals every stored secret that is not sealed under the current KEK (provider secrets, and
-/// token-signing keys stored in plaintext before sealing existed or under an earlier KEK), with
-/// one audit entry, in one write. Returns how many values were resealed (nothing is written, the
-/// audit entry included, when none needed it).
-pub async fn rewrap_secrets(store: &Store, kek: std::sync::Arc<Kek>, actor: &str, now: i64) -> StoreResult<usize> {
+/// Which stored secrets a rewrap reseals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrap {
+    /// Only values not sealed at all (signing keys from before sealing existed): safe at every
+    /// start, since nodes still running an earlier KEK can open what the current KEK seals only
+    /// if they have it too, and unsealed values are opened by every version alike.
+    Unsealed,
+    /// Everything not sealed under the current KEK (`onboard keys rewrap`, once every node has
+    /// the new KEK).
+    All,
+}
+
+/// Seals every stored secret `scope` names under the current KEK (provider secrets, token-signing
+/// keys), with one audit entry, in one write. Returns how many values were resealed (nothing is
+/// written, the audit entry included, when none needed it).
+pub async fn rewrap_secrets(
+    store: &Store,
+    kek: std::sync::Arc<Kek>,
+    scope: Rewrap,
+    actor: &str,
+    now: i64,
+) -> StoreResult<usize> {
     let actor = actor.to_owned();
     store
         .write(move |mut tx| {
             pin_unit(async move {
                 let corrupt = |e: crate::kek::KekError| crate::store::StoreError::Corrupt(e.to_string());
                 let mut count = 0;
+                let stays =
+                    |value: &[u8]| kek.is_current(value) || (scope == Rewrap::Unsealed && Kek::is_sealed(value));
                 for mut key in crate::store::signing_keys_in(&mut tx).await? {
-                    if kek.is_current(&key.private_key) {
+                    if stays(&key.private_key) {
                         continue;
                     }
                     let private = open_private_key(&kek, &key).map_err(corrupt)?;
@@ -173,7 +192,7 @@ pub async fn rewrap_secrets(store: &Store, kek: std::sync::Arc<Kek>, actor: &str
                     count += 1;
                 }
                 for mut value in crate::store::kyc::sealed_secrets(&mut tx).await? {
-                    if kek.is_current(&value.value) {
+                    if stays(&value.value) {
                         continue;
                     }
                     let aad = crate::core::kyc::secret_aad(value.column, value.partner_id);

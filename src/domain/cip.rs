@@ -173,8 +173,9 @@ impl Check {
     /// The checks a corrected seed-002 field makes stale.
     pub fn affected_by(field: &str) -> &'static [Check] {
         match field {
+            // A verified identity document was checked against these (see `MoveError::IdentityVerified`).
             "firstName" | "middleName" | "lastName" | "secondLastName" | "dateOfBirth" => {
-                &[Check::Personal, Check::Sanctions]
+                &[Check::Personal, Check::Sanctions, Check::Kyc]
             }
             "country" => &[Check::Address, Check::Phone, Check::Sanctions],
             "state" | "street" | "city" | "placeDetail" | "addressLatitude" | "addressLongitude" => &[Check::Address],

@@ -295,9 +295,10 @@ async fn decide_case<const CLEAR: bool>(
     let to = core::onboarding::decide_case(&state.store, decision, now_ms()).await.map_err(|e| match e {
         MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
         MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
-        MoveError::Duplicate(_) | MoveError::NothingChanged => {
-            ApiError::Internal(anyhow::anyhow!("{e} on a compliance decision"))
-        }
+        MoveError::Duplicate(_)
+        | MoveError::NothingChanged
+        | MoveError::IdentityVerified
+        | MoveError::KycNotConfigured => ApiError::Internal(anyhow::anyhow!("{e} on a compliance decision")),
         MoveError::Store(e) => e.into(),
     })?;
     state.jobs.wake();

@@ -4,7 +4,7 @@
 //! operator's per-partner KYC settings (`PUT /admin/partners/{partnerId}/kyc`).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use crate::auth::staff::StaffRole;
 use crate::core::kyc::{self, ConfigError, KycConfig, Profile};
 use crate::domain::kyc::ProviderKind;
 use crate::domain::{Email, Environment, PartnerId, now_ms};
-use crate::kyc::{AccessToken, KycError};
+use crate::kyc::{AccessToken, Inbound, KycError};
 use crate::store::{Lookup, ProspectRecord};
 
 pub fn router() -> Router<AppState> {
@@ -158,6 +158,14 @@ pub async fn prospect_access_token(
     access_token_for(&state, &record).await
 }
 
+/// The webhook URL configured at Sumsub may name the partner (`?partnerId=7`): the digest is
+/// then checked with its secret before the body is read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookTarget {
+    partner_id: Option<String>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookAccepted {
     /// What the event did: `moved`, `recorded`, `stale`, `duplicate` or `ignored`.
@@ -173,12 +181,27 @@ pub struct WebhookAccepted {
     ))]
 pub async fn sumsub_webhook(
     State(state): State<AppState>,
+    Query(target): Query<WebhookTarget>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookAccepted>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let received =
-        state.kyc.receive(&body, header("x-payload-digest-alg"), header("x-payload-digest"), "webhook").await;
+    let partner = match target.partner_id.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<PartnerId>()
+                .map_err(|_| ApiError::invalid_field(INVALID, "partnerId", "must be the partner's numeric id"))?,
+        ),
+    };
+    let inbound = Inbound {
+        body: &body,
+        alg: header("x-payload-digest-alg"),
+        digest: header("x-payload-digest"),
+        partner,
+        source: "webhook",
+        job: None,
+    };
+    let received = state.kyc.receive(inbound).await;
     match received {
         Ok(effect) => {
             tracing::info!(effect = effect.label(), "KYC webhook received");
@@ -224,6 +247,9 @@ impl From<ConfigError> for ApiError {
         match err {
             ConfigError::NoPartner => ApiError::NotFound("No partner has this id.".into()),
             ConfigError::Store(e) => e.into(),
+            ConfigError::Invalid(_) | ConfigError::Missing(_) => {
+                ApiError::invalid_field(INVALID, "body", format!("{}.", capitalised(&err.to_string())))
+            }
             other => ApiError::Conflict(format!("{}.", capitalised(&other.to_string()))),
         }
     }

@@ -394,6 +394,12 @@ pub(super) fn move_error(err: MoveError) -> ApiError {
             },
             message: "is already registered to another user of this partner".into(),
         }]),
+        MoveError::IdentityVerified => ApiError::Conflict(
+            "The identity was verified against a document: names and date of birth can no longer change.".into(),
+        ),
+        MoveError::KycNotConfigured => {
+            ApiError::Conflict("Identity verification is not configured for this partner yet.".into())
+        }
         MoveError::NothingChanged => {
             ApiError::invalid_field(INVALID, "body", "changes nothing: send the corrected fields")
         }

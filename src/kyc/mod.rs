@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::kyc::{self as core_kyc, Effect, Received, secret_aad};
 use crate::core::onboarding::MoveError;
-use crate::domain::kyc::{EventKind, ProviderKind};
+use crate::domain::kyc::{EventKind, KycEvent, ProviderKind};
 use crate::domain::{PartnerId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
 use crate::kek::Kek;
@@ -105,6 +105,20 @@ struct Payload {
     round: u32,
     #[serde(default)]
     since: i64,
+}
+
+/// A webhook as it arrived.
+pub struct Inbound<'a> {
+    pub body: &'a [u8],
+    /// `X-Payload-Digest-Alg`.
+    pub alg: Option<&'a str>,
+    /// `X-Payload-Digest`.
+    pub digest: Option<&'a str>,
+    /// The partner the webhook URL names (`?partnerId=`), when it does.
+    pub partner: Option<PartnerId>,
+    pub source: &'static str,
+    /// The job delivering it (the sandbox's), completed in the same write.
+    pub job: Option<ClaimedJob>,
 }
 
 /// The KYC service of this node.
@@ -239,37 +253,65 @@ impl Kyc {
     }
 
     /// An inbound webhook: authenticated by its digest with the webhook secret of the partner
-    /// whose user it names, then applied. Nothing is written unless the digest verifies.
-    pub async fn receive(
-        &self,
-        body: &[u8],
-        alg: Option<&str>,
-        digest: Option<&str>,
-        source: &'static str,
-    ) -> Result<Effect, KycError> {
+    /// (`partner`, from the webhook URL's `partnerId`, or else the partner of the user the body
+    /// names), then applied. Nothing is written unless the digest verifies; an authenticated
+    /// body Onboard cannot use is stored and acknowledged, so the provider does not retry it.
+    pub async fn receive(&self, inbound: Inbound<'_>) -> Result<Effect, KycError> {
+        let Inbound { body, alg, digest, partner, source, job } = inbound;
         let alg = DigestAlg::parse(alg).ok_or(KycError::Unauthenticated)?;
         let digest = digest.ok_or(KycError::Unauthenticated)?;
-        // Whose secret to verify with comes from the body; nothing else of it is trusted yet.
-        let event = sumsub::parse_webhook(body).map_err(|_| KycError::Unauthenticated)?;
-        let (user, partner) =
-            self.0.store.kyc_subject(&event.external_user_id).await?.ok_or(KycError::Unauthenticated)?;
-        let partner_id = PartnerId::new(partner).map_err(|_| KycError::Unauthenticated)?;
-        let settings = self.0.store.partner_kyc(partner_id).await?.ok_or(KycError::Unauthenticated)?;
-        let secret = self.0.kek.open_string(&secret_aad("webhook_secret", partner), &settings.webhook_secret)?;
+        let parsed = sumsub::parse_webhook(body).ok();
+        let partner = match partner {
+            Some(partner) => partner,
+            // Whose secret to verify with comes from the body; nothing else of it is trusted yet.
+            None => {
+                let named = parsed.as_ref().ok_or(KycError::Unauthenticated)?;
+                let (_, partner) =
+                    self.0.store.kyc_subject(&named.external_user_id).await?.ok_or(KycError::Unauthenticated)?;
+                PartnerId::new(partner).map_err(|_| KycError::Unauthenticated)?
+            }
+        };
+        let settings = self.0.store.partner_kyc(partner).await?.ok_or(KycError::Unauthenticated)?;
+        let secret = self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret)?;
         if !sumsub::verify_digest(secret.expose_secret(), alg, body, digest) {
             return Err(KycError::Unauthenticated);
         }
-        // A resubmission or reset restarts the wait for a review: poll for it too.
-        let awaiting = matches!(event.kind, Some(EventKind::Pending | EventKind::Reset));
-        let follow_ups = awaiting
-            .then(|| self.reconcile_job(user, partner_id, 0, event.created_at_ms, now_ms()))
-            .into_iter()
-            .collect();
+        // Authenticated from here on. The user must be this partner's.
+        let user = match &parsed {
+            Some(event) => self
+                .0
+                .store
+                .kyc_subject(&event.external_user_id)
+                .await?
+                .filter(|(_, of)| *of == partner.get())
+                .map(|(user, _)| user),
+            None => None,
+        };
+        let event = parsed.unwrap_or_else(|| KycEvent {
+            type_name: "unreadable".into(),
+            kind: None,
+            applicant_id: None,
+            external_user_id: String::new(),
+            level_name: None,
+            created_at_ms: 0,
+            review_status: None,
+            review: None,
+        });
+        let follow_ups = match (user, event.kind) {
+            // The wait for a review starts (applicant created) or starts again (documents
+            // resubmitted, applicant reset): poll for it in case its webhook is lost.
+            (Some(user), Some(EventKind::Created)) => vec![self.reconcile_job(user, partner, 0, 0, now_ms())],
+            (Some(user), Some(EventKind::Pending | EventKind::Reset)) => {
+                vec![self.reconcile_job(user, partner, 0, event.created_at_ms, now_ms())]
+            }
+            _ => Vec::new(),
+        };
         let received = Received {
-            partner,
+            partner: partner.get(),
             user,
             event,
             follow_ups,
+            job,
             source,
             raw_body: String::from_utf8_lossy(body).into_owned(),
             body_sha256: Sha256::digest(body).to_vec(),
@@ -342,10 +384,13 @@ impl Kyc {
             Ok(settings) => settings,
             Err(e) => return JobOutcome::Fail(e.to_string()),
         };
+        let (now, after) = (now_ms(), applicant.last_event_ms);
         let reading = match self.provider(&settings) {
-            Ok(Provider::Sumsub(client)) => client.applicant_status(&applicant.applicant_id, &record.public_id).await,
+            Ok(Provider::Sumsub(client)) => {
+                client.applicant_status(&applicant.applicant_id, &record.public_id, now).await
+            }
             Ok(Provider::Sandbox) => {
-                let body = simulated_review(&record, &applicant, now_ms());
+                let body = simulated_review(&record, &applicant, now);
                 let event = sumsub::parse_webhook(body.to_string().as_bytes()).ok();
                 Ok((body, event))
             }
@@ -355,35 +400,45 @@ impl Kyc {
             Ok(reading) => reading,
             Err(e) => return JobOutcome::Retry(e.to_string()),
         };
-        let Some(event) = event else {
-            let next = (round + 1 < self.0.settings.reconcile_rounds)
-                .then(|| self.reconcile_job(record.id, partner, round + 1, since, now_ms()));
-            return match core_kyc::reschedule(&self.0.store, job, next, now_ms()).await {
-                Ok(_) => JobOutcome::Committed,
-                Err(e) => JobOutcome::Retry(e.to_string()),
-            };
+        let next = (round + 1 < self.0.settings.reconcile_rounds)
+            .then(|| self.reconcile_job(record.id, partner, round + 1, since, now));
+        // No review yet, or the hold already known: ask again later.
+        let known_hold = applicant.review_status.as_deref() == Some("onHold");
+        let event = match event {
+            Some(event) if event.created_at_ms > after && !(known_hold && event.kind == Some(EventKind::OnHold)) => {
+                event
+            }
+            _ => {
+                return match core_kyc::reschedule(&self.0.store, job, next, now).await {
+                    Ok(_) => JobOutcome::Committed,
+                    Err(e) => JobOutcome::Retry(e.to_string()),
+                };
+            }
         };
         // Stored with whose status it is and when it was read: status answers of two applicants
         // (or of one, read twice) may be byte-for-byte equal, and each reading is its own record.
         let raw = serde_json::json!({
             "applicantId": applicant.applicant_id,
             "externalUserId": record.public_id,
-            "readAtMs": event.created_at_ms,
+            "readAtMs": now,
             "status": answer,
         })
         .to_string();
+        // A hold is not the end: its decision may be lost too.
+        let follow_ups = if event.kind == Some(EventKind::OnHold) { next.into_iter().collect() } else { Vec::new() };
         let received = Received {
             partner: partner.get(),
-            user: record.id,
+            user: Some(record.id),
             event,
-            follow_ups: Vec::new(),
+            follow_ups,
+            job: Some(job),
             source: "reconciliation",
             body_sha256: Sha256::digest(raw.as_bytes()).to_vec(),
             raw_body: raw,
             digest_alg: "api".into(),
         };
         match self.apply(received).await {
-            Ok(_) => JobOutcome::Done,
+            Ok(_) => JobOutcome::Committed,
             Err(e) => JobOutcome::Retry(e.to_string()),
         }
     }
@@ -407,8 +462,16 @@ impl Kyc {
         let body = simulated_review(&record, &applicant, now_ms());
         let body = body.to_string();
         let digest = sumsub::payload_digest(secret.expose_secret(), DigestAlg::Sha256, body.as_bytes());
-        match self.receive(body.as_bytes(), Some(DigestAlg::Sha256.as_str()), Some(&digest), "sandbox").await {
-            Ok(_) => JobOutcome::Done,
+        let inbound = Inbound {
+            body: body.as_bytes(),
+            alg: Some(DigestAlg::Sha256.as_str()),
+            digest: Some(&digest),
+            partner: Some(partner),
+            source: "sandbox",
+            job: Some(job),
+        };
+        match self.receive(inbound).await {
+            Ok(_) => JobOutcome::Committed,
             Err(e) => JobOutcome::Retry(e.to_string()),
         }
     }

@@ -3,8 +3,6 @@
 //! signatures, the three calls Onboard makes, webhook digests, and webhook bodies parsed into
 //! `domain::kyc` types.
 
-use std::time::Duration;
-
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
@@ -95,6 +93,14 @@ fn created_at_ms(value: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// `reviewDate` as Sumsub writes it (`"2024-05-17 13:23:19+0000"`, UTC).
+fn review_date(value: &Value) -> Option<i64> {
+    let text = value.as_str()?;
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let at = time::PrimitiveDateTime::parse(text.get(..19)?, format).ok()?.assume_utc();
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 fn review(result: &Value) -> Option<Review> {
     let answer = ReviewAnswer::parse(result.get("reviewAnswer")?.as_str()?)?;
     let reject_type = result.get("reviewRejectType").and_then(Value::as_str).and_then(RejectType::parse);
@@ -150,8 +156,7 @@ impl SumsubClient {
             .header("X-App-Token", self.app_token.expose_secret())
             .header("X-App-Access-Ts", ts.to_string())
             .header("X-App-Access-Sig", signature)
-            .header("Accept", "application/json")
-            .timeout(Duration::from_secs(10));
+            .header("Accept", "application/json");
         if !body.is_empty() {
             request = request.header("Content-Type", "application/json").body(body);
         }
@@ -216,19 +221,22 @@ impl SumsubClient {
         &self,
         applicant_id: &str,
         external_user_id: &str,
+        now: i64,
     ) -> Result<(Value, Option<KycEvent>), KycError> {
         let path = format!("/resources/applicants/{}/status", utf8_percent_encode(applicant_id, UNRESERVED));
         let (status, answer) = self.call(reqwest::Method::GET, &path, None).await?;
         if status != 200 {
             return Err(Self::failed("applicant status", status, &answer));
         }
-        let event = status_event(&answer, applicant_id, external_user_id);
+        let event = status_event(&answer, applicant_id, external_user_id, now);
         Ok((answer, event))
     }
 }
 
-/// What a status reading amounts to: a review when completed, a hold when on hold.
-pub fn status_event(answer: &Value, applicant_id: &str, external_user_id: &str) -> Option<KycEvent> {
+/// What a status reading amounts to: a review when completed, a hold when on hold. It is dated
+/// by the provider's `reviewDate` when there is one (so it orders against webhooks by the
+/// provider's clock), else by when it was read.
+pub fn status_event(answer: &Value, applicant_id: &str, external_user_id: &str, now: i64) -> Option<KycEvent> {
     let review_status = answer.get("reviewStatus").and_then(Value::as_str)?;
     let (kind, review) = match review_status {
         "completed" => (EventKind::Reviewed, Some(review(answer.get("reviewResult")?)?)),
@@ -241,7 +249,7 @@ pub fn status_event(answer: &Value, applicant_id: &str, external_user_id: &str) 
         applicant_id: Some(applicant_id.to_owned()),
         external_user_id: external_user_id.to_owned(),
         level_name: answer.get("levelName").and_then(Value::as_str).map(str::to_owned),
-        created_at_ms: crate::domain::now_ms(),
+        created_at_ms: answer.get("reviewDate").and_then(review_date).unwrap_or(now),
         review_status: Some(review_status.to_owned()),
         review,
     })

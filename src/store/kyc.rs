@@ -111,6 +111,22 @@ pub async fn partner_in(tx: &mut Tx<'_>, partner: i64) -> StoreResult<Option<Par
     }))
 }
 
+/// Whether the partner's users can verify their identity: it has KYC settings, or it is a
+/// sandbox partner (the simulated provider needs none). Read in the open transaction.
+pub async fn available(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<bool> {
+    // COUNT(*): an integer of one width on both backends.
+    let available: i64 = on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM partners p WHERE p.id = $1
+               AND (p.environment = 'sandbox' OR EXISTS (SELECT 1 FROM partner_kyc k WHERE k.partner_id = p.id))",
+        )
+        .bind(partner.get())
+        .fetch_one(conn)
+        .await?
+    });
+    Ok(available == 1)
+}
+
 /// Whether the partner requires KYC of its seed-002 prospects, read in the open transaction.
 pub async fn required_for_prospects(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<bool> {
     let required: Option<bool> = on_tx!(tx, |conn| {

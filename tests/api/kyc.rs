@@ -513,6 +513,13 @@ on_both_backends! {
             .bearer_auth(&reviewer).json(&json!({"reason": "documents checked by hand"})).send().await.unwrap();
         assert_eq!(clear.status(), 200, "{:?}", clear.text().await);
         kyc.reaches(&token, "Completed", "None").await;
+        // The same hold reported again does not undo the officer's clearance.
+        assert_eq!(kyc.deliver(&event("applicantOnHold", &user, &applicant, at + 1_000, None)).await, "recorded");
+        assert_eq!(kyc.me(&token).await["status"], "Completed");
+        // A final rejection after the account was opened is a compliance case, not a silent record.
+        let late_final = event("applicantReviewed", &user, &applicant, at + 2_000, red("FINAL", &["FORGERY"]));
+        assert_eq!(kyc.deliver(&late_final).await, "moved");
+        kyc.reaches(&token, "UpgradePending", "Compliance").await;
     }
 
     async fn a_lost_webhook_is_recovered_by_reconciliation(backend: Backend) {
@@ -652,5 +659,57 @@ on_both_backends! {
         assert_eq!(kyc.deliver(&event("applicantReviewed", &user, &applicant, at + 2_000, green())).await, "moved");
         kyc.reaches(&token, "Completed", "None").await;
         assert_eq!(kyc.transitions_into(&user, "Completed").await, 1);
+    }
+
+    async fn a_verified_identity_cannot_be_renamed(backend: Backend) {
+        let Some(kyc) = Kyc::spawn(backend, |_| {}).await else { return };
+        let (token, user) = kyc.signed_up("ana.rename@correo.mx").await;
+        // An address outside the country soft-fails the address check; KYC passes meanwhile.
+        let mut body = profile(20);
+        body["addressLatitude"] = 40.4.into();
+        body["addressLongitude"] = (-3.7).into();
+        assert_eq!(kyc.put_profile(&token, &body).await.status(), 200);
+        kyc.validated(&user).await;
+        assert_eq!(kyc.kyc_token(&token).await.status(), 200);
+        let applicant = kyc.sumsub.applicant_of(&user);
+        kyc.deliver(&event("applicantReviewed", &user, &applicant, now_ms(), green())).await;
+        kyc.reaches(&token, "UpgradeSoftFailed", "InvalidAddress").await;
+        // Another name (or date of birth) would carry the pass over to an unverified identity.
+        let mut renamed = profile(20);
+        renamed["lastName"] = "Otra".into();
+        let problem = assert_problem(kyc.put_profile(&token, &renamed).await, 409).await;
+        assert!(problem["detail"].as_str().unwrap().contains("verified"), "{problem}");
+        // The address alone may be corrected; the pass is kept.
+        assert_eq!(kyc.put_profile(&token, &profile(20)).await.status(), 200);
+        kyc.reaches(&token, "Completed", "None").await;
+    }
+
+    async fn partner_settings_are_checked_and_webhook_urls_may_name_the_partner(backend: Backend) {
+        let Some(kyc) = Kyc::spawn(backend, |_| {}).await else { return };
+        for (body, field) in [
+            (json!({"provider": "sumsub", "levelName": LEVEL, "webhookSecret": "short"}), "body"),
+            (json!({"provider": "sumsub", "levelName": LEVEL, "secretKey": "  "}), "body"),
+            (json!({"provider": "sumsub", "levelName": " "}), "body"),
+            (json!({"provider": "onfido", "levelName": LEVEL}), "provider"),
+        ] {
+            let problem = assert_problem(kyc.set_partner_kyc(&body).await, 400).await;
+            assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        }
+        let (_, user, applicant) = kyc.verifying(21).await;
+        let partner = kyc.app.sandbox.partner_id;
+        let hinted = |body: &[u8], partner: String| {
+            kyc.app.client.post(kyc.app.url(&format!("/webhooks/kyc/sumsub?partnerId={partner}")))
+                .header("X-Payload-Digest", digest(body, "HMAC_SHA256_HEX")).body(body.to_vec()).send()
+        };
+        // Authenticated but unusable: stored and acknowledged, so Sumsub does not retry it for ever.
+        let response = hinted(br#"{"type":"applicantWorkflowCompleted"}"#, partner.to_string()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap()["effect"], "ignored");
+        // A good body under a partner whose secret did not sign it: 401.
+        let body = event("applicantReviewed", &user, &applicant, now_ms(), green());
+        assert_problem(hinted(&body, "999".into()).await.unwrap(), 401).await;
+        assert_problem(hinted(&body, "x".into()).await.unwrap(), 400).await;
+        assert_eq!(hinted(&body, partner.to_string()).await.unwrap().status(), 200);
+        assert_eq!(kyc.scalar("SELECT COUNT(*) FROM kyc_webhooks").await, 2);
     }
 }
