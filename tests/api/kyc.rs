@@ -712,4 +712,42 @@ on_both_backends! {
         assert_eq!(hinted(&body, partner.to_string()).await.unwrap().status(), 200);
         assert_eq!(kyc.scalar("SELECT COUNT(*) FROM kyc_webhooks").await, 2);
     }
+
+    async fn a_live_partner_needs_kyc_settings_before_its_users_enter_cip(backend: Backend) {
+        use onboard::auth::credentials::{NewApiKey, NewClient};
+        use onboard::core::kyc::{KycConfig, Profile};
+        use onboard::domain::{Environment, PartnerName};
+        use secrecy::ExposeSecret;
+        let Some(kyc) = Kyc::spawn(backend, |_| {}).await else { return };
+        let key = NewApiKey::generate(Environment::Live);
+        let name = PartnerName::parse("Acme Live").unwrap();
+        let store = kyc.app.store();
+        let partner = store.create_partner(&name, Environment::Live, &key, &NewClient::generate(), now_ms()).await.unwrap();
+        let created: Value = kyc.app.client.post(kyc.app.url("/partner/users"))
+            .header("PartnerApiKey", key.key.expose_secret())
+            .json(&json!({"externalUserId": "live-1", "method": "NONE", "type": "INDIVIDUAL"}))
+            .send().await.unwrap().json().await.unwrap();
+        let user: onboard::domain::PublicUserId = created["userId"].as_str().unwrap().parse().unwrap();
+        let body = profile(22);
+        let prospect = onboard::http::prospects::parse_registration(body.as_object().unwrap(), time::OffsetDateTime::now_utc().date()).unwrap();
+        let submit = || Profile { user: user.clone(), partner: partner.id, prospect: prospect.clone(), actor: "test".into() };
+        let refused = onboard::core::kyc::submit_profile(store, submit(), now_ms()).await;
+        assert!(matches!(refused, Err(onboard::core::onboarding::MoveError::KycNotConfigured)), "{refused:?}");
+        // Settings with the KEK configured: the user may enter CIP.
+        let config = KycConfig {
+            provider: onboard::domain::kyc::ProviderKind::Sumsub,
+            level_name: LEVEL.into(),
+            required_for_prospects: false,
+            app_token: Some(APP_TOKEN.to_owned().into()),
+            secret_key: Some(SECRET_KEY.to_owned().into()),
+            webhook_secret: Some(WEBHOOK_SECRET.to_owned().into()),
+        };
+        onboard::core::kyc::configure(store, kyc.app.state.kyc.kek(), &partner, config.clone(), "test", now_ms()).await.unwrap();
+        let entered = onboard::core::kyc::submit_profile(store, submit(), now_ms()).await.unwrap();
+        assert_eq!(entered, onboard::domain::cip::CipState::ACCEPTED);
+        // Without a KEK, a live partner cannot be given provider secrets at all.
+        let no_kek = onboard::kek::Kek::development();
+        let refused = onboard::core::kyc::configure(store, &no_kek, &partner, config, "test", now_ms()).await;
+        assert!(matches!(refused, Err(onboard::core::kyc::ConfigError::NeedsKek)), "{refused:?}");
+    }
 }
