@@ -127,17 +127,6 @@ pub async fn available(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<bool>
     Ok(available == 1)
 }
 
-/// Whether the partner requires KYC of its seed-002 prospects, read in the open transaction.
-pub async fn required_for_prospects(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<bool> {
-    let required: Option<bool> = on_tx!(tx, |conn| {
-        sqlx::query_scalar("SELECT required_for_prospects FROM partner_kyc WHERE partner_id = $1")
-            .bind(partner.get())
-            .fetch_optional(conn)
-            .await?
-    });
-    Ok(required.unwrap_or(false))
-}
-
 macro_rules! applicant_columns {
     () => {
         "user_id, partner_id, applicant_id, level_name, review_status, review_answer, reject_type, reject_labels,
@@ -304,6 +293,17 @@ impl Store {
             .fetch_optional(pool)
             .await?
         }))
+    }
+
+    /// Whether the partner requires KYC of its seed-002 prospects.
+    pub async fn kyc_required_for_prospects(&self, partner: PartnerId) -> StoreResult<bool> {
+        let required: Option<bool> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT required_for_prospects FROM partner_kyc WHERE partner_id = $1")
+                .bind(partner.get())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(required.unwrap_or(false))
     }
 
     pub async fn kyc_applicant(&self, user: i64) -> StoreResult<Option<ApplicantRecord>> {
