@@ -174,9 +174,15 @@ pub struct WebhookAccepted {
 
 /// Sumsub's webhooks, authenticated by `X-Payload-Digest` over the raw body.
 #[utoipa::path(post, path = "/webhooks/kyc/sumsub", tag = "kyc",
+    params(
+        ("partnerId" = Option<i32>, Query, description = "The partner whose webhook secret signs (recommended in the URL configured at Sumsub)"),
+        ("X-Payload-Digest" = String, Header, description = "Hex HMAC of the raw body with the partner's webhook secret"),
+        ("X-Payload-Digest-Alg" = Option<String>, Header, description = "HMAC_SHA1_HEX, HMAC_SHA256_HEX (default) or HMAC_SHA512_HEX"),
+    ),
     request_body(content = Object, description = "Sumsub's webhook payload"),
     responses(
         (status = 200, body = WebhookAccepted),
+        (status = 400, description = "`partnerId` is not a partner id", body = super::error::Problem),
         (status = 401, description = "Missing or wrong digest: nothing is changed", body = super::error::Problem),
     ))]
 pub async fn sumsub_webhook(

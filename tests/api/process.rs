@@ -286,6 +286,65 @@ fn cli_creates_lists_and_rotates_partners() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("max_body_bytes"), "a bad setting names its key");
 }
 
+/// Runs one `onboard` command on the SQLite database in `dir` with extra environment; its output.
+fn cli_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run onboard")
+}
+
+/// `onboard partner kyc` seals the secrets it is given; `onboard keys rewrap` moves every sealed
+/// value (provider secrets and signing keys) to a new KEK, which alone opens them afterwards.
+#[test]
+fn cli_configures_kyc_and_rewraps_secrets_under_a_new_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = |out: String| out.trim().to_owned();
+    let (a, b) =
+        (kek(run_cli(dir.path(), &["keys", "generate-kek"])), kek(run_cli(dir.path(), &["keys", "generate-kek"])));
+    assert_ne!(a, b);
+    let under_a = [("ONBOARD_SECRETS__KEK", a.as_str())];
+    let created =
+        cli_with(dir.path(), &["partner", "create", "--name", "Acme", "--environment", "live", "--json"], &under_a);
+    let id = serde_json::from_slice::<Value>(&created.stdout).unwrap()["partnerId"].as_i64().unwrap().to_string();
+    let kyc_args = ["partner", "kyc", "--partner", id.as_str(), "--level-name", "basic-kyc-level"];
+    let secrets = [
+        ("SUMSUB_APP_TOKEN", "sbx:cli-app-token-0123"),
+        ("SUMSUB_SECRET_KEY", "cli-secret-key-0123"),
+        ("SUMSUB_WEBHOOK_SECRET", "cli-webhook-secret-0123"),
+    ];
+    // A live partner cannot be given secrets without a KEK.
+    let refused = cli_with(dir.path(), &kyc_args, &secrets);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("key-encryption key"));
+    let with_a: Vec<(&str, &str)> = secrets.iter().copied().chain(under_a).collect();
+    let configured = cli_with(dir.path(), &kyc_args, &with_a);
+    assert!(configured.status.success(), "{}", String::from_utf8_lossy(&configured.stderr));
+    assert!(cli_with(dir.path(), &["keys", "rotate"], &under_a).status.success());
+    // B alone cannot open what A sealed; B with A as the previous KEK moves everything.
+    let only_b = [("ONBOARD_SECRETS__KEK", b.as_str())];
+    assert!(!cli_with(dir.path(), &["keys", "rewrap"], &only_b).status.success());
+    let previous = format!("[\"{a}\"]");
+    let rotating = [("ONBOARD_SECRETS__KEK", b.as_str()), ("ONBOARD_SECRETS__PREVIOUS_KEKS", previous.as_str())];
+    let moved = cli_with(dir.path(), &["keys", "rewrap"], &rotating);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    assert!(String::from_utf8_lossy(&moved.stdout).starts_with("4 secrets resealed"), "{:?}", moved);
+    let again = cli_with(dir.path(), &["keys", "rewrap"], &only_b);
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 secrets resealed"), "{:?}", again);
+    let audit = String::from_utf8(cli_with(dir.path(), &["admin", "audit"], &only_b).stdout).unwrap();
+    assert!(audit.contains("secrets.rewrap") && audit.contains("partner.kyc.configure"), "{audit}");
+    // Nothing of the secrets is in the database files.
+    for name in ["onboard.db", "onboard.db-wal"] {
+        let file = std::fs::read(dir.path().join(name)).unwrap_or_default();
+        for (_, secret) in secrets {
+            assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {name}");
+        }
+    }
+}
+
 /// The sanctions CLI on the shipped snapshot: load, the same load again, and the two reference
 /// screenings; then a download from a base URL.
 #[test]
