@@ -239,6 +239,8 @@ impl KeyRing {
         let key = keys.verifying.get(&kid).ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
+        // A token not valid yet (`nbf` ahead, beyond the leeway) is refused like an expired one.
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);

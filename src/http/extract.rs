@@ -182,12 +182,13 @@ impl FromRequestParts<AppState> for EndUserAuth {
             || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_USER_TOKEN };
         let token = required_bearer(&parts.headers, MISSING_USER_TOKEN, INVALID_USER_TOKEN)?;
         let claims = state.keys.verify_user_token(token).await.map_err(|_| invalid())?;
-        if !state.store.token_family_active(&claims.sid).await? {
-            return Err(invalid());
-        }
         let (Some(partner), Ok(user)) = (claims.partner_id(), claims.sub.parse()) else {
             return Err(invalid());
         };
+        // The session must be this very user's: `sid` and `sub` are checked together.
+        if !state.store.token_family_active(&claims.sid, partner, &user).await? {
+            return Err(invalid());
+        }
         Ok(Self { partner, user, claims })
     }
 }

@@ -430,12 +430,23 @@ impl Store {
 
     /// Whether the family exists and is not revoked: end-user access tokens are checked against
     /// it, so logging out or a detected reuse ends them before they expire.
-    pub async fn token_family_active(&self, family: &str) -> StoreResult<bool> {
+    /// Whether `family` is a session of this partner's user `user` that is not revoked.
+    pub async fn token_family_active(
+        &self,
+        family: &str,
+        partner: PartnerId,
+        user: &PublicUserId,
+    ) -> StoreResult<bool> {
         let revoked: Option<Option<i64>> = with_pool!(self, read, |pool| {
-            sqlx::query_scalar("SELECT revoked_at FROM token_families WHERE id = $1")
-                .bind(family)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT f.revoked_at FROM token_families f JOIN users u ON u.id = f.user_id
+                 WHERE f.id = $1 AND f.partner_id = $2 AND u.public_id = $3",
+            )
+            .bind(family)
+            .bind(partner.get())
+            .bind(user.as_str())
+            .fetch_optional(pool)
+            .await?
         });
         Ok(matches!(revoked, Some(None)))
     }

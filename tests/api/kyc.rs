@@ -750,4 +750,31 @@ on_both_backends! {
         let refused = onboard::core::kyc::configure(store, &no_kek, &partner, config, "test", now_ms()).await;
         assert!(matches!(refused, Err(onboard::core::kyc::ConfigError::NeedsKek)), "{refused:?}");
     }
+
+    async fn tokens_need_their_own_session_and_a_start_in_the_past(backend: Backend) {
+        let Some(kyc) = Kyc::spawn(backend, |_| {}).await else { return };
+        let claims = |token: &str| -> Value {
+            use base64::Engine;
+            let payload = token.split('.').nth(1).unwrap();
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+        };
+        let me = |token: String| kyc.app.client.get(kyc.app.url("/me")).bearer_auth(token).send();
+        let (a, _) = kyc.signed_up("ana.sid1@correo.mx").await;
+        let (b, _) = kyc.signed_up("ana.sid2@correo.mx").await;
+        // Signed with the service's own key (only a key holder could): A's token with B's session.
+        let mut mixed = claims(&a);
+        mixed["sid"] = claims(&b)["sid"].clone();
+        assert_problem(me(kyc.app.state.keys.sign(&mixed).unwrap()).await.unwrap(), 401).await;
+        // Not valid before an hour from now.
+        let mut early = claims(&a);
+        early["nbf"] = (now_ms() / 1000 + 3600).into();
+        assert_problem(me(kyc.app.state.keys.sign(&early).unwrap()).await.unwrap(), 401).await;
+        let mut partner = claims(&kyc.app.sandbox_token().await);
+        partner["nbf"] = (now_ms() / 1000 + 3600).into();
+        let early_partner = kyc.app.state.keys.sign(&partner).unwrap();
+        assert_eq!(kyc.app.get_partner_with_bearer(&early_partner).await.status(), 401);
+        // The genuine tokens still work.
+        assert_eq!(me(a).await.unwrap().status(), 200);
+        assert_eq!(me(b).await.unwrap().status(), 200);
+    }
 }
