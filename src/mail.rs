@@ -93,6 +93,19 @@ impl Outgoing {
         }
     }
 
+    /// The message with its code masked, for places a code must not reach.
+    fn without_code(&self) -> Self {
+        match self {
+            Self::SignupCode { to, partner, code, valid_minutes } => Self::SignupCode {
+                to: to.clone(),
+                partner: partner.clone(),
+                code: "•".repeat(code.chars().count()),
+                valid_minutes: *valid_minutes,
+            },
+            other => other.clone(),
+        }
+    }
+
     fn render(&self) -> (String, String) {
         match self {
             Self::SignupCode { partner, code, valid_minutes, .. } => (
@@ -179,7 +192,10 @@ impl Mailer {
                 if e.is_permanent() { MailError::Permanent(e.to_string()) } else { MailError::Transient(e.to_string()) }
             }),
             Transport::Log => {
-                tracing::info!(to = %pii::MaskedEmail(outgoing.to()), body = %body, "mail (log transport, development only)");
+                // Codes never reach a log, not even in development: a live partner's code in a
+                // log file would complete a sign-up for whoever reads it (`file://` keeps them).
+                let (_, shown) = outgoing.without_code().render();
+                tracing::info!(to = %pii::MaskedEmail(outgoing.to()), body = %shown, "mail (log transport, development only)");
                 Ok(())
             }
             Transport::File(files) => {

@@ -129,7 +129,7 @@ impl Drop for Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(dir.path(), None);
+    let mut node = Node::start_with(dir.path(), None, &[("ONBOARD_MAIL__URL", "log")]);
     let base = node.wait_listening();
     node.drain();
     let api_key = node.printed("API key").expect("API key printed");
@@ -148,6 +148,18 @@ async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     // Personal data in a URL must not reach the logs.
     let pii = http.get(format!("{base}/lookup/ana.maria@example.org?phone=%2B525521206703")).send().await.unwrap();
     assert_eq!(pii.status(), 404);
+    // A sign-up code mailed through the development `log` transport: masked in the log.
+    let partner = node.printed("partner id").expect("partner id printed");
+    let body = serde_json::json!({"email": "signup.logged@example.org", "password": "A9#bL8@z"});
+    let step1 = http.post(format!("{base}/users")).header("partnerId", &partner).json(&body).send().await.unwrap();
+    assert_eq!(step1.status(), 200);
+    for _ in 0..100 {
+        node.drain();
+        if node.err_lines.iter().any(|l| l.contains("log transport")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let status = node.terminate();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
@@ -156,7 +168,9 @@ async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     assert!(logs.contains(r#""message":"request""#), "requests are logged");
     assert!(logs.contains(r#""trace_id""#), "with their trace ids");
     assert!(logs.contains(r#""route":"/partner""#));
-    for secret in [api_key.as_str(), &client_secret, &access_token, "ana.maria@example.org", "5521206703"] {
+    assert!(logs.contains("log transport"), "the mail was logged");
+    let secrets = [api_key.as_str(), &client_secret, &access_token, "ana.maria@example.org", "5521206703"];
+    for secret in secrets.into_iter().chain(["code is 12345", "signup.logged@example.org"]) {
         assert!(!logs.contains(secret), "the logs contain a secret or PII: {secret}");
     }
 
