@@ -1,7 +1,7 @@
 //! Staff routes under `/admin/` (DESIGN.md §7): authenticated by a staff token, never by a
 //! partner credential; every action is written to the audit log with the token's name.
 
-use axum::extract::{FromRequestParts, Path, Query as QueryString, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ApiError, Challenge};
-use super::extract::{ApiJson, required_bearer};
+use super::extract::{ApiJson, ApiQuery, required_bearer};
 use super::fields::Problems;
 use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
@@ -193,7 +193,7 @@ struct JobView {
 async fn jobs(
     State(state): State<AppState>,
     staff: StaffAuth,
-    QueryString(filter): QueryString<JobFilter>,
+    ApiQuery(filter): ApiQuery<JobFilter>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
     staff.require(StaffRole::Operator)?;
     if let Some(s) = filter.state.as_deref()
@@ -264,7 +264,7 @@ impl From<ComplianceCase> for CaseView {
 async fn compliance_cases(
     State(state): State<AppState>,
     staff: StaffAuth,
-    QueryString(filter): QueryString<CaseFilter>,
+    ApiQuery(filter): ApiQuery<CaseFilter>,
 ) -> Result<Json<Vec<CaseView>>, ApiError> {
     staff.require(StaffRole::Compliance)?;
     let cases =

@@ -25,6 +25,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `Query<T>` whose rejection is a problem+json 400 naming the query string, instead of axum's
+/// plain-text one.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| ApiQuery(q.0)).map_err(|rejection| {
+            let message = rejection.body_text();
+            let message = message.trim_start_matches("Failed to deserialize query string: ");
+            ApiError::invalid_field("The query string is not valid.", "query", message)
+        })
+    }
+}
+
 pub const API_KEY_HEADER: &str = "partnerapikey";
 
 const MISSING_API_KEY: &str = "Send the partner's API key in the `PartnerApiKey` header.";

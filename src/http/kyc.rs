@@ -4,7 +4,7 @@
 //! operator's per-partner KYC settings (`PUT /admin/partners/{partnerId}/kyc`).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::AppState;
 use super::admin::StaffAuth;
 use super::error::{ApiError, Challenge};
-use super::extract::{AnyPartner, ApiJson, EndUserAuth};
+use super::extract::{AnyPartner, ApiJson, ApiQuery, EndUserAuth};
 use super::fields::object;
 use super::prospects::{UserStatus, move_error, own_prospect, parse_registration, today, wake_checks};
 use crate::auth::staff::StaffRole;
@@ -187,7 +187,7 @@ pub struct WebhookAccepted {
     ))]
 pub async fn sumsub_webhook(
     State(state): State<AppState>,
-    Query(target): Query<WebhookTarget>,
+    ApiQuery(target): ApiQuery<WebhookTarget>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookAccepted>, ApiError> {

@@ -159,6 +159,12 @@ on_both_backends! {
         assert_eq!(jobs.status(), 200);
         let response = app.client.get(app.url("/admin/jobs")).bearer_auth(&reviewer).send().await.unwrap();
         assert_problem(response, 403).await;
+        // A bad query string is a problem+json 400 like any other bad input.
+        for path in ["/admin/jobs?limit=abc", "/admin/compliance?after=x"] {
+            let response = app.client.get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+            let problem = assert_problem(response, 400).await;
+            assert_eq!(problem["errors"][0]["field"], "query", "{path}: {problem}");
+        }
 
         // Revoked tokens stop working at once.
         assert!(onboard::core::staff::revoke_token(app.store(), "Olly Operator", "test", now_ms()).await.unwrap());
