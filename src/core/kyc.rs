@@ -378,6 +378,11 @@ async fn event_effect(
     let Some(kind) = event.kind else { return Ok(Effect::Ignored) };
     let applicant = match (repo::applicant_in(tx, record.id).await?, &event.applicant_id) {
         (Some(applicant), _) => applicant,
+        // An applicant already recorded for another user (its external id changed at the
+        // provider): not this user's verification.
+        (None, Some(id)) if repo::applicant_owner(tx, record.partner_id, id).await?.is_some() => {
+            return Ok(Effect::Ignored);
+        }
         (None, Some(id)) => {
             let level = event.level_name.as_deref().unwrap_or("");
             repo::insert_applicant(tx, record.id, record.partner_id, id, level, now).await?.0
@@ -397,10 +402,27 @@ async fn event_effect(
     if kind == EventKind::Created || event.created_at_ms <= applicant.last_event_ms {
         return Ok(if kind == EventKind::Created { Effect::Recorded } else { Effect::Stale });
     }
+    // The review already applied, arriving again by another path (a status reading, then its
+    // webhook): the user already moved on it.
+    if let Some(review) = event.review.as_ref().filter(|_| kind == EventKind::Reviewed)
+        && applicant.review_status.as_deref() == Some("completed")
+        && applicant.review_answer.as_deref() == Some(review.answer.as_str())
+        && applicant.reject_type.as_deref() == review.reject_type.map(|t| t.as_str())
+        && applicant.reject_labels.as_deref().unwrap_or("") == review.labels.join(",")
+    {
+        return Ok(Effect::Stale);
+    }
+    let held_before = applicant.review_status.as_deref() == Some("onHold");
     let actor = format!("kyc:{source}");
     let labels = event.review.as_ref().map(|r| r.labels.join(","));
+    let implied = match kind {
+        EventKind::Reviewed => "completed",
+        EventKind::OnHold => "onHold",
+        EventKind::Pending => "pending",
+        EventKind::Created | EventKind::Reset => "init",
+    };
     let mut update = ApplicantUpdate {
-        review_status: event.review_status.as_deref(),
+        review_status: Some(event.review_status.as_deref().unwrap_or(implied)),
         last_event_ms: event.created_at_ms,
         ..ApplicantUpdate::default()
     };
@@ -420,7 +442,10 @@ async fn event_effect(
     let Some(state) = record.cip_state()?.filter(|_| record.kyc_required) else { return Ok(Effect::Recorded) };
     let previous = checks::results(tx, record.id, record.cip_generation).await?;
     let previous_kyc = previous.iter().find(|r| r.check == Check::Kyc).map(|r| r.outcome);
-    let kyc = KycState { state, previous: previous_kyc };
+    let opened = state == CipState::PROVISIONING
+        || state == CipState::COMPLETED
+        || (state.status == Status::UpgradePending && events::ever_completed(tx, record.id).await?);
+    let kyc = KycState { state, previous: previous_kyc, held_before, opened };
     match result {
         Some(result) => record_result(tx, record, kyc, result, &actor, now).await,
         None => {
@@ -439,6 +464,10 @@ async fn event_effect(
 struct KycState {
     state: CipState,
     previous: Option<Outcome>,
+    /// The provider had the applicant on hold before this event.
+    held_before: bool,
+    /// The user's account was opened (it is, or was, `Completed`, or is being provisioned).
+    opened: bool,
 }
 
 impl KycState {
@@ -481,16 +510,25 @@ async fn record_result(
     actor: &str,
     now: i64,
 ) -> Result<Effect, MoveError> {
-    if kyc.previous == Some(Outcome::Cleared) && result.outcome == Outcome::Review {
+    // The hold an officer cleared, reported again (a new hold after new documents is a new case).
+    if kyc.previous == Some(Outcome::Cleared) && result.outcome == Outcome::Review && kyc.held_before {
         return Ok(Effect::Recorded);
     }
-    let opened = kyc.state == CipState::PROVISIONING || kyc.state == CipState::COMPLETED;
-    if opened && result.outcome != Outcome::Pass {
+    if kyc.opened {
+        // An opened account is never decided automatically again: anything but a pass is a case
+        // for a reviewer, and while a case is open a pass does not close it.
+        if result.outcome == Outcome::Pass {
+            if kyc.state.status != Status::UpgradePending {
+                checks::record(tx, record.id, record.cip_generation, &result, OnConflict::Replace, now).await?;
+            }
+            return Ok(Effect::Recorded);
+        }
         result.outcome = Outcome::Review;
         result.reason = format!("{} after the account was opened", result.reason);
         checks::record(tx, record.id, record.cip_generation, &result, OnConflict::Replace, now).await?;
         let reason = format!("kyc: {}", result.reason);
-        return Ok(Effect::Moved(move_to(tx, record, CipState::COMPLIANCE, reason, actor, now).await?));
+        let to = move_to(tx, record, CipState::COMPLIANCE, reason, actor, now).await?;
+        return Ok(if to == kyc.state { Effect::Recorded } else { Effect::Moved(to) });
     }
     checks::record(tx, record.id, record.cip_generation, &result, OnConflict::Replace, now).await?;
     let reason = format!("kyc: {}", result.reason);

@@ -355,7 +355,11 @@ pub(super) async fn move_to(
     }
     if to == CipState::PROVISIONING {
         let partner = PartnerId::new(record.partner_id).ok();
-        let job = user_job(PROVISION_JOB, partner, record.id, record.cip_generation, now);
+        let mut job = user_job(PROVISION_JOB, partner, record.id, record.cip_generation, now);
+        // Once per entry into provisioning, not per generation: a customer whose opened account
+        // went to compliance and was cleared is provisioned again (job rows, and with them their
+        // dedupe keys, are kept).
+        job.dedupe_key = Some(format!("{PROVISION_JOB}:{}:{}:{now}", record.id, record.cip_generation));
         jobs::enqueue(tx, &job, now).await?;
     }
     Ok(to)

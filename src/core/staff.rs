@@ -191,14 +191,13 @@ pub async fn rewrap_secrets(
                     crate::store::replace_private_key(&mut tx, &resealed).await?;
                     count += 1;
                 }
-                for mut value in crate::store::kyc::sealed_secrets(&mut tx).await? {
+                for value in crate::store::kyc::sealed_secrets(&mut tx).await? {
                     if stays(&value.value) {
                         continue;
                     }
                     let aad = crate::core::kyc::secret_aad(value.column, value.partner_id);
                     let plain = kek.open(&aad, &value.value).map_err(corrupt)?;
-                    value.value = kek.seal(&aad, &plain);
-                    crate::store::kyc::replace_sealed(&mut tx, &value).await?;
+                    crate::store::kyc::replace_sealed(&mut tx, &value, &kek.seal(&aad, &plain)).await?;
                     count += 1;
                 }
                 if count > 0 {

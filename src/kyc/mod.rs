@@ -299,9 +299,9 @@ impl Kyc {
         });
         let follow_ups = match (user, event.kind) {
             // The wait for a review starts (applicant created) or starts again (documents
-            // resubmitted, applicant reset): poll for it in case its webhook is lost.
+            // resubmitted, applicant reset, a hold): poll for it in case its webhook is lost.
             (Some(user), Some(EventKind::Created)) => vec![self.reconcile_job(user, partner, 0, 0, now_ms())],
-            (Some(user), Some(EventKind::Pending | EventKind::Reset)) => {
+            (Some(user), Some(EventKind::Pending | EventKind::Reset | EventKind::OnHold)) => {
                 vec![self.reconcile_job(user, partner, 0, event.created_at_ms, now_ms())]
             }
             _ => Vec::new(),
@@ -382,6 +382,8 @@ impl Kyc {
         }
         let settings = match self.settings_for(partner, false).await {
             Ok(settings) => settings,
+            // The database may be back in a moment; missing settings will not.
+            Err(KycError::Store(e)) => return JobOutcome::Retry(e.to_string()),
             Err(e) => return JobOutcome::Fail(e.to_string()),
         };
         let (now, after) = (now_ms(), applicant.last_event_ms);

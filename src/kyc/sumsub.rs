@@ -98,7 +98,9 @@ fn review_date(value: &Value) -> Option<i64> {
     let text = value.as_str()?;
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let at = time::PrimitiveDateTime::parse(text.get(..19)?, format).ok()?.assume_utc();
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+    // Whole seconds: the end of that second, so a review is never dated before a webhook that
+    // came within the same second ahead of it.
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok().map(|ms| ms + 999)
 }
 
 fn review(result: &Value) -> Option<Review> {

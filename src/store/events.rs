@@ -53,6 +53,17 @@ pub async fn append(tx: &mut Tx<'_>, user: i64, partner: i64, t: &Transition, no
     Ok(())
 }
 
+/// Whether the user was ever `Completed` (its account opened), read in the open transaction.
+pub async fn ever_completed(tx: &mut Tx<'_>, user: i64) -> StoreResult<bool> {
+    let count: i64 = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM user_events WHERE user_id = $1 AND to_status = 'Completed'")
+            .bind(user)
+            .fetch_one(conn)
+            .await?
+    });
+    Ok(count > 0)
+}
+
 impl Store {
     /// The CIP events of a user, oldest first: (at, from, to, reason, actor).
     pub async fn user_events(&self, user: i64) -> StoreResult<Vec<UserEvent>> {

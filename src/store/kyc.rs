@@ -170,6 +170,17 @@ pub async fn insert_applicant(
     Ok((stored, inserted == 1))
 }
 
+/// The user of `partner` whose applicant `applicant_id` is, read in the open transaction.
+pub async fn applicant_owner(tx: &mut Tx<'_>, partner: i64, applicant_id: &str) -> StoreResult<Option<i64>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT user_id FROM kyc_applicants WHERE partner_id = $1 AND applicant_id = $2")
+            .bind(partner)
+            .bind(applicant_id)
+            .fetch_optional(conn)
+            .await?
+    }))
+}
+
 /// What an applied event leaves on the applicant.
 #[derive(Debug, Clone, Default)]
 pub struct ApplicantUpdate<'a> {
@@ -270,14 +281,18 @@ pub async fn sealed_secrets(tx: &mut Tx<'_>) -> StoreResult<Vec<SealedValue>> {
 }
 
 /// Replaces one sealed secret (after resealing it under the current KEK).
-pub async fn replace_sealed(tx: &mut Tx<'_>, v: &SealedValue) -> StoreResult<()> {
+/// Replaces one sealed secret with `resealed` unless it changed since it was read (an operator's
+/// new secret committed meanwhile is kept: compare-and-swap, on both backends' isolation levels).
+pub async fn replace_sealed(tx: &mut Tx<'_>, read: &SealedValue, resealed: &[u8]) -> StoreResult<()> {
     // The column name comes from `SealedValue::column`, one of three literals.
-    let sql = match v.column {
-        "app_token" => "UPDATE partner_kyc SET app_token = $1 WHERE partner_id = $2",
-        "secret_key" => "UPDATE partner_kyc SET secret_key = $1 WHERE partner_id = $2",
-        _ => "UPDATE partner_kyc SET webhook_secret = $1 WHERE partner_id = $2",
+    let sql = match read.column {
+        "app_token" => "UPDATE partner_kyc SET app_token = $1 WHERE partner_id = $2 AND app_token = $3",
+        "secret_key" => "UPDATE partner_kyc SET secret_key = $1 WHERE partner_id = $2 AND secret_key = $3",
+        _ => "UPDATE partner_kyc SET webhook_secret = $1 WHERE partner_id = $2 AND webhook_secret = $3",
     };
-    on_tx!(tx, |conn| sqlx::query(sql).bind(&v.value).bind(v.partner_id).execute(conn).await.map(drop)?);
+    on_tx!(tx, |conn| {
+        sqlx::query(sql).bind(resealed).bind(read.partner_id).bind(&read.value).execute(conn).await.map(drop)?
+    });
     Ok(())
 }
 

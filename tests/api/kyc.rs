@@ -147,7 +147,12 @@ fn event(kind: &str, user: &str, applicant: &str, at_ms: i64, result: Option<Val
     let mut body = json!({
         "applicantId": applicant, "inspectionId": applicant, "correlationId": "req-1",
         "externalUserId": user, "levelName": LEVEL, "type": kind, "sandboxMode": true,
-        "reviewStatus": if kind == "applicantReviewed" { "completed" } else { "pending" },
+        "reviewStatus": match kind {
+            "applicantReviewed" => "completed",
+            "applicantOnHold" => "onHold",
+            "applicantPending" => "pending",
+            _ => "init",
+        },
         "createdAtMs": at.format(format).unwrap(), "clientComment": "internal: never shown"
     });
     if let Some(result) = result {
@@ -519,6 +524,22 @@ on_both_backends! {
         // A final rejection after the account was opened is a compliance case, not a silent record.
         let late_final = event("applicantReviewed", &user, &applicant, at + 2_000, red("FINAL", &["FORGERY"]));
         assert_eq!(kyc.deliver(&late_final).await, "moved");
+        kyc.reaches(&token, "UpgradePending", "Compliance").await;
+        // Still the reviewer's case: another rejection does not fail the opened account by
+        // itself, and a pass does not close it.
+        let again = event("applicantReviewed", &user, &applicant, at + 3_000, red("FINAL", &["FORGERY", "SPAM"]));
+        assert_eq!(kyc.deliver(&again).await, "recorded");
+        assert_eq!(kyc.deliver(&event("applicantReviewed", &user, &applicant, at + 4_000, green())).await, "recorded");
+        assert_eq!(kyc.me(&token).await["statusDetail"], "Compliance");
+        // Cleared: the customer is provisioned again and Completed.
+        let clear = kyc.app.client.post(kyc.app.url(&format!("/admin/compliance/{user}/clear")))
+            .bearer_auth(&reviewer).json(&json!({"reason": "forgery ruled out"})).send().await.unwrap();
+        assert_eq!(clear.status(), 200);
+        kyc.reaches(&token, "Completed", "None").await;
+        assert_eq!(kyc.transitions_into(&user, "Completed").await, 2);
+        // New documents put on hold later are a new case, not the cleared one reported again.
+        assert_eq!(kyc.deliver(&event("applicantPending", &user, &applicant, at + 5_000, None)).await, "recorded");
+        assert_eq!(kyc.deliver(&event("applicantOnHold", &user, &applicant, at + 6_000, None)).await, "moved");
         kyc.reaches(&token, "UpgradePending", "Compliance").await;
     }
 
