@@ -25,8 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{id}/retry", post(retry_job))
         .route("/admin/compliance", get(compliance_cases))
-        .route("/admin/compliance/{user_id}/clear", post(decide_case::<true>))
-        .route("/admin/compliance/{user_id}/block", post(decide_case::<false>))
+        .route("/admin/compliance/{user_id}/clear", post(clear_case))
+        .route("/admin/compliance/{user_id}/block", post(block_case))
         .route("/admin/users/{user_id}/events", get(user_timeline))
 }
 
@@ -165,7 +165,14 @@ pub(super) async fn screen(
     Ok(Json(screening))
 }
 
-async fn current_list(State(state): State<AppState>, staff: StaffAuth) -> Result<Json<ListVersion>, ApiError> {
+/// The sanctions list version screenings use now.
+#[utoipa::path(get, path = "/admin/sanctions/list", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Object, description = "The list version: id, source, publication date, entry counts"),
+        (status = 401), (status = 403), (status = 503, description = "No list is loaded")))]
+pub(super) async fn current_list(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+) -> Result<Json<ListVersion>, ApiError> {
     staff.require(StaffRole::Compliance)?;
     let loaded = state.sanctions.current().ok_or(SanctionsError::NotLoaded)?;
     Ok(Json(loaded.version.clone()))
@@ -173,7 +180,7 @@ async fn current_list(State(state): State<AppState>, staff: StaffAuth) -> Result
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobFilter {
+pub(super) struct JobFilter {
     kind: Option<String>,
     state: Option<String>,
     limit: Option<i64>,
@@ -181,7 +188,7 @@ struct JobFilter {
 
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JobView {
+pub(super) struct JobView {
     id: i64,
     kind: String,
     state: String,
@@ -190,7 +197,13 @@ struct JobView {
     run_at: String,
 }
 
-async fn jobs(
+/// The job queue (operator): by kind and state, newest first.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", security(("bearer" = [])),
+    params(("kind" = Option<String>, Query), ("state" = Option<String>, Query, description = "queued, running, done or dead"),
+        ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
+    responses((status = 200, body = [Object], description = "id, kind, state, attempts, lastError, runAt"),
+        (status = 400, description = "A bad filter or query string", body = super::error::Problem), (status = 401), (status = 403)))]
+pub(super) async fn jobs(
     State(state): State<AppState>,
     staff: StaffAuth,
     ApiQuery(filter): ApiQuery<JobFilter>,
@@ -223,7 +236,12 @@ async fn jobs(
     ))
 }
 
-async fn retry_job(
+/// Puts a dead-lettered job back in the queue (operator; audited).
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Object, description = "`{\"id\", \"state\": \"queued\"}`"),
+        (status = 401), (status = 403), (status = 404, description = "No dead-lettered job with this id", body = super::error::Problem)))]
+pub(super) async fn retry_job(
     State(state): State<AppState>,
     staff: StaffAuth,
     Path(id): Path<i64>,
@@ -237,7 +255,7 @@ async fn retry_job(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseFilter {
+pub(super) struct CaseFilter {
     after: Option<i64>,
     limit: Option<i64>,
 }
@@ -261,7 +279,12 @@ impl From<ComplianceCase> for CaseView {
 }
 
 /// Users waiting in `UpgradePending/Compliance`, oldest first.
-async fn compliance_cases(
+#[utoipa::path(get, path = "/admin/compliance", tag = "admin", security(("bearer" = [])),
+    params(("after" = Option<i64>, Query, description = "The `cursor` of the last case of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
+    responses((status = 200, body = [Object], description = "Cases: the user's identity, the screening's candidates, why the case was opened, a cursor"),
+        (status = 400, description = "A bad query string", body = super::error::Problem), (status = 401), (status = 403)))]
+pub(super) async fn compliance_cases(
     State(state): State<AppState>,
     staff: StaffAuth,
     ApiQuery(filter): ApiQuery<CaseFilter>,
@@ -274,7 +297,7 @@ async fn compliance_cases(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Decision {
+pub(super) struct Decision {
     /// Why, for the audit log and the user's timeline.
     reason: String,
 }
@@ -305,8 +328,44 @@ async fn decide_case<const CLEAR: bool>(
     Ok(Json(serde_json::json!({ "userId": user_id, "status": to.status, "statusDetail": to.detail })))
 }
 
+/// Clears an open case (audited): the user goes back on track.
+#[utoipa::path(post, path = "/admin/compliance/{userId}/clear", tag = "admin", security(("bearer" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    request_body(content = Object, description = r#"`{"reason": "…"}`: why, for the audit log and the timeline"#),
+    responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
+        (status = 400, body = super::error::Problem), (status = 401), (status = 403),
+        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
+pub(super) async fn clear_case(
+    state: State<AppState>,
+    staff: StaffAuth,
+    user: Path<String>,
+    body: ApiJson<Decision>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_case::<true>(state, staff, user, body).await
+}
+
+/// Blocks an open case (audited): `UpgradeFailed/ComplianceBlocked`.
+#[utoipa::path(post, path = "/admin/compliance/{userId}/block", tag = "admin", security(("bearer" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    request_body(content = Object, description = r#"`{"reason": "…"}`"#),
+    responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
+        (status = 400, body = super::error::Problem), (status = 401), (status = 403),
+        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
+pub(super) async fn block_case(
+    state: State<AppState>,
+    staff: StaffAuth,
+    user: Path<String>,
+    body: ApiJson<Decision>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_case::<false>(state, staff, user, body).await
+}
+
 /// Any user's CIP timeline (compliance staff).
-async fn user_timeline(
+#[utoipa::path(get, path = "/admin/users/{userId}/events", tag = "admin", security(("bearer" = [])),
+    params(("userId" = String, Path, description = "usr:<uuid>")),
+    responses((status = 200, body = super::prospects::Timeline), (status = 401), (status = 403),
+        (status = 404, description = "No such user", body = super::error::Problem)))]
+pub(super) async fn user_timeline(
     State(state): State<AppState>,
     staff: StaffAuth,
     Path(user_id): Path<String>,

@@ -47,7 +47,13 @@ on_both_backends! {
     async fn openapi_document_describes_the_routes(app) {
         let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
         assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-        for path in ["/oauth/token", "/partner", "/partner/api-keys", "/healthz", "/readyz"] {
+        let admin = [
+            "/admin/sanctions/screen", "/admin/sanctions/list", "/admin/jobs", "/admin/jobs/{id}/retry",
+            "/admin/compliance", "/admin/compliance/{userId}/clear", "/admin/compliance/{userId}/block",
+            "/admin/users/{userId}/events", "/admin/partners/{partnerId}/kyc",
+        ];
+        let kyc = ["/me/profile", "/kyc/access-token", "/users/{userId}/kyc/access-token", "/webhooks/kyc/sumsub"];
+        for path in ["/oauth/token", "/partner", "/partner/api-keys", "/healthz", "/readyz"].into_iter().chain(admin).chain(kyc) {
             assert!(spec["paths"].get(path).is_some(), "{path} missing");
         }
         assert!(spec.pointer("/components/securitySchemes/partnerApiKey").is_some());
