@@ -226,7 +226,7 @@ pub async fn open_applicant(
     store
         .write(move |mut tx| {
             pin_unit(async move {
-                let (stored, _) =
+                let stored =
                     repo::insert_applicant(&mut tx, user, partner.get(), &applicant_id, &level_name, now).await?;
                 // Also when a webhook recorded the applicant first: the jobs' dedupe keys make a
                 // second enqueue a no-op.
@@ -385,7 +385,7 @@ async fn event_effect(
         }
         (None, Some(id)) => {
             let level = event.level_name.as_deref().unwrap_or("");
-            repo::insert_applicant(tx, record.id, record.partner_id, id, level, now).await?.0
+            repo::insert_applicant(tx, record.id, record.partner_id, id, level, now).await?
         }
         (None, None) => return Ok(Effect::Ignored),
     };

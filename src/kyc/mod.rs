@@ -160,6 +160,12 @@ impl Kyc {
         }
     }
 
+    /// The partner's webhook secret, opened; `None` when it has no KYC settings.
+    async fn webhook_secret(&self, partner: PartnerId) -> Result<Option<SecretString>, KycError> {
+        let Some(settings) = self.0.store.partner_kyc(partner).await? else { return Ok(None) };
+        Ok(Some(self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret)?))
+    }
+
     fn provider(&self, record: &PartnerKycRecord) -> Result<Provider, KycError> {
         match ProviderKind::parse(&record.provider) {
             Some(ProviderKind::Sandbox) => Ok(Provider::Sandbox),
@@ -261,32 +267,23 @@ impl Kyc {
         let alg = DigestAlg::parse(alg).ok_or(KycError::Unauthenticated)?;
         let digest = digest.ok_or(KycError::Unauthenticated)?;
         let parsed = sumsub::parse_webhook(body).ok();
-        let partner = match partner {
-            Some(partner) => partner,
-            // Whose secret to verify with comes from the body; nothing else of it is trusted yet.
-            None => {
-                let named = parsed.as_ref().ok_or(KycError::Unauthenticated)?;
-                let (_, partner) =
-                    self.0.store.kyc_subject(&named.external_user_id).await?.ok_or(KycError::Unauthenticated)?;
-                PartnerId::new(partner).map_err(|_| KycError::Unauthenticated)?
-            }
+        // The user the body names, with its partner (nothing else of the body is trusted yet).
+        let subject = match &parsed {
+            Some(event) => self.0.store.kyc_subject(&event.external_user_id).await?,
+            None => None,
         };
-        let settings = self.0.store.partner_kyc(partner).await?.ok_or(KycError::Unauthenticated)?;
-        let secret = self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret)?;
+        // Whose secret verifies it: the partner the URL names, else the named user's.
+        let partner = match (partner, subject) {
+            (Some(partner), _) => partner,
+            (None, Some((_, of))) => PartnerId::new(of).map_err(|_| KycError::Unauthenticated)?,
+            (None, None) => return Err(KycError::Unauthenticated),
+        };
+        let secret = self.webhook_secret(partner).await?.ok_or(KycError::Unauthenticated)?;
         if !sumsub::verify_digest(secret.expose_secret(), alg, body, digest) {
             return Err(KycError::Unauthenticated);
         }
         // Authenticated from here on. The user must be this partner's.
-        let user = match &parsed {
-            Some(event) => self
-                .0
-                .store
-                .kyc_subject(&event.external_user_id)
-                .await?
-                .filter(|(_, of)| *of == partner.get())
-                .map(|(user, _)| user),
-            None => None,
-        };
+        let user = subject.filter(|(_, of)| *of == partner.get()).map(|(user, _)| user);
         let event = parsed.unwrap_or_else(|| KycEvent {
             type_name: "unreadable".into(),
             kind: None,
@@ -451,16 +448,12 @@ impl Kyc {
             Ok(subject) => subject,
             Err(outcome) => return outcome,
         };
-        let settings = match self.0.store.partner_kyc(partner).await {
-            Ok(Some(settings)) => settings,
+        let secret = match self.webhook_secret(partner).await {
+            Ok(Some(secret)) => secret,
             Ok(None) => return JobOutcome::Fail("the partner has no KYC settings".into()),
-            Err(e) => return JobOutcome::Retry(e.to_string()),
+            Err(KycError::Store(e)) => return JobOutcome::Retry(e.to_string()),
+            Err(e) => return JobOutcome::Fail(e.to_string()),
         };
-        let secret =
-            match self.0.kek.open_string(&secret_aad("webhook_secret", partner.get()), &settings.webhook_secret) {
-                Ok(secret) => secret,
-                Err(e) => return JobOutcome::Fail(e.to_string()),
-            };
         let body = simulated_review(&record, &applicant, now_ms());
         let body = body.to_string();
         let digest = sumsub::payload_digest(secret.expose_secret(), DigestAlg::Sha256, body.as_bytes());
@@ -484,15 +477,7 @@ impl Kyc {
 /// webhook body Sumsub would send.
 pub fn simulated_review(record: &ProspectRecord, applicant: &ApplicantRecord, now: i64) -> serde_json::Value {
     let last_name = record.last_name.as_deref().unwrap_or_default();
-    let created = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
-            ))
-            .ok()
-        })
-        .unwrap_or_default();
+    let created = sumsub::created_at_text(now);
     let mut body = serde_json::json!({
         "applicantId": applicant.applicant_id,
         "inspectionId": applicant.applicant_id,

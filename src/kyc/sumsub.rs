@@ -80,6 +80,17 @@ pub fn verify_digest(secret: &str, alg: DigestAlg, body: &[u8], presented: &str)
         && bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_slice(), presented.as_slice()))
 }
 
+/// Milliseconds since the epoch in Sumsub's `createdAtMs` spelling (`"2024-05-17 13:23:19.321"`,
+/// UTC): how the sandbox's simulated webhooks date themselves.
+pub fn created_at_text(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default()
+}
+
 /// `createdAtMs` as Sumsub sends it (`"2024-05-17 13:23:19.321"`, UTC) or as a number.
 fn created_at_ms(value: Option<&Value>) -> Option<i64> {
     match value? {

@@ -151,8 +151,8 @@ pub async fn insert_applicant(
     applicant_id: &str,
     level_name: &str,
     now: i64,
-) -> StoreResult<(ApplicantRecord, bool)> {
-    let inserted = on_tx!(tx, |conn| {
+) -> StoreResult<ApplicantRecord> {
+    on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO kyc_applicants (user_id, partner_id, applicant_id, level_name, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (user_id) DO NOTHING",
@@ -163,11 +163,10 @@ pub async fn insert_applicant(
         .bind(level_name)
         .bind(now)
         .execute(conn)
-        .await?
-        .rows_affected()
+        .await
+        .map(drop)?
     });
-    let stored = applicant_in(tx, user).await?.expect("the row was inserted or already there");
-    Ok((stored, inserted == 1))
+    Ok(applicant_in(tx, user).await?.expect("the row was inserted or already there"))
 }
 
 /// The user of `partner` whose applicant `applicant_id` is, read in the open transaction.
@@ -337,16 +336,6 @@ impl Store {
             sqlx::query_as("SELECT id, partner_id FROM users WHERE public_id = $1")
                 .bind(public_id)
                 .fetch_optional(pool)
-                .await?
-        }))
-    }
-
-    /// The webhooks stored for a user, oldest first: (source, type, effect).
-    pub async fn kyc_webhooks(&self, user: i64) -> StoreResult<Vec<(String, String, String)>> {
-        Ok(with_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT source, type, effect FROM kyc_webhooks WHERE user_id = $1 ORDER BY id")
-                .bind(user)
-                .fetch_all(pool)
                 .await?
         }))
     }
