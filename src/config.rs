@@ -38,6 +38,8 @@ pub struct Settings {
     /// The key-encryption key that seals provider secrets and token-signing keys at rest.
     pub secrets: crate::kek::SecretsSettings,
     pub kyc: crate::kyc::KycSettings,
+    /// Outbound partner webhooks (delivery, retries, address policy).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +90,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             secrets: Default::default(),
             kyc: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Settings {
         if !(self.kyc.sumsub_base_url.starts_with("https://") || self.kyc.sumsub_base_url.starts_with("http://")) {
             return Err(ConfigError::Invalid { key: "kyc.sumsub_base_url", problem: "must be an http(s) URL".into() });
         }
+        self.webhooks.validate().map_err(|problem| ConfigError::Invalid { key: "webhooks", problem })?;
         if self.db.max_connections == 0 {
             return Err(ConfigError::Invalid { key: "db.max_connections", problem: "must be at least 1".into() });
         }

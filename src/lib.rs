@@ -16,6 +16,7 @@ pub mod sanctions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 /// rustls needs one process-wide crypto provider; sqlx already builds ring, so outbound HTTPS
 /// (reqwest) uses it too instead of compiling a second one.

@@ -83,6 +83,9 @@ impl Application {
             );
         }
         let waker = crate::jobs::JobWaker::default();
+        let webhooks = crate::webhooks::Webhooks::new(store.clone(), Arc::clone(&kek), settings.webhooks.clone())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("webhook settings")?;
         let kyc = crate::kyc::Kyc::new(store.clone(), kek, settings.kyc.clone(), waker.clone())
             .map_err(|e| anyhow::anyhow!(e))
             .context("KYC settings")?;
@@ -100,6 +103,7 @@ impl Application {
             sanctions,
             jobs: waker,
             kyc,
+            webhooks,
             passwords,
             mailer,
             signup_limits: http::limits::SignupLimits::new(&settings.signup),
@@ -177,6 +181,7 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, settings.cip.concurrency);
     crate::mail::register(&mut registry, &state.store, &state.mailer, settings.mail.concurrency);
     state.kyc.register_jobs(&mut registry, settings.cip.concurrency);
+    state.webhooks.register_jobs(&mut registry);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());

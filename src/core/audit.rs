@@ -18,6 +18,10 @@ pub enum Action {
     SanctionsLoad,
     PartnerKycConfigure,
     SecretsRewrap,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
+    WebhookEndpointDelete,
+    WebhookSecretRotate,
 }
 
 impl Action {
@@ -35,6 +39,10 @@ impl Action {
             Action::SanctionsLoad => "sanctions.load",
             Action::PartnerKycConfigure => "partner.kyc.configure",
             Action::SecretsRewrap => "secrets.rewrap",
+            Action::WebhookEndpointCreate => "webhook_endpoint.create",
+            Action::WebhookEndpointUpdate => "webhook_endpoint.update",
+            Action::WebhookEndpointDelete => "webhook_endpoint.delete",
+            Action::WebhookSecretRotate => "webhook_endpoint.rotate_secret",
         }
     }
 }

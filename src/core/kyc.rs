@@ -439,6 +439,9 @@ async fn event_effect(
         _ => None,
     };
     repo::update_applicant(tx, record.id, &update, now).await?;
+    if let Some(review) = event.review.as_ref().filter(|_| kind == EventKind::Reviewed) {
+        super::webhooks::kyc_reviewed(tx, record, review, now).await?;
+    }
     let Some(state) = record.cip_state()?.filter(|_| record.kyc_required) else { return Ok(Effect::Recorded) };
     let previous = checks::results(tx, record.id, record.cip_generation).await?;
     let previous_kyc = previous.iter().find(|r| r.check == Check::Kyc).map(|r| r.outcome);

@@ -11,3 +11,4 @@ pub mod partners;
 pub mod registrations;
 pub mod signup;
 pub mod staff;
+pub mod webhooks;

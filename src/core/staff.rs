@@ -200,6 +200,16 @@ pub async fn rewrap_secrets(
                     crate::store::kyc::replace_sealed(&mut tx, &value, &kek.seal(&aad, &plain)).await?;
                     count += 1;
                 }
+                for (endpoint, column, value) in crate::store::webhooks::sealed_secrets(&mut tx).await? {
+                    if stays(&value) {
+                        continue;
+                    }
+                    let aad = crate::core::webhooks::secret_aad(&endpoint);
+                    let plain = kek.open(&aad, &value).map_err(corrupt)?;
+                    let resealed = kek.seal(&aad, &plain);
+                    crate::store::webhooks::replace_sealed(&mut tx, &endpoint, column, &value, &resealed).await?;
+                    count += 1;
+                }
                 if count > 0 {
                     let detail = serde_json::json!({ "resealed": count, "kek": kek.current_id() });
                     audit::record(&mut tx, &actor, Action::SecretsRewrap, None, detail, now).await?;

@@ -110,6 +110,7 @@ pub mod registration;
 pub mod sanctions_list;
 pub mod signup;
 pub mod user;
+pub mod webhook;
 
 pub use email::{Email, InvalidEmail};
 pub use partner::{Environment, Partner, PartnerId, PartnerName};

@@ -32,6 +32,9 @@ use super::AppState;
         super::admin::compliance_cases, super::admin::clear_case, super::admin::block_case, super::admin::user_timeline,
         super::kyc::put_profile, super::kyc::user_access_token, super::kyc::prospect_access_token,
         super::kyc::sumsub_webhook, super::kyc::configure,
+        super::webhooks::create, super::webhooks::list, super::webhooks::update, super::webhooks::delete,
+        super::webhooks::rotate, super::webhooks::test, super::webhooks::events, super::webhooks::replay,
+        super::webhooks::replay_failed,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -42,6 +45,7 @@ use super::AppState;
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
         (name = "kyc", description = "Seed 003 step 3: the identity verification provider's webhooks"),
+        (name = "webhooks", description = "A partner's webhook endpoints, its events and their deliveries (Standard Webhooks v1)"),
     )
 )]
 pub struct ApiDoc;

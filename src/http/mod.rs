@@ -17,6 +17,7 @@ pub mod prospects;
 pub mod signup;
 pub mod trace;
 pub mod user;
+pub mod webhooks;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub struct AppInner {
     pub signup_limits: limits::SignupLimits,
     /// Identity verification: SDK tokens, provider webhooks, the sealed provider secrets.
     pub kyc: crate::kyc::Kyc,
+    /// Partner webhook delivery (and the settings endpoint management checks URLs with).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -124,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signup::router())
         .merge(kyc::router())
         .merge(admin::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

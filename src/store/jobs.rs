@@ -137,6 +137,26 @@ pub async fn fail(
     Ok(done == 1)
 }
 
+/// Hands a claimed job back without counting its attempt (its worker chose not to run it now),
+/// due again at `run_at`; false when the lease was lost.
+pub async fn defer(tx: &mut Tx<'_>, job: &ClaimedJob, run_at: i64, now: i64) -> StoreResult<bool> {
+    let done = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = $1, lease_until = NULL, updated_at = $2
+             WHERE id = $3 AND worker = $4 AND attempts = $5 AND state = 'running'",
+        )
+        .bind(run_at)
+        .bind(now)
+        .bind(job.id)
+        .bind(&job.worker)
+        .bind(job.attempts)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(done == 1)
+}
+
 /// Puts a dead job back in the queue with a fresh set of attempts; false when `id` is not a
 /// dead job.
 pub async fn retry_dead(tx: &mut Tx<'_>, id: i64, now: i64) -> StoreResult<bool> {

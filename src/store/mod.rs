@@ -196,6 +196,7 @@ pub mod signups;
 pub mod staff;
 mod tx;
 mod users;
+pub mod webhooks;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use batch::{NewRegistration, Respond, UserWriter};
