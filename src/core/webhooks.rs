@@ -69,9 +69,9 @@ impl Endpoint {
             events: EventFilter::from_column(r.events.as_deref()).names().unwrap_or_else(|| vec!["*"]),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
-            previous_secret_expires_at: until.map(crate::http::rfc3339),
-            created_at: crate::http::rfc3339(r.created_at),
-            updated_at: crate::http::rfc3339(r.updated_at),
+            previous_secret_expires_at: until.map(crate::domain::rfc3339),
+            created_at: crate::domain::rfc3339(r.created_at),
+            updated_at: crate::domain::rfc3339(r.updated_at),
         }
     }
 }
@@ -431,7 +431,7 @@ pub async fn record_attempt(
                 let reason = match (&attempted, failing_since) {
                     (Attempted::Gone { .. }, _) => Some("the endpoint answered 410 Gone".to_owned()),
                     (_, Some(since)) if since < disable_before => {
-                        Some(format!("failing since {}", crate::http::rfc3339(since)))
+                        Some(format!("failing since {}", crate::domain::rfc3339(since)))
                     }
                     _ => None,
                 };

@@ -98,6 +98,14 @@ macro_rules! wire_enum {
 
 pub(crate) use wire_enum;
 
+/// Milliseconds since the epoch as RFC 3339, as every surface writes timestamps.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 pub mod address;
 pub mod cip;
 pub mod credentials;

@@ -165,13 +165,7 @@ async fn reject_oversize(
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339, as every surface writes timestamps.
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::domain::rfc3339;
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("No route matches this path.".into())

@@ -95,6 +95,7 @@ const RESPONSE_EXCERPT: usize = 1024;
 impl Webhooks {
     pub fn new(store: Store, kek: Arc<Kek>, settings: WebhookSettings) -> Result<Self, String> {
         settings.validate()?;
+        crate::install_crypto_provider();
         let client = |environment| {
             let policy = AddressPolicy::for_partner(environment, settings.allow_loopback);
             let timeout = Duration::from_millis(settings.timeout_ms);
@@ -285,7 +286,7 @@ pub fn body(d: &Delivery) -> Result<Vec<u8>, serde_json::Error> {
     let data: serde_json::Value = serde_json::from_str(&d.data)?;
     serde_json::to_vec(&serde_json::json!({
         "type": d.event_type,
-        "timestamp": crate::http::rfc3339(d.event_created_at),
+        "timestamp": crate::domain::rfc3339(d.event_created_at),
         "data": data,
     }))
 }

@@ -180,7 +180,7 @@ struct Kyc {
     sumsub: FakeSumsub,
 }
 
-fn configure(settings: &mut Settings) {
+pub fn configure(settings: &mut Settings) {
     settings.password.memory_kib = 8 * 1024;
     settings.password.iterations = 1;
     settings.password.workers = 2;
@@ -328,7 +328,7 @@ impl Kyc {
 }
 
 /// Seed 002's person fields for a sign-up user (no e-mail: it is the sign-up address).
-fn profile(n: u32) -> Value {
+pub fn profile(n: u32) -> Value {
     let mut body = prospect(n, json!({}));
     body.as_object_mut().unwrap().remove("email");
     body

@@ -17,3 +17,4 @@ mod sanctions;
 mod signup;
 mod storage;
 mod user;
+mod webhooks;
