@@ -18,6 +18,7 @@ use crate::telemetry;
 mod kyc;
 mod sanctions;
 mod staff;
+mod webhooks;
 
 #[derive(Parser)]
 #[command(name = "onboard", version, about = "Partner user registration and onboarding service")]
@@ -68,6 +69,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: staff::JobsCommand,
+    },
+    /// A partner's webhook endpoints.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
 }
 
@@ -128,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sanctions { command } => sanctions::run(settings, command).await,
         Command::Admin { command } => staff::admin(settings, command).await,
         Command::Jobs { command } => staff::jobs(settings, command).await,
+        Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Compliance { command } => staff::compliance(settings, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;
