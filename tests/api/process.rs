@@ -465,7 +465,30 @@ fn validating_env() -> Vec<(&'static str, String)> {
         ("ONBOARD_JOBS__POLL_INTERVAL_MS", "50".into()),
         ("ONBOARD_JOBS__LEASE_SECS", "2".into()),
         ("ONBOARD_LOG__FILTER", "info".into()),
+        ("ONBOARD_WEBHOOKS__ALLOW_LOOPBACK", "true".into()),
     ]
+}
+
+/// Subscribes the partner of `key` to every event at `url`.
+async fn add_endpoint(http: &reqwest::Client, base: &str, key: &str, url: &str) {
+    let response = http
+        .post(format!("{base}/partner/webhooks"))
+        .header("PartnerApiKey", key)
+        .json(&serde_json::json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+/// Every event arrived once and only once; how many.
+fn each_once(received: &[crate::webhooks::Received]) -> usize {
+    let mut ids: Vec<&str> = received.iter().map(|r| r.id()).collect();
+    ids.sort();
+    let all = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an event was delivered twice");
+    all
 }
 
 fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -549,6 +572,50 @@ async fn accepted_registrations_survive_sigkill() {
     assert_eq!(unfinished, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_webhook_events_are_delivered_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = crate::helpers::http_client();
+    let receiver = crate::webhooks::Receiver::ok().await;
+    let env = validating_env();
+
+    // A node that commits events but delivers nothing, killed with SIGKILL.
+    let mut no_workers = env_refs(&env);
+    no_workers.push(("ONBOARD_JOBS__ENABLED", "false"));
+    let mut a = Node::start_with(dir.path(), None, &no_workers);
+    let url = a.wait_listening();
+    a.drain();
+    let key = a.printed("API key").expect("first start prints the API key");
+    add_endpoint(&http, &url, &key, &receiver.url).await;
+    for n in 0..10 {
+        register_v2(&http, &url, &key, n).await;
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(receiver.received().is_empty());
+
+    // After a restart every committed event arrives, once.
+    let mut b = Node::start_with(dir.path(), None, &env_refs(&env));
+    let _ = b.wait_listening();
+    let db = format!("sqlite://{}", dir.path().join("onboard.db").display());
+    let created = receiver
+        .until("ten user.created", |rs| rs.iter().filter(|r| r.event_type() == "user.created").count() == 10)
+        .await;
+    assert!(created.len() >= 10);
+    let events = loop {
+        let events = crate::helpers::count(&db, "SELECT COUNT(*) FROM webhook_events").await;
+        let pending =
+            crate::helpers::count(&db, "SELECT COUNT(*) FROM jobs WHERE kind = 'webhook.deliver' AND state <> 'done'")
+                .await;
+        if pending == 0 {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(b.terminate().success());
+    assert_eq!(each_once(&receiver.received()) as i64, events);
+}
+
 /// Sums a Prometheus counter over the series whose labels contain `filter`.
 fn counter_sum(metrics: &str, name: &str, filter: &str) -> f64 {
     metrics
@@ -571,6 +638,8 @@ async fn two_nodes_validate_a_burst_of_registrations_exactly_once() {
     b.drain();
     let key = a.printed("API key").or_else(|| b.printed("API key")).unwrap();
     let http = crate::helpers::http_client();
+    let receiver = crate::webhooks::Receiver::ok().await;
+    add_endpoint(&http, &url_a, &key, &receiver.url).await;
 
     let started = std::time::Instant::now();
     let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
@@ -618,6 +687,18 @@ async fn two_nodes_validate_a_burst_of_registrations_exactly_once() {
     assert_eq!((jobs, first_try), (6 * i64::from(USERS), 6 * i64::from(USERS)));
     let checks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cip_checks").fetch_one(&mut conn).await.unwrap();
     assert_eq!(checks, 5 * i64::from(USERS));
+    // Both nodes deliver webhooks: each event once, each delivery claimed once.
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events").fetch_one(&mut conn).await.unwrap();
+    assert!(events >= 3 * i64::from(USERS), "{events} events");
+    receiver.until("every event", |rs| rs.len() as i64 >= events).await;
+    assert_eq!(each_once(&receiver.received()) as i64, events);
+    let (deliveries, first_try): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE attempts = 1 AND state = 'done') FROM jobs WHERE kind = 'webhook.deliver'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((deliveries, first_try), (events, events));
     let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_events").fetch_one(&mut conn).await.unwrap();
     assert_eq!(events, 3 * i64::from(USERS), "accepted, validated, opened: once each");
     // The handlers themselves ran 6 × USERS times across both nodes, and both nodes took part.

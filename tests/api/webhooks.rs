@@ -35,7 +35,7 @@ enum Answer {
 }
 
 #[derive(Debug, Clone)]
-struct Received {
+pub struct Received {
     headers: HashMap<String, String>,
     body: Vec<u8>,
     at: Instant,
@@ -46,11 +46,11 @@ impl Received {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    fn id(&self) -> &str {
+    pub fn id(&self) -> &str {
         &self.headers["webhook-id"]
     }
 
-    fn event_type(&self) -> String {
+    pub fn event_type(&self) -> String {
         self.json()["type"].as_str().unwrap().to_owned()
     }
 }
@@ -63,8 +63,8 @@ struct ReceiverState {
 
 /// An HTTP server that records every request and answers as scripted.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     state: Arc<Mutex<ReceiverState>>,
 }
 
@@ -78,11 +78,11 @@ impl Receiver {
         Self { url, state }
     }
 
-    async fn ok() -> Self {
+    pub async fn ok() -> Self {
         Self::start(Vec::new(), Answer::Status(204)).await
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
 
@@ -90,9 +90,9 @@ impl Receiver {
         self.received().into_iter().filter(|r| r.event_type() == event_type).collect()
     }
 
-    /// Waits until `done` holds for what arrived (or fails after ~10 s).
-    async fn until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        for _ in 0..400 {
+    /// Waits until `done` holds for what arrived (or fails after ~60 s).
+    pub async fn until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        for _ in 0..2400 {
             let received = self.received();
             if done(&received) {
                 return received;
