@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// process, on every core) before the load; use it when another run is being measured.
     #[arg(long)]
     pub no_ceiling: bool,
+    /// Also measure webhook delivery: start a receiver here, subscribe the partner of
+    /// `--api-key` to every event at it (the server needs `webhooks.allow_loopback`), and report
+    /// deliveries per second during the load and how long the backlog took to drain after it.
+    #[arg(long)]
+    pub webhooks: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -179,6 +184,12 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
 
+    let deliveries = if args.webhooks {
+        let key = args.api_key.clone().context("--webhooks needs --api-key")?;
+        Some(webhook_receiver(&mut setup, &target, &key).await?)
+    } else {
+        None
+    };
     if matches!(args.route, Route::Signup) && !args.no_ceiling {
         argon2_ceiling().await?;
     }
@@ -323,7 +334,67 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if matches!(args.route, Route::RegisterV2) {
         time_to_completed(&target, &auth_value, &accepted).await?;
     }
+    if let Some(deliveries) = deliveries {
+        report_deliveries(&deliveries, measure_from, stop_at).await;
+    }
     Ok(())
+}
+
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<Instant>>>;
+
+/// A receiver that answers 204 to everything and notes when each delivery arrived; subscribed
+/// to every event of the partner of `key`.
+async fn webhook_receiver(
+    setup: &mut SendRequest<Full<Bytes>>,
+    target: &Target,
+    key: &str,
+) -> anyhow::Result<Arrivals> {
+    let arrivals: Arrivals = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    let noted = arrivals.clone();
+    let app = axum::Router::new().fallback(move || {
+        let noted = noted.clone();
+        async move {
+            noted.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let create = Request::post("/partner/webhooks")
+        .header(header::HOST, &target.host)
+        .header("partnerapikey", key)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(format!(r#"{{"url":"{url}","description":"onboard-bench"}}"#))))?;
+    let (status, body) = send(setup, create).await?;
+    if status != 201 {
+        bail!("POST /partner/webhooks answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(arrivals)
+}
+
+/// Deliveries per second during the measured window, and the time the backlog took to drain
+/// once the load stopped (no delivery for 2 s).
+async fn report_deliveries(arrivals: &Arrivals, from: Instant, to: Instant) {
+    let count = |a: &Arrivals| a.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let mut last = count(arrivals);
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count(arrivals);
+        if now != last {
+            (last, quiet_since) = (now, Instant::now());
+        }
+    }
+    let arrived = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let during = arrived.iter().filter(|t| **t >= from && **t < to).count();
+    let window = to.duration_since(from).as_secs_f64();
+    let drained = arrived.iter().max().map_or(0.0, |t| t.saturating_duration_since(to).as_secs_f64());
+    println!(
+        "  webhooks     {during} delivered while measuring ({:.0}/s), {} in all, backlog drained {drained:.1} s after the load",
+        during as f64 / window,
+        arrived.len()
+    );
 }
 
 /// Step 1 then step 2 of seed 003 on a sandbox partner; the outcome of the first that failed,
