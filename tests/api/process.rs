@@ -83,6 +83,19 @@ impl Node {
         panic!("onboard did not start: {}", self.err_lines.join("\n"));
     }
 
+    /// `printed`, waiting (up to 2 s) for the line: stdout and stderr are separate pipes, so the
+    /// "listening" log line can be read before the credentials printed ahead of it.
+    fn wait_printed(&mut self, label: &str) -> Option<String> {
+        for _ in 0..100 {
+            self.drain();
+            if let Some(value) = self.printed(label) {
+                return Some(value);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn printed(&self, label: &str) -> Option<String> {
         self.out_lines.iter().find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
     }
@@ -132,7 +145,7 @@ async fn first_serve_prints_credentials_that_work_and_logs_keep_secrets() {
     let mut node = Node::start_with(dir.path(), None, &[("ONBOARD_MAIL__URL", "log")]);
     let base = node.wait_listening();
     node.drain();
-    let api_key = node.printed("API key").expect("API key printed");
+    let api_key = node.wait_printed("API key").expect("API key printed");
     let client_id = node.printed("client id").expect("client id printed");
     let client_secret = node.printed("client secret").expect("client secret printed");
     assert!(dir.path().join("onboard.db").exists(), "the embedded database is created in the working directory");
@@ -537,7 +550,7 @@ async fn accepted_registrations_survive_sigkill() {
     let mut a = Node::start_with(dir.path(), None, &no_workers);
     let url = a.wait_listening();
     a.drain();
-    let key = a.printed("API key").expect("first start prints the API key");
+    let key = a.wait_printed("API key").expect("first start prints the API key");
     let mut users = Vec::new();
     for n in 0..20 {
         users.push(register_v2(&http, &url, &key, n).await);
@@ -585,7 +598,7 @@ async fn committed_webhook_events_are_delivered_after_sigkill() {
     let mut a = Node::start_with(dir.path(), None, &no_workers);
     let url = a.wait_listening();
     a.drain();
-    let key = a.printed("API key").expect("first start prints the API key");
+    let key = a.wait_printed("API key").expect("first start prints the API key");
     add_endpoint(&http, &url, &key, &receiver.url).await;
     for n in 0..10 {
         register_v2(&http, &url, &key, n).await;
