@@ -40,6 +40,8 @@ pub struct Settings {
     pub kyc: crate::kyc::KycSettings,
     /// Outbound partner webhooks (delivery, retries, address policy).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Payment providers (Stripe's API base, timeouts, the charge lease, the renewal sweep).
+    pub payments: crate::payments::PaymentSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +93,7 @@ impl Default for Settings {
             secrets: Default::default(),
             kyc: Default::default(),
             webhooks: Default::default(),
+            payments: Default::default(),
         }
     }
 }

@@ -86,6 +86,9 @@ impl Application {
         let webhooks = crate::webhooks::Webhooks::new(store.clone(), Arc::clone(&kek), settings.webhooks.clone())
             .map_err(|e| anyhow::anyhow!(e))
             .context("webhook settings")?;
+        let payments = crate::payments::Payments::new(settings.payments.clone(), Arc::clone(&kek))
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("payment settings")?;
         let kyc = crate::kyc::Kyc::new(store.clone(), kek, settings.kyc.clone(), waker.clone())
             .map_err(|e| anyhow::anyhow!(e))
             .context("KYC settings")?;
@@ -104,6 +107,7 @@ impl Application {
             jobs: waker,
             kyc,
             webhooks,
+            payments,
             passwords,
             mailer,
             signup_limits: http::limits::SignupLimits::new(&settings.signup),

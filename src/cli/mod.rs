@@ -16,6 +16,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 mod kyc;
+mod plans;
 mod sanctions;
 mod staff;
 mod webhooks;
@@ -69,6 +70,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: staff::JobsCommand,
+    },
+    /// A partner's subscription tiers (seed 003 step 4).
+    Plans {
+        #[command(subcommand)]
+        command: plans::PlansCommand,
     },
     /// A partner's webhook endpoints.
     Webhooks {
@@ -135,6 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command } => staff::admin(settings, command).await,
         Command::Jobs { command } => staff::jobs(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
+        Command::Plans { command } => plans::run(settings, command).await,
         Command::Compliance { command } => staff::compliance(settings, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = open_store(&settings).await?;

@@ -22,6 +22,9 @@ pub enum Action {
     WebhookEndpointUpdate,
     WebhookEndpointDelete,
     WebhookSecretRotate,
+    PlanCreate,
+    PlanArchive,
+    PartnerPaymentsConfigure,
 }
 
 impl Action {
@@ -43,6 +46,9 @@ impl Action {
             Action::WebhookEndpointUpdate => "webhook_endpoint.update",
             Action::WebhookEndpointDelete => "webhook_endpoint.delete",
             Action::WebhookSecretRotate => "webhook_endpoint.rotate_secret",
+            Action::PlanCreate => "plan.create",
+            Action::PlanArchive => "plan.archive",
+            Action::PartnerPaymentsConfigure => "partner.payments.configure",
         }
     }
 }

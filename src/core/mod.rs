@@ -5,6 +5,7 @@
 //! layer").
 
 pub mod audit;
+pub mod billing;
 pub mod kyc;
 pub mod onboarding;
 pub mod partners;

@@ -155,6 +155,7 @@ pub async fn finish_provisioning(
                 if record.cip_state()? != Some(CipState::PROVISIONING) {
                     return Ok(Some(false));
                 }
+                super::billing::open_primary_account(&mut tx, &record, now).await?;
                 move_to(&mut tx, &record, CipState::COMPLETED, "account opened".into(), "cip:provisioning", now)
                     .await?;
                 Ok::<_, MoveError>(Some(true))

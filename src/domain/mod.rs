@@ -107,10 +107,12 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 pub mod address;
+pub mod billing;
 pub mod cip;
 pub mod credentials;
 pub mod email;
 pub mod kyc;
+pub mod money;
 pub mod partner;
 pub mod phone;
 pub mod prospect;

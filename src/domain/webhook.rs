@@ -17,6 +17,10 @@ wire_enum! {
         UserCreated = "user.created",
         CipStatusChanged = "cip.status_changed",
         KycReviewed = "kyc.reviewed",
+        AccountOpened = "account.opened",
+        SubscriptionStatusChanged = "subscription.status_changed",
+        InvoicePaid = "invoice.paid",
+        InvoicePaymentFailed = "invoice.payment_failed",
         Test = "webhook.test",
     }
 }
@@ -38,7 +42,9 @@ pub enum EventFilter {
 pub enum InvalidFilter {
     #[error("`events` must not be empty (leave it out to receive every type)")]
     Empty,
-    #[error("`{0}` is not an event type; known types: user.created, cip.status_changed, kyc.reviewed")]
+    #[error(
+        "`{0}` is not an event type; known types: user.created, cip.status_changed, kyc.reviewed, account.opened, subscription.status_changed, invoice.paid, invoice.payment_failed"
+    )]
     Unknown(String),
 }
 

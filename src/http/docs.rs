@@ -35,6 +35,11 @@ use super::AppState;
         super::webhooks::create, super::webhooks::list, super::webhooks::update, super::webhooks::delete,
         super::webhooks::rotate, super::webhooks::test, super::webhooks::events, super::webhooks::replay,
         super::webhooks::replay_failed,
+        super::billing::list_accounts, super::billing::open_account, super::billing::show_account,
+        super::billing::tiers, super::billing::start_subscription, super::billing::list_subscriptions,
+        super::billing::cancel_subscription, super::billing::get_invoice, super::billing::pay_invoice,
+        super::billing::admin_create_plan, super::billing::admin_plans, super::billing::admin_archive_plan,
+        super::billing::admin_payments,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -45,6 +50,7 @@ use super::AppState;
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
         (name = "kyc", description = "Seed 003 step 3: the identity verification provider's webhooks"),
+        (name = "billing", description = "Seed 003 step 4: accounts, subscription tiers, subscriptions, invoices and payment"),
         (name = "webhooks", description = "A partner's webhook endpoints, its events and their deliveries (Standard Webhooks v1)"),
     )
 )]

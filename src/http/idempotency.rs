@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::AnyPartner;
+use super::extract::{AnyPartner, EndUserAuth};
 use crate::domain::now_ms;
 use crate::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 
@@ -107,6 +107,13 @@ fn invalid_key() -> ApiError {
     ApiError::invalid_field("The Idempotency-Key header is not valid.", "Idempotency-Key", message)
 }
 
+/// An end user's key, stored under the user's partner: a digest of user and key (fits the
+/// column's 255 characters, and one user's keys never meet another's).
+fn end_user_key(user: &crate::domain::PublicUserId, key: &str) -> String {
+    let digest = Sha256::new().chain_update(user.as_str()).chain_update([0]).chain_update(key).finalize();
+    format!("user:{}", hex::encode(digest))
+}
+
 /// A claim of `scope` now, with the configured lease and retention.
 fn claim_request(state: &AppState, scope: &IdempotencyScope, fingerprint: [u8; 32]) -> ClaimRequest {
     let settings = &state.settings.idempotency;
@@ -127,14 +134,18 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
     let Some(key) = parse_key(raw_key) else { return invalid_key().into_response() };
     let (mut parts, body) = request.into_parts();
-    // Keys belong to a partner; without valid credentials the route itself answers 401.
-    let Ok(AnyPartner(partner)) = AnyPartner::from_request_parts(&mut parts, &state).await else {
+    // Keys belong to a partner, or to one end user of it (seed 003's routes); without valid
+    // credentials the route itself answers 401.
+    let scope = if let Ok(AnyPartner(partner)) = AnyPartner::from_request_parts(&mut parts, &state).await {
+        IdempotencyScope { partner: partner.id, key }
+    } else if let Ok(user) = EndUserAuth::from_request_parts(&mut parts, &state).await {
+        IdempotencyScope { partner: user.partner, key: end_user_key(&user.user, &key) }
+    } else {
         return next.run(Request::from_parts(parts, body)).await;
     };
     let Ok(bytes) = axum::body::to_bytes(body, state.settings.http.max_body_bytes).await else {
         return ApiError::PayloadTooLarge.into_response();
     };
-    let scope = IdempotencyScope { partner: partner.id, key };
     let fingerprint = fingerprint(&parts.method, &parts.uri, &bytes);
     match state.users.claim(claim_request(&state, &scope, fingerprint)).await {
         Err(err) => ApiError::from(err).into_response(),

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod aspnet;
+pub mod billing;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -89,6 +90,8 @@ pub struct AppInner {
     pub kyc: crate::kyc::Kyc,
     /// Partner webhook delivery (and the settings endpoint management checks URLs with).
     pub webhooks: crate::webhooks::Webhooks,
+    /// Partners' payment providers (seed 003 step 4).
+    pub payments: crate::payments::Payments,
 }
 
 impl AppState {
@@ -128,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kyc::router())
         .merge(admin::router())
         .merge(webhooks::router())
+        .merge(billing::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

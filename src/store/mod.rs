@@ -182,6 +182,7 @@ macro_rules! on_tx {
 
 pub mod audit;
 mod batch;
+pub mod billing;
 mod checkpoint;
 pub mod checks;
 pub mod events;

@@ -48,13 +48,13 @@ struct SumsubState {
 /// A local Sumsub: recomputes `X-App-Access-Sig` over ts + METHOD + path + body with the secret
 /// key and refuses (401, as Sumsub does) what does not match, a wrong app token, or a stale ts.
 #[derive(Clone)]
-struct FakeSumsub {
+pub struct FakeSumsub {
     url: String,
     state: Arc<Mutex<SumsubState>>,
 }
 
 impl FakeSumsub {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(SumsubState::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -131,7 +131,7 @@ async fn handle(
 }
 
 /// A staff token with a name of its own (names are unique).
-async fn staff_token(app: &TestApp, role: StaffRole) -> String {
+pub async fn staff_token(app: &TestApp, role: StaffRole) -> String {
     use secrecy::ExposeSecret;
     let token = onboard::auth::staff::NewStaffToken::generate();
     let name = format!("staff {}", uuid::Uuid::new_v4().simple());
@@ -175,9 +175,9 @@ fn digest(body: &[u8], alg: &str) -> String {
     }
 }
 
-struct Kyc {
-    app: TestApp,
-    sumsub: FakeSumsub,
+pub struct Kyc {
+    pub app: TestApp,
+    pub sumsub: FakeSumsub,
 }
 
 pub fn configure(settings: &mut Settings) {
@@ -221,7 +221,7 @@ impl Kyc {
     }
 
     /// Steps 1 and 2 of seed 003 on the sandbox partner: (access token, user id).
-    async fn signed_up(&self, email: &str) -> (String, String) {
+    pub async fn signed_up(&self, email: &str) -> (String, String) {
         let partner = self.app.sandbox.partner_id.to_string();
         let mut body = json!({"userType": "CUSTOMER", "email": email, "password": "A9#bL8@z"});
         let step =
@@ -232,17 +232,17 @@ impl Kyc {
         (answer["access_token"].as_str().unwrap().to_owned(), answer["user_id"].as_str().unwrap().to_owned())
     }
 
-    async fn put_profile(&self, token: &str, body: &Value) -> reqwest::Response {
+    pub async fn put_profile(&self, token: &str, body: &Value) -> reqwest::Response {
         self.app.client.put(self.app.url("/me/profile")).bearer_auth(token).json(body).send().await.unwrap()
     }
 
-    async fn me(&self, token: &str) -> Value {
+    pub async fn me(&self, token: &str) -> Value {
         let response = self.app.client.get(self.app.url("/me")).bearer_auth(token).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
 
-    async fn kyc_token(&self, token: &str) -> reqwest::Response {
+    pub async fn kyc_token(&self, token: &str) -> reqwest::Response {
         self.app.client.post(self.app.url("/kyc/access-token")).bearer_auth(token).send().await.unwrap()
     }
 
@@ -306,7 +306,7 @@ impl Kyc {
     }
 
     /// Polls `GET /me` until the user is in `status/detail`.
-    async fn reaches(&self, token: &str, status: &str, detail: &str) {
+    pub async fn reaches(&self, token: &str, status: &str, detail: &str) {
         let mut last = Value::Null;
         for _ in 0..400 {
             last = self.me(token).await;

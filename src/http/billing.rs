@@ -1,0 +1,494 @@
+//! Seed 003 step 4 for the signed-in user: accounts (`/accounts`), the partner's subscription
+//! tiers (`GET /subscriptions/info`), subscriptions (`/subscriptions`), and invoices with their
+//! payment (`/payments/invoices/{invoiceId}`, `…/pay`); and for operators, a partner's tiers
+//! (`/admin/partners/{partnerId}/plans`) and payment provider (`/admin/partners/{partnerId}/payments`).
+//! Every end-user route checks its scope (RFC 6750 §3.1).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::admin::StaffAuth;
+use super::error::{ApiError, problem_response};
+use super::extract::{ApiJson, EndUserAuth};
+use super::trace::TraceContext;
+use crate::auth::staff::StaffRole;
+use crate::core::billing::{
+    self, Account, BillingError, Invoice, NewTier, Paid, Payer, PaymentsConfig, Subscription, Tier,
+};
+use crate::domain::billing::{AccountId, Interval, InvoiceId, PlanId, SubscriptionId};
+use crate::domain::money::{Currency, Money};
+use crate::domain::{Partner, PartnerId, now_ms};
+use crate::payments::ProviderError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/accounts", get(list_accounts).post(open_account))
+        .route("/accounts/{account_id}", get(show_account))
+        .route("/subscriptions/info", get(tiers))
+        .route("/subscriptions", get(list_subscriptions).post(start_subscription))
+        .route("/subscriptions/{subscription_id}/cancel", post(cancel_subscription))
+        .route("/payments/invoices/{invoice_id}", get(get_invoice))
+        .route("/payments/invoices/{invoice_id}/pay", post(pay_invoice))
+        .route("/admin/partners/{partner_id}/plans", get(admin_plans).post(admin_create_plan))
+        .route("/admin/partners/{partner_id}/plans/{plan_id}/archive", post(admin_archive_plan))
+        .route("/admin/partners/{partner_id}/payments", put(admin_payments))
+}
+
+const INVALID: &str = "The request has invalid fields.";
+
+impl From<BillingError> for ApiError {
+    fn from(err: BillingError) -> Self {
+        match err {
+            BillingError::NotFound(what) => ApiError::NotFound(format!("No such {what} for this user.")),
+            BillingError::NotCompleted(_) | BillingError::Conflict(_) | BillingError::NotConfigured => {
+                ApiError::Conflict(sentence(&err.to_string()))
+            }
+            BillingError::InFlight => ApiError::IdempotencyKeyInUse,
+            BillingError::Invalid(message) => ApiError::invalid_field(INVALID, "body", sentence(&message)),
+            BillingError::Provider(e) => {
+                tracing::warn!(error = %e, "payment provider call failed");
+                let detail = match e {
+                    ProviderError::Unavailable(_) => {
+                        "The payment provider did not answer; nothing was recorded as paid. Retry the payment: the same \
+                         attempt is finished, never charged twice."
+                    }
+                    ProviderError::Rejected(_) => {
+                        "The payment provider refused the request (the partner's payment settings may be wrong); \
+                         nothing was charged."
+                    }
+                };
+                ApiError::BadGateway(detail.into())
+            }
+            BillingError::Sealed(e) => ApiError::Internal(e.into()),
+            BillingError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// A path id of the right kind, else 404 (an id that cannot exist is not found, like any other).
+fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(format!("No such {what} for this user.")))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountList {
+    data: Vec<Account>,
+}
+
+/// The user's accounts (the first is opened when onboarding completes).
+#[utoipa::path(get, path = "/accounts", tag = "billing",
+    responses((status = 200, body = AccountList),
+        (status = 403, description = "The token lacks `accounts:read`", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn list_accounts(State(state): State<AppState>, auth: EndUserAuth) -> Result<Json<AccountList>, ApiError> {
+    auth.require("accounts:read")?;
+    Ok(Json(AccountList { data: billing::accounts(&state.store, auth.partner, &auth.user).await? }))
+}
+
+/// Opens another account; only for users whose onboarding is `Completed` (409 names the status).
+#[utoipa::path(post, path = "/accounts", tag = "billing",
+    responses((status = 201, body = Account),
+        (status = 403, description = "The token lacks `accounts:create`", body = super::error::Problem),
+        (status = 409, description = "The user's onboarding is not Completed", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn open_account(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+) -> Result<(StatusCode, Json<Account>), ApiError> {
+    auth.require("accounts:create")?;
+    let account = billing::open_account(&state.store, auth.partner, &auth.user, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+#[utoipa::path(get, path = "/accounts/{accountId}", tag = "billing",
+    params(("accountId" = String, Path, description = "`acc:<uuid>`")),
+    responses((status = 200, body = Account),
+        (status = 403, description = "The token lacks `accounts:show`", body = super::error::Problem),
+        (status = 404, description = "No such account of this user", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn show_account(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    Path(account_id): Path<String>,
+) -> Result<Json<Account>, ApiError> {
+    auth.require("accounts:show")?;
+    let id: AccountId = path_id(&account_id, "account")?;
+    Ok(Json(billing::account(&state.store, auth.partner, &auth.user, id.as_str()).await?))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TierList {
+    data: Vec<Tier>,
+}
+
+/// "Get Subscriptions Info": the partner's subscription tiers on offer.
+#[utoipa::path(get, path = "/subscriptions/info", tag = "billing",
+    responses((status = 200, body = TierList),
+        (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn tiers(State(state): State<AppState>, auth: EndUserAuth) -> Result<Json<TierList>, ApiError> {
+    auth.require("subscriptions:read")?;
+    Ok(Json(TierList { data: billing::tiers(&state.store, auth.partner, false).await? }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartSubscription {
+    /// One of the user's accounts (`acc:<uuid>`).
+    account_id: String,
+    /// A tier from `GET /subscriptions/info` (`plan:<uuid>`).
+    subscription_details_id: String,
+}
+
+/// "Start Subscription": the account subscribes to the tier. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/subscriptions", tag = "billing",
+    request_body = StartSubscription,
+    responses((status = 201, body = Subscription, description = "`incomplete` with the first `invoiceId` to pay, or `trialing`"),
+        (status = 400, description = "Invalid fields", body = super::error::Problem),
+        (status = 403, description = "The token lacks `subscriptions:create`", body = super::error::Problem),
+        (status = 404, description = "No such account of this user, or no such tier", body = super::error::Problem),
+        (status = 409, description = "A live subscription of the account to the tier exists, or the tier is archived", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn start_subscription(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    ApiJson(request): ApiJson<StartSubscription>,
+) -> Result<(StatusCode, Json<Subscription>), ApiError> {
+    auth.require("subscriptions:create")?;
+    let account: AccountId = request
+        .account_id
+        .parse()
+        .map_err(|e: crate::domain::billing::InvalidId| ApiError::invalid_field(INVALID, "accountId", e.to_string()))?;
+    let tier: PlanId = request.subscription_details_id.parse().map_err(|e: crate::domain::billing::InvalidId| {
+        ApiError::invalid_field(INVALID, "subscriptionDetailsId", e.to_string())
+    })?;
+    let subscription =
+        billing::start_subscription(&state.store, auth.partner, &auth.user, account.as_str(), tier.as_str(), now_ms())
+            .await?;
+    Ok((StatusCode::CREATED, Json(subscription)))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubscriptionList {
+    data: Vec<Subscription>,
+}
+
+#[utoipa::path(get, path = "/subscriptions", tag = "billing",
+    responses((status = 200, body = SubscriptionList),
+        (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+) -> Result<Json<SubscriptionList>, ApiError> {
+    auth.require("subscriptions:read")?;
+    Ok(Json(SubscriptionList { data: billing::subscriptions(&state.store, auth.partner, &auth.user).await? }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct CancelSubscription {
+    /// `true` (the default): it ends with the current period, which stays paid for. `false`: it
+    /// ends now, an unpaid invoice is voided, and a paid period is not refunded.
+    at_period_end: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/cancel", tag = "billing",
+    params(("subscriptionId" = String, Path, description = "`sub:<uuid>`")),
+    request_body(content = CancelSubscription, description = "Optional"),
+    responses((status = 200, body = Subscription),
+        (status = 403, description = "The token lacks `subscriptions:create`", body = super::error::Problem),
+        (status = 404, description = "No such subscription of this user", body = super::error::Problem),
+        (status = 409, description = "Already canceled", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn cancel_subscription(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    Path(subscription_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Subscription>, ApiError> {
+    auth.require("subscriptions:create")?;
+    let id: SubscriptionId = path_id(&subscription_id, "subscription")?;
+    let request: CancelSubscription = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelSubscription::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(format!("The body is not valid: {e}.")))?
+    };
+    let at_period_end = request.at_period_end.unwrap_or(true);
+    let subscription =
+        billing::cancel_subscription(&state.store, auth.partner, &auth.user, id.as_str(), at_period_end, now_ms())
+            .await?;
+    Ok(Json(subscription))
+}
+
+/// "Payment Get or Create": an invoice of the user (`inv:…`), or, given a subscription
+/// (`sub:…`), the invoice of its current period, created when the period is due and has none yet.
+#[utoipa::path(get, path = "/payments/invoices/{invoiceId}", tag = "billing",
+    params(("invoiceId" = String, Path, description = "`inv:<uuid>`, or `sub:<uuid>` for the subscription's current invoice")),
+    responses((status = 200, body = Invoice),
+        (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem),
+        (status = 404, description = "No such invoice of this user", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_invoice(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    Path(invoice_id): Path<String>,
+) -> Result<Json<Invoice>, ApiError> {
+    auth.require("subscriptions:read")?;
+    let id = if invoice_id.starts_with(SubscriptionId::PREFIX) {
+        path_id::<SubscriptionId>(&invoice_id, "subscription")?.to_string()
+    } else {
+        path_id::<InvoiceId>(&invoice_id, "invoice")?.to_string()
+    };
+    Ok(Json(billing::invoice(&state.store, auth.partner, &auth.user, &id, now_ms()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PayInvoice {
+    /// A PaymentMethod the partner's app created with the provider's SDK (`pm_…`); card data
+    /// never reaches Onboard. Sandbox: Stripe's test ids (`pm_card_visa`, …).
+    payment_method_id: String,
+}
+
+/// A declined payment: RFC 9457 with the provider's codes and the invoice as it stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDeclined {
+    #[serde(rename = "type")]
+    problem_type: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    trace_id: String,
+    /// The provider's code (`card_declined`, `expired_card`, …).
+    code: Option<String>,
+    /// Why the bank declined (`insufficient_funds`, `generic_decline`, …).
+    decline_code: Option<String>,
+    invoice: Invoice,
+}
+
+/// A payment waiting on the customer (3-D Secure) or the bank.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentPending {
+    /// `requires_action` (finish it in the provider's SDK with `clientSecret`) or `processing`.
+    status: String,
+    client_secret: Option<String>,
+    invoice: Invoice,
+}
+
+/// "Pay Invoice": charges the method once. Paying a paid invoice answers its payment; racing
+/// payers make one charge. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/payments/invoices/{invoiceId}/pay", tag = "billing",
+    params(("invoiceId" = String, Path, description = "`inv:<uuid>`")),
+    request_body = PayInvoice,
+    responses((status = 200, body = Invoice, description = "Paid (now or before)"),
+        (status = 202, body = PaymentPending, description = "Waiting on the customer or the bank; a webhook settles it"),
+        (status = 400, description = "Invalid fields", body = super::error::Problem),
+        (status = 402, body = PaymentDeclined, description = "Declined: the invoice stays open; pay again with another method"),
+        (status = 403, description = "The token lacks `subscriptions:create`", body = super::error::Problem),
+        (status = 404, description = "No such invoice of this user", body = super::error::Problem),
+        (status = 409, description = "The invoice is void, or another payment of it is in progress", body = super::error::Problem),
+        (status = 502, description = "The payment provider failed; nothing was recorded as paid", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn pay_invoice(
+    State(state): State<AppState>,
+    auth: EndUserAuth,
+    Path(invoice_id): Path<String>,
+    ApiJson(request): ApiJson<PayInvoice>,
+) -> Result<Response, ApiError> {
+    auth.require("subscriptions:create")?;
+    let id: InvoiceId = path_id(&invoice_id, "invoice")?;
+    let method = request.payment_method_id.trim();
+    let well_formed = method.starts_with("pm_")
+        && method.len() <= 255
+        && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return Err(ApiError::invalid_field(INVALID, "paymentMethodId", "must be a PaymentMethod id (pm_…)"));
+    }
+    let partner = partner_of(&state, auth.partner).await?;
+    let provider = billing::provider_of(
+        &state.store,
+        &state.payments.kek,
+        &state.payments.http,
+        &state.payments.settings,
+        &partner,
+    )
+    .await?;
+    let payer = Payer { provider: &provider, lease_ms: state.payments.lease_ms() };
+    let paid =
+        billing::pay_invoice(&state.store, &payer, auth.partner, &auth.user, id.as_str(), method, now_ms()).await?;
+    Ok(match paid {
+        Paid::Paid(invoice) => Json(invoice).into_response(),
+        Paid::Pending { invoice, client_secret, status } => {
+            (StatusCode::ACCEPTED, Json(PaymentPending { status, client_secret, invoice })).into_response()
+        }
+        Paid::Declined(invoice) => {
+            let last = invoice.payments.iter().rev().find(|p| p.status == "failed");
+            let body = PaymentDeclined {
+                problem_type: "urn:onboard:problem:payment-declined",
+                title: "Payment Required",
+                status: 402,
+                detail: last
+                    .and_then(|p| p.failure_message.clone())
+                    .unwrap_or_else(|| "The payment was declined.".into()),
+                trace_id: TraceContext::current().trace_id_field(),
+                code: last.and_then(|p| p.failure_code.clone()),
+                decline_code: last.and_then(|p| p.decline_code.clone()),
+                invoice,
+            };
+            problem_response(StatusCode::PAYMENT_REQUIRED, &body)
+        }
+    })
+}
+
+async fn partner_of(state: &AppState, id: PartnerId) -> Result<Partner, ApiError> {
+    let gone = || ApiError::NotFound("No partner has this id.".into());
+    state.store.find_partner(id).await?.ok_or_else(gone)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreatePlan {
+    name: String,
+    description: Option<String>,
+    /// Minor units of `currency` (999 with USD is $9.99).
+    amount: i64,
+    /// ISO 4217 (`USD`, `MXN`, `JPY`, `KWD`…).
+    currency: String,
+    interval: String,
+    #[serde(default)]
+    trial_days: u32,
+}
+
+/// A new subscription tier for the partner. Operator role; audited.
+#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans", tag = "admin",
+    params(("partnerId" = i64, Path)),
+    request_body = CreatePlan,
+    responses((status = 201, body = Tier), (status = 400, description = "Invalid fields", body = super::error::Problem),
+        (status = 404, description = "No such partner", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn admin_create_plan(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(partner_id): Path<i64>,
+    ApiJson(request): ApiJson<CreatePlan>,
+) -> Result<(StatusCode, Json<Tier>), ApiError> {
+    let staff = staff.require(StaffRole::Operator)?;
+    let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
+    let tier = parse_tier(request)?;
+    let created = billing::create_tier(&state.store, partner, tier, &staff.actor(), now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn parse_tier(request: CreatePlan) -> Result<NewTier, ApiError> {
+    let currency =
+        Currency::parse(&request.currency).map_err(|e| ApiError::invalid_field(INVALID, "currency", e.to_string()))?;
+    let price =
+        Money::new(request.amount, currency).map_err(|e| ApiError::invalid_field(INVALID, "amount", e.to_string()))?;
+    let interval = Interval::parse(&request.interval)
+        .ok_or_else(|| ApiError::invalid_field(INVALID, "interval", format!("must be one of {}", Interval::NAMES)))?;
+    Ok(NewTier {
+        name: request.name,
+        description: request.description,
+        price,
+        interval,
+        trial_days: request.trial_days,
+    })
+}
+
+/// The partner's tiers, archived ones included. Operator role.
+#[utoipa::path(get, path = "/admin/partners/{partnerId}/plans", tag = "admin",
+    params(("partnerId" = i64, Path)),
+    responses((status = 200, body = TierList)),
+    security(("bearer" = [])))]
+pub async fn admin_plans(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(partner_id): Path<i64>,
+) -> Result<Json<TierList>, ApiError> {
+    staff.require(StaffRole::Operator)?;
+    let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
+    Ok(Json(TierList { data: billing::tiers(&state.store, partner, true).await? }))
+}
+
+/// Stops offering a tier; its subscriptions go on. Operator role; audited.
+#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans/{planId}/archive", tag = "admin",
+    params(("partnerId" = i64, Path), ("planId" = String, Path, description = "`plan:<uuid>`")),
+    responses((status = 200, body = Tier), (status = 404, description = "No such tier", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn admin_archive_plan(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path((partner_id, plan_id)): Path<(i64, String)>,
+) -> Result<Json<Tier>, ApiError> {
+    let staff = staff.require(StaffRole::Operator)?;
+    let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
+    let plan: PlanId = plan_id.parse().map_err(|_| ApiError::NotFound("No such subscription tier.".into()))?;
+    Ok(Json(billing::archive_tier(&state.store, partner, plan.as_str(), &staff.actor(), now_ms()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentSettingsRequest {
+    /// `stripe`, or `sandbox` (sandbox partners only; also their default without settings).
+    provider: String,
+    /// Stripe's secret key (`sk_…` or a restricted `rk_…`); sealed at rest, never returned.
+    #[schema(value_type = Option<String>)]
+    secret_key: Option<SecretString>,
+    /// The signing secret of the Stripe webhook endpoint (`whsec_…`).
+    #[schema(value_type = Option<String>)]
+    webhook_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSettingsView {
+    partner_id: i64,
+    provider: &'static str,
+}
+
+/// Sets a partner's payment provider and its secrets. Operator role; audited (without secrets).
+#[utoipa::path(put, path = "/admin/partners/{partnerId}/payments", tag = "admin",
+    params(("partnerId" = i64, Path)),
+    request_body = PaymentSettingsRequest,
+    responses((status = 200, body = PaymentSettingsView), (status = 400, description = "Invalid fields", body = super::error::Problem),
+        (status = 404, description = "No such partner", body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn admin_payments(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+    Path(partner_id): Path<i64>,
+    ApiJson(request): ApiJson<PaymentSettingsRequest>,
+) -> Result<Json<PaymentSettingsView>, ApiError> {
+    let staff = staff.require(StaffRole::Operator)?;
+    let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
+    let partner = partner_of(&state, partner).await?;
+    let provider = match request.provider.as_str() {
+        "stripe" => "stripe",
+        "sandbox" => "sandbox",
+        _ => return Err(ApiError::invalid_field(INVALID, "provider", "must be one of stripe, sandbox")),
+    };
+    let config = PaymentsConfig { provider, secret_key: request.secret_key, webhook_secret: request.webhook_secret };
+    billing::configure_payments(&state.store, &state.payments.kek, &partner, config, &staff.actor(), now_ms()).await?;
+    Ok(Json(PaymentSettingsView { partner_id, provider }))
+}

@@ -1,0 +1,409 @@
+//! Seed 003 step 4 end to end: a signed-up user who completes onboarding (KYC through the
+//! sandbox simulation) gets an account, reads the tiers, subscribes, and pays the invoice; a
+//! declined card leaves it open; racing payers make one charge at a local Stripe that checks
+//! every request as Stripe would (Bearer key, form encoding, idempotency keys); scopes and
+//! ownership are enforced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use onboard::auth::staff::StaffRole;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_problem};
+use crate::kyc::{FakeSumsub, Kyc, configure, profile, staff_token};
+use crate::on_both_backends;
+use crate::prospects::load_small_list;
+
+const STRIPE_KEY: &str = "sk_test_onboard_0123456789abcdef";
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_onboard_test_0123456789";
+
+/// A local Stripe: PaymentIntents and customers, form-encoded with the secret key as Bearer,
+/// and Stripe's idempotency (a replayed key answers the first result; the same key with other
+/// parameters is a 400 `idempotency_error`). It counts the charges it really made.
+#[derive(Clone, Default)]
+struct FakeStripe {
+    url: String,
+    state: Arc<Mutex<StripeState>>,
+}
+
+/// What one Idempotency-Key was first sent with (the form), and the answer given.
+type FirstUse = (Vec<(String, String)>, u16, Value);
+/// A PaymentIntent that took money: id, amount, currency, customer, method, off_session.
+type Charge = (String, i64, String, String, String, bool);
+
+#[derive(Default)]
+struct StripeState {
+    /// Idempotency-Key → (the form as sent, the answer).
+    keys: HashMap<String, FirstUse>,
+    /// PaymentIntents that took money: (id, amount, currency, customer, method, off_session).
+    charges: Vec<Charge>,
+    customers: usize,
+    refused: Vec<String>,
+}
+
+impl FakeStripe {
+    async fn start() -> Self {
+        let state = Arc::new(Mutex::new(StripeState::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(stripe).with_state(Arc::clone(&state));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, state }
+    }
+
+    fn charges(&self) -> usize {
+        self.state.lock().unwrap().charges.len()
+    }
+}
+
+async fn stripe(
+    State(state): State<Arc<Mutex<StripeState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let refuse = |state: &Arc<Mutex<StripeState>>, status: StatusCode, why: &str| {
+        state.lock().unwrap().refused.push(why.to_owned());
+        (status, axum::Json(json!({"error": {"type": "invalid_request_error", "message": why}}))).into_response()
+    };
+    if header("authorization") != format!("Bearer {STRIPE_KEY}") {
+        return refuse(&state, StatusCode::UNAUTHORIZED, "Invalid API Key provided");
+    }
+    if header("content-type") != "application/x-www-form-urlencoded" {
+        return refuse(&state, StatusCode::BAD_REQUEST, "bodies are form-encoded");
+    }
+    let key = header("idempotency-key");
+    if key.is_empty() || key.len() > 255 {
+        return refuse(&state, StatusCode::BAD_REQUEST, "this test server wants an Idempotency-Key on every POST");
+    }
+    let form: Vec<(String, String)> = form_urlencoded(&body);
+    if let Some((sent, status, answer)) = state.lock().unwrap().keys.get(&key).cloned() {
+        if sent != form {
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"type": "idempotency_error",
+                "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}})))
+                .into_response();
+        }
+        return (StatusCode::from_u16(status).unwrap(), axum::Json(answer)).into_response();
+    }
+    // Slow enough that racing payers overlap.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (status, answer) = match uri.path() {
+        "/v1/customers" => {
+            let mut s = state.lock().unwrap();
+            s.customers += 1;
+            (200, json!({"id": format!("cus_test{}", s.customers), "object": "customer"}))
+        }
+        "/v1/payment_intents" => {
+            let amount: i64 = field("amount").parse().unwrap_or(-1);
+            let currency = field("currency");
+            assert_eq!(currency, currency.to_ascii_lowercase(), "Stripe currencies are lower case");
+            assert_eq!(field("confirm"), "true");
+            let id = format!("pi_test{}", uuid::Uuid::new_v4().simple());
+            let method = field("payment_method");
+            let off_session = field("off_session") == "true";
+            match method.as_str() {
+                "pm_card_visa" => {
+                    state.lock().unwrap().charges.push((
+                        id.clone(),
+                        amount,
+                        currency,
+                        field("customer"),
+                        method,
+                        off_session,
+                    ));
+                    (200, json!({"id": id, "object": "payment_intent", "status": "succeeded", "amount": amount}))
+                }
+                "pm_card_chargeDeclined" => (
+                    402,
+                    json!({"error": {"type": "card_error", "code": "card_declined",
+                    "decline_code": "generic_decline", "message": "Your card was declined.",
+                    "payment_intent": {"id": id, "status": "requires_payment_method"}}}),
+                ),
+                _ => (
+                    400,
+                    json!({"error": {"type": "invalid_request_error", "code": "resource_missing",
+                    "param": "payment_method", "message": format!("No such PaymentMethod: '{method}'")}}),
+                ),
+            }
+        }
+        _ => (404, json!({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}})),
+    };
+    state.lock().unwrap().keys.insert(key, (form, status, answer.clone()));
+    (StatusCode::from_u16(status).unwrap(), axum::Json(answer)).into_response()
+}
+
+fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
+    let text = std::str::from_utf8(body).unwrap();
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().unwrap().into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+struct Billing {
+    kyc: Kyc,
+}
+
+impl Billing {
+    async fn spawn(backend: Backend, stripe_url: Option<&str>) -> Option<Self> {
+        let stripe_url = stripe_url.map(str::to_owned);
+        let app = TestApp::spawn_with(backend, |s| {
+            configure(s);
+            if let Some(url) = stripe_url {
+                s.payments.stripe_api_base = url;
+            }
+        })
+        .await?;
+        load_small_list(&app).await;
+        Some(Self { kyc: Kyc { app, sumsub: FakeSumsub::start().await } })
+    }
+
+    fn app(&self) -> &TestApp {
+        &self.kyc.app
+    }
+
+    /// A tier of the sandbox partner, through the operator route.
+    async fn tier(&self, body: Value) -> Value {
+        let token = staff_token(self.app(), StaffRole::Operator).await;
+        let path = format!("/admin/partners/{}/plans", self.app().sandbox.partner_id);
+        let response =
+            self.app().client.post(self.app().url(&path)).bearer_auth(token).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    /// Signed up, profile in, KYC GREEN through the sandbox: `Completed`. (token, user id)
+    async fn completed(&self, n: u32) -> (String, String) {
+        let (token, user) = self.kyc.signed_up(&format!("ana.billing{n}@correo.mx")).await;
+        assert_eq!(self.kyc.put_profile(&token, &profile(n)).await.status(), 200);
+        assert_eq!(self.kyc.kyc_token(&token).await.status(), 200);
+        self.kyc.reaches(&token, "Completed", "None").await;
+        (token, user)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.app().client.get(self.app().url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.app().client.post(self.app().url(path)).bearer_auth(token).json(body).send().await.unwrap()
+    }
+
+    async fn pay(&self, token: &str, invoice: &str, method: &str) -> reqwest::Response {
+        self.post(token, &format!("/payments/invoices/{invoice}/pay"), &json!({"paymentMethodId": method})).await
+    }
+
+    async fn primary_account(&self, token: &str) -> String {
+        let accounts: Value = self.get(token, "/accounts").await.json().await.unwrap();
+        accounts["data"][0]["accountId"].as_str().unwrap().to_owned()
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        crate::helpers::count(self.app().database_url(), sql).await
+    }
+}
+
+on_both_backends! {
+    async fn the_seed_walks_from_sign_up_to_an_active_subscription(backend: Backend) {
+        let Some(b) = Billing::spawn(backend, None).await else { return };
+        let tier = b.tier(json!({"name": "Plus", "description": "Cashback and a metal card", "amount": 999,
+            "currency": "USD", "interval": "month"})).await;
+        assert_eq!((tier["amount"].as_i64(), tier["amountDecimal"].as_str()), (Some(999), Some("9.99")));
+        let (token, _) = b.completed(41).await;
+        // Completing onboarding opened the account.
+        let accounts: Value = b.get(&token, "/accounts").await.json().await.unwrap();
+        assert_eq!(accounts["data"].as_array().unwrap().len(), 1, "{accounts}");
+        assert_eq!(accounts["data"][0]["primary"], true);
+        let account = accounts["data"][0]["accountId"].as_str().unwrap().to_owned();
+        assert!(account.starts_with("acc:"));
+        assert_eq!(b.get(&token, &format!("/accounts/{account}")).await.status(), 200);
+        // Get Subscriptions Info.
+        let info: Value = b.get(&token, "/subscriptions/info").await.json().await.unwrap();
+        assert_eq!(info["data"][0]["subscriptionDetailsId"], tier["subscriptionDetailsId"]);
+        // Start Subscription, with an Idempotency-Key: the replay is the same subscription.
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let start = || b.app().client.post(b.app().url("/subscriptions")).bearer_auth(&token)
+            .header("Idempotency-Key", "start-plus-1").json(&body).send();
+        let response = start().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let subscription: Value = response.json().await.unwrap();
+        assert_eq!(subscription["status"], "incomplete");
+        let replay = start().await.unwrap();
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(replay.json::<Value>().await.unwrap(), subscription);
+        // A second live subscription of the account to the tier: 409.
+        assert_problem(b.post(&token, "/subscriptions", &body).await, 409).await;
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        // Payment Get or Create: by the invoice, or by the subscription.
+        let open: Value = b.get(&token, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!((open["status"].as_str(), open["amountDue"].as_i64(), open["amountPaid"].as_i64()), (Some("open"), Some(999), Some(0)));
+        let by_subscription: Value = b.get(&token, &format!("/payments/invoices/{}", subscription["subscriptionId"].as_str().unwrap()))
+            .await.json().await.unwrap();
+        assert_eq!(by_subscription["invoiceId"], invoice.as_str());
+        // A declined card: 402 with the decline, the invoice open, the subscription incomplete.
+        let declined = b.pay(&token, &invoice, "pm_card_chargeDeclinedInsufficientFunds").await;
+        assert_eq!(declined.status(), 402);
+        let problem: Value = declined.json().await.unwrap();
+        assert_eq!((problem["code"].as_str(), problem["declineCode"].as_str()), (Some("card_declined"), Some("insufficient_funds")));
+        assert_eq!(problem["invoice"]["status"], "open");
+        let subscriptions: Value = b.get(&token, "/subscriptions").await.json().await.unwrap();
+        assert_eq!(subscriptions["data"][0]["status"], "incomplete");
+        // Pay Invoice with a good card: paid, the subscription active.
+        let response = b.pay(&token, &invoice, "pm_card_visa").await;
+        assert_eq!(response.status(), 200);
+        let paid: Value = response.json().await.unwrap();
+        assert_eq!((paid["status"].as_str(), paid["amountPaid"].as_i64(), paid["amountRemaining"].as_i64()), (Some("paid"), Some(999), Some(0)));
+        let statuses: Vec<&str> = paid["payments"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["failed", "succeeded"]);
+        let subscriptions: Value = b.get(&token, "/subscriptions").await.json().await.unwrap();
+        assert_eq!(subscriptions["data"][0]["status"], "active");
+        // Paying a paid invoice answers its payment; nothing more is charged.
+        let again: Value = b.pay(&token, &invoice, "pm_card_visa").await.json().await.unwrap();
+        assert_eq!(again["payments"], paid["payments"]);
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'").await, 1);
+        // The ledger is append-only: the database refuses to change it.
+        let refused = sqlx_execute(b.app().database_url(), "UPDATE ledger_entries SET amount_minor = 1").await;
+        assert!(refused.is_err(), "the ledger was changed");
+        // The partner heard every step.
+        for kind in ["account.opened", "invoice.payment_failed", "invoice.paid"] {
+            assert_eq!(b.scalar(&format!("SELECT COUNT(*) FROM webhook_events WHERE type = '{kind}'")).await, 1, "{kind}");
+        }
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM webhook_events WHERE type = 'subscription.status_changed'").await, 2);
+    }
+
+    async fn accounts_and_invoices_are_their_owners_only(backend: Backend) {
+        let Some(b) = Billing::spawn(backend, None).await else { return };
+        let tier = b.tier(json!({"name": "Yen", "amount": 500, "currency": "JPY", "interval": "year"})).await;
+        assert_eq!(tier["amountDecimal"], "500");
+        let (ana, _) = b.completed(42).await;
+        let (bea, _) = b.completed(43).await;
+        let account = b.primary_account(&ana).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&ana, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap();
+        // Bea sees none of Ana's things: 404, as if they did not exist.
+        assert_problem(b.get(&bea, &format!("/accounts/{account}")).await, 404).await;
+        assert_problem(b.get(&bea, &format!("/payments/invoices/{invoice}")).await, 404).await;
+        assert_problem(b.pay(&bea, invoice, "pm_card_visa").await, 404).await;
+        assert_problem(b.post(&bea, "/subscriptions", &body).await, 404).await;
+        let cancel = format!("/subscriptions/{}/cancel", subscription["subscriptionId"].as_str().unwrap());
+        assert_problem(b.post(&bea, &cancel, &json!({})).await, 404).await;
+        assert_problem(b.get(&bea, "/accounts/acc:not-an-id").await, 404).await;
+        // Bad input: 400 naming the field, nothing written.
+        let problem = assert_problem(b.post(&ana, "/subscriptions", &json!({"accountId": "x", "subscriptionDetailsId": "y"})).await, 400).await;
+        assert_eq!(problem["errors"][0]["field"], "accountId");
+        assert_problem(b.pay(&ana, invoice, "4242424242424242").await, 400).await;
+        assert_problem(b.post(&ana, &format!("/payments/invoices/{invoice}/pay"), &json!({"paymentMethodId": 7})).await, 400).await;
+        // Scopes: the same session's token with only `profile:read` is 403 insufficient_scope.
+        let claims: Value = {
+            use base64::Engine;
+            let payload = ana.split('.').nth(1).unwrap();
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+        };
+        let mut narrow: onboard::auth::end_user::UserClaims = serde_json::from_value(claims).unwrap();
+        narrow.scope = "profile:read".into();
+        let narrow = b.app().state.keys.sign(&narrow).unwrap();
+        for response in [
+            b.get(&narrow, "/accounts").await,
+            b.get(&narrow, &format!("/accounts/{account}")).await,
+            b.post(&narrow, "/accounts", &json!({})).await,
+            b.get(&narrow, "/subscriptions/info").await,
+            b.post(&narrow, "/subscriptions", &body).await,
+            b.get(&narrow, &format!("/payments/invoices/{invoice}")).await,
+            b.pay(&narrow, invoice, "pm_card_visa").await,
+        ] {
+            let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+            assert_problem(response, 403).await;
+        }
+        // A user whose onboarding is not Completed cannot open an account.
+        let (new, _) = b.kyc.signed_up("ana.notyet@correo.mx").await;
+        let problem = assert_problem(b.post(&new, "/accounts", &json!({})).await, 409).await;
+        assert!(problem["detail"].as_str().unwrap().contains("not Completed"), "{problem}");
+        // A Completed user can; canceling now voids the unpaid invoice.
+        let response = b.post(&ana, "/accounts", &json!({})).await;
+        assert_eq!(response.status(), 201);
+        let canceled: Value = b.post(&ana, &cancel, &json!({"atPeriodEnd": false})).await.json().await.unwrap();
+        assert_eq!(canceled["status"], "canceled");
+        let void: Value = b.get(&ana, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!(void["status"], "void");
+        assert_problem(b.pay(&ana, invoice, "pm_card_visa").await, 409).await;
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries").await, 0);
+    }
+
+    async fn fifty_concurrent_pays_make_one_charge_at_stripe(backend: Backend) {
+        let stripe = FakeStripe::start().await;
+        let Some(b) = Billing::spawn(backend, Some(&stripe.url)).await else { return };
+        let operator = staff_token(b.app(), StaffRole::Operator).await;
+        let path = format!("/admin/partners/{}/payments", b.app().sandbox.partner_id);
+        let settings = |body: Value| b.app().client.put(b.app().url(&path)).bearer_auth(&operator).json(&body).send();
+        // A key that is not Stripe's is refused before anything is stored.
+        let problem = assert_problem(settings(json!({"provider": "stripe", "secretKey": "nope", "webhookSecret": STRIPE_WEBHOOK_SECRET})).await.unwrap(), 400).await;
+        assert!(problem["errors"][0]["message"].as_str().unwrap().contains("sk_"), "{problem}");
+        let response = settings(json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let tier = b.tier(json!({"name": "Dinar", "amount": 1250, "currency": "KWD", "interval": "month"})).await;
+        let (token, _) = b.completed(44).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        // Declined at Stripe (402 card_error): 402 here, nothing charged.
+        let declined = b.pay(&token, &invoice, "pm_card_chargeDeclined").await;
+        assert_eq!(declined.status(), 402);
+        assert_eq!(declined.json::<Value>().await.unwrap()["declineCode"], "generic_decline");
+        // Fifty payers at once: one charge at Stripe, every payer told the invoice is paid.
+        let mut pays = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let request = b.app().client.post(b.app().url(&format!("/payments/invoices/{invoice}/pay")))
+                .bearer_auth(&token).json(&json!({"paymentMethodId": "pm_card_visa"}));
+            pays.spawn(async move { request.send().await.unwrap() });
+        }
+        while let Some(response) = pays.join_next().await {
+            let response = response.unwrap();
+            assert_eq!(response.status(), 200);
+            let paid: Value = response.json().await.unwrap();
+            assert_eq!(paid["status"], "paid");
+            assert_eq!(paid["amountPaid"], 1250);
+        }
+        assert_eq!(stripe.charges(), 1);
+        let (charge, customers, refused) = {
+            let state = stripe.state.lock().unwrap();
+            (state.charges[0].clone(), state.customers, state.refused.clone())
+        };
+        assert!(refused.is_empty(), "{refused:?}");
+        let (_, amount, currency, customer, method, off_session) = charge;
+        assert_eq!((amount, currency.as_str(), method.as_str(), off_session), (1250, "kwd", "pm_card_visa", false));
+        assert_eq!(customers, 1);
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'").await, 1);
+        // The customer and the method are kept for renewals; the secret key is sealed at rest.
+        assert_eq!(b.scalar(&format!("SELECT COUNT(*) FROM payment_customers WHERE customer_id = '{customer}' AND payment_method = 'pm_card_visa'")).await, 1);
+        let subscriptions: Value = b.get(&token, "/subscriptions").await.json().await.unwrap();
+        assert_eq!(subscriptions["data"][0]["status"], "active");
+    }
+}
+
+/// Runs a statement on the app's database directly (as an attacker with SQL access would).
+async fn sqlx_execute(url: &str, sql: &'static str) -> Result<u64, sqlx::Error> {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut conn).await.map(|r| r.rows_affected())
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut conn).await.map(|r| r.rows_affected())
+    }
+}
