@@ -143,6 +143,7 @@ impl Application {
             .jobs
             .enabled
             .then(|| job_registry(&state, &settings).start(state.store.clone(), settings.jobs.clone()));
+        let renewals = settings.jobs.enabled.then(|| tokio::spawn(renew_subscriptions_periodically(state.clone())));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -171,6 +172,9 @@ impl Application {
         purger.abort();
         refresher.abort();
         forgetter.abort();
+        if let Some(renewals) = renewals {
+            renewals.abort();
+        }
         if let Some(jobs) = jobs {
             jobs.shutdown(grace).await;
         }
@@ -309,5 +313,27 @@ mod tests {
     fn redacts_passwords_in_urls() {
         assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("sqlite://onboard.db"), "sqlite://onboard.db");
+    }
+}
+
+/// The subscription renewal sweep (`core::billing::renew_due`) every `payments.renewal_sweep_secs`
+/// on every node that runs workers; the rows' claims make each charge once across nodes.
+async fn renew_subscriptions_periodically(state: AppState) {
+    let every = Duration::from_secs(state.payments.settings.renewal_sweep_secs.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::core::billing::renew_due(&state.store, &state.payments, crate::domain::now_ms()).await {
+            Ok(report) if report != Default::default() => {
+                tracing::info!(?report, "subscription renewals");
+                metrics::counter!("billing_renewal_charges_total", "result" => "paid").increment(report.charged as u64);
+                metrics::counter!("billing_renewal_charges_total", "result" => "declined")
+                    .increment(report.failed as u64);
+                metrics::counter!("billing_subscriptions_canceled_total").increment(report.canceled as u64);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "the renewal sweep failed; it runs again"),
+        }
     }
 }

@@ -55,6 +55,7 @@ CREATE TABLE subscriptions (
 );
 CREATE UNIQUE INDEX subscriptions_live ON subscriptions (account_id, plan_id) WHERE status <> 'canceled';
 CREATE INDEX subscriptions_user ON subscriptions (partner_id, user_id);
+CREATE INDEX subscriptions_renewal ON subscriptions (status, period_end);
 
 -- One billing period's invoice. `attempts` counts charge attempts; `charging_attempt` is the
 -- one in flight (claimed, its outcome not yet recorded) until `charging_until`: a concurrent

@@ -843,7 +843,7 @@ pub async fn pay_invoice(
             }
             Claim::Attempt(attempt) => {
                 let finished_other = attempt.method != method;
-                let outcome = charge(store, payer.provider, &attempt, false).await?;
+                let outcome = charge(store, payer.provider, &attempt, false, now).await?;
                 match outcome {
                     Paid::Declined(_) if finished_other => continue,
                     other => return Ok(other),
@@ -964,9 +964,10 @@ async fn charge(
     provider: &Provider,
     attempt: &Attempt,
     off_session: bool,
+    now: i64,
 ) -> Result<Paid, BillingError> {
     let invoice = &attempt.invoice;
-    let customer = match customer_for(store, provider, attempt, crate::domain::now_ms()).await {
+    let customer = match customer_for(store, provider, attempt, now).await {
         Ok(c) => c,
         Err(e) => {
             release(store, invoice.id, attempt.attempt).await?;
@@ -994,7 +995,7 @@ async fn charge(
         }
         Err(ProviderError::Rejected(e)) => Err(e),
     };
-    record_outcome(store, provider.name(), attempt, &customer, outcome, off_session, crate::domain::now_ms()).await
+    record_outcome(store, provider.name(), attempt, &customer, outcome, off_session, now).await
 }
 
 /// Keeps the attempt in flight with no holder (its outcome unknown).
@@ -1129,6 +1130,165 @@ async fn apply_payment_effects(
     let waiting = [SubscriptionStatus::Incomplete, SubscriptionStatus::PastDue];
     if s.period == invoice.period && waiting.iter().any(|w| w.as_str() == s.status) {
         move_subscription(tx, &mut s, SubscriptionStatus::Active, now).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renewals
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RenewalReport {
+    /// Periods started (a new invoice each).
+    pub renewed: usize,
+    /// Renewal invoices paid off-session.
+    pub charged: usize,
+    /// Renewal charges declined (the subscription is `past_due`, retried later).
+    pub failed: usize,
+    pub canceled: usize,
+}
+
+/// What a subscription needed at the sweep's `now`.
+enum Due {
+    Nothing,
+    Canceled,
+    Charge { attempt: Box<Attempt>, renewed: bool },
+}
+
+/// The renewal sweep at `now`: every subscription whose period ended starts the next one with
+/// its invoice and charges the saved method off-session; a declined renewal makes it
+/// `past_due` and is retried `RENEWAL_RETRY_DAYS` after the period began; when the last retry
+/// fails it is `canceled` and the invoice void. Subscriptions set to cancel at the period's end
+/// are canceled. State lives in the rows (period ends, invoice attempts), so a sweep on any node,
+/// after any crash, picks up where another left off; the claims make it once.
+pub async fn renew_due(
+    store: &Store,
+    payments: &crate::payments::Payments,
+    now: i64,
+) -> Result<RenewalReport, BillingError> {
+    let work = store.write(move |mut tx| boxed(async move { repo::renewal_work(&mut tx, now, 500).await })).await?;
+    let mut report = RenewalReport::default();
+    for id in work {
+        if let Err(err) = renew_one(store, payments, id, now, &mut report).await {
+            tracing::warn!(subscription = id, error = %err, "renewal failed; the next sweep retries");
+        }
+    }
+    Ok(report)
+}
+
+async fn renew_one(
+    store: &Store,
+    payments: &crate::payments::Payments,
+    id: i64,
+    now: i64,
+    report: &mut RenewalReport,
+) -> Result<(), BillingError> {
+    let lease = payments.lease_ms();
+    let due = store
+        .write(move |mut tx| {
+            boxed(async move {
+                let Some(mut s) = repo::lock_subscription(&mut tx, id).await? else { return Ok(Due::Nothing) };
+                let renewed = roll_periods(&mut tx, &mut s, now).await?;
+                if s.status == SubscriptionStatus::Canceled.as_str() {
+                    return Ok(if s.canceled_at == Some(now) { Due::Canceled } else { Due::Nothing });
+                }
+                let Some(invoice) = repo::invoice_of_period(&mut tx, s.id, s.period).await? else {
+                    return Ok(Due::Nothing);
+                };
+                if invoice.status != "open" {
+                    return Ok(Due::Nothing);
+                }
+                let retries = crate::domain::billing::RENEWAL_RETRY_DAYS;
+                let due = match SubscriptionStatus::parse(&s.status) {
+                    Some(SubscriptionStatus::Active) => true,
+                    Some(SubscriptionStatus::PastDue) => {
+                        let done = usize::try_from(invoice.attempts).unwrap_or(usize::MAX);
+                        if done > retries.len() && invoice.charging_attempt.is_none() {
+                            repo::void_invoice(&mut tx, invoice.id, now).await?;
+                            move_subscription(&mut tx, &mut s, SubscriptionStatus::Canceled, now).await?;
+                            return Ok(Due::Canceled);
+                        }
+                        let day = retries.get(done.saturating_sub(1)).copied().unwrap_or(0);
+                        now >= crate::domain::billing::days_after(invoice.period_start, day)
+                    }
+                    _ => false,
+                };
+                if !due {
+                    return Ok(Due::Nothing);
+                }
+                let customer = repo::customer_in(&mut tx, s.user_id).await?;
+                let method = customer.as_ref().and_then(|c| c.payment_method.clone()).unwrap_or_default();
+                let Some((attempt, method)) =
+                    repo::claim_charge(&mut tx, invoice.id, &method, now.saturating_add(lease), now).await?
+                else {
+                    return Ok(Due::Nothing);
+                };
+                let user_public_id = user_public_id(&mut tx, s.user_id).await?;
+                let attempt = Attempt { invoice, attempt, method, customer, user_public_id };
+                Ok::<_, BillingError>(Due::Charge { attempt: Box::new(attempt), renewed })
+            })
+        })
+        .await?;
+    let (attempt, renewed) = match due {
+        Due::Nothing => return Ok(()),
+        Due::Canceled => {
+            report.canceled += 1;
+            return Ok(());
+        }
+        Due::Charge { attempt, renewed } => (attempt, renewed),
+    };
+    report.renewed += usize::from(renewed);
+    let partner = PartnerId::new(attempt.invoice.partner_id).map_err(|_| corrupt("partner id"))?;
+    let partner = store.find_partner(partner).await?.ok_or(BillingError::NotFound("partner"))?;
+    let provider = match provider_of(store, &payments.kek, &payments.http, &payments.settings, &partner).await {
+        Ok(provider) => provider,
+        Err(err) => {
+            release(store, attempt.invoice.id, attempt.attempt).await?;
+            return Err(err);
+        }
+    };
+    let paid = if attempt.method.is_empty() {
+        // No method on file (a trial ended before any payment): a failed attempt, no call made.
+        let outcome = ChargeOutcome::Declined {
+            reference: None,
+            code: "payment_method_missing".into(),
+            decline_code: None,
+            message: "No payment method is saved for renewals; pay the invoice to keep the subscription.".into(),
+        };
+        record_outcome(store, provider.name(), &attempt, "", Ok(outcome), true, now).await?
+    } else {
+        charge(store, &provider, &attempt, true, now).await?
+    };
+    match paid {
+        Paid::Paid(_) => report.charged += 1,
+        Paid::Pending { .. } => {}
+        Paid::Declined(_) => {
+            report.failed += 1;
+            let (subscription, invoice) = (attempt.invoice.subscription_id, attempt.invoice.id);
+            let canceled = store
+                .write(move |mut tx| {
+                    boxed(async move {
+                        let Some(mut s) = repo::lock_subscription(&mut tx, subscription).await? else {
+                            return Ok(false);
+                        };
+                        let Some(open) = repo::invoice_in(&mut tx, invoice).await? else { return Ok(false) };
+                        let retries = crate::domain::billing::RENEWAL_RETRY_DAYS.len();
+                        if usize::try_from(open.attempts).unwrap_or(usize::MAX) > retries {
+                            // The last retry failed: the subscription ends, unpaid.
+                            repo::void_invoice(&mut tx, invoice, now).await?;
+                            move_subscription(&mut tx, &mut s, SubscriptionStatus::Canceled, now).await?;
+                            return Ok(true);
+                        }
+                        if s.status == SubscriptionStatus::Active.as_str() {
+                            move_subscription(&mut tx, &mut s, SubscriptionStatus::PastDue, now).await?;
+                        }
+                        Ok::<_, StoreError>(false)
+                    })
+                })
+                .await?;
+            report.canceled += usize::from(canceled);
+        }
     }
     Ok(())
 }

@@ -703,12 +703,13 @@ pub async fn record_payment_event(
     }))
 }
 
-/// Subscriptions whose period ended by `now` and that are still billed (active, past due,
-/// trialing), oldest first: the renewal sweep's work.
-pub async fn due_subscriptions(tx: &mut Tx<'_>, now: i64, limit: i64) -> StoreResult<Vec<i64>> {
+/// The renewal sweep's work, oldest first: subscriptions whose period (or trial) ended by `now`,
+/// and every `past_due` one (its retries are timed from its invoice).
+pub async fn renewal_work(tx: &mut Tx<'_>, now: i64, limit: i64) -> StoreResult<Vec<i64>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_scalar(
-            "SELECT id FROM subscriptions WHERE status IN ('trialing', 'active', 'past_due') AND period_end <= $1
+            "SELECT id FROM subscriptions
+             WHERE (status IN ('trialing', 'active') AND period_end <= $1) OR status = 'past_due'
              ORDER BY period_end LIMIT $2",
         )
         .bind(now)

@@ -206,6 +206,10 @@ impl Billing {
         self.post(token, &format!("/payments/invoices/{invoice}/pay"), &json!({"paymentMethodId": method})).await
     }
 
+    async fn first_subscription(&self, token: &str) -> Value {
+        self.get(token, "/subscriptions").await.json::<Value>().await.unwrap()["data"][0].clone()
+    }
+
     async fn primary_account(&self, token: &str) -> String {
         let accounts: Value = self.get(token, "/accounts").await.json().await.unwrap();
         accounts["data"][0]["accountId"].as_str().unwrap().to_owned()
@@ -342,6 +346,67 @@ on_both_backends! {
         assert_eq!(void["status"], "void");
         assert_problem(b.pay(&ana, invoice, "pm_card_visa").await, 409).await;
         assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries").await, 0);
+    }
+
+    async fn renewals_charge_the_saved_method_and_walk_the_retry_schedule(backend: Backend) {
+        use onboard::core::billing::{RenewalReport, renew_due};
+        let Some(b) = Billing::spawn(backend, None).await else { return };
+        let tier = b.tier(json!({"name": "Mensual", "amount": 2500, "currency": "MXN", "interval": "month"})).await;
+        let mut users = Vec::new();
+        // One pays with a card that renews; the other with Stripe's test card that attaches
+        // and pays on session, then fails every charge made without the customer.
+        for (n, method) in [(45, "pm_card_visa"), (46, "pm_card_chargeCustomerFail")] {
+            let (token, _) = b.completed(n).await;
+            let account = b.primary_account(&token).await;
+            let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+            let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+            let paid = b.pay(&token, subscription["invoiceId"].as_str().unwrap(), method).await;
+            assert_eq!(paid.status(), 200);
+            users.push((token, subscription));
+        }
+        let ms = |text: &str| {
+            let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
+            i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap()
+        };
+        let end = ms(users[0].1["currentPeriodEnd"].as_str().unwrap());
+        let (store, payments) = (b.app().store(), &b.app().state.payments);
+        const DAY: i64 = 86_400_000;
+        // The injected clock: nothing is due before the period ends.
+        assert_eq!(renew_due(store, payments, end - 60_000).await.unwrap(), RenewalReport::default());
+        let report = renew_due(store, payments, end + 1_000).await.unwrap();
+        assert_eq!(report, RenewalReport { renewed: 2, charged: 1, failed: 1, canceled: 0 });
+        // The good card: the next period, its invoice paid off-session with the saved method.
+        let good = b.first_subscription(&users[0].0).await;
+        assert_eq!(good["status"], "active");
+        assert_eq!(ms(good["currentPeriodStart"].as_str().unwrap()), ms(users[0].1["currentPeriodEnd"].as_str().unwrap()));
+        assert_ne!(good["invoiceId"], users[0].1["invoiceId"]);
+        let invoice: Value = b.get(&users[0].0, &format!("/payments/invoices/{}", good["invoiceId"].as_str().unwrap())).await.json().await.unwrap();
+        assert_eq!((invoice["status"].as_str(), invoice["amountPaid"].as_i64()), (Some("paid"), Some(2500)));
+        assert_eq!(invoice["payments"][0]["offSession"], true);
+        assert_eq!(invoice["payments"][0]["paymentMethodId"], "pm_card_visa");
+        // The failing card: past_due, retried 1, 3 and 5 days into the period, then canceled.
+        let bad = b.first_subscription(&users[1].0).await;
+        assert_eq!(bad["status"], "past_due");
+        assert_eq!(renew_due(store, payments, end + DAY / 2).await.unwrap(), RenewalReport::default());
+        for (day, canceled) in [(1, 0), (3, 0), (5, 1)] {
+            let report = renew_due(store, payments, end + day * DAY + 1_000).await.unwrap();
+            assert_eq!(report, RenewalReport { renewed: 0, charged: 0, failed: 1, canceled }, "day {day}");
+        }
+        let bad = b.first_subscription(&users[1].0).await;
+        assert_eq!(bad["status"], "canceled");
+        let invoice: Value = b.get(&users[1].0, &format!("/payments/invoices/{}", bad["invoiceId"].as_str().unwrap())).await.json().await.unwrap();
+        assert_eq!((invoice["status"].as_str(), invoice["attempts"].as_i64()), (Some("void"), Some(4)));
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'failure' AND off_session = TRUE").await, 4);
+        // A sweep again at the same instant changes nothing; the good one renews next month.
+        assert_eq!(renew_due(store, payments, end + 5 * DAY + 1_000).await.unwrap(), RenewalReport::default());
+        let next_end = ms(good["currentPeriodEnd"].as_str().unwrap());
+        let report = renew_due(store, payments, next_end + 1_000).await.unwrap();
+        assert_eq!(report, RenewalReport { renewed: 1, charged: 1, failed: 0, canceled: 0 });
+        assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'").await, 4);
+        for to in ["past_due", "canceled"] {
+            let sql = format!("SELECT COUNT(*) FROM webhook_events WHERE type = 'subscription.status_changed' AND data LIKE '%\"to\":\"{to}\"%'");
+            assert_eq!(b.scalar(&sql).await, 1, "{to}");
+        }
     }
 
     async fn fifty_concurrent_pays_make_one_charge_at_stripe(backend: Backend) {
