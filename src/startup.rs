@@ -307,15 +307,6 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords_in_urls() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact_url("sqlite://onboard.db"), "sqlite://onboard.db");
-    }
-}
-
 /// The subscription renewal sweep (`core::billing::renew_due`) every `payments.renewal_sweep_secs`
 /// on every node that runs workers; the rows' claims make each charge once across nodes.
 async fn renew_subscriptions_periodically(state: AppState) {
@@ -335,5 +326,14 @@ async fn renew_subscriptions_periodically(state: AppState) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "the renewal sweep failed; it runs again"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://onboard.db"), "sqlite://onboard.db");
     }
 }
