@@ -811,7 +811,7 @@ pub enum Paid {
     /// The provider declined the method; the invoice stays open.
     Declined(Invoice),
     /// Waiting on the customer (3-D Secure through the SDK, with this client secret) or the bank.
-    Pending { invoice: Invoice, client_secret: Option<String>, status: String },
+    Pending { invoice: Invoice, client_secret: Option<String>, status: String, reference: String },
 }
 
 /// Everything `pay_invoice` needs besides the store.
@@ -1050,6 +1050,7 @@ async fn record_outcome(
                             invoice: invoice_view(&mut tx, &record).await?,
                             client_secret: client_secret.clone(),
                             status: status.clone(),
+                            reference: reference.clone(),
                         });
                     }
                     Ok(ChargeOutcome::Succeeded { reference }) => {
@@ -1291,4 +1292,64 @@ async fn renew_one(
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider's webhooks
+
+/// A verified Stripe event about a PaymentIntent.
+pub struct IntentEvent {
+    pub partner: PartnerId,
+    /// `evt_…`, recorded once.
+    pub event_id: String,
+    pub event_type: String,
+    pub intent: String,
+    /// For `payment_intent.payment_failed`: the error's code, decline code and message.
+    pub failure: Option<(String, Option<String>, String)>,
+    pub raw_body: String,
+}
+
+/// What an event did: `settled` (an attempt waiting on the customer or the bank ended),
+/// `duplicate` (seen before), `ignored` (no attempt here waits on that payment, or a type not
+/// acted on).
+pub async fn apply_intent_event(store: &Store, event: IntentEvent, now: i64) -> Result<&'static str, BillingError> {
+    let outcome = match event.event_type.as_str() {
+        "payment_intent.succeeded" => Some(ChargeOutcome::Succeeded { reference: event.intent.clone() }),
+        "payment_intent.payment_failed" => {
+            let (code, decline_code, message) =
+                event.failure.clone().unwrap_or_else(|| ("card_declined".into(), None, "The payment failed.".into()));
+            Some(ChargeOutcome::Declined { reference: Some(event.intent.clone()), code, decline_code, message })
+        }
+        _ => None,
+    };
+    let partner = event.partner.get();
+    let (intent, event_id, event_type, raw) = (event.intent.clone(), event.event_id, event.event_type, event.raw_body);
+    let waiting = outcome.is_some();
+    // The event is recorded first, once; the attempt it settles is read in the same write.
+    let attempt = store
+        .write(move |mut tx| {
+            boxed(async move {
+                let invoice = if waiting { repo::invoice_charging(&mut tx, partner, &intent).await? } else { None };
+                let effect = if invoice.is_some() { "settled" } else { "ignored" };
+                if !repo::record_payment_event(&mut tx, partner, &event_id, &event_type, &raw, effect, now).await? {
+                    return Ok::<_, BillingError>(Err("duplicate"));
+                }
+                let Some(invoice) = invoice else { return Ok(Err("ignored")) };
+                let (Some(number), Some(method)) = (invoice.charging_attempt, invoice.charging_method.clone()) else {
+                    return Ok(Err("ignored"));
+                };
+                let customer = repo::customer_in(&mut tx, invoice.user_id).await?;
+                let user_public_id = user_public_id(&mut tx, invoice.user_id).await?;
+                Ok(Ok(Attempt { invoice, attempt: number, method, customer, user_public_id }))
+            })
+        })
+        .await?;
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(effect) => return Ok(effect),
+    };
+    let customer = attempt.customer.as_ref().map(|c| c.customer_id.clone()).unwrap_or_default();
+    let outcome = outcome.ok_or_else(|| corrupt("event"))?;
+    record_outcome(store, "stripe", &attempt, &customer, Ok(outcome), false, now).await?;
+    Ok("settled")
 }

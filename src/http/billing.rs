@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/partners/{partner_id}/plans", get(admin_plans).post(admin_create_plan))
         .route("/admin/partners/{partner_id}/plans/{plan_id}/archive", post(admin_archive_plan))
         .route("/admin/partners/{partner_id}/payments", put(admin_payments))
+        .route("/webhooks/payments/stripe/{partner_id}", post(stripe_webhook))
 }
 
 const INVALID: &str = "The request has invalid fields.";
@@ -290,6 +291,8 @@ pub struct PaymentPending {
     /// `requires_action` (finish it in the provider's SDK with `clientSecret`) or `processing`.
     status: String,
     client_secret: Option<String>,
+    /// The provider's payment (a PaymentIntent id); its webhook settles the invoice.
+    provider_reference: String,
     invoice: Invoice,
 }
 
@@ -336,8 +339,9 @@ pub async fn pay_invoice(
         billing::pay_invoice(&state.store, &payer, auth.partner, &auth.user, id.as_str(), method, now_ms()).await?;
     Ok(match paid {
         Paid::Paid(invoice) => Json(invoice).into_response(),
-        Paid::Pending { invoice, client_secret, status } => {
-            (StatusCode::ACCEPTED, Json(PaymentPending { status, client_secret, invoice })).into_response()
+        Paid::Pending { invoice, client_secret, status, reference } => {
+            let pending = PaymentPending { status, client_secret, provider_reference: reference, invoice };
+            (StatusCode::ACCEPTED, Json(pending)).into_response()
         }
         Paid::Declined(invoice) => {
             let last = invoice.payments.iter().rev().find(|p| p.status == "failed");
@@ -491,4 +495,85 @@ pub async fn admin_payments(
     let config = PaymentsConfig { provider, secret_key: request.secret_key, webhook_secret: request.webhook_secret };
     billing::configure_payments(&state.store, &state.payments.kek, &partner, config, &staff.actor(), now_ms()).await?;
     Ok(Json(PaymentSettingsView { partner_id, provider }))
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: StripeEventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeEventData {
+    object: StripeObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeObject {
+    id: String,
+    last_payment_error: Option<StripeObjectError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeObjectError {
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StripeWebhookAnswer {
+    /// `settled`, `duplicate` or `ignored`.
+    effect: &'static str,
+}
+
+/// Stripe's webhooks for a partner (`payment_intent.succeeded`, `payment_intent.payment_failed`):
+/// verified by `Stripe-Signature` against the partner's endpoint secret (5-minute tolerance),
+/// recorded once, and settling a payment that waited on the customer (3-D Secure) or the bank.
+#[utoipa::path(post, path = "/webhooks/payments/stripe/{partnerId}", tag = "billing",
+    params(("partnerId" = i64, Path)),
+    request_body(content = Object, description = "A Stripe Event"),
+    responses((status = 200, body = StripeWebhookAnswer),
+        (status = 400, description = "A bad signature or body", body = super::error::Problem),
+        (status = 404, description = "The partner takes no Stripe webhooks", body = super::error::Problem)))]
+pub async fn stripe_webhook(
+    State(state): State<AppState>,
+    Path(partner_id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<StripeWebhookAnswer>, ApiError> {
+    let none = || ApiError::NotFound("This partner takes no Stripe webhooks.".into());
+    let partner = PartnerId::new(partner_id).map_err(|_| none())?;
+    let secret = billing::stripe_webhook_secret(&state.store, &state.payments.kek, partner).await?.ok_or_else(none)?;
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let now = now_ms();
+    let tolerance = i64::try_from(state.payments.settings.webhook_tolerance_secs).unwrap_or(300);
+    crate::payments::stripe::verify_signature(
+        signature,
+        &body,
+        secrecy::ExposeSecret::expose_secret(&secret),
+        now / 1000,
+        tolerance,
+    )
+    .map_err(|e| ApiError::invalid_field("The webhook is not authentic.", "Stripe-Signature", e.to_string()))?;
+    let raw = String::from_utf8(body.to_vec()).map_err(|_| ApiError::MalformedBody("The body is not UTF-8.".into()))?;
+    let event: StripeEvent = serde_json::from_str(&raw)
+        .map_err(|e| ApiError::MalformedBody(format!("The body is not a Stripe event: {e}.")))?;
+    let failure = event
+        .data
+        .object
+        .last_payment_error
+        .map(|e| (e.code.unwrap_or_else(|| "card_declined".into()), e.decline_code, e.message.unwrap_or_default()));
+    let applied = billing::IntentEvent {
+        partner,
+        event_id: event.id,
+        event_type: event.kind,
+        intent: event.data.object.id,
+        failure,
+        raw_body: raw,
+    };
+    let effect = billing::apply_intent_event(&state.store, applied, now).await?;
+    Ok(Json(StripeWebhookAnswer { effect }))
 }

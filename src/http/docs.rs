@@ -39,7 +39,7 @@ use super::AppState;
         super::billing::tiers, super::billing::start_subscription, super::billing::list_subscriptions,
         super::billing::cancel_subscription, super::billing::get_invoice, super::billing::pay_invoice,
         super::billing::admin_create_plan, super::billing::admin_plans, super::billing::admin_archive_plan,
-        super::billing::admin_payments,
+        super::billing::admin_payments, super::billing::stripe_webhook,
     ),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),

@@ -120,6 +120,11 @@ async fn stripe(
                     ));
                     (200, json!({"id": id, "object": "payment_intent", "status": "succeeded", "amount": amount}))
                 }
+                "pm_card_authenticationRequired" => (
+                    200,
+                    json!({"id": id, "object": "payment_intent", "status": "requires_action",
+                        "client_secret": format!("{id}_secret_x"), "amount": amount}),
+                ),
                 "pm_card_chargeDeclined" => (
                     402,
                     json!({"error": {"type": "card_error", "code": "card_declined",
@@ -407,6 +412,66 @@ on_both_backends! {
             let sql = format!("SELECT COUNT(*) FROM webhook_events WHERE type = 'subscription.status_changed' AND data LIKE '%\"to\":\"{to}\"%'");
             assert_eq!(b.scalar(&sql).await, 1, "{to}");
         }
+    }
+
+    async fn a_payment_waiting_on_the_customer_is_settled_by_stripes_webhook(backend: Backend) {
+        let stripe = FakeStripe::start().await;
+        let Some(b) = Billing::spawn(backend, Some(&stripe.url)).await else { return };
+        let operator = staff_token(b.app(), StaffRole::Operator).await;
+        let partner = b.app().sandbox.partner_id;
+        let response = b.app().client.put(b.app().url(&format!("/admin/partners/{partner}/payments"))).bearer_auth(&operator)
+            .json(&json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let tier = b.tier(json!({"name": "Plus", "amount": 999, "currency": "EUR", "interval": "month"})).await;
+        let (token, _) = b.completed(47).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        // 3-D Secure: 202 with the client secret the SDK finishes it with.
+        let response = b.pay(&token, &invoice, "pm_card_authenticationRequired").await;
+        assert_eq!(response.status(), 202);
+        let pending: Value = response.json().await.unwrap();
+        assert_eq!(pending["status"], "requires_action");
+        assert!(pending["clientSecret"].as_str().unwrap().contains("_secret_"));
+        assert_eq!(pending["invoice"]["paymentPending"], true);
+        let intent = pending["providerReference"].as_str().unwrap().to_owned();
+        // Meanwhile another payment of it waits its turn: 409, nothing charged.
+        assert_eq!(b.pay(&token, &invoice, "pm_card_visa").await.status(), 409);
+        assert_eq!(stripe.charges(), 0);
+        let hook = format!("/webhooks/payments/stripe/{partner}");
+        let send = |body: Vec<u8>, signature: String| {
+            b.app().client.post(b.app().url(&hook)).header("Stripe-Signature", signature)
+                .header("Content-Type", "application/json").body(body).send()
+        };
+        let event = |id: &str, intent: &str| serde_json::to_vec(&json!({"id": id, "object": "event",
+            "type": "payment_intent.succeeded", "data": {"object": {"id": intent, "object": "payment_intent", "status": "succeeded"}}})).unwrap();
+        let now = onboard::domain::now_ms() / 1000;
+        let sign = |body: &[u8], at: i64| onboard::payments::stripe::signature_header(STRIPE_WEBHOOK_SECRET, at, body);
+        let body = event("evt_1", &intent);
+        // Forged, stale, or unsigned: 400, nothing changes.
+        let forged = onboard::payments::stripe::signature_header("whsec_someone_else_0000", now, &body);
+        assert_problem(send(body.clone(), forged).await.unwrap(), 400).await;
+        assert_problem(send(body.clone(), sign(&body, now - 600)).await.unwrap(), 400).await;
+        assert_problem(send(body.clone(), String::new()).await.unwrap(), 400).await;
+        let still: Value = b.get(&token, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!(still["status"], "open");
+        // Genuine: the invoice is paid and the subscription active; a redelivery is a duplicate.
+        let answer: Value = send(body.clone(), sign(&body, now)).await.unwrap().json().await.unwrap();
+        assert_eq!(answer["effect"], "settled");
+        let answer: Value = send(body.clone(), sign(&body, now)).await.unwrap().json().await.unwrap();
+        assert_eq!(answer["effect"], "duplicate");
+        let other = event("evt_2", "pi_unknown");
+        let answer: Value = send(other.clone(), sign(&other, now)).await.unwrap().json().await.unwrap();
+        assert_eq!(answer["effect"], "ignored");
+        let paid: Value = b.get(&token, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!((paid["status"].as_str(), paid["amountPaid"].as_i64()), (Some("paid"), Some(999)));
+        assert_eq!(paid["payments"][0]["providerReference"], intent.as_str());
+        assert_eq!(b.first_subscription(&token).await["status"], "active");
+        // A partner without Stripe settings takes no Stripe webhooks.
+        let elsewhere = b.app().client.post(b.app().url("/webhooks/payments/stripe/999")).header("Stripe-Signature", sign(&body, now))
+            .body(body.clone()).send().await.unwrap();
+        assert_problem(elsewhere, 404).await;
     }
 
     async fn fifty_concurrent_pays_make_one_charge_at_stripe(backend: Backend) {
