@@ -110,6 +110,8 @@ enum PartnerCommand {
     },
     /// Set the partner's identity verification (KYC) provider, level and secrets.
     Kyc(kyc::KycArgs),
+    /// Set the partner's payment provider (Stripe) and its secrets.
+    Payments(plans::PaymentsArgs),
 }
 
 #[derive(Subcommand)]
@@ -207,6 +209,7 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
             PartnerCommand::List { json } => list_partners(&store, json).await?,
             PartnerCommand::RotateKey { partner, grace, json } => rotate_key(&store, partner, grace, json).await?,
             PartnerCommand::Kyc(args) => kyc::configure(&store, &secrets, args).await?,
+            PartnerCommand::Payments(args) => plans::configure_payments(&store, &secrets, args).await?,
         }
         Ok(())
     })

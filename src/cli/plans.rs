@@ -102,3 +102,41 @@ fn print_tier(t: &Tier) {
         t.subscription_details_id, t.name, t.amount_decimal, t.currency, t.interval
     );
 }
+
+/// `onboard partner payments`: a partner's payment provider. Secrets come from the environment
+/// (or flags), never echoed: `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`.
+#[derive(clap::Args)]
+pub struct PaymentsArgs {
+    #[arg(long)]
+    partner: PartnerId,
+    /// `stripe`, or `sandbox` (sandbox partners only; their default without settings).
+    #[arg(long, default_value = "stripe")]
+    provider: String,
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+}
+
+pub async fn configure_payments(
+    store: &crate::store::Store,
+    secrets: &crate::kek::SecretsSettings,
+    args: PaymentsArgs,
+) -> anyhow::Result<()> {
+    let kek = crate::kek::Kek::from_settings(secrets)?;
+    let partner = store.find_partner(args.partner).await?.with_context(|| format!("no partner {}", args.partner))?;
+    let provider = match args.provider.as_str() {
+        "stripe" => "stripe",
+        "sandbox" => "sandbox",
+        _ => anyhow::bail!("--provider must be one of stripe, sandbox"),
+    };
+    let secret = |value: Option<String>| value.filter(|v| !v.is_empty()).map(secrecy::SecretString::from);
+    let config = billing::PaymentsConfig {
+        provider,
+        secret_key: secret(args.secret_key),
+        webhook_secret: secret(args.webhook_secret),
+    };
+    billing::configure_payments(store, &kek, &partner, config, &cli_actor(), now_ms()).await?;
+    println!("payment settings of partner {} saved (secrets sealed under KEK {})", partner.id, kek.current_id());
+    Ok(())
+}

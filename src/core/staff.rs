@@ -210,6 +210,17 @@ pub async fn rewrap_secrets(
                     crate::store::webhooks::replace_sealed(&mut tx, &endpoint, column, &value, &resealed).await?;
                     count += 1;
                 }
+                for (partner, column, value) in crate::store::billing::sealed_payment_secrets(&mut tx).await? {
+                    if stays(&value) {
+                        continue;
+                    }
+                    let aad = crate::core::billing::secret_aad(column, partner);
+                    let plain = kek.open(&aad, &value).map_err(corrupt)?;
+                    let resealed = kek.seal(&aad, &plain);
+                    crate::store::billing::replace_sealed_payment_secret(&mut tx, partner, column, &value, &resealed)
+                        .await?;
+                    count += 1;
+                }
                 if count > 0 {
                     let detail = serde_json::json!({ "resealed": count, "kek": kek.current_id() });
                     audit::record(&mut tx, &actor, Action::SecretsRewrap, None, detail, now).await?;

@@ -719,13 +719,38 @@ pub async fn renewal_work(tx: &mut Tx<'_>, now: i64, limit: i64) -> StoreResult<
     }))
 }
 
-/// Sealed secrets of every partner's payment settings, for `onboard keys rewrap`.
-pub async fn sealed_payment_secrets(tx: &mut Tx<'_>) -> StoreResult<Vec<PartnerPaymentsRecord>> {
-    Ok(on_tx!(tx, |conn| {
-        sqlx::query_as("SELECT partner_id, provider, secret_key, webhook_secret, updated_at FROM partner_payments")
+/// Every sealed payment secret: (partner, column, value), for `onboard keys rewrap`.
+pub async fn sealed_payment_secrets(tx: &mut Tx<'_>) -> StoreResult<Vec<(i64, &'static str, Vec<u8>)>> {
+    type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<Row> = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT partner_id, secret_key, webhook_secret FROM partner_payments ORDER BY partner_id")
             .fetch_all(conn)
             .await?
-    }))
+    });
+    let mut values = Vec::new();
+    for (partner, secret_key, webhook_secret) in rows {
+        values.extend(secret_key.map(|v| (partner, "secret_key", v)));
+        values.extend(webhook_secret.map(|v| (partner, "webhook_secret", v)));
+    }
+    Ok(values)
+}
+
+/// Replaces one sealed payment secret with `resealed` unless it changed since it was read
+/// (compare-and-swap: an operator's new secret committed meanwhile is kept).
+pub async fn replace_sealed_payment_secret(
+    tx: &mut Tx<'_>,
+    partner: i64,
+    column: &str,
+    read: &[u8],
+    resealed: &[u8],
+) -> StoreResult<()> {
+    // `column` is one of the two literals `sealed_payment_secrets` returns.
+    let sql = match column {
+        "secret_key" => "UPDATE partner_payments SET secret_key = $1 WHERE partner_id = $2 AND secret_key = $3",
+        _ => "UPDATE partner_payments SET webhook_secret = $1 WHERE partner_id = $2 AND webhook_secret = $3",
+    };
+    on_tx!(tx, |conn| { sqlx::query(sql).bind(resealed).bind(partner).bind(read).execute(conn).await.map(drop)? });
+    Ok(())
 }
 
 impl Store {

@@ -350,6 +350,68 @@ fn cli_configures_kyc_and_rewraps_secrets_under_a_new_kek() {
     let with_a: Vec<(&str, &str)> = secrets.iter().copied().chain(under_a).collect();
     let configured = cli_with(dir.path(), &kyc_args, &with_a);
     assert!(configured.status.success(), "{}", String::from_utf8_lossy(&configured.stderr));
+    let stripe = [
+        ("STRIPE_SECRET_KEY", "sk_live_cli_0123456789abcdef"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_cli_0123456789abcdef"),
+    ];
+    let payments_args = ["partner", "payments", "--partner", id.as_str()];
+    let test_key: Vec<(&str, &str)> =
+        [("STRIPE_SECRET_KEY", "sk_test_cli_0123456789abcdef"), stripe[1]].into_iter().chain(under_a).collect();
+    let refused = cli_with(dir.path(), &payments_args, &test_key);
+    assert!(!refused.status.success(), "a live partner takes no test key");
+    let with_a_stripe: Vec<(&str, &str)> = stripe.iter().copied().chain(under_a).collect();
+    let configured = cli_with(dir.path(), &payments_args, &with_a_stripe);
+    assert!(configured.status.success(), "{}", String::from_utf8_lossy(&configured.stderr));
+    // Tiers: create prints the subscriptionDetailsId; list and archive find it.
+    let plan_args = [
+        "plans",
+        "create",
+        "--partner",
+        id.as_str(),
+        "--name",
+        "Plus",
+        "--price",
+        "999",
+        "--currency",
+        "USD",
+        "--interval",
+        "month",
+        "--trial-days",
+        "14",
+    ];
+    let plan = cli_with(dir.path(), &plan_args, &under_a);
+    let plan = String::from_utf8(plan.stdout).unwrap().trim().to_owned();
+    assert!(plan.starts_with("plan:"), "{plan}");
+    let listed = cli_with(dir.path(), &["plans", "list", "--partner", id.as_str(), "--json"], &under_a);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        (listed[0]["subscriptionDetailsId"].as_str(), listed[0]["amountDecimal"].as_str()),
+        (Some(plan.as_str()), Some("9.99"))
+    );
+    let bad = cli_with(
+        dir.path(),
+        &[
+            "plans",
+            "create",
+            "--partner",
+            id.as_str(),
+            "--name",
+            "X",
+            "--price",
+            "1",
+            "--currency",
+            "XAU",
+            "--interval",
+            "month",
+        ],
+        &under_a,
+    );
+    assert!(!bad.status.success());
+    let archived =
+        cli_with(dir.path(), &["plans", "archive", "--partner", id.as_str(), plan.as_str(), "--json"], &under_a);
+    assert!(serde_json::from_slice::<Value>(&archived.stdout).unwrap()["archivedAt"].is_string());
+    let listed = cli_with(dir.path(), &["plans", "list", "--partner", id.as_str(), "--json"], &under_a);
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), serde_json::json!([]));
     assert!(cli_with(dir.path(), &["keys", "rotate"], &under_a).status.success());
     // B alone cannot open what A sealed; B with A as the previous KEK moves everything.
     let only_b = [("ONBOARD_SECRETS__KEK", b.as_str())];
@@ -358,15 +420,21 @@ fn cli_configures_kyc_and_rewraps_secrets_under_a_new_kek() {
     let rotating = [("ONBOARD_SECRETS__KEK", b.as_str()), ("ONBOARD_SECRETS__PREVIOUS_KEKS", previous.as_str())];
     let moved = cli_with(dir.path(), &["keys", "rewrap"], &rotating);
     assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
-    assert!(String::from_utf8_lossy(&moved.stdout).starts_with("4 secrets resealed"), "{:?}", moved);
+    assert!(String::from_utf8_lossy(&moved.stdout).starts_with("6 secrets resealed"), "{:?}", moved);
     let again = cli_with(dir.path(), &["keys", "rewrap"], &only_b);
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 secrets resealed"), "{:?}", again);
     let audit = String::from_utf8(cli_with(dir.path(), &["admin", "audit"], &only_b).stdout).unwrap();
-    assert!(audit.contains("secrets.rewrap") && audit.contains("partner.kyc.configure"), "{audit}");
+    assert!(
+        audit.contains("secrets.rewrap")
+            && audit.contains("partner.kyc.configure")
+            && audit.contains("partner.payments.configure")
+            && audit.contains("plan.create"),
+        "{audit}"
+    );
     // Nothing of the secrets is in the database files.
     for name in ["onboard.db", "onboard.db-wal"] {
         let file = std::fs::read(dir.path().join(name)).unwrap_or_default();
-        for (_, secret) in secrets {
+        for (_, secret) in secrets.iter().chain(&stripe) {
             assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {name}");
         }
     }
