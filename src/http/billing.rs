@@ -50,7 +50,9 @@ impl From<BillingError> for ApiError {
             BillingError::NotCompleted(_) | BillingError::Conflict(_) | BillingError::NotConfigured => {
                 ApiError::Conflict(sentence(&err.to_string()))
             }
-            BillingError::InFlight => ApiError::IdempotencyKeyInUse,
+            BillingError::InFlight => {
+                ApiError::Conflict("Another payment of this invoice is under way; retry shortly.".into())
+            }
             BillingError::Invalid(message) => ApiError::invalid_field(INVALID, "body", sentence(&message)),
             BillingError::Provider(e) => {
                 tracing::warn!(error = %e, "payment provider call failed");
