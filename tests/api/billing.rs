@@ -523,6 +523,18 @@ on_both_backends! {
         assert_eq!(b.scalar(&format!("SELECT COUNT(*) FROM payment_customers WHERE customer_id = '{customer}' AND payment_method = 'pm_card_visa'")).await, 1);
         let subscriptions: Value = b.get(&token, "/subscriptions").await.json().await.unwrap();
         assert_eq!(subscriptions["data"][0]["status"], "active");
+        // The renewal charges the saved method on the same customer, off-session, at Stripe.
+        let end = time::OffsetDateTime::parse(
+            subscriptions["data"][0]["currentPeriodEnd"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let end = i64::try_from(end.unix_timestamp_nanos() / 1_000_000).unwrap();
+        let report = onboard::core::billing::renew_due(b.app().store(), &b.app().state.payments, end + 1_000).await.unwrap();
+        assert_eq!((report.renewed, report.charged), (1, 1));
+        let renewal = stripe.state.lock().unwrap().charges[1].clone();
+        assert_eq!((renewal.1, renewal.3.as_str(), renewal.4.as_str(), renewal.5), (1250, customer.as_str(), "pm_card_visa", true));
+        assert_eq!(stripe.charges(), 2);
     }
 }
 
