@@ -61,7 +61,8 @@ CREATE INDEX subscriptions_renewal ON subscriptions (status, period_end);
 -- one in flight (claimed, its outcome not yet recorded) until `charging_until`: a concurrent
 -- pay finds it claimed, and a pay after a crash finishes that same attempt (same provider
 -- idempotency key) before it makes another. `charging_ref` is the provider's payment of an
--- attempt waiting on the customer (3-D Secure) or the bank; its webhook settles it.
+-- attempt waiting on the customer (3-D Secure) or the bank; its webhook settles it. An attempt
+-- is resent exactly as first sent: `charging_method` and `charging_off_session` are kept with it.
 CREATE TABLE invoices (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     public_id        TEXT    NOT NULL UNIQUE,
@@ -79,6 +80,7 @@ CREATE TABLE invoices (
     charging_method  TEXT,
     charging_until   INTEGER,
     charging_ref     TEXT,
+    charging_off_session INTEGER NOT NULL DEFAULT 0 CHECK (charging_off_session IN (0, 1)),
     created_at       INTEGER NOT NULL,
     paid_at          INTEGER,
     voided_at        INTEGER,
@@ -88,14 +90,15 @@ CREATE INDEX invoices_user ON invoices (partner_id, user_id);
 
 -- The payments ledger: append-only (the triggers below refuse changes). An invoice's amount
 -- paid is the sum of its charges less its refunds; one charge per invoice, enforced here, so
--- two racing payments cannot both be recorded.
+-- two racing payments cannot both be recorded. Money the provider took that no open invoice
+-- could take (a second charge) is kept as `unapplied`, for an operator to refund: never dropped.
 CREATE TABLE ledger_entries (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     public_id       TEXT    NOT NULL UNIQUE,
     partner_id      INTEGER NOT NULL REFERENCES partners (id),
     user_id         INTEGER NOT NULL REFERENCES users (id),
     invoice_id      INTEGER NOT NULL REFERENCES invoices (id),
-    kind            TEXT    NOT NULL CHECK (kind IN ('charge', 'failure', 'refund')),
+    kind            TEXT    NOT NULL CHECK (kind IN ('charge', 'failure', 'refund', 'unapplied')),
     amount_minor    INTEGER NOT NULL CHECK (amount_minor >= 0),
     currency        TEXT    NOT NULL CHECK (length(currency) = 3),
     attempt         INTEGER NOT NULL,

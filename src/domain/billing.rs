@@ -155,13 +155,15 @@ wire_enum! {
 
 wire_enum! {
     /// A ledger entry: money taken (`charge`), a charge the provider declined (`failure`, amount
-    /// 0), or money given back (`refund`).
+    /// 0), money given back (`refund`), or money the provider took that no open invoice could
+    /// take (`unapplied`: a second charge, for an operator to refund).
     #[derive(serde::Serialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum LedgerKind {
         Charge = "charge",
         Failure = "failure",
         Refund = "refund",
+        Unapplied = "unapplied",
     }
 }
 

@@ -69,6 +69,7 @@ impl From<BillingError> for ApiError {
                 ApiError::BadGateway(detail.into())
             }
             BillingError::Sealed(e) => ApiError::Internal(e.into()),
+            BillingError::Duplicate => ApiError::Conflict("This event was applied before.".into()),
             BillingError::Store(e) => e.into(),
         }
     }
@@ -516,6 +517,8 @@ struct StripeEventData {
 struct StripeObject {
     id: String,
     last_payment_error: Option<StripeObjectError>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,6 +576,7 @@ pub async fn stripe_webhook(
         event_id: event.id,
         event_type: event.kind,
         intent: event.data.object.id,
+        invoice: event.data.object.metadata.get("onboard_invoice_id").cloned(),
         failure,
         raw_body: raw,
     };

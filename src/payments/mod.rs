@@ -19,7 +19,8 @@ pub struct PaymentSettings {
     pub stripe_api_base: String,
     /// Timeout of each provider call.
     pub timeout_secs: u64,
-    /// How long a payer holds an invoice's charge attempt before another may finish it.
+    /// How long a payer holds an invoice's charge attempt before another may finish it: more
+    /// than two provider calls' `timeout_secs` (the customer, then the charge).
     pub charge_lease_secs: u64,
     /// How often this node looks for subscriptions whose period ended (renewals, trials ending,
     /// retries of failed renewals).
@@ -33,7 +34,7 @@ impl Default for PaymentSettings {
         Self {
             stripe_api_base: "https://api.stripe.com".into(),
             timeout_secs: 30,
-            charge_lease_secs: 60,
+            charge_lease_secs: 120,
             renewal_sweep_secs: 60,
             webhook_tolerance_secs: 300,
         }

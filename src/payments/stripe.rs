@@ -109,6 +109,11 @@ impl StripeClient {
             return Ok(intent_outcome(intent));
         }
         let error = serde_json::from_str::<ErrorBody>(&body).ok().map(|b| b.error);
+        // The same key with other parameters, or still in use by a concurrent request: what
+        // the first request did is unknown here, so nothing may be concluded from this answer.
+        if status == 409 || error.as_ref().is_some_and(|e| e.kind.as_deref() == Some("idempotency_error")) {
+            return Err(ProviderError::Unavailable(error_text(status, &body)));
+        }
         match error {
             // A card error (402), or a payment method Stripe does not know (400 on the
             // `payment_method` parameter): the payer's to fix, nothing charged.

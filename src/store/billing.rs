@@ -38,7 +38,7 @@ macro_rules! invoice_select {
         concat!(
             "SELECT i.id, i.public_id, i.partner_id, i.user_id, i.subscription_id, s.public_id AS subscription_public_id,
                     i.period, i.period_start, i.period_end, i.amount_due, i.currency, i.status, i.attempts,
-                    i.charging_attempt, i.charging_method, i.charging_until, i.charging_ref, i.created_at, i.paid_at, i.voided_at,
+                    i.charging_attempt, i.charging_method, i.charging_until, i.charging_ref, i.charging_off_session, i.created_at, i.paid_at, i.voided_at,
                     CAST(COALESCE((SELECT SUM(CASE l.kind WHEN 'charge' THEN l.amount_minor WHEN 'refund' THEN -l.amount_minor ELSE 0 END)
                               FROM ledger_entries l WHERE l.invoice_id = i.id), 0) AS BIGINT) AS amount_paid
              FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
@@ -125,6 +125,7 @@ pub struct InvoiceRecord {
     pub charging_until: Option<i64>,
     /// The provider's payment of an attempt waiting on the customer or the bank.
     pub charging_ref: Option<String>,
+    pub charging_off_session: bool,
     pub created_at: i64,
     pub paid_at: Option<i64>,
     pub voided_at: Option<i64>,
@@ -455,34 +456,101 @@ pub async fn invoice_of_period(tx: &mut Tx<'_>, subscription: i64, period: i64) 
     }))
 }
 
-/// Claims the next charge attempt of an open invoice: a new attempt when none is in flight, or
-/// the in-flight one again when its lease ran out (its outcome was never recorded: a crash).
-/// The database decides between racing payers: the claim is one conditional UPDATE.
-/// `(attempt, method)` of the claim, or `None` when the invoice is not open or another payer
-/// holds it.
+/// Claims the next charge attempt of an open invoice: a new attempt (with `method` and
+/// `off_session`) when none is in flight, or the in-flight one again when nobody holds it (its
+/// outcome was never recorded: a crash or a provider that did not answer), to be resent exactly
+/// as first sent. The database decides between racing payers: the claim is one conditional
+/// UPDATE. `None` when the invoice is not open or another payer holds it.
 pub async fn claim_charge(
     tx: &mut Tx<'_>,
     invoice: i64,
     method: &str,
+    off_session: bool,
     lease_until: i64,
     now: i64,
-) -> StoreResult<Option<(i64, String)>> {
+) -> StoreResult<Option<ClaimedCharge>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_as(
             "UPDATE invoices SET
                  attempts = CASE WHEN charging_attempt IS NULL THEN attempts + 1 ELSE attempts END,
+                 charging_off_session = CASE WHEN charging_attempt IS NULL THEN $2 ELSE charging_off_session END,
                  charging_attempt = COALESCE(charging_attempt, attempts + 1),
                  charging_method = COALESCE(charging_method, $1),
-                 charging_until = $2
-             WHERE id = $3 AND status = 'open' AND (charging_until IS NULL OR charging_until < $4)
-             RETURNING charging_attempt, charging_method",
+                 charging_until = $3
+             WHERE id = $4 AND status = 'open' AND (charging_until IS NULL OR charging_until < $5)
+             RETURNING charging_attempt AS attempt, charging_method AS method, charging_off_session AS off_session",
         )
         .bind(method)
+        .bind(off_session)
         .bind(lease_until)
         .bind(invoice)
         .bind(now)
         .fetch_optional(conn)
         .await?
+    }))
+}
+
+/// A claimed charge attempt: its number and what it is (to be) sent with.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedCharge {
+    pub attempt: i64,
+    pub method: String,
+    pub off_session: bool,
+}
+
+/// Marks an open invoice paid by money that came outside its attempt in flight (a provider
+/// webhook about an attempt already settled): whatever was in flight ends. False when it is not
+/// open.
+pub async fn mark_paid(tx: &mut Tx<'_>, invoice: i64, now: i64) -> StoreResult<bool> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE invoices SET status = 'paid', paid_at = $1, charging_attempt = NULL, charging_method = NULL,
+                    charging_until = NULL, charging_ref = NULL
+             WHERE id = $2 AND status = 'open'",
+        )
+        .bind(now)
+        .bind(invoice)
+        .execute(conn)
+        .await?
+        .rows_affected()
+            == 1
+    }))
+}
+
+/// Whether the ledger already holds money (a charge, or unapplied) from the provider's payment
+/// `reference`.
+pub async fn money_recorded(tx: &mut Tx<'_>, partner: i64, reference: &str) -> StoreResult<bool> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM ledger_entries WHERE partner_id = $1 AND provider_ref = $2 AND kind IN ('charge', 'unapplied')",
+        )
+        .bind(partner)
+        .bind(reference)
+        .fetch_one(conn)
+        .await?
+    }) > 0)
+}
+
+/// Off-session (renewal) charges of the invoice that were declined: the dunning's step.
+pub async fn renewal_failures(tx: &mut Tx<'_>, invoice: i64) -> StoreResult<i64> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ledger_entries WHERE invoice_id = $1 AND kind = 'failure' AND off_session = TRUE",
+        )
+        .bind(invoice)
+        .fetch_one(conn)
+        .await?
+    }))
+}
+
+/// The partner's invoice `public_id`, whoever's it is (a provider webhook names it).
+pub async fn invoice_of_partner(tx: &mut Tx<'_>, partner: i64, public_id: &str) -> StoreResult<Option<InvoiceRecord>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as(invoice_select!("i.partner_id = $1 AND i.public_id = $2"))
+            .bind(partner)
+            .bind(public_id)
+            .fetch_optional(conn)
+            .await?
     }))
 }
 
@@ -492,7 +560,7 @@ pub async fn settle_charge(tx: &mut Tx<'_>, invoice: i64, attempt: i64, paid: bo
     Ok(on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE invoices SET charging_attempt = NULL, charging_method = NULL, charging_until = NULL, charging_ref = NULL,
-                    status = CASE WHEN $1 THEN 'paid' ELSE status END,
+                    charging_off_session = FALSE, status = CASE WHEN $1 THEN 'paid' ELSE status END,
                     paid_at = CASE WHEN $1 THEN $2 ELSE paid_at END
              WHERE id = $3 AND charging_attempt = $4 AND status = 'open'",
         )
@@ -704,15 +772,18 @@ pub async fn record_payment_event(
 }
 
 /// The renewal sweep's work, oldest first: subscriptions whose period (or trial) ended by `now`,
-/// and every `past_due` one (its retries are timed from its invoice).
-pub async fn renewal_work(tx: &mut Tx<'_>, now: i64, limit: i64) -> StoreResult<Vec<i64>> {
+/// every `past_due` one (its retries are timed from its invoice), and `incomplete` ones created
+/// before `incomplete_before` (never paid: they expire).
+pub async fn renewal_work(tx: &mut Tx<'_>, now: i64, incomplete_before: i64, limit: i64) -> StoreResult<Vec<i64>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_scalar(
             "SELECT id FROM subscriptions
              WHERE (status IN ('trialing', 'active') AND period_end <= $1) OR status = 'past_due'
-             ORDER BY period_end LIMIT $2",
+                OR (status = 'incomplete' AND created_at <= $2)
+             ORDER BY period_end LIMIT $3",
         )
         .bind(now)
+        .bind(incomplete_before)
         .bind(limit)
         .fetch_all(conn)
         .await?
@@ -896,4 +967,29 @@ impl Store {
                 .await?
         }))
     }
+}
+
+/// Restarts a subscription's periods from its new anchor (a first payment made late), with its
+/// current invoice's period to match.
+pub async fn restart_periods(tx: &mut Tx<'_>, s: &SubscriptionRecord, invoice: i64) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE subscriptions SET anchor_at = $1, period_start = $2, period_end = $3 WHERE id = $4")
+            .bind(s.anchor_at)
+            .bind(s.period_start)
+            .bind(s.period_end)
+            .bind(s.id)
+            .execute(&mut *conn)
+            .await
+            .map(drop)?
+    });
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE invoices SET period_start = $1, period_end = $2 WHERE id = $3")
+            .bind(s.period_start)
+            .bind(s.period_end)
+            .bind(invoice)
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    Ok(())
 }

@@ -44,6 +44,8 @@ struct StripeState {
     charges: Vec<Charge>,
     customers: usize,
     refused: Vec<String>,
+    /// The next PaymentIntent is answered this late (after it took the money).
+    slow_next: Option<Duration>,
 }
 
 impl FakeStripe {
@@ -93,6 +95,7 @@ async fn stripe(
     }
     // Slow enough that racing payers overlap.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let slow = if uri.path() == "/v1/payment_intents" { state.lock().unwrap().slow_next.take() } else { None };
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (status, answer) = match uri.path() {
         "/v1/customers" => {
@@ -141,6 +144,10 @@ async fn stripe(
         _ => (404, json!({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}})),
     };
     state.lock().unwrap().keys.insert(key, (form, status, answer.clone()));
+    if let Some(delay) = slow {
+        // The charge is made and its answer kept for the key; the caller has given up by now.
+        tokio::time::sleep(delay).await;
+    }
     (StatusCode::from_u16(status).unwrap(), axum::Json(answer)).into_response()
 }
 
@@ -164,12 +171,21 @@ struct Billing {
 
 impl Billing {
     async fn spawn(backend: Backend, stripe_url: Option<&str>) -> Option<Self> {
+        Self::spawn_with(backend, stripe_url, |_| {}).await
+    }
+
+    async fn spawn_with(
+        backend: Backend,
+        stripe_url: Option<&str>,
+        tweak: impl FnOnce(&mut onboard::config::Settings),
+    ) -> Option<Self> {
         let stripe_url = stripe_url.map(str::to_owned);
         let app = TestApp::spawn_with(backend, |s| {
             configure(s);
             if let Some(url) = stripe_url {
                 s.payments.stripe_api_base = url;
             }
+            tweak(s);
         })
         .await?;
         load_small_list(&app).await;
@@ -298,6 +314,14 @@ on_both_backends! {
         let tier = b.tier(json!({"name": "Yen", "amount": 500, "currency": "JPY", "interval": "year"})).await;
         assert_eq!(tier["amountDecimal"], "500");
         let (ana, _) = b.completed(42).await;
+        // A free tier starts at once: its invoice is paid, with nothing charged.
+        let free = b.tier(json!({"name": "Free", "amount": 0, "currency": "USD", "interval": "month"})).await;
+        let account = b.primary_account(&ana).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": free["subscriptionDetailsId"]});
+        let started: Value = b.post(&ana, "/subscriptions", &body).await.json().await.unwrap();
+        assert_eq!(started["status"], "active");
+        let invoice: Value = b.get(&ana, &format!("/payments/invoices/{}", started["invoiceId"].as_str().unwrap())).await.json().await.unwrap();
+        assert_eq!((invoice["status"].as_str(), invoice["payments"].as_array().map(Vec::len)), (Some("paid"), Some(0)));
         let (bea, _) = b.completed(43).await;
         let account = b.primary_account(&ana).await;
         let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
@@ -367,15 +391,29 @@ on_both_backends! {
             let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
             let paid = b.pay(&token, subscription["invoiceId"].as_str().unwrap(), method).await;
             assert_eq!(paid.status(), 200);
+            // Paying started the periods (a late first payment is not billed for the wait).
+            let subscription = b.first_subscription(&token).await;
+            assert_eq!(subscription["status"], "active");
             users.push((token, subscription));
         }
         let ms = |text: &str| {
             let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
             i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap()
         };
-        let end = ms(users[0].1["currentPeriodEnd"].as_str().unwrap());
+        let end = users.iter().map(|(_, s)| ms(s["currentPeriodEnd"].as_str().unwrap())).max().unwrap();
         let (store, payments) = (b.app().store(), &b.app().state.payments);
         const DAY: i64 = 86_400_000;
+        // A subscription never paid expires after 23 hours, its invoice void.
+        let extra = b.tier(json!({"name": "Extra", "amount": 100, "currency": "MXN", "interval": "month"})).await;
+        let account = b.primary_account(&users[0].0).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": extra["subscriptionDetailsId"]});
+        let unpaid: Value = b.post(&users[0].0, "/subscriptions", &body).await.json().await.unwrap();
+        let started = onboard::domain::now_ms();
+        assert_eq!(renew_due(store, payments, started + 22 * 3_600_000).await.unwrap(), RenewalReport::default());
+        let report = renew_due(store, payments, started + 23 * 3_600_000 + 1_000).await.unwrap();
+        assert_eq!(report, RenewalReport { canceled: 1, ..RenewalReport::default() });
+        let void: Value = b.get(&users[0].0, &format!("/payments/invoices/{}", unpaid["invoiceId"].as_str().unwrap())).await.json().await.unwrap();
+        assert_eq!(void["status"], "void");
         // The injected clock: nothing is due before the period ends.
         assert_eq!(renew_due(store, payments, end - 60_000).await.unwrap(), RenewalReport::default());
         let report = renew_due(store, payments, end + 1_000).await.unwrap();
@@ -408,9 +446,10 @@ on_both_backends! {
         let report = renew_due(store, payments, next_end + 1_000).await.unwrap();
         assert_eq!(report, RenewalReport { renewed: 1, charged: 1, failed: 0, canceled: 0 });
         assert_eq!(b.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'").await, 4);
-        for to in ["past_due", "canceled"] {
+        // One past_due; two canceled (the dunning's, and the unpaid one that expired).
+        for (to, times) in [("past_due", 1), ("canceled", 2)] {
             let sql = format!("SELECT COUNT(*) FROM webhook_events WHERE type = 'subscription.status_changed' AND data LIKE '%\"to\":\"{to}\"%'");
-            assert_eq!(b.scalar(&sql).await, 1, "{to}");
+            assert_eq!(b.scalar(&sql).await, times, "{to}");
         }
     }
 
@@ -472,6 +511,37 @@ on_both_backends! {
         let elsewhere = b.app().client.post(b.app().url("/webhooks/payments/stripe/999")).header("Stripe-Signature", sign(&body, now))
             .body(body.clone()).send().await.unwrap();
         assert_problem(elsewhere, 404).await;
+    }
+
+    async fn a_charge_whose_answer_was_lost_is_finished_with_the_same_key(backend: Backend) {
+        let stripe = FakeStripe::start().await;
+        let Some(b) = Billing::spawn_with(backend, Some(&stripe.url), |s| s.payments.timeout_secs = 1).await else { return };
+        let operator = staff_token(b.app(), StaffRole::Operator).await;
+        let path = format!("/admin/partners/{}/payments", b.app().sandbox.partner_id);
+        let response = b.app().client.put(b.app().url(&path)).bearer_auth(&operator)
+            .json(&json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let tier = b.tier(json!({"name": "Plus", "amount": 999, "currency": "USD", "interval": "month"})).await;
+        let (token, _) = b.completed(48).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        // Stripe charges but the answer comes after the client gave up: 502, nothing recorded.
+        stripe.state.lock().unwrap().slow_next = Some(Duration::from_millis(1_500));
+        assert_problem(b.pay(&token, &invoice, "pm_card_visa").await, 502).await;
+        assert_eq!(stripe.charges(), 1);
+        let open: Value = b.get(&token, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!((open["status"].as_str(), open["paymentPending"].as_bool()), (Some("open"), Some(true)));
+        // The retry (even with another card) finishes that attempt with its key and parameters:
+        // Stripe replays the first answer, and the money is recorded once.
+        let response = b.pay(&token, &invoice, "pm_card_mastercard").await;
+        assert_eq!(response.status(), 200);
+        let paid: Value = response.json().await.unwrap();
+        assert_eq!((paid["status"].as_str(), paid["amountPaid"].as_i64()), (Some("paid"), Some(999)));
+        assert_eq!(paid["payments"][0]["paymentMethodId"], "pm_card_visa");
+        assert_eq!(stripe.charges(), 1);
+        assert!(stripe.state.lock().unwrap().refused.is_empty());
     }
 
     async fn fifty_concurrent_pays_make_one_charge_at_stripe(backend: Backend) {

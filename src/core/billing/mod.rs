@@ -42,6 +42,9 @@ pub enum BillingError {
     NotConfigured,
     #[error("another payment of this invoice is in progress")]
     InFlight,
+    /// A provider event seen before (internal: its write is rolled back).
+    #[error("the event was applied before")]
+    Duplicate,
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("a stored secret cannot be opened")]
@@ -186,6 +189,7 @@ impl Payment {
             LedgerKind::Charge => "succeeded",
             LedgerKind::Failure => "failed",
             LedgerKind::Refund => "refunded",
+            LedgerKind::Unapplied => "unapplied",
         };
         Ok(Self {
             payment_id: r.public_id.clone(),
@@ -587,7 +591,13 @@ pub async fn start_subscription(
                     (SubscriptionStatus::Trialing, 0, crate::domain::billing::days_after(now, plan.trial_days as u32))
                 } else {
                     let end = period_end(now, interval, 1).ok_or_else(|| corrupt("period"))?;
-                    (SubscriptionStatus::Incomplete, 1, end)
+                    // A free tier has nothing to pay: its (paid, empty) invoice starts it at once.
+                    let status = if plan.amount_minor == 0 {
+                        SubscriptionStatus::Active
+                    } else {
+                        SubscriptionStatus::Incomplete
+                    };
+                    (status, 1, end)
                 };
                 let id = SubscriptionId::generate();
                 let new = NewSubscription {
@@ -785,8 +795,13 @@ async fn roll_periods(tx: &mut Tx<'_>, s: &mut SubscriptionRecord, now: i64) -> 
         move_subscription(tx, s, SubscriptionStatus::Canceled, now).await?;
         return Ok(false);
     }
-    // An unpaid earlier period is the dunning's (`renew`); a new period starts only from a paid one.
+    // An unpaid period is the dunning's (`renew_due`); a new period starts only from a paid one.
     if s.status == SubscriptionStatus::PastDue.as_str() {
+        return Ok(false);
+    }
+    if let Some(current) = repo::invoice_of_period(tx, s.id, s.period).await?
+        && current.status == "open"
+    {
         return Ok(false);
     }
     // Period n ends n intervals after the anchor (a trial, period 0, ends at the anchor).

@@ -36,9 +36,11 @@ pub async fn pay_invoice(
     now: i64,
 ) -> Result<Paid, BillingError> {
     let owner = user_id(store, partner, user).await?;
+    let started = std::time::Instant::now();
     // Two rounds at most: the first may finish an attempt a crashed payer left (with its own
-    // method and key) before this payer's own attempt.
+    // method and key) before this payer's own attempt. Each claim is timed when it is made.
     for _ in 0..2 {
+        let now = now.saturating_add(elapsed_ms(started));
         match claim(store, partner, owner, invoice, method, payer.lease_ms, now).await? {
             Claim::Done(paid) => return Ok(*paid),
             Claim::Busy => {
@@ -46,8 +48,8 @@ pub async fn pay_invoice(
                 continue;
             }
             Claim::Attempt(attempt) => {
-                let finished_other = attempt.method != method;
-                let outcome = charge(store, payer.provider, &attempt, false, now).await?;
+                let finished_other = attempt.method != method || attempt.off_session;
+                let outcome = charge(store, payer.provider, &attempt, now).await?;
                 match outcome {
                     Paid::Declined(_) if finished_other => continue,
                     other => return Ok(other),
@@ -66,8 +68,14 @@ struct Attempt {
     invoice: InvoiceRecord,
     attempt: i64,
     method: String,
+    /// Resent exactly as first sent: the same key with other parameters is an error at Stripe.
+    off_session: bool,
     customer: Option<CustomerRecord>,
     user_public_id: String,
+}
+
+fn elapsed_ms(since: std::time::Instant) -> i64 {
+    i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
 enum Claim {
@@ -99,14 +107,22 @@ async fn claim(
                     }
                     _ => {}
                 }
-                let Some((attempt, method)) =
-                    repo::claim_charge(&mut tx, record.id, &method, now.saturating_add(lease_ms), now).await?
+                let Some(claimed) =
+                    repo::claim_charge(&mut tx, record.id, &method, false, now.saturating_add(lease_ms), now).await?
                 else {
                     return Ok(Claim::Busy);
                 };
                 let customer = repo::customer_in(&mut tx, owner).await?;
                 let user_public_id = user_public_id(&mut tx, owner).await?;
-                Ok(Claim::Attempt(Box::new(Attempt { invoice: record, attempt, method, customer, user_public_id })))
+                let attempt = Attempt {
+                    invoice: record,
+                    attempt: claimed.attempt,
+                    method: claimed.method,
+                    off_session: claimed.off_session,
+                    customer,
+                    user_public_id,
+                };
+                Ok(Claim::Attempt(Box::new(attempt)))
             })
         })
         .await
@@ -163,13 +179,7 @@ async fn customer_for(store: &Store, provider: &Provider, attempt: &Attempt, now
 }
 
 /// Makes the claimed attempt's charge and records how it ended.
-async fn charge(
-    store: &Store,
-    provider: &Provider,
-    attempt: &Attempt,
-    off_session: bool,
-    now: i64,
-) -> Result<Paid, BillingError> {
+async fn charge(store: &Store, provider: &Provider, attempt: &Attempt, now: i64) -> Result<Paid, BillingError> {
     let invoice = &attempt.invoice;
     let customer = match customer_for(store, provider, attempt, now).await {
         Ok(c) => c,
@@ -183,7 +193,7 @@ async fn charge(
         amount,
         customer: customer.clone(),
         payment_method: attempt.method.clone(),
-        off_session,
+        off_session: attempt.off_session,
         // One attempt, one key: a retried call (or a payer finishing a crashed one) is the same
         // charge at the provider, never a second.
         idempotency_key: format!("onboard-{}-attempt-{}", invoice.public_id, attempt.attempt),
@@ -199,7 +209,7 @@ async fn charge(
         }
         Err(ProviderError::Rejected(e)) => Err(e),
     };
-    record_outcome(store, provider.name(), attempt, &customer, outcome, off_session, now).await
+    record_outcome(store, provider.name(), attempt, &customer, outcome, now).await
 }
 
 /// Keeps the attempt in flight with no holder (its outcome unknown).
@@ -211,88 +221,47 @@ async fn release(store: &Store, invoice: i64, attempt: i64) -> Result<(), Billin
 }
 
 /// Records a charge's outcome: the ledger entry, the invoice, the subscription, the saved
-/// method and the events, in one write. `Err(text)` is a request the provider refused.
+/// method, the dunning step and the events, in one write. `Err(text)` is a request the provider
+/// refused.
 async fn record_outcome(
     store: &Store,
     provider: &'static str,
     attempt: &Attempt,
     customer: &str,
     outcome: Result<ChargeOutcome, String>,
-    off_session: bool,
     now: i64,
 ) -> Result<Paid, BillingError> {
     let invoice = attempt.invoice.clone();
-    let (number, method, customer) = (attempt.attempt, attempt.method.clone(), customer.to_owned());
+    let (number, method, customer, off_session) =
+        (attempt.attempt, attempt.method.clone(), customer.to_owned(), attempt.off_session);
     let rejected = outcome.as_ref().err().cloned();
     let result = store
         .write(move |mut tx| {
             boxed(async move {
-                let payment = PaymentId::generate();
-                let mut entry = NewLedgerEntry {
-                    public_id: payment.as_str(),
-                    partner_id: invoice.partner_id,
-                    user_id: invoice.user_id,
-                    invoice_id: invoice.id,
-                    kind: LedgerKind::Failure.as_str(),
-                    amount_minor: 0,
-                    currency: &invoice.currency,
-                    attempt: number,
-                    provider,
-                    provider_ref: None,
-                    payment_method: Some(&method),
-                    failure_code: None,
-                    decline_code: None,
-                    failure_message: None,
-                    off_session,
-                };
-                let paid = match &outcome {
+                // The subscription first, then the invoice: the order every write takes them in.
+                repo::lock_subscription(&mut tx, invoice.subscription_id).await?;
+                let money = Money { provider, customer: &customer, method: &method, off_session };
+                let (reference, code, decline_code, message) = match &outcome {
                     Ok(ChargeOutcome::Pending { reference, client_secret, status }) => {
-                        repo::hold_charge(&mut tx, invoice.id, number, Some(now + 24 * 3_600_000), Some(reference))
+                        repo::hold_charge(&mut tx, invoice.id, number, Some(now + PENDING_HOLD_MS), Some(reference))
                             .await?;
-                        let record = repo::invoice_in(&mut tx, invoice.id).await?.ok_or_else(|| corrupt("invoice"))?;
                         return Ok(Paid::Pending {
-                            invoice: invoice_view(&mut tx, &record).await?,
+                            invoice: current_view(&mut tx, invoice.id).await?,
                             client_secret: client_secret.clone(),
                             status: status.clone(),
                             reference: reference.clone(),
                         });
                     }
                     Ok(ChargeOutcome::Succeeded { reference }) => {
-                        entry.kind = LedgerKind::Charge.as_str();
-                        entry.amount_minor = invoice.amount_due;
-                        entry.provider_ref = Some(reference);
-                        true
+                        return Ok(take_money(&mut tx, &invoice, Some(number), reference, &money, now).await?);
                     }
                     Ok(ChargeOutcome::Declined { reference, code, decline_code, message }) => {
-                        entry.provider_ref = reference.as_deref();
-                        entry.failure_code = Some(code);
-                        entry.decline_code = decline_code.as_deref();
-                        entry.failure_message = Some(message);
-                        false
+                        (reference.as_deref(), code.as_str(), decline_code.as_deref(), message.as_str())
                     }
-                    Err(text) => {
-                        entry.failure_code = Some("provider_rejected");
-                        entry.failure_message = Some(text);
-                        false
-                    }
+                    Err(text) => (None, "provider_rejected", None, text.as_str()),
                 };
-                if !repo::settle_charge(&mut tx, invoice.id, number, paid, now).await? {
-                    // Another payer finished this attempt first (its lease ran out): its
-                    // record stands.
-                    let record = repo::invoice_in(&mut tx, invoice.id).await?.ok_or_else(|| corrupt("invoice"))?;
-                    let view = invoice_view(&mut tx, &record).await?;
-                    return Ok(if view.status == InvoiceStatus::Paid {
-                        Paid::Paid(view)
-                    } else {
-                        Paid::Declined(view)
-                    });
-                }
-                repo::append_ledger(&mut tx, &entry, now).await?;
-                apply_payment_effects(&mut tx, &invoice, paid, &customer, provider, &method, entry.failure_code, now)
-                    .await?;
-                let record = repo::invoice_in(&mut tx, invoice.id).await?.ok_or_else(|| corrupt("invoice"))?;
-                let view = invoice_view(&mut tx, &record).await?;
-                Ok::<_, BillingError>(if paid { Paid::Paid(view) } else { Paid::Declined(view) })
+                let failure = Failure { reference, code, decline_code, message };
+                Ok::<_, BillingError>(record_failure(&mut tx, &invoice, number, &failure, &money, now).await?)
             })
         })
         .await?;
@@ -302,38 +271,172 @@ async fn record_outcome(
     }
 }
 
-/// What a recorded charge changes besides the ledger and the invoice: the subscription (paid:
-/// `active`), the method renewals will charge, and the partner's events.
-#[allow(clippy::too_many_arguments)]
-async fn apply_payment_effects(
+/// How long an attempt waiting on the customer (3-D Secure) or the bank holds the invoice.
+const PENDING_HOLD_MS: i64 = 24 * 3_600_000;
+
+/// Who paid with what, for the ledger and the saved method.
+struct Money<'a> {
+    provider: &'static str,
+    customer: &'a str,
+    method: &'a str,
+    off_session: bool,
+}
+
+struct Failure<'a> {
+    reference: Option<&'a str>,
+    code: &'a str,
+    decline_code: Option<&'a str>,
+    message: &'a str,
+}
+
+async fn current_view(tx: &mut Tx<'_>, invoice: i64) -> StoreResult<Invoice> {
+    let record = repo::invoice_in(tx, invoice).await?.ok_or_else(|| corrupt("invoice"))?;
+    invoice_view(tx, &record).await
+}
+
+fn view_outcome(view: Invoice) -> Paid {
+    if view.status == InvoiceStatus::Paid { Paid::Paid(view) } else { Paid::Declined(view) }
+}
+
+/// Money the provider took (`reference`), in the open write: it pays the invoice when the
+/// invoice is open (through attempt `attempt` when that is still the one in flight, else
+/// whatever is in flight ends), and is never dropped: money no open invoice can take (a second
+/// charge) is kept as `unapplied` and logged for an operator to refund. Idempotent per
+/// `reference`.
+async fn take_money(
     tx: &mut Tx<'_>,
     invoice: &InvoiceRecord,
-    paid: bool,
-    customer: &str,
-    provider: &str,
-    method: &str,
-    failure: Option<&str>,
+    attempt: Option<i64>,
+    reference: &str,
+    money: &Money<'_>,
     now: i64,
-) -> StoreResult<()> {
+) -> StoreResult<Paid> {
+    if repo::money_recorded(tx, invoice.partner_id, reference).await? {
+        return Ok(view_outcome(current_view(tx, invoice.id).await?));
+    }
+    let settled = match attempt {
+        Some(n) => repo::settle_charge(tx, invoice.id, n, true, now).await?,
+        None => false,
+    };
+    let applied = settled || repo::mark_paid(tx, invoice.id, now).await?;
+    let ledger = repo::ledger_of_in(tx, invoice.id).await?;
+    let number = if applied {
+        attempt.unwrap_or(invoice.attempts)
+    } else {
+        // Any number not taken by an entry of this kind: unapplied money is rare and each is its own.
+        i64::try_from(ledger.len()).unwrap_or(i64::MAX).saturating_add(1_000)
+    };
+    let payment = PaymentId::generate();
+    let kind = if applied { LedgerKind::Charge } else { LedgerKind::Unapplied };
+    let entry = NewLedgerEntry {
+        public_id: payment.as_str(),
+        partner_id: invoice.partner_id,
+        user_id: invoice.user_id,
+        invoice_id: invoice.id,
+        kind: kind.as_str(),
+        amount_minor: invoice.amount_due,
+        currency: &invoice.currency,
+        attempt: number,
+        provider: money.provider,
+        provider_ref: Some(reference),
+        payment_method: Some(money.method),
+        failure_code: None,
+        decline_code: None,
+        failure_message: None,
+        off_session: money.off_session,
+    };
+    repo::append_ledger(tx, &entry, now).await?;
+    if applied {
+        paid_effects(tx, invoice, money, now).await?;
+    } else {
+        tracing::error!(invoice = %invoice.public_id, payment = %payment, reference,
+            "the provider took money for an invoice that is no longer open: recorded as unapplied, refund it");
+    }
+    Ok(view_outcome(current_view(tx, invoice.id).await?))
+}
+
+/// A declined (or refused) attempt, in the open write: the ledger entry, the invoice released,
+/// the partner's event, and for a renewal the dunning step (`past_due`, or `canceled` with the
+/// invoice void after the last retry). Nothing when the attempt is no longer the one in flight.
+async fn record_failure(
+    tx: &mut Tx<'_>,
+    invoice: &InvoiceRecord,
+    attempt: i64,
+    failure: &Failure<'_>,
+    money: &Money<'_>,
+    now: i64,
+) -> StoreResult<Paid> {
+    if !repo::settle_charge(tx, invoice.id, attempt, false, now).await? {
+        return Ok(view_outcome(current_view(tx, invoice.id).await?));
+    }
+    let payment = PaymentId::generate();
+    let entry = NewLedgerEntry {
+        public_id: payment.as_str(),
+        partner_id: invoice.partner_id,
+        user_id: invoice.user_id,
+        invoice_id: invoice.id,
+        kind: LedgerKind::Failure.as_str(),
+        amount_minor: 0,
+        currency: &invoice.currency,
+        attempt,
+        provider: money.provider,
+        provider_ref: failure.reference,
+        payment_method: Some(money.method),
+        failure_code: Some(failure.code),
+        decline_code: failure.decline_code,
+        failure_message: Some(failure.message),
+        off_session: money.off_session,
+    };
+    repo::append_ledger(tx, &entry, now).await?;
     let user = user_public_id(tx, invoice.user_id).await?;
     let data = json!({"userId": user, "invoiceId": invoice.public_id, "subscriptionId": invoice.subscription_public_id,
-                      "amount": invoice.amount_due, "currency": invoice.currency, "failureCode": failure});
-    if !paid {
-        return emit(tx, invoice.partner_id, EventType::InvoicePaymentFailed, invoice.user_id, data, now)
-            .await
-            .map(drop);
+                      "amount": invoice.amount_due, "currency": invoice.currency, "failureCode": failure.code});
+    emit(tx, invoice.partner_id, EventType::InvoicePaymentFailed, invoice.user_id, data, now).await?;
+    if money.off_session {
+        let Some(mut s) = repo::lock_subscription(tx, invoice.subscription_id).await? else {
+            return Ok(Paid::Declined(current_view(tx, invoice.id).await?));
+        };
+        let failures = usize::try_from(repo::renewal_failures(tx, invoice.id).await?).unwrap_or(usize::MAX);
+        if failures > crate::domain::billing::RENEWAL_RETRY_DAYS.len() {
+            // The last retry failed: the subscription ends, unpaid.
+            repo::void_invoice(tx, invoice.id, now).await?;
+            move_subscription(tx, &mut s, SubscriptionStatus::Canceled, now).await?;
+        } else if s.status == SubscriptionStatus::Active.as_str() {
+            move_subscription(tx, &mut s, SubscriptionStatus::PastDue, now).await?;
+        }
     }
+    Ok(Paid::Declined(current_view(tx, invoice.id).await?))
+}
+
+/// What a paid invoice changes besides the ledger: the method renewals will charge, the
+/// subscription (`active`; a first payment starts the periods from now, so a subscription paid
+/// late is not billed for the months it waited), and the partner's event.
+async fn paid_effects(tx: &mut Tx<'_>, invoice: &InvoiceRecord, money: &Money<'_>, now: i64) -> StoreResult<()> {
+    let user = user_public_id(tx, invoice.user_id).await?;
+    let data = json!({"userId": user, "invoiceId": invoice.public_id, "subscriptionId": invoice.subscription_public_id,
+                      "amount": invoice.amount_due, "currency": invoice.currency, "failureCode": null});
     emit(tx, invoice.partner_id, EventType::InvoicePaid, invoice.user_id, data, now).await?;
-    let saved = CustomerRecord {
-        user_id: invoice.user_id,
-        provider: provider.to_owned(),
-        customer_id: customer.to_owned(),
-        payment_method: Some(method.to_owned()),
-    };
-    repo::save_customer(tx, invoice.partner_id, &saved, now).await?;
+    if !money.customer.is_empty() {
+        let saved = CustomerRecord {
+            user_id: invoice.user_id,
+            provider: money.provider.to_owned(),
+            customer_id: money.customer.to_owned(),
+            payment_method: Some(money.method.to_owned()),
+        };
+        repo::save_customer(tx, invoice.partner_id, &saved, now).await?;
+    }
     let Some(mut s) = repo::lock_subscription(tx, invoice.subscription_id).await? else { return Ok(()) };
-    let waiting = [SubscriptionStatus::Incomplete, SubscriptionStatus::PastDue];
-    if s.period == invoice.period && waiting.iter().any(|w| w.as_str() == s.status) {
+    if s.period != invoice.period {
+        return Ok(());
+    }
+    if s.status == SubscriptionStatus::Incomplete.as_str() {
+        let interval = Interval::parse(&s.interval).ok_or_else(|| corrupt("interval"))?;
+        s.anchor_at = now;
+        s.period_start = now;
+        s.period_end = period_end(now, interval, 1).ok_or_else(|| corrupt("period"))?;
+        repo::restart_periods(tx, &s, invoice.id).await?;
+        move_subscription(tx, &mut s, SubscriptionStatus::Active, now).await?;
+    } else if s.status == SubscriptionStatus::PastDue.as_str() {
         move_subscription(tx, &mut s, SubscriptionStatus::Active, now).await?;
     }
     Ok(())
@@ -341,6 +444,10 @@ async fn apply_payment_effects(
 
 // ---------------------------------------------------------------------------------------------
 // Renewals
+
+/// A subscription never paid expires this long after it was started (its invoice void), as
+/// Stripe's `incomplete` subscriptions do after 23 hours.
+pub const INCOMPLETE_EXPIRES_MS: i64 = 23 * 3_600_000;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -372,9 +479,15 @@ pub async fn renew_due(
     payments: &crate::payments::Payments,
     now: i64,
 ) -> Result<RenewalReport, BillingError> {
-    let work = store.write(move |mut tx| boxed(async move { repo::renewal_work(&mut tx, now, 500).await })).await?;
+    let incomplete_before = now.saturating_sub(INCOMPLETE_EXPIRES_MS);
+    let work = store
+        .write(move |mut tx| boxed(async move { repo::renewal_work(&mut tx, now, incomplete_before, 500).await }))
+        .await?;
     let mut report = RenewalReport::default();
+    let started = std::time::Instant::now();
     for id in work {
+        // Each claim is timed when it is made: a long sweep must not write leases already past.
+        let now = now.saturating_add(elapsed_ms(started));
         if let Err(err) = renew_one(store, payments, id, now, &mut report).await {
             tracing::warn!(subscription = id, error = %err, "renewal failed; the next sweep retries");
         }
@@ -394,6 +507,9 @@ async fn renew_one(
         .write(move |mut tx| {
             boxed(async move {
                 let Some(mut s) = repo::lock_subscription(&mut tx, id).await? else { return Ok(Due::Nothing) };
+                if s.status == SubscriptionStatus::Incomplete.as_str() {
+                    return expire_incomplete(&mut tx, &mut s, now).await;
+                }
                 let renewed = roll_periods(&mut tx, &mut s, now).await?;
                 if s.status == SubscriptionStatus::Canceled.as_str() {
                     return Ok(if s.canceled_at == Some(now) { Due::Canceled } else { Due::Nothing });
@@ -408,12 +524,9 @@ async fn renew_one(
                 let due = match SubscriptionStatus::parse(&s.status) {
                     Some(SubscriptionStatus::Active) => true,
                     Some(SubscriptionStatus::PastDue) => {
-                        let done = usize::try_from(invoice.attempts).unwrap_or(usize::MAX);
-                        if done > retries.len() && invoice.charging_attempt.is_none() {
-                            repo::void_invoice(&mut tx, invoice.id, now).await?;
-                            move_subscription(&mut tx, &mut s, SubscriptionStatus::Canceled, now).await?;
-                            return Ok(Due::Canceled);
-                        }
+                        // Only declined renewals count: the customer's own tries do not shorten
+                        // the schedule.
+                        let done = usize::try_from(repo::renewal_failures(&mut tx, invoice.id).await?).unwrap_or(0);
                         let day = retries.get(done.saturating_sub(1)).copied().unwrap_or(0);
                         now >= crate::domain::billing::days_after(invoice.period_start, day)
                     }
@@ -424,13 +537,20 @@ async fn renew_one(
                 }
                 let customer = repo::customer_in(&mut tx, s.user_id).await?;
                 let method = customer.as_ref().and_then(|c| c.payment_method.clone()).unwrap_or_default();
-                let Some((attempt, method)) =
-                    repo::claim_charge(&mut tx, invoice.id, &method, now.saturating_add(lease), now).await?
+                let Some(claimed) =
+                    repo::claim_charge(&mut tx, invoice.id, &method, true, now.saturating_add(lease), now).await?
                 else {
                     return Ok(Due::Nothing);
                 };
                 let user_public_id = user_public_id(&mut tx, s.user_id).await?;
-                let attempt = Attempt { invoice, attempt, method, customer, user_public_id };
+                let attempt = Attempt {
+                    invoice,
+                    attempt: claimed.attempt,
+                    method: claimed.method,
+                    off_session: claimed.off_session,
+                    customer,
+                    user_public_id,
+                };
                 Ok::<_, BillingError>(Due::Charge { attempt: Box::new(attempt), renewed })
             })
         })
@@ -461,41 +581,46 @@ async fn renew_one(
             decline_code: None,
             message: "No payment method is saved for renewals; pay the invoice to keep the subscription.".into(),
         };
-        record_outcome(store, provider.name(), &attempt, "", Ok(outcome), true, now).await?
+        record_outcome(store, provider.name(), &attempt, "", Ok(outcome), now).await?
     } else {
-        charge(store, &provider, &attempt, true, now).await?
+        match charge(store, &provider, &attempt, now).await {
+            // Refused by the provider (a revoked key, say): recorded as a declined renewal, so
+            // the dunning runs its course instead of retrying at every sweep.
+            Err(BillingError::Provider(ProviderError::Rejected(_))) => {
+                Paid::Declined(read_invoice_by_id(store, attempt.invoice.id).await?)
+            }
+            other => other?,
+        }
     };
     match paid {
         Paid::Paid(_) => report.charged += 1,
         Paid::Pending { .. } => {}
-        Paid::Declined(_) => {
+        Paid::Declined(view) => {
             report.failed += 1;
-            let (subscription, invoice) = (attempt.invoice.subscription_id, attempt.invoice.id);
-            let canceled = store
-                .write(move |mut tx| {
-                    boxed(async move {
-                        let Some(mut s) = repo::lock_subscription(&mut tx, subscription).await? else {
-                            return Ok(false);
-                        };
-                        let Some(open) = repo::invoice_in(&mut tx, invoice).await? else { return Ok(false) };
-                        let retries = crate::domain::billing::RENEWAL_RETRY_DAYS.len();
-                        if usize::try_from(open.attempts).unwrap_or(usize::MAX) > retries {
-                            // The last retry failed: the subscription ends, unpaid.
-                            repo::void_invoice(&mut tx, invoice, now).await?;
-                            move_subscription(&mut tx, &mut s, SubscriptionStatus::Canceled, now).await?;
-                            return Ok(true);
-                        }
-                        if s.status == SubscriptionStatus::Active.as_str() {
-                            move_subscription(&mut tx, &mut s, SubscriptionStatus::PastDue, now).await?;
-                        }
-                        Ok::<_, StoreError>(false)
-                    })
-                })
-                .await?;
-            report.canceled += usize::from(canceled);
+            report.canceled += usize::from(view.status == InvoiceStatus::Void);
         }
     }
     Ok(())
+}
+
+/// An `incomplete` subscription past its expiry: canceled, its invoice void (unless a payment of
+/// it is under way: then the next sweep looks again).
+async fn expire_incomplete(tx: &mut Tx<'_>, s: &mut SubscriptionRecord, now: i64) -> Result<Due, BillingError> {
+    if s.created_at > now.saturating_sub(INCOMPLETE_EXPIRES_MS) {
+        return Ok(Due::Nothing);
+    }
+    if let Some(invoice) = repo::invoice_of_period(tx, s.id, s.period).await?
+        && invoice.status == "open"
+        && !repo::void_invoice(tx, invoice.id, now).await?
+    {
+        return Ok(Due::Nothing);
+    }
+    move_subscription(tx, s, SubscriptionStatus::Canceled, now).await?;
+    Ok(Due::Canceled)
+}
+
+async fn read_invoice_by_id(store: &Store, invoice: i64) -> Result<Invoice, BillingError> {
+    Ok(store.write(move |mut tx| boxed(async move { current_view(&mut tx, invoice).await })).await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,52 +633,75 @@ pub struct IntentEvent {
     pub event_id: String,
     pub event_type: String,
     pub intent: String,
+    /// The invoice the PaymentIntent was made for (its `metadata[onboard_invoice_id]`).
+    pub invoice: Option<String>,
     /// For `payment_intent.payment_failed`: the error's code, decline code and message.
     pub failure: Option<(String, Option<String>, String)>,
     pub raw_body: String,
 }
 
-/// What an event did: `settled` (an attempt waiting on the customer or the bank ended),
-/// `duplicate` (seen before), `ignored` (no attempt here waits on that payment, or a type not
-/// acted on).
+/// What an event did: `settled` (money taken, or an attempt waiting on the customer or the bank
+/// ended), `duplicate` (seen before), `ignored` (nothing here waits on that payment, or a type
+/// not acted on). The event is recorded and applied in one write: a failure leaves neither, and
+/// Stripe's redelivery applies it.
 pub async fn apply_intent_event(store: &Store, event: IntentEvent, now: i64) -> Result<&'static str, BillingError> {
-    let outcome = match event.event_type.as_str() {
-        "payment_intent.succeeded" => Some(ChargeOutcome::Succeeded { reference: event.intent.clone() }),
-        "payment_intent.payment_failed" => {
-            let (code, decline_code, message) =
-                event.failure.clone().unwrap_or_else(|| ("card_declined".into(), None, "The payment failed.".into()));
-            Some(ChargeOutcome::Declined { reference: Some(event.intent.clone()), code, decline_code, message })
-        }
-        _ => None,
-    };
-    let partner = event.partner.get();
-    let (intent, event_id, event_type, raw) = (event.intent.clone(), event.event_id, event.event_type, event.raw_body);
-    let waiting = outcome.is_some();
-    // The event is recorded first, once; the attempt it settles is read in the same write.
-    let attempt = store
+    store
         .write(move |mut tx| {
             boxed(async move {
-                let invoice = if waiting { repo::invoice_charging(&mut tx, partner, &intent).await? } else { None };
-                let effect = if invoice.is_some() { "settled" } else { "ignored" };
-                if !repo::record_payment_event(&mut tx, partner, &event_id, &event_type, &raw, effect, now).await? {
-                    return Ok::<_, BillingError>(Err("duplicate"));
+                let partner = event.partner.get();
+                let effect = intent_effect(&mut tx, &event, now).await?;
+                let (id, kind, raw) = (&event.event_id, &event.event_type, &event.raw_body);
+                if !repo::record_payment_event(&mut tx, partner, id, kind, raw, effect, now).await? {
+                    // Seen before: this write's effect is rolled back with the error-free answer
+                    // below only if nothing changed; a duplicate found after applying is undone.
+                    return Err(BillingError::Duplicate);
                 }
-                let Some(invoice) = invoice else { return Ok(Err("ignored")) };
-                let (Some(number), Some(method)) = (invoice.charging_attempt, invoice.charging_method.clone()) else {
-                    return Ok(Err("ignored"));
-                };
-                let customer = repo::customer_in(&mut tx, invoice.user_id).await?;
-                let user_public_id = user_public_id(&mut tx, invoice.user_id).await?;
-                Ok(Ok(Attempt { invoice, attempt: number, method, customer, user_public_id }))
+                Ok(effect)
             })
         })
-        .await?;
-    let attempt = match attempt {
-        Ok(attempt) => attempt,
-        Err(effect) => return Ok(effect),
+        .await
+        .or_else(|err| match err {
+            BillingError::Duplicate => Ok("duplicate"),
+            other => Err(other),
+        })
+}
+
+async fn intent_effect(tx: &mut Tx<'_>, event: &IntentEvent, now: i64) -> Result<&'static str, BillingError> {
+    let partner = event.partner.get();
+    // The invoice whose attempt waits on this payment, else the one the payment was made for.
+    let invoice = match repo::invoice_charging(tx, partner, &event.intent).await? {
+        Some(invoice) => Some(invoice),
+        None => match &event.invoice {
+            Some(id) => repo::invoice_of_partner(tx, partner, id).await?,
+            None => None,
+        },
     };
-    let customer = attempt.customer.as_ref().map(|c| c.customer_id.clone()).unwrap_or_default();
-    let outcome = outcome.ok_or_else(|| corrupt("event"))?;
-    record_outcome(store, "stripe", &attempt, &customer, Ok(outcome), false, now).await?;
-    Ok("settled")
+    let Some(invoice) = invoice else { return Ok("ignored") };
+    repo::lock_subscription(tx, invoice.subscription_id).await?;
+    let waiting = invoice.charging_ref.as_deref() == Some(event.intent.as_str());
+    let customer = repo::customer_in(tx, invoice.user_id).await?.map(|c| c.customer_id).unwrap_or_default();
+    let method = invoice.charging_method.clone().unwrap_or_default();
+    let money =
+        Money { provider: "stripe", customer: &customer, method: &method, off_session: invoice.charging_off_session };
+    match event.event_type.as_str() {
+        "payment_intent.succeeded" => {
+            let attempt = if waiting { invoice.charging_attempt } else { None };
+            take_money(tx, &invoice, attempt, &event.intent, &money, now).await?;
+            Ok("settled")
+        }
+        "payment_intent.payment_failed" if waiting => {
+            let (code, decline_code, message) =
+                event.failure.clone().unwrap_or_else(|| ("card_declined".into(), None, "The payment failed.".into()));
+            let failure = Failure {
+                reference: Some(&event.intent),
+                code: &code,
+                decline_code: decline_code.as_deref(),
+                message: &message,
+            };
+            let attempt = invoice.charging_attempt.ok_or_else(|| corrupt("attempt"))?;
+            record_failure(tx, &invoice, attempt, &failure, &money, now).await?;
+            Ok("settled")
+        }
+        _ => Ok("ignored"),
+    }
 }
