@@ -541,6 +541,22 @@ on_both_backends! {
         assert_eq!((paid["status"].as_str(), paid["amountPaid"].as_i64()), (Some("paid"), Some(999)));
         assert_eq!(paid["payments"][0]["paymentMethodId"], "pm_card_visa");
         assert_eq!(stripe.charges(), 1);
+        // Nobody comes back: the sweep finishes the lost attempt before the unpaid subscription
+        // could expire, and the money taken is recorded.
+        let (token, _) = b.completed(49).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        stripe.state.lock().unwrap().slow_next = Some(Duration::from_millis(1_500));
+        assert_problem(b.pay(&token, &invoice, "pm_card_visa").await, 502).await;
+        let later = onboard::domain::now_ms() + onboard::core::billing::INCOMPLETE_EXPIRES_MS + 1_000;
+        let report = onboard::core::billing::renew_due(b.app().store(), &b.app().state.payments, later).await.unwrap();
+        assert_eq!((report.charged, report.canceled), (1, 0));
+        let paid: Value = b.get(&token, &format!("/payments/invoices/{invoice}")).await.json().await.unwrap();
+        assert_eq!(paid["status"], "paid");
+        assert_eq!(b.first_subscription(&token).await["status"], "active");
+        assert_eq!(stripe.charges(), 2);
         assert!(stripe.state.lock().unwrap().refused.is_empty());
     }
 

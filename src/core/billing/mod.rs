@@ -6,7 +6,9 @@
 
 mod pay;
 
-pub use pay::{IntentEvent, Paid, Payer, RenewalReport, apply_intent_event, pay_invoice, renew_due};
+pub use pay::{
+    INCOMPLETE_EXPIRES_MS, IntentEvent, Paid, Payer, RenewalReport, apply_intent_event, pay_invoice, renew_due,
+};
 
 use serde::Serialize;
 use serde_json::json;

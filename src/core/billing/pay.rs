@@ -507,10 +507,19 @@ async fn renew_one(
         .write(move |mut tx| {
             boxed(async move {
                 let Some(mut s) = repo::lock_subscription(&mut tx, id).await? else { return Ok(Due::Nothing) };
-                if s.status == SubscriptionStatus::Incomplete.as_str() {
-                    return expire_incomplete(&mut tx, &mut s, now).await;
-                }
-                let renewed = roll_periods(&mut tx, &mut s, now).await?;
+                let renewed = if s.status == SubscriptionStatus::Incomplete.as_str() {
+                    // An attempt whose answer was lost is finished (same key) before the
+                    // subscription may expire: the provider may have taken the money.
+                    let lost = repo::invoice_of_period(&mut tx, s.id, s.period).await?.is_some_and(|i| {
+                        i.status == "open" && i.charging_attempt.is_some() && i.charging_until.is_none()
+                    });
+                    if !lost {
+                        return expire_incomplete(&mut tx, &mut s, now).await;
+                    }
+                    false
+                } else {
+                    roll_periods(&mut tx, &mut s, now).await?
+                };
                 if s.status == SubscriptionStatus::Canceled.as_str() {
                     return Ok(if s.canceled_at == Some(now) { Due::Canceled } else { Due::Nothing });
                 }
@@ -522,7 +531,7 @@ async fn renew_one(
                 }
                 let retries = crate::domain::billing::RENEWAL_RETRY_DAYS;
                 let due = match SubscriptionStatus::parse(&s.status) {
-                    Some(SubscriptionStatus::Active) => true,
+                    Some(SubscriptionStatus::Active | SubscriptionStatus::Incomplete) => true,
                     Some(SubscriptionStatus::PastDue) => {
                         // Only declined renewals count: the customer's own tries do not shorten
                         // the schedule.
