@@ -77,6 +77,14 @@ pub enum ChargeOutcome {
     },
 }
 
+/// How canceling a waiting payment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Canceled {
+    Canceled,
+    /// Too late: the customer finished it and the money was taken.
+    AlreadySucceeded,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// No answer, or a 5xx/429: the outcome is unknown; the same idempotency key finds it.
@@ -111,6 +119,14 @@ impl Provider {
         match self {
             Provider::Sandbox => Ok(format!("cus_sandbox_{}", user.trim_start_matches("usr:").replace('-', ""))),
             Provider::Stripe(client) => client.create_customer(user).await,
+        }
+    }
+
+    /// Cancels a payment still waiting on the customer (3-D Secure), so another can replace it.
+    pub async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<Canceled, ProviderError> {
+        match self {
+            Provider::Sandbox => Ok(Canceled::Canceled),
+            Provider::Stripe(client) => client.cancel(reference, idempotency_key).await,
         }
     }
 

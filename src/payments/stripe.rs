@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{ChargeOutcome, ChargeRequest, ProviderError};
+use super::{Canceled, ChargeOutcome, ChargeRequest, ProviderError};
 
 pub struct StripeClient {
     http: reqwest::Client,
@@ -35,6 +35,7 @@ struct StripeError {
 #[derive(Debug, Deserialize)]
 struct IntentRef {
     id: String,
+    status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +84,27 @@ impl StripeClient {
         let customer: Customer =
             serde_json::from_str(&body).map_err(|e| ProviderError::Unavailable(format!("unreadable customer: {e}")))?;
         Ok(customer.id)
+    }
+
+    /// `POST /v1/payment_intents/{id}/cancel`. Stripe refuses to cancel a succeeded one (400 with
+    /// the PaymentIntent in the error): the money was taken.
+    pub async fn cancel(&self, reference: &str, key: &str) -> Result<Canceled, ProviderError> {
+        // Stripe's ids are letters, digits and underscores; anything else is not one of theirs.
+        if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ProviderError::Rejected(format!("{reference:?} is not a PaymentIntent id")));
+        }
+        let path = format!("/v1/payment_intents/{reference}/cancel");
+        let (status, body) = self.post(&path, key, &[("cancellation_reason", "abandoned".to_owned())]).await?;
+        if status == 200 {
+            return Ok(Canceled::Canceled);
+        }
+        let error = serde_json::from_str::<ErrorBody>(&body).ok().map(|b| b.error);
+        let status_of = error.as_ref().and_then(|e| e.payment_intent.as_ref()).and_then(|p| p.status.as_deref());
+        match status_of {
+            Some("succeeded") => Ok(Canceled::AlreadySucceeded),
+            Some("canceled") => Ok(Canceled::Canceled),
+            _ => Err(ProviderError::Rejected(error_text(status, &body))),
+        }
     }
 
     pub async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProviderError> {

@@ -993,3 +993,17 @@ pub async fn restart_periods(tx: &mut Tx<'_>, s: &SubscriptionRecord, invoice: i
     });
     Ok(())
 }
+
+impl Store {
+    /// The user's customer at the payment provider.
+    pub async fn customer_of(&self, user: i64) -> StoreResult<Option<CustomerRecord>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT user_id, provider, customer_id, payment_method FROM payment_customers WHERE user_id = $1",
+            )
+            .bind(user)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+}

@@ -46,6 +46,9 @@ struct StripeState {
     refused: Vec<String>,
     /// The next PaymentIntent is answered this late (after it took the money).
     slow_next: Option<Duration>,
+    /// PaymentIntents canceled; and those the customer finished (3-D Secure) behind our back.
+    canceled: Vec<String>,
+    completed: Vec<String>,
 }
 
 impl FakeStripe {
@@ -98,6 +101,21 @@ async fn stripe(
     let slow = if uri.path() == "/v1/payment_intents" { state.lock().unwrap().slow_next.take() } else { None };
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (status, answer) = match uri.path() {
+        path if path.starts_with("/v1/payment_intents/") && path.ends_with("/cancel") => {
+            let id = path.trim_start_matches("/v1/payment_intents/").trim_end_matches("/cancel").to_owned();
+            let mut s = state.lock().unwrap();
+            if s.completed.contains(&id) {
+                (
+                    400,
+                    json!({"error": {"type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+                    "message": "You cannot cancel this PaymentIntent because it has a status of succeeded.",
+                    "payment_intent": {"id": id, "status": "succeeded"}}}),
+                )
+            } else {
+                s.canceled.push(id.clone());
+                (200, json!({"id": id, "object": "payment_intent", "status": "canceled"}))
+            }
+        }
         "/v1/customers" => {
             let mut s = state.lock().unwrap();
             s.customers += 1;
@@ -475,9 +493,6 @@ on_both_backends! {
         assert!(pending["clientSecret"].as_str().unwrap().contains("_secret_"));
         assert_eq!(pending["invoice"]["paymentPending"], true);
         let intent = pending["providerReference"].as_str().unwrap().to_owned();
-        // Meanwhile another payment of it waits its turn: 409, nothing charged.
-        assert_eq!(b.pay(&token, &invoice, "pm_card_visa").await.status(), 409);
-        assert_eq!(stripe.charges(), 0);
         let hook = format!("/webhooks/payments/stripe/{partner}");
         let send = |body: Vec<u8>, signature: String| {
             b.app().client.post(b.app().url(&hook)).header("Stripe-Signature", signature)
@@ -511,6 +526,39 @@ on_both_backends! {
         let elsewhere = b.app().client.post(b.app().url("/webhooks/payments/stripe/999")).header("Stripe-Signature", sign(&body, now))
             .body(body.clone()).send().await.unwrap();
         assert_problem(elsewhere, 404).await;
+        // The customer gives up on 3-D Secure and pays with another card: the waiting payment
+        // is canceled at Stripe and replaced.
+        let (token, _) = b.completed(50).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let pending: Value = b.pay(&token, &invoice, "pm_card_authenticationRequired").await.json().await.unwrap();
+        let waiting = pending["providerReference"].as_str().unwrap().to_owned();
+        let response = b.pay(&token, &invoice, "pm_card_visa").await;
+        assert_eq!(response.status(), 200);
+        let paid: Value = response.json().await.unwrap();
+        let statuses: Vec<&str> = paid["payments"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["failed", "succeeded"]);
+        assert_eq!(paid["payments"][0]["failureCode"], "payment_intent_canceled");
+        assert_eq!(stripe.state.lock().unwrap().canceled, [waiting]);
+        // The customer finished 3-D Secure just before another card was tried: the cancel comes
+        // too late, the money taken pays the invoice, and no second charge is made.
+        let (token, _) = b.completed(51).await;
+        let account = b.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let pending: Value = b.pay(&token, &invoice, "pm_card_authenticationRequired").await.json().await.unwrap();
+        let finished = pending["providerReference"].as_str().unwrap().to_owned();
+        stripe.state.lock().unwrap().completed.push(finished.clone());
+        let charges = stripe.charges();
+        let response = b.pay(&token, &invoice, "pm_card_visa").await;
+        assert_eq!(response.status(), 200);
+        let paid: Value = response.json().await.unwrap();
+        assert_eq!(paid["payments"].as_array().unwrap().len(), 1);
+        assert_eq!(paid["payments"][0]["providerReference"], finished.as_str());
+        assert_eq!(stripe.charges(), charges);
     }
 
     async fn a_charge_whose_answer_was_lost_is_finished_with_the_same_key(backend: Backend) {

@@ -23,7 +23,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::webhook::EventType;
 use crate::domain::{Partner, PartnerId, PublicUserId, rfc3339};
 use crate::kek::{Kek, KekError};
-use crate::payments::{ChargeOutcome, ChargeRequest, Provider, ProviderError};
+use crate::payments::{Canceled, ChargeOutcome, ChargeRequest, Provider, ProviderError};
 use crate::store::billing::{
     self as repo, AccountRecord, CustomerRecord, InvoiceRecord, LedgerRecord, NewAccount, NewInvoice, NewLedgerEntry,
     NewPlan, NewSubscription, PartnerPaymentsRecord, PlanRecord, SubscriptionRecord,

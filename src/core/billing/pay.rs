@@ -44,7 +44,11 @@ pub async fn pay_invoice(
         match claim(store, partner, owner, invoice, method, payer.lease_ms, now).await? {
             Claim::Done(paid) => return Ok(*paid),
             Claim::Busy => {
-                wait_for_charge(store, partner, owner, invoice, payer.lease_ms).await?;
+                // A payment waiting on the customer (3-D Secure) is replaced: canceled at the
+                // provider (or, if the customer finished it meanwhile, taken), then a new attempt.
+                if !replace_waiting(store, payer.provider, partner, owner, invoice, now).await? {
+                    wait_for_charge(store, partner, owner, invoice, payer.lease_ms).await?;
+                }
                 continue;
             }
             Claim::Attempt(attempt) => {
@@ -126,6 +130,53 @@ async fn claim(
             })
         })
         .await
+}
+
+/// Ends the invoice's attempt that waits on the customer, if it has one: canceled at the
+/// provider and recorded as a failure, or, when the customer finished it meanwhile, its money
+/// taken. False when no attempt was waiting.
+async fn replace_waiting(
+    store: &Store,
+    provider: &Provider,
+    partner: PartnerId,
+    owner: i64,
+    invoice: &str,
+    now: i64,
+) -> Result<bool, BillingError> {
+    let record = store.invoice_row(partner, owner, invoice).await?.ok_or(BillingError::NotFound("invoice"))?;
+    let (Some(number), Some(reference)) = (record.charging_attempt, record.charging_ref.clone()) else {
+        return Ok(false);
+    };
+    let key = format!("onboard-{}-attempt-{number}-cancel", record.public_id);
+    let canceled = provider.cancel(&reference, &key).await?;
+    let customer = store.customer_of(record.user_id).await?.map(|c| c.customer_id).unwrap_or_default();
+    let method = record.charging_method.clone().unwrap_or_default();
+    let provider = provider.name();
+    store
+        .write(move |mut tx| {
+            boxed(async move {
+                repo::lock_subscription(&mut tx, record.subscription_id).await?;
+                let money =
+                    Money { provider, customer: &customer, method: &method, off_session: record.charging_off_session };
+                match canceled {
+                    Canceled::AlreadySucceeded => {
+                        take_money(&mut tx, &record, Some(number), &reference, &money, now).await?;
+                    }
+                    Canceled::Canceled => {
+                        let failure = Failure {
+                            reference: Some(&reference),
+                            code: "payment_intent_canceled",
+                            decline_code: None,
+                            message: "Replaced by another payment before the customer finished it.",
+                        };
+                        record_failure(&mut tx, &record, number, &failure, &money, now).await?;
+                    }
+                }
+                Ok::<_, BillingError>(())
+            })
+        })
+        .await?;
+    Ok(true)
 }
 
 /// Waits (up to the lease) for another payer's attempt to end.
