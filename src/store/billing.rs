@@ -1007,3 +1007,25 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// An invoice's ledger, oldest first.
+    pub async fn ledger_of(&self, invoice: i64) -> StoreResult<Vec<LedgerRecord>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                ledger_columns!(),
+                " FROM ledger_entries WHERE invoice_id = $1 ORDER BY id"
+            ))
+            .bind(invoice)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn invoice_by_id(&self, invoice: i64) -> StoreResult<Option<InvoiceRecord>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(invoice_select!("i.id = $1")).bind(invoice).fetch_optional(pool).await?
+        }))
+    }
+}

@@ -199,17 +199,8 @@ async fn wait_for_charge(
 }
 
 async fn read_invoice(store: &Store, partner: PartnerId, owner: i64, invoice: &str) -> Result<Invoice, BillingError> {
-    let invoice = invoice.to_owned();
-    store
-        .write(move |mut tx| {
-            boxed(async move {
-                let record = repo::invoice_of(&mut tx, partner.get(), owner, &invoice)
-                    .await?
-                    .ok_or(BillingError::NotFound("invoice"))?;
-                Ok(invoice_view(&mut tx, &record).await?)
-            })
-        })
-        .await
+    let record = store.invoice_row(partner, owner, invoice).await?.ok_or(BillingError::NotFound("invoice"))?;
+    Ok(Invoice::of(&record, &store.ledger_of(record.id).await?)?)
 }
 
 /// The provider's customer of the attempt's user, created (and recorded) on first use.
@@ -680,7 +671,8 @@ async fn expire_incomplete(tx: &mut Tx<'_>, s: &mut SubscriptionRecord, now: i64
 }
 
 async fn read_invoice_by_id(store: &Store, invoice: i64) -> Result<Invoice, BillingError> {
-    Ok(store.write(move |mut tx| boxed(async move { current_view(&mut tx, invoice).await })).await?)
+    let record = store.invoice_by_id(invoice).await?.ok_or_else(|| corrupt("invoice"))?;
+    Ok(Invoice::of(&record, &store.ledger_of(record.id).await?)?)
 }
 
 // ---------------------------------------------------------------------------------------------
