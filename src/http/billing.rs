@@ -321,22 +321,9 @@ pub async fn pay_invoice(
 ) -> Result<Response, ApiError> {
     auth.require("subscriptions:create")?;
     let id: InvoiceId = path_id(&invoice_id, "invoice")?;
-    let method = request.payment_method_id.trim();
-    let well_formed = method.starts_with("pm_")
-        && method.len() <= 255
-        && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !well_formed {
-        return Err(ApiError::invalid_field(INVALID, "paymentMethodId", "must be a PaymentMethod id (pm_…)"));
-    }
+    let method = payment_method(&request.payment_method_id)?;
     let partner = partner_of(&state, auth.partner).await?;
-    let provider = billing::provider_of(
-        &state.store,
-        &state.payments.kek,
-        &state.payments.http,
-        &state.payments.settings,
-        &partner,
-    )
-    .await?;
+    let provider = billing::provider_of(&state.store, &state.payments, &partner).await?;
     let payer = Payer { provider: &provider, lease_ms: state.payments.lease_ms() };
     let paid =
         billing::pay_invoice(&state.store, &payer, auth.partner, &auth.user, id.as_str(), method, now_ms()).await?;
@@ -346,23 +333,38 @@ pub async fn pay_invoice(
             let pending = PaymentPending { status, client_secret, provider_reference: reference, invoice };
             (StatusCode::ACCEPTED, Json(pending)).into_response()
         }
-        Paid::Declined(invoice) => {
-            let last = invoice.payments.iter().rev().find(|p| p.status == "failed");
-            let body = PaymentDeclined {
-                problem_type: "urn:onboard:problem:payment-declined",
-                title: "Payment Required",
-                status: 402,
-                detail: last
-                    .and_then(|p| p.failure_message.clone())
-                    .unwrap_or_else(|| "The payment was declined.".into()),
-                trace_id: TraceContext::current().trace_id_field(),
-                code: last.and_then(|p| p.failure_code.clone()),
-                decline_code: last.and_then(|p| p.decline_code.clone()),
-                invoice,
-            };
-            problem_response(StatusCode::PAYMENT_REQUIRED, &body)
-        }
+        Paid::Declined(invoice) => problem_response(StatusCode::PAYMENT_REQUIRED, &PaymentDeclined::of(invoice)),
     })
+}
+
+/// A PaymentMethod id as the provider's SDK makes them (`pm_` and letters, digits, underscores).
+fn payment_method(raw: &str) -> Result<&str, ApiError> {
+    let method = raw.trim();
+    let well_formed = method.starts_with("pm_")
+        && method.len() <= 255
+        && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if well_formed {
+        Ok(method)
+    } else {
+        Err(ApiError::invalid_field(INVALID, "paymentMethodId", "must be a PaymentMethod id (pm_…)"))
+    }
+}
+
+impl PaymentDeclined {
+    /// The problem for a declined payment: the provider's codes from the invoice's last failure.
+    fn of(invoice: Invoice) -> Self {
+        let last = invoice.payments.iter().rev().find(|p| p.status == "failed");
+        Self {
+            problem_type: "urn:onboard:problem:payment-declined",
+            title: "Payment Required",
+            status: 402,
+            detail: last.and_then(|p| p.failure_message.clone()).unwrap_or_else(|| "The payment was declined.".into()),
+            trace_id: TraceContext::current().trace_id_field(),
+            code: last.and_then(|p| p.failure_code.clone()),
+            decline_code: last.and_then(|p| p.decline_code.clone()),
+            invoice,
+        }
+    }
 }
 
 async fn partner_of(state: &AppState, id: PartnerId) -> Result<Partner, ApiError> {

@@ -245,6 +245,25 @@ impl Billing {
         self.post(token, &format!("/payments/invoices/{invoice}/pay"), &json!({"paymentMethodId": method})).await
     }
 
+    /// The sandbox partner's payments through Stripe (the local one), by the operator route.
+    async fn use_stripe(&self) {
+        let operator = staff_token(self.app(), StaffRole::Operator).await;
+        let path = format!("/admin/partners/{}/payments", self.app().sandbox.partner_id);
+        let body = json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET});
+        let response =
+            self.app().client.put(self.app().url(&path)).bearer_auth(&operator).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// A `Completed` user subscribed (its primary account) to `tier`: (token, the first invoice).
+    async fn subscribed(&self, n: u32, tier: &Value) -> (String, String) {
+        let (token, _) = self.completed(n).await;
+        let account = self.primary_account(&token).await;
+        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
+        let subscription: Value = self.post(&token, "/subscriptions", &body).await.json().await.unwrap();
+        (token, subscription["invoiceId"].as_str().unwrap().to_owned())
+    }
+
     async fn first_subscription(&self, token: &str) -> Value {
         self.get(token, "/subscriptions").await.json::<Value>().await.unwrap()["data"][0].clone()
     }
@@ -474,17 +493,10 @@ on_both_backends! {
     async fn a_payment_waiting_on_the_customer_is_settled_by_stripes_webhook(backend: Backend) {
         let stripe = FakeStripe::start().await;
         let Some(b) = Billing::spawn(backend, Some(&stripe.url)).await else { return };
-        let operator = staff_token(b.app(), StaffRole::Operator).await;
+        b.use_stripe().await;
         let partner = b.app().sandbox.partner_id;
-        let response = b.app().client.put(b.app().url(&format!("/admin/partners/{partner}/payments"))).bearer_auth(&operator)
-            .json(&json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).send().await.unwrap();
-        assert_eq!(response.status(), 200);
         let tier = b.tier(json!({"name": "Plus", "amount": 999, "currency": "EUR", "interval": "month"})).await;
-        let (token, _) = b.completed(47).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(47, &tier).await;
         // 3-D Secure: 202 with the client secret the SDK finishes it with.
         let response = b.pay(&token, &invoice, "pm_card_authenticationRequired").await;
         assert_eq!(response.status(), 202);
@@ -528,11 +540,7 @@ on_both_backends! {
         assert_problem(elsewhere, 404).await;
         // The customer gives up on 3-D Secure and pays with another card: the waiting payment
         // is canceled at Stripe and replaced.
-        let (token, _) = b.completed(50).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(50, &tier).await;
         let pending: Value = b.pay(&token, &invoice, "pm_card_authenticationRequired").await.json().await.unwrap();
         let waiting = pending["providerReference"].as_str().unwrap().to_owned();
         let response = b.pay(&token, &invoice, "pm_card_visa").await;
@@ -544,11 +552,7 @@ on_both_backends! {
         assert_eq!(stripe.state.lock().unwrap().canceled, [waiting]);
         // The customer finished 3-D Secure just before another card was tried: the cancel comes
         // too late, the money taken pays the invoice, and no second charge is made.
-        let (token, _) = b.completed(51).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(51, &tier).await;
         let pending: Value = b.pay(&token, &invoice, "pm_card_authenticationRequired").await.json().await.unwrap();
         let finished = pending["providerReference"].as_str().unwrap().to_owned();
         stripe.state.lock().unwrap().completed.push(finished.clone());
@@ -564,17 +568,9 @@ on_both_backends! {
     async fn a_charge_whose_answer_was_lost_is_finished_with_the_same_key(backend: Backend) {
         let stripe = FakeStripe::start().await;
         let Some(b) = Billing::spawn_with(backend, Some(&stripe.url), |s| s.payments.timeout_secs = 1).await else { return };
-        let operator = staff_token(b.app(), StaffRole::Operator).await;
-        let path = format!("/admin/partners/{}/payments", b.app().sandbox.partner_id);
-        let response = b.app().client.put(b.app().url(&path)).bearer_auth(&operator)
-            .json(&json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).send().await.unwrap();
-        assert_eq!(response.status(), 200);
+        b.use_stripe().await;
         let tier = b.tier(json!({"name": "Plus", "amount": 999, "currency": "USD", "interval": "month"})).await;
-        let (token, _) = b.completed(48).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(48, &tier).await;
         // Stripe charges but the answer comes after the client gave up: 502, nothing recorded.
         stripe.state.lock().unwrap().slow_next = Some(Duration::from_millis(1_500));
         assert_problem(b.pay(&token, &invoice, "pm_card_visa").await, 502).await;
@@ -591,11 +587,7 @@ on_both_backends! {
         assert_eq!(stripe.charges(), 1);
         // Nobody comes back: the sweep finishes the lost attempt before the unpaid subscription
         // could expire, and the money taken is recorded.
-        let (token, _) = b.completed(49).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(49, &tier).await;
         stripe.state.lock().unwrap().slow_next = Some(Duration::from_millis(1_500));
         assert_problem(b.pay(&token, &invoice, "pm_card_visa").await, 502).await;
         let later = onboard::domain::now_ms() + onboard::core::billing::INCOMPLETE_EXPIRES_MS + 1_000;
@@ -620,11 +612,7 @@ on_both_backends! {
         let response = settings(json!({"provider": "stripe", "secretKey": STRIPE_KEY, "webhookSecret": STRIPE_WEBHOOK_SECRET})).await.unwrap();
         assert_eq!(response.status(), 200);
         let tier = b.tier(json!({"name": "Dinar", "amount": 1250, "currency": "KWD", "interval": "month"})).await;
-        let (token, _) = b.completed(44).await;
-        let account = b.primary_account(&token).await;
-        let body = json!({"accountId": account, "subscriptionDetailsId": tier["subscriptionDetailsId"]});
-        let subscription: Value = b.post(&token, "/subscriptions", &body).await.json().await.unwrap();
-        let invoice = subscription["invoiceId"].as_str().unwrap().to_owned();
+        let (token, invoice) = b.subscribed(44, &tier).await;
         // Declined at Stripe (402 card_error): 402 here, nothing charged.
         let declined = b.pay(&token, &invoice, "pm_card_chargeDeclined").await;
         assert_eq!(declined.status(), 402);

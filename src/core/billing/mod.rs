@@ -522,9 +522,7 @@ pub async fn configure_payments(
 /// partner without any. `NotConfigured` for a live partner without settings.
 pub async fn provider_of(
     store: &Store,
-    kek: &Kek,
-    http: &reqwest::Client,
-    settings: &crate::payments::PaymentSettings,
+    payments: &crate::payments::Payments,
     partner: &Partner,
 ) -> Result<Provider, BillingError> {
     let Some(record) = store.partner_payments(partner.id).await? else {
@@ -536,8 +534,8 @@ pub async fn provider_of(
     match (record.provider.as_str(), record.secret_key) {
         ("sandbox", _) => Ok(Provider::Sandbox),
         ("stripe", Some(sealed)) => {
-            let key = kek.open_string(&secret_aad("secret_key", record.partner_id), &sealed)?;
-            Ok(Provider::stripe(http.clone(), settings, key))
+            let key = payments.kek.open_string(&secret_aad("secret_key", record.partner_id), &sealed)?;
+            Ok(Provider::stripe(payments.http.clone(), &payments.settings, key))
         }
         _ => Err(BillingError::NotConfigured),
     }

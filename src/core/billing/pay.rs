@@ -617,7 +617,7 @@ async fn renew_one(
     report.renewed += usize::from(renewed);
     let partner = PartnerId::new(attempt.invoice.partner_id).map_err(|_| corrupt("partner id"))?;
     let partner = store.find_partner(partner).await?.ok_or(BillingError::NotFound("partner"))?;
-    let provider = match provider_of(store, &payments.kek, &payments.http, &payments.settings, &partner).await {
+    let provider = match provider_of(store, payments, &partner).await {
         Ok(provider) => provider,
         Err(err) => {
             release(store, attempt.invoice.id, attempt.attempt).await?;
