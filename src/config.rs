@@ -60,8 +60,12 @@ impl Default for CipSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SanctionsSettings {
-    /// Loaded by `serve` when the database has no list yet ("" to skip).
+    /// A list directory `serve` loads when the database has no list yet; "" (the default) loads
+    /// the snapshot built into the binary instead.
     pub autoload_dir: String,
+    /// Whether `serve` loads the built-in snapshot when the database has no list and no
+    /// `autoload_dir` is set (off only for tests and for deployments that load lists themselves).
+    pub builtin_snapshot: bool,
     /// How often a node checks for a list version loaded elsewhere.
     pub refresh_secs: u64,
     /// Thresholds of the matcher.
@@ -70,7 +74,7 @@ pub struct SanctionsSettings {
 
 impl Default for SanctionsSettings {
     fn default() -> Self {
-        Self { autoload_dir: "data/ofac".into(), refresh_secs: 60, policy: Default::default() }
+        Self { autoload_dir: String::new(), builtin_snapshot: true, refresh_secs: 60, policy: Default::default() }
     }
 }
 

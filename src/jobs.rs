@@ -30,11 +30,30 @@ pub struct JobSettings {
     /// First retry delay; doubled per attempt up to `backoff_max_ms`.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    /// A kind whose oldest due-or-retrying job has waited longer than this is reported stuck:
+    /// `jobs_stuck{kind}` is 1, a warning is logged, `onboard jobs stats` marks it. A sanctions
+    /// check that cannot run (no list loaded) shows up here instead of leaving users silently in
+    /// `UpgradeInProgress`.
+    pub stuck_after_secs: u64,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { enabled: true, poll_interval_ms: 250, lease_secs: 60, backoff_base_ms: 1_000, backoff_max_ms: 600_000 }
+        Self {
+            enabled: true,
+            poll_interval_ms: 250,
+            lease_secs: 60,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 600_000,
+            stuck_after_secs: 600,
+        }
+    }
+}
+
+impl JobSettings {
+    /// Whether work created at `oldest_waiting` (ms) and still unfinished at `now` is stuck.
+    pub fn is_stuck(&self, oldest_waiting: Option<i64>, now: i64) -> bool {
+        oldest_waiting.is_some_and(|since| now - since > (self.stuck_after_secs as i64).saturating_mul(1000))
     }
 }
 
@@ -128,7 +147,7 @@ impl JobRegistry {
                 [wake.clone(), own],
             ));
         }
-        tasks.spawn(report_queue_depth(store, kinds, stop_rx));
+        tasks.spawn(report_queue_depth(store, settings.clone(), kinds, stop_rx));
         JobRunner { stop: stop_tx, wake, tasks }
     }
 }
@@ -253,8 +272,9 @@ pub fn backoff_ms(attempt: i64, base_ms: u64, max_ms: u64) -> i64 {
     (raw * jitter) as i64
 }
 
-async fn report_queue_depth(store: Store, kinds: Vec<String>, mut stop: watch::Receiver<bool>) {
+async fn report_queue_depth(store: Store, settings: JobSettings, kinds: Vec<String>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut stuck: std::collections::HashSet<String> = Default::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -268,8 +288,23 @@ async fn report_queue_depth(store: Store, kinds: Vec<String>, mut stop: watch::R
             metrics::gauge!("jobs_queued", "kind" => kind.clone()).set(get(|s| s.queued));
             metrics::gauge!("jobs_running", "kind" => kind.clone()).set(get(|s| s.running));
             metrics::gauge!("jobs_dead", "kind" => kind.clone()).set(get(|s| s.dead));
-            let age = row.and_then(|s| s.oldest_due).map_or(0.0, |due| (now - due).max(0) as f64 / 1000.0);
-            metrics::gauge!("jobs_oldest_due_age_seconds", "kind" => kind.clone()).set(age);
+            let age_of = |at: Option<i64>| at.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+            let due = age_of(row.and_then(|s| s.oldest_due));
+            metrics::gauge!("jobs_oldest_due_age_seconds", "kind" => kind.clone()).set(due);
+            let waiting = row.and_then(|s| s.oldest_waiting);
+            metrics::gauge!("jobs_oldest_waiting_age_seconds", "kind" => kind.clone()).set(age_of(waiting));
+            let is_stuck = settings.is_stuck(waiting, now);
+            metrics::gauge!("jobs_stuck", "kind" => kind.clone()).set(if is_stuck { 1.0 } else { 0.0 });
+            // Logged when a kind becomes stuck and when it recovers, not every tick.
+            if is_stuck && stuck.insert(kind.clone()) {
+                tracing::warn!(
+                    kind,
+                    waiting_secs = age_of(waiting) as u64,
+                    "jobs have waited longer than jobs.stuck_after_secs; see `onboard jobs stats`"
+                );
+            } else if !is_stuck && stuck.remove(kind) {
+                tracing::info!(kind, "jobs of this kind are moving again");
+            }
         }
     }
 }

@@ -53,6 +53,8 @@ pub fn redact_url(url: &str) -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // First, so what start-up measures (the sanctions list loaded or not) is recorded.
+        let metrics = http::ops::prometheus();
         let store = open_store(&settings).await?;
         let bootstrap = crate::core::partners::bootstrap_sandbox(&store, now_ms()).await?;
         let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
@@ -102,7 +104,7 @@ impl Application {
             keys: Arc::new(keys),
             verified_tokens: Default::default(),
             verified_api_keys: Default::default(),
-            metrics: http::ops::prometheus(),
+            metrics,
             sanctions,
             jobs: waker,
             kyc,
@@ -204,9 +206,10 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     registry
 }
 
-/// The list to screen with: the database's newest, or on a fresh install the snapshot in
-/// `sanctions.autoload_dir`. Screening is unavailable (503) rather than start-up failing when
-/// neither exists.
+/// The list to screen with: the database's newest; on a fresh install the list in
+/// `sanctions.autoload_dir` when one is set, else the snapshot built into the binary (so `serve`
+/// screens from any working directory). Screening is unavailable (503, `/readyz` says so) rather
+/// than start-up failing when none can be loaded.
 async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
     let sanctions = Sanctions::new(settings.sanctions.policy);
     match sanctions.refresh(store).await {
@@ -217,20 +220,25 @@ async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
             return sanctions;
         }
     }
-    let dir = std::path::Path::new(&settings.sanctions.autoload_dir);
-    if settings.sanctions.autoload_dir.is_empty() || !dir.join("sdn.csv").exists() {
-        tracing::warn!(dir = %dir.display(), "no sanctions list loaded; run `onboard sanctions load`");
+    let configured = &settings.sanctions.autoload_dir;
+    let publication = if !configured.is_empty() {
+        let dir = std::path::Path::new(configured);
+        sanctions::read_dir(dir).map(|(files, published_on)| sanctions::Publication {
+            files,
+            source: format!("dir:{}", dir.display()),
+            published_on,
+        })
+    } else if settings.sanctions.builtin_snapshot {
+        sanctions::builtin()
+    } else {
+        tracing::warn!("no sanctions list loaded; run `onboard sanctions load`");
         return sanctions;
-    }
-    let loaded = match sanctions::read_dir(dir) {
-        Ok((files, published)) => sanctions.install(store, files, format!("dir:{}", dir.display()), published).await,
-        Err(err) => Err(err),
     };
-    match loaded {
+    match async { sanctions.install(store, publication?).await }.await {
         Ok((version, _)) => {
-            tracing::info!(list = version.id, dir = %dir.display(), "sanctions snapshot loaded on first start")
+            tracing::info!(list = version.id, source = %version.source, "sanctions list loaded on first start")
         }
-        Err(err) => tracing::warn!(error = %err, "cannot load the sanctions snapshot; screening is unavailable"),
+        Err(err) => tracing::warn!(error = %err, "cannot load the sanctions list; screening is unavailable"),
     }
     sanctions
 }

@@ -36,6 +36,9 @@ pub struct Source {
     /// Base URL to download the four files from, e.g. https://www.treasury.gov/ofac/downloads
     #[arg(long)]
     url: Option<String>,
+    /// The snapshot built into this binary (`data/ofac` when it was built).
+    #[arg(long)]
+    builtin: bool,
 }
 
 #[derive(Args)]
@@ -68,9 +71,9 @@ pub struct ScreenArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Build from this directory instead of the database's current list.
-    #[arg(long, default_value = "data/ofac")]
-    dir: PathBuf,
+    /// Build from this directory instead of the snapshot built into the binary.
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// Queries to time (cycled from the built-in mix of listed and common names).
     #[arg(long, default_value_t = 20_000)]
     queries: usize,
@@ -109,13 +112,14 @@ async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
     {
         bail!("--published must be a date like 2024-05-03");
     }
-    let (files, published, source) = read_source(&args.source).await?;
-    let published = args.published.or(published);
+    let mut publication = read_source(&args.source).await?;
+    if args.published.is_some() {
+        publication.published_on = args.published;
+    }
     let spinner = ProgressBar::new_spinner().with_message("parsing, storing and indexing");
     spinner.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
     let engine = Sanctions::new(settings.sanctions.policy);
-    let publication = sanctions::Publication { files, source, published_on: published };
     let result = super::staff::with_store(&settings, |store| async move {
         let actor = super::staff::cli_actor();
         Ok(crate::core::staff::load_sanctions_list(&store, &engine, publication, &actor, now_ms()).await?)
@@ -143,17 +147,17 @@ async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
 }
 
 /// The files of `--dir` or `--url`, their publication date if they say, and the source's name.
-async fn read_source(source: &Source) -> anyhow::Result<(ListFiles, Option<String>, String)> {
+async fn read_source(source: &Source) -> anyhow::Result<sanctions::Publication> {
     match (&source.dir, &source.url) {
         (Some(dir), _) => {
-            let (files, published) = sanctions::read_dir(dir)?;
-            Ok((files, published, format!("dir:{}", dir.display())))
+            let (files, published_on) = sanctions::read_dir(dir)?;
+            Ok(sanctions::Publication { files, source: format!("dir:{}", dir.display()), published_on })
         }
         (None, Some(url)) => {
-            let (files, published) = download(url).await?;
-            Ok((files, published, url.clone()))
+            let (files, published_on) = download(url).await?;
+            Ok(sanctions::Publication { files, source: url.clone(), published_on })
         }
-        (None, None) => unreachable!("clap requires one source"),
+        (None, None) => Ok(sanctions::builtin()?),
     }
 }
 
@@ -267,7 +271,10 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 fn time_index_build(args: &BenchArgs) -> anyhow::Result<SanctionsIndex> {
     let rss_before = crate::telemetry::rss_kib(std::process::id());
     let started = Instant::now();
-    let (files, _) = sanctions::read_dir(&args.dir)?;
+    let files = match &args.dir {
+        Some(dir) => sanctions::read_dir(dir)?.0,
+        None => sanctions::builtin()?.files,
+    };
     let read = started.elapsed();
     let parsed = parse_list(&files)?;
     let parse = started.elapsed() - read;

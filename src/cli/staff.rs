@@ -155,13 +155,23 @@ async fn list_tokens(store: &Store) -> anyhow::Result<()> {
 }
 
 pub async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
+    let rules = settings.jobs.clone();
     with_store(&settings, |store| async move {
         match command {
             JobsCommand::Stats => {
-                println!("{:<24} {:>8} {:>8} {:>8}  oldest due", "kind", "queued", "running", "dead");
-                for s in store.queue_stats(now_ms()).await? {
+                let now = now_ms();
+                println!(
+                    "{:<24} {:>8} {:>8} {:>8}  {:<25} waiting since",
+                    "kind", "queued", "running", "dead", "oldest due"
+                );
+                for s in store.queue_stats(now).await? {
                     let oldest = s.oldest_due.map(crate::http::rfc3339).unwrap_or_default();
-                    println!("{:<24} {:>8} {:>8} {:>8}  {oldest}", s.kind, s.queued, s.running, s.dead);
+                    let waiting = s.oldest_waiting.map(crate::http::rfc3339).unwrap_or_default();
+                    let stuck = if rules.is_stuck(s.oldest_waiting, now) { "  STUCK" } else { "" };
+                    println!(
+                        "{:<24} {:>8} {:>8} {:>8}  {oldest:<25} {waiting}{stuck}",
+                        s.kind, s.queued, s.running, s.dead
+                    );
                 }
             }
             JobsCommand::List { kind, state, limit } => {

@@ -133,8 +133,7 @@ pub async fn load_sanctions_list(
     actor: &str,
     now: i64,
 ) -> Result<(ListVersion, bool), SanctionsError> {
-    let crate::sanctions::Publication { files, source, published_on } = publication;
-    let list = crate::sanctions::prepare(files, source, published_on).await?;
+    let (list, parsed) = crate::sanctions::prepare(publication).await?;
     let actor = actor.to_owned();
     let loaded = store
         .write(move |mut tx| {
@@ -147,7 +146,7 @@ pub async fn load_sanctions_list(
             })
         })
         .await?;
-    sanctions.refresh(store).await?;
+    sanctions.adopt(store, &loaded.0, parsed).await?;
     Ok(loaded)
 }
 

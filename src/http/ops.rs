@@ -57,13 +57,24 @@ pub async fn healthz() -> Json<Health> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Readiness {
+    /// `ready`, or `degraded` while no sanctions list is loaded (the node serves, but
+    /// registrations wait in `UpgradeInProgress` for their screening).
     status: &'static str,
     database: &'static str,
     migrations: &'static str,
+    /// `loaded` or `missing`.
+    sanctions: &'static str,
+    /// The list version this node screens with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sanctions_list_version: Option<i64>,
 }
 
-/// Readiness: the database answers and every migration of this binary has been applied.
+/// Readiness: the database answers and every migration of this binary has been applied (else
+/// 503); the body also says whether a sanctions list is loaded. A missing list does not fail
+/// readiness: every node would then leave the load balancer, and the routes that do not screen
+/// would go down with it.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness),
     (status = 503, description = "Not ready", body = super::error::Problem, content_type = "application/problem+json"),
@@ -73,10 +84,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
     if state.store.ping().await.is_err() {
         return Err(unavailable("The database is not reachable."));
     }
-    match state.store.migrations_current().await {
-        Ok(true) => Ok(Json(Readiness { status: "ready", database: "ok", migrations: "current" })),
-        _ => Err(unavailable("Database migrations are not current.")),
+    if !matches!(state.store.migrations_current().await, Ok(true)) {
+        return Err(unavailable("Database migrations are not current."));
     }
+    let list = state.sanctions.current().map(|loaded| loaded.version.id);
+    Ok(Json(Readiness {
+        status: if list.is_some() { "ready" } else { "degraded" },
+        database: "ok",
+        migrations: "current",
+        sanctions: if list.is_some() { "loaded" } else { "missing" },
+        sanctions_list_version: list,
+    }))
 }
 
 /// Prometheus text exposition of request, database-pool and domain metrics.

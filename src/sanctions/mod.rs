@@ -78,6 +78,7 @@ impl Sanctions {
     /// already is). Parsing and indexing run off the async runtime.
     pub async fn refresh(&self, store: &Store) -> Result<Option<Arc<LoadedList>>, SanctionsError> {
         let Some(version) = store.current_sanctions_list().await? else {
+            metrics::gauge!("sanctions_list_loaded").set(0.0);
             return Ok(None);
         };
         if let Some(loaded) = self.current()
@@ -86,15 +87,33 @@ impl Sanctions {
             return Ok(Some(loaded));
         }
         let files = store.sanctions_list_files(version.id).await?;
+        let entries = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
+            .await
+            .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
+        self.index(version, entries).await.map(Some)
+    }
+
+    /// After `stored` was written from `prepared`: screens with it when it is the database's
+    /// newest, indexing the entries parsed while preparing (one parse per load); otherwise with
+    /// whatever is newest.
+    pub async fn adopt(&self, store: &Store, stored: &ListVersion, prepared: Parsed) -> Result<(), SanctionsError> {
+        let newest = store.current_sanctions_list().await?;
+        let already = self.current().is_some_and(|loaded| loaded.version.id == stored.id);
+        match newest {
+            Some(version) if version.id == stored.id && !already => self.index(version, prepared.0).await.map(drop),
+            _ => self.refresh(store).await.map(drop),
+        }
+    }
+
+    async fn index(&self, version: ListVersion, entries: Vec<parse::Entry>) -> Result<Arc<LoadedList>, SanctionsError> {
         let policy = self.policy;
         let started = Instant::now();
-        let index = tokio::task::spawn_blocking(move || -> Result<SanctionsIndex, ParseError> {
-            Ok(SanctionsIndex::build(parse_list(&files)?.entries, policy))
-        })
-        .await
-        .map_err(|e| SanctionsError::Fetch(format!("index build panicked: {e}")))??;
+        let index = tokio::task::spawn_blocking(move || SanctionsIndex::build(entries, policy))
+            .await
+            .map_err(|e| SanctionsError::Fetch(format!("index build panicked: {e}")))?;
         metrics::histogram!("sanctions_index_build_seconds").record(started.elapsed().as_secs_f64());
         metrics::gauge!("sanctions_list_version").set(version.id as f64);
+        metrics::gauge!("sanctions_list_loaded").set(1.0);
         metrics::gauge!("sanctions_index_names").set(index.name_count() as f64);
         tracing::info!(
             list = version.id,
@@ -104,7 +123,7 @@ impl Sanctions {
         );
         let loaded = Arc::new(LoadedList { version, index });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
-        Ok(Some(loaded))
+        Ok(loaded)
     }
 
     /// Validates and stores a list publication, then loads it. Loading the same files again
@@ -112,14 +131,12 @@ impl Sanctions {
     pub async fn install(
         &self,
         store: &Store,
-        files: ListFiles,
-        source: String,
-        published_on: Option<String>,
+        publication: Publication,
     ) -> Result<(ListVersion, bool), SanctionsError> {
-        let list = prepare(files, source, published_on).await?;
-        let stored = store.insert_sanctions_list(list, now_ms()).await?;
-        self.refresh(store).await?;
-        Ok(stored)
+        let (list, parsed) = prepare(publication).await?;
+        let (version, created) = store.insert_sanctions_list(list, now_ms()).await?;
+        self.adopt(store, &version, parsed).await?;
+        Ok((version, created))
     }
 
     /// Screens against the current list, without recording it (`core::staff::screen` records).
@@ -261,22 +278,23 @@ pub struct Publication {
     pub published_on: Option<String>,
 }
 
+/// The entries a publication was parsed into while it was prepared, kept for indexing.
+pub struct Parsed(Vec<parse::Entry>);
+
 /// Parses a publication's files (off the async runtime) into the list version to store, with
-/// the job that re-screens users against it.
-pub async fn prepare(
-    files: ListFiles,
-    source: String,
-    published_on: Option<String>,
-) -> Result<NewList, SanctionsError> {
-    let (files, counts, sha256) = tokio::task::spawn_blocking(move || {
+/// the job that re-screens users against it, and the parsed entries (`Sanctions::adopt`).
+pub async fn prepare(publication: Publication) -> Result<(NewList, Parsed), SanctionsError> {
+    let Publication { files, source, published_on } = publication;
+    let (files, parsed, sha256) = tokio::task::spawn_blocking(move || {
         let parsed = parse_list(&files)?;
         let sha256 = files.digest();
-        Ok::<_, ParseError>((files, parsed.counts, sha256))
+        Ok::<_, ParseError>((files, parsed, sha256))
     })
     .await
     .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
     let rescreen = NewJob::new(RESCREEN_JOB, serde_json::json!({ "afterUserId": 0 }), now_ms());
-    Ok(NewList { files, sha256, published_on, source, counts, rescreen })
+    let list = NewList { files, sha256, published_on, source, counts: parsed.counts, rescreen };
+    Ok((list, Parsed(parsed.entries)))
 }
 
 /// Reads the four files from a directory (sdn.csv is required) and its `PUBLISHED` date if any.
@@ -295,6 +313,35 @@ pub fn read_dir(dir: &Path) -> Result<(ListFiles, Option<String>), SanctionsErro
         .map(|s| s.trim().to_owned())
         .filter(|s| parse_date(s).is_some());
     Ok((files, published))
+}
+
+/// The OFAC snapshot built into the binary (`data/ofac` at build time, compressed by build.rs):
+/// what a fresh install screens with when no list directory is configured.
+pub fn builtin() -> Result<Publication, SanctionsError> {
+    macro_rules! packed {
+        ($name:literal) => {
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".deflate")).as_slice()
+        };
+    }
+    let inflate = |name: &str, packed: &[u8]| {
+        miniz_oxide::inflate::decompress_to_vec(packed)
+            .map_err(|e| SanctionsError::Fetch(format!("built-in {name} is damaged: {e:?}")))
+    };
+    let mut files = ListFiles::default();
+    for (name, packed) in [
+        ("sdn.csv", packed!("sdn.csv")),
+        ("alt.csv", packed!("alt.csv")),
+        ("add.csv", packed!("add.csv")),
+        ("sdn_comments.csv", packed!("sdn_comments.csv")),
+    ] {
+        files.set(name, inflate(name, packed)?);
+    }
+    let published = String::from_utf8(inflate("PUBLISHED", packed!("PUBLISHED"))?)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| parse_date(s).is_some());
+    let source = format!("builtin:{}", published.as_deref().unwrap_or("unknown"));
+    Ok(Publication { files, source, published_on: published })
 }
 
 /// The shipped snapshot (`data/ofac`) or the small fixture (`tests/fixtures/ofac-small`), for tests.

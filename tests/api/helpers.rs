@@ -102,7 +102,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.db.max_connections = 4;
     settings.http.shutdown_grace_secs = 1;
     // Tests that screen load a list themselves (most do not need the 6 MB snapshot).
-    settings.sanctions.autoload_dir = String::new();
+    settings.sanctions.builtin_snapshot = false;
     settings.jobs.poll_interval_ms = 25;
     settings
 }

@@ -19,9 +19,14 @@ on_both_backends! {
     }
 
     async fn readiness_reports_database_and_migrations(app) {
+        // Test apps start with no sanctions list: the node serves, degraded, and says why.
         let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
-        assert_eq!(body["status"], "ready");
+        assert_eq!((body["status"].as_str(), body["sanctions"].as_str()), (Some("degraded"), Some("missing")));
         assert_eq!(body["migrations"], "current");
+        crate::prospects::load_small_list(&app).await;
+        let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+        assert_eq!((body["status"].as_str(), body["sanctions"].as_str()), (Some("ready"), Some("loaded")));
+        assert!(body["sanctionsListVersion"].as_i64().is_some(), "{body}");
     }
 
     async fn readiness_fails_when_the_database_is_gone(app) {

@@ -27,7 +27,12 @@ impl Node {
 
     /// With extra `ONBOARD_*` settings in the environment.
     fn start_with(dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_onboard"));
+        Self::spawn(Path::new(env!("CARGO_BIN_EXE_onboard")), dir, database_url, env)
+    }
+
+    /// `program serve` in `dir`.
+    fn spawn(program: &Path, dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(program);
         command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -604,6 +609,83 @@ async fn final_status(http: &reqwest::Client, base: &str, key: &str, user: &str)
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{user} never reached a final status");
+}
+
+/// The binary copied alone into an empty directory (no `data/`, no settings): it serves,
+/// `/readyz` says a list is loaded, and registrations are screened against the snapshot built
+/// into it and reach their final status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_alone_in_an_empty_directory_screens_with_its_builtin_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("onboard");
+    std::fs::copy(env!("CARGO_BIN_EXE_onboard"), &binary).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing but the binary");
+    let http = crate::helpers::http_client();
+    let mut node = Node::spawn(&binary, dir.path(), None, &[("ONBOARD_LOG__FILTER", "info")]);
+    let url = node.wait_listening();
+    let key = node.wait_printed("API key").expect("first start prints the API key");
+    let ready: Value = http.get(format!("{url}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((ready["status"].as_str(), ready["sanctions"].as_str()), (Some("ready"), Some("loaded")), "{ready}");
+
+    let clear = register_v2(&http, &url, &key, 0).await;
+    let listed = crate::prospects::prospect(
+        1,
+        serde_json::json!({"firstName": "Daniel", "middleName": null, "lastName": "Moreno", "secondLastName": null, "dateOfBirth": "1972-10-12"}),
+    );
+    let response =
+        http.post(format!("{url}/register-user-v2")).header("PartnerApiKey", &key).json(&listed).send().await.unwrap();
+    let listed: Value = response.json().await.unwrap();
+    let listed = listed["userId"].as_str().unwrap();
+    assert_eq!(final_status(&http, &url, &key, &clear).await, "Completed/None");
+    assert_eq!(final_status(&http, &url, &key, listed).await, "UpgradeFailed/OfacFailed");
+    assert!(node.terminate().success());
+    node.drain();
+    let source = node.err_lines.iter().find(|l| l.contains("sanctions list loaded on first start"));
+    assert!(source.is_some_and(|l| l.contains("builtin:2024-05-03")), "{:?}", node.err_lines);
+}
+
+/// With no list at all, `/readyz` says so (still 200: the routes that do not screen serve), and
+/// the sanctions checks that cannot run are reported stuck once they wait longer than
+/// `jobs.stuck_after_secs`: by `/metrics` and by `onboard jobs stats`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_list_readiness_says_so_and_waiting_checks_are_reported_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = crate::helpers::http_client();
+    let env = [
+        ("ONBOARD_SANCTIONS__BUILTIN_SNAPSHOT", "false"),
+        ("ONBOARD_JOBS__STUCK_AFTER_SECS", "1"),
+        ("ONBOARD_JOBS__POLL_INTERVAL_MS", "50"),
+        ("ONBOARD_LOG__FILTER", "info"),
+    ];
+    let mut node = Node::start_with(dir.path(), None, &env);
+    let url = node.wait_listening();
+    let key = node.wait_printed("API key").expect("first start prints the API key");
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!((ready["status"].as_str(), ready["sanctions"].as_str()), (Some("degraded"), Some("missing")), "{ready}");
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sanctions_list_loaded 0"), "{metrics}");
+
+    register_v2(&http, &url, &key, 0).await;
+    let mut reported = false;
+    for _ in 0..100 {
+        let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.contains(r#"jobs_stuck{kind="cip.sanctions"} 1"#) {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reported, "the waiting sanctions check is reported stuck");
+    let stats = cli_with(dir.path(), &["jobs", "stats"], &env);
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    let line = stats.lines().find(|l| l.starts_with("cip.sanctions")).expect("a cip.sanctions line");
+    assert!(line.ends_with("STUCK"), "{stats}");
+    assert!(!stats.lines().any(|l| l.starts_with("cip.personal") && l.ends_with("STUCK")), "{stats}");
+    assert!(node.terminate().success());
+    node.drain();
+    assert!(node.err_lines.iter().any(|l| l.contains("jobs.stuck_after_secs") && l.contains("cip.sanctions")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,11 @@ pub fn prospect(n: u32, changes: Value) -> Value {
 
 pub async fn load_small_list(app: &TestApp) {
     let files = read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
-    app.state.sanctions.install(app.store(), files, "test:small".into(), None).await.unwrap();
+    app.state
+        .sanctions
+        .install(app.store(), Publication { files, source: "test:small".into(), published_on: None })
+        .await
+        .unwrap();
 }
 
 async fn register(app: &TestApp, body: &Value) -> reqwest::Response {

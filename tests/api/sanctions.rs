@@ -11,7 +11,7 @@ use onboard::domain::cip::{Detail, Status};
 use onboard::domain::prospect::{DateOfBirth, PersonName, Prospect};
 use onboard::domain::{PartnerId, PublicUserId, now_ms};
 use onboard::domain::{Phone, parse_date};
-use onboard::sanctions::{ListFiles, read_dir};
+use onboard::sanctions::{ListFiles, Publication, read_dir};
 use onboard::store::{NewProspect, events, pin_unit, prospects};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -33,7 +33,12 @@ fn small_list_with_new_designation() -> ListFiles {
 }
 
 async fn load(app: &TestApp, files: ListFiles, source: &str) -> (i64, bool) {
-    let (version, created) = app.state.sanctions.install(app.store(), files, source.into(), None).await.unwrap();
+    let (version, created) = app
+        .state
+        .sanctions
+        .install(app.store(), Publication { files, source: source.into(), published_on: None })
+        .await
+        .unwrap();
     (version.id, created)
 }
 
