@@ -285,6 +285,9 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
         if reviewed.is_empty() {
             reviewed.push(Check::Sanctions);
         }
+        if reviewed.contains(&Check::Sanctions) {
+            remember_cleared(tx, record.id, &d.actor, now).await?;
+        }
         for check in reviewed {
             let cleared = CheckResult {
                 check,
@@ -307,6 +310,32 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
     let detail = serde_json::json!({ "reason": d.reason, "to": to.to_string() });
     audit::record(tx, &d.actor, action, Some(&d.user), detail, now).await?;
     Ok(to)
+}
+
+/// Remembers which listed entries the officer cleared the user of: the candidates of the user's
+/// newest screening (the evidence the case shows), each with its entry's fingerprint, so that
+/// re-screening against a later list does not reopen the case while those entries are unchanged.
+async fn remember_cleared(tx: &mut Tx<'_>, user: i64, actor: &str, now: i64) -> Result<(), MoveError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Listed {
+        entity_id: i64,
+        decision: String,
+        // Absent in screenings recorded before clearances were remembered: nothing to tie to.
+        fingerprint: Option<String>,
+    }
+    let Some((list_id, matches)) = sanctions::latest_user_screening(tx, user).await? else {
+        return Ok(());
+    };
+    let listed: Vec<Listed> = serde_json::from_str(&matches)
+        .map_err(|e| StoreError::Corrupt(format!("screening candidates of user {user}: {e}")))?;
+    for entry in listed.into_iter().filter(|l| l.decision != "clear") {
+        if let Some(fingerprint) = entry.fingerprint {
+            let cleared = sanctions::ClearedMatch { user_id: user, entity_id: entry.entity_id, fingerprint };
+            sanctions::insert_cleared_match(tx, &cleared, list_id, actor, now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Decides a locked record whose checks are all in; `None` while some are still running. The

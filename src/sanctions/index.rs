@@ -63,6 +63,9 @@ pub struct Candidate {
     pub name_score: f64,
     pub decision: Decision,
     pub reasons: Vec<String>,
+    /// `Entry::fingerprint` of the entry as this list version describes it: what a compliance
+    /// clearance is tied to.
+    pub fingerprint: String,
 }
 
 struct IndexedName {
@@ -350,6 +353,7 @@ impl SanctionsIndex {
             name_score: round(name_score),
             decision,
             reasons,
+            fingerprint: entry.fingerprint(),
         })
     }
 }

@@ -18,7 +18,9 @@ pub use parse::{EntityKind, ListCounts, ListFiles, ParseError, country_code, is_
 use crate::domain::cip::{CipState, Transition};
 pub use crate::domain::parse_date;
 use crate::domain::{PartnerId, UserId, now_ms};
+use crate::store::sanctions::ClearedMatch;
 use crate::store::{ClaimedJob, ListVersion, NewJob, NewList, NewScreening, RescreenOutcome, Store, StoreError};
+use rustc_hash::FxHashSet;
 
 /// The job kind that re-screens users against a newly loaded list, one page per job.
 pub const RESCREEN_JOB: &str = "sanctions.rescreen";
@@ -160,8 +162,9 @@ impl Sanctions {
     }
 
     /// One page of re-screening after a list load (the `sanctions.rescreen` job): users whose
-    /// screening now reaches `review` or `match` and who were not already a compliance case
-    /// move to `UpgradePending/Compliance`. Returns how many moved, or `None` if the lease was lost.
+    /// screening now reaches `review` or `match` on an entry compliance has not cleared them of
+    /// (or one that changed since), and who were not already a compliance case, move to
+    /// `UpgradePending/Compliance`. Returns how many moved, or `None` if the lease was lost.
     pub async fn rescreen_page(&self, store: &Store, job: &ClaimedJob) -> Result<Option<u64>, SanctionsError> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -177,7 +180,12 @@ impl Sanctions {
             return Ok(store.commit_rescreen_page(job, &[], None, now_ms()).await?.map(|_| 0));
         }
         let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
+        let cleared: FxHashSet<ClearedMatch> = match (people.first(), people.last()) {
+            (Some(first), Some(last)) => store.cleared_matches(first.id, last.id).await?.into_iter().collect(),
+            _ => FxHashSet::default(),
+        };
         let mut outcomes = Vec::with_capacity(people.len());
+        let mut skipped = 0;
         for person in &people {
             let query = person_query(
                 person.full_name(),
@@ -191,18 +199,32 @@ impl Sanctions {
             let from = person.cip_state()?;
             let already_case = from
                 .is_some_and(|s| s.status == crate::domain::cip::Status::UpgradeFailed || s == CipState::COMPLIANCE);
-            let transition = if screening.decision != Decision::Clear && !already_case {
-                let top = &screening.matches[0];
-                let reason = format!(
-                    "list {}: {} {} ({})",
-                    loaded.version.id,
-                    top.decision.as_str(),
-                    top.entity_id,
-                    top.reasons.join("; ")
-                );
-                Transition::new(from, CipState::COMPLIANCE, reason, "sanctions:rescreen").ok()
-            } else {
-                None
+            // Candidates compliance has not cleared this user of, in the form the list now gives them.
+            let open: Vec<&Candidate> = screening
+                .matches
+                .iter()
+                .filter(|c| c.decision != Decision::Clear)
+                .filter(|c| {
+                    let pair =
+                        ClearedMatch { user_id: person.id, entity_id: c.entity_id, fingerprint: c.fingerprint.clone() };
+                    !cleared.contains(&pair)
+                })
+                .collect();
+            if screening.decision != Decision::Clear && open.is_empty() && !already_case {
+                skipped += 1;
+            }
+            let transition = match open.first() {
+                Some(top) if !already_case => {
+                    let reason = format!(
+                        "list {}: {} {} ({})",
+                        loaded.version.id,
+                        top.decision.as_str(),
+                        top.entity_id,
+                        top.reasons.join("; ")
+                    );
+                    Transition::new(from, CipState::COMPLIANCE, reason, "sanctions:rescreen").ok()
+                }
+                _ => None,
             };
             outcomes.push(RescreenOutcome {
                 user_id: person.id,
@@ -220,6 +242,8 @@ impl Sanctions {
         if moved.is_some() {
             metrics::counter!("sanctions_rescreened_users_total").increment(outcomes.len() as u64);
             metrics::counter!("sanctions_rescreen_flagged_total").increment(moved.unwrap_or(0));
+            // Users whose only candidates are entries compliance cleared them of, unchanged.
+            metrics::counter!("sanctions_rescreen_skipped_total").increment(skipped);
             metrics::gauge!("sanctions_rescreen_last_user_id").set(people.last().map_or(0, |p| p.id) as f64);
         }
         Ok(moved)

@@ -90,6 +90,45 @@ pub struct Entry {
     pub countries: Vec<&'static str>,
 }
 
+impl Entry {
+    /// The identity of what the list says about this entry: SHA-256 (first 16 bytes, hex) over
+    /// its names, type, programs, title, remarks (dates of birth, documents, nationalities,
+    /// aliases), alternative names and addresses, each field length-prefixed and the repeated
+    /// ones sorted (the Treasury's row order carries no meaning). A compliance clearance holds
+    /// while it is unchanged.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let mut field = |text: &str| {
+            hasher.update((text.len() as u64).to_be_bytes());
+            hasher.update(text.as_bytes());
+        };
+        field(&self.name);
+        field(self.kind.as_str());
+        let mut programs = self.programs.clone();
+        programs.sort();
+        let mut alt_names: Vec<String> = self.alt_names.iter().map(|a| format!("{}\u{1f}{}", a.kind, a.name)).collect();
+        alt_names.sort();
+        let mut addresses: Vec<String> = self
+            .addresses
+            .iter()
+            .map(|a| {
+                let part = |p: &Option<String>| p.clone().unwrap_or_default();
+                format!("{}\u{1f}{}\u{1f}{}", part(&a.street), part(&a.city), part(&a.country))
+            })
+            .collect();
+        addresses.sort();
+        for (label, repeated) in [("programs", programs), ("alt", alt_names), ("addresses", addresses)] {
+            field(label);
+            field(&repeated.len().to_string());
+            repeated.iter().for_each(|value| field(value));
+        }
+        field(self.title.as_deref().unwrap_or_default());
+        field(&self.remarks_text);
+        hex::encode(&hasher.finalize()[..16])
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("{file} line {line}: {problem}")]

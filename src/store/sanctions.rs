@@ -161,6 +161,50 @@ pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<
     }))
 }
 
+/// The newest screening of a user, in the open transaction: (list id, candidates JSON).
+pub async fn latest_user_screening(tx: &mut Tx<'_>, user: i64) -> StoreResult<Option<(i64, String)>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT list_id, matches FROM screenings WHERE user_id = $1 ORDER BY id DESC LIMIT 1")
+            .bind(user)
+            .fetch_optional(conn)
+            .await?
+    }))
+}
+
+/// One listed entry a compliance officer cleared a user of, as the list described it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
+pub struct ClearedMatch {
+    pub user_id: i64,
+    pub entity_id: i64,
+    pub fingerprint: String,
+}
+
+/// Remembers a clearance in the open transaction (the same one again is a no-op).
+pub async fn insert_cleared_match(
+    tx: &mut Tx<'_>,
+    cleared: &ClearedMatch,
+    list_id: i64,
+    actor: &str,
+    now: i64,
+) -> StoreResult<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO cleared_matches (user_id, entity_id, fingerprint, list_id, cleared_by, cleared_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(cleared.user_id)
+        .bind(cleared.entity_id)
+        .bind(&cleared.fingerprint)
+        .bind(list_id)
+        .bind(actor)
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
 /// Stores a list version with its files and enqueues its re-screening, in the open
 /// transaction. Returns the version and whether it is new (the same files loaded again change
 /// nothing).
@@ -261,6 +305,19 @@ impl Store {
             )
             .bind(after)
             .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The clearances of the users with ids in `first..=last` (one page of re-screening).
+    pub async fn cleared_matches(&self, first: i64, last: i64) -> StoreResult<Vec<ClearedMatch>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT user_id, entity_id, fingerprint FROM cleared_matches WHERE user_id BETWEEN $1 AND $2",
+            )
+            .bind(first)
+            .bind(last)
             .fetch_all(pool)
             .await?
         }))

@@ -54,6 +54,11 @@ async fn screen(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
 
 /// A person in the CIP machine's first state, with no validation jobs: only re-screening moves it.
 async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str) -> i64 {
+    person_with_public_id(app, first, last, dob, country).await.0
+}
+
+/// `person`, with the user id partners and staff see.
+async fn person_with_public_id(app: &TestApp, first: &str, last: &str, dob: &str, country: &str) -> (i64, String) {
     let partner = PartnerId::new(app.sandbox.partner_id).unwrap();
     let prospect = Prospect {
         first_name: PersonName::parse(first).unwrap(),
@@ -73,9 +78,11 @@ async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str
         address_location: None,
         user_location: None,
     };
+    let public_id = PublicUserId::generate();
+    let public = public_id.as_str().to_owned();
     let new = NewProspect {
         partner,
-        public_id: PublicUserId::generate(),
+        public_id,
         prospect,
         state: CipState::ACCEPTED,
         kyc_required: false,
@@ -91,7 +98,30 @@ async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str
             })
         })
         .await
+        .map(|id| (id, public))
         .unwrap()
+}
+
+/// Waits until the user has `count` timeline events and returns them.
+async fn events_reach(app: &TestApp, user: i64, count: usize) -> Vec<onboard::store::UserEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = app.store().user_events(user).await.unwrap();
+        if events.len() >= count {
+            return events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "expected {count} events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `count` re-screening jobs are done (one page per list version here).
+async fn rescreens_done(app: &TestApp, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.store().list_jobs(Some("sanctions.rescreen"), Some("done"), 100).await.unwrap().len() < count {
+        assert!(tokio::time::Instant::now() < deadline, "the re-screening job did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 on_both_backends! {
@@ -210,5 +240,43 @@ on_both_backends! {
         assert_eq!(store.user_events(bystander).await.unwrap().len(), 1);
         let done = store.list_jobs(Some("sanctions.rescreen"), Some("done"), 10).await.unwrap();
         assert_eq!(done.len(), 2, "one page per list version: {done:?}");
+    }
+
+    async fn a_cleared_case_stays_cleared_until_the_listed_entry_changes(app) {
+        load(&app, small_list(), "test:small").await;
+        let (quixano, public) = person_with_public_id(&app, "Alonso", "Quixano", "1980-02-02", "ES").await;
+        load(&app, small_list_with_new_designation(), "test:small+1").await;
+        let flagged = events_reach(&app, quixano, 2).await;
+        assert_eq!(flagged[1].to_detail, Detail::Compliance.as_str());
+
+        // Compliance clears the user of entry 99001 as the list now describes it.
+        let decision = onboard::core::onboarding::CaseDecision {
+            user: public,
+            clear: true,
+            reason: "different person: passport checked".into(),
+            actor: "staff:rita".into(),
+        };
+        onboard::core::onboarding::decide_case(app.store(), decision, now_ms()).await.unwrap();
+        assert_eq!(events_reach(&app, quixano, 3).await[2].to_detail, Detail::None.as_str());
+
+        // A later list in which entry 99001 is unchanged (another person is designated): screened
+        // and recorded, but the case is not reopened.
+        let mut unchanged = small_list_with_new_designation();
+        unchanged.sdn.extend_from_slice(
+            b"99002,\"PANZA, Sancho\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB 03 Mar 1975; nationality Spain.\"\r\n",
+        );
+        let (third, _) = load(&app, unchanged.clone(), "test:small+2").await;
+        rescreens_done(&app, 3).await;
+        let screenings = app.store().user_screenings(quixano).await.unwrap();
+        assert_eq!((screenings[0].0, screenings[0].1.as_str()), (third, "match"), "screened against the new list");
+        assert_eq!(app.store().user_events(quixano).await.unwrap().len(), 3, "a cleared, unchanged entry is not re-flagged");
+
+        // The entry changes (a new alias): the clearance no longer covers it.
+        let mut changed = unchanged;
+        changed.alt.extend_from_slice(b"99001,99901,\"aka\",\"QUIJANO, Alonso\",-0- \r\n");
+        load(&app, changed, "test:small+3").await;
+        let reflagged = events_reach(&app, quixano, 4).await;
+        assert_eq!((reflagged[3].to_detail.as_str(), reflagged[3].actor.as_str()), (Detail::Compliance.as_str(), "sanctions:rescreen"));
+        assert!(reflagged[3].reason.contains("99001"), "{}", reflagged[3].reason);
     }
 }
