@@ -118,6 +118,23 @@ impl<'a> JsonBody<'a> {
         )
     }
 
+    /// The property `name` of `object` (the object at `path`) as System.Text.Json's web defaults
+    /// bind it: names compare case-insensitively (`MerchantId`, `merchantid`), and of several
+    /// spellings the last in the document wins. Returns the value with its path as sent
+    /// (`$.MerchantId`), which is what .NET's error messages name.
+    pub fn property<'v>(
+        &self,
+        object: &'v serde_json::Map<String, Value>,
+        path: &str,
+        name: &str,
+    ) -> Option<(String, &'v Value)> {
+        object
+            .iter()
+            .filter(|(key, _)| same_name(key, name))
+            .map(|(key, value)| (format!("{path}.{key}"), value))
+            .max_by_key(|(at, _)| self.spans.get(at).map_or(0, |span| span.0))
+    }
+
     /// The exact text of the value at `path`, as the client sent it.
     pub fn raw_text(&self, path: &str) -> Option<&'a str> {
         let &(start, end) = self.spans.get(path)?;
@@ -134,6 +151,69 @@ impl<'a> JsonBody<'a> {
         let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         (line, at - line_start)
     }
+}
+
+/// `StringComparer.OrdinalIgnoreCase`: each character compared by its simple (one-character)
+/// upper-case mapping, as .NET's invariant `ToUpper` does.
+fn same_name(a: &str, b: &str) -> bool {
+    fn upper(c: char) -> char {
+        let mut mapped = c.to_uppercase();
+        match (mapped.next(), mapped.next()) {
+            (Some(single), None) => single,
+            _ => c,
+        }
+    }
+    a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).all(|(x, y)| upper(x) == upper(y))
+}
+
+/// An `Int32` the way System.Text.Json reads one with `NumberHandling.AllowReadingFromString`:
+/// a JSON integer, or a string holding exactly an integer (optional sign, digits, nothing
+/// around them); anything else, or out of range, is a conversion error (`None`).
+pub fn int32(value: &Value) -> Option<i32> {
+    match value {
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        Value::String(text) => {
+            let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            text.parse::<i32>().ok()
+        }
+        _ => None,
+    }
+}
+
+/// ASP.NET Core matches route templates case-insensitively and ignores a trailing slash, so
+/// seed 001's clients may call `POST /user` or `GET /USER/2072/`. Such paths are rewritten to
+/// the template's spelling before routing; the other surfaces' paths are left as they are.
+pub fn seed_001_routes(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri();
+    if let Some(path) = seed_001_path(uri.path()) {
+        let rewritten = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        if let Ok(rewritten) = rewritten.parse() {
+            *request.uri_mut() = rewritten;
+        }
+    }
+    request
+}
+
+/// `/User` and `/User/{id}` in any case, with or without a trailing slash, in the template's
+/// spelling; `None` when `path` is not one of them or is already spelled so.
+fn seed_001_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    if bytes.len() < 5 || !bytes[..5].eq_ignore_ascii_case(b"/user") {
+        return None;
+    }
+    let rest = &path[5..];
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None; // `/users/…` is seed 002's
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let canonical = format!("/User{rest}");
+    (canonical != path).then_some(canonical)
 }
 
 fn syntax_reason(e: &serde_json::Error) -> String {
@@ -228,6 +308,53 @@ mod tests {
         );
         let body = JsonBody::parse(b"{\n  \"merchantId\": 1,\n  \"additionalData\": []\n}").unwrap();
         assert!(body.conversion_error("$.additionalData", "X").ends_with("LineNumber: 2 | BytePositionInLine: 21."));
+    }
+
+    #[test]
+    fn properties_bind_case_insensitively_and_the_last_spelling_wins() {
+        let body = JsonBody::parse(br#"{"MERCHANTID": 1, "email": "a@b.c", "merchantId": 2}"#).unwrap();
+        let fields = body.value.as_object().unwrap();
+        let (path, value) = body.property(fields, "$", "merchantId").unwrap();
+        assert_eq!((path.as_str(), value), ("$.merchantId", &Value::from(2)));
+        let body = JsonBody::parse(br#"{"merchantId": 2, "MerchantId": 3}"#).unwrap();
+        let fields = body.value.as_object().unwrap();
+        assert_eq!(body.property(fields, "$", "merchantid").unwrap().0, "$.MerchantId");
+        assert!(body.property(fields, "$", "merchant").is_none());
+        assert!(same_name("EMAIL", "email") && !same_name("emails", "email"));
+    }
+
+    #[test]
+    fn int32_reads_numbers_and_numeric_strings_only() {
+        for (value, expected) in [
+            (serde_json::json!(9101), Some(9101)),
+            (serde_json::json!("9101"), Some(9101)),
+            (serde_json::json!("-5"), Some(-5)),
+            (serde_json::json!("+7"), Some(7)),
+            (serde_json::json!("007"), Some(7)),
+            (serde_json::json!(" 9101"), None),
+            (serde_json::json!("9101 "), None),
+            (serde_json::json!("9101.0"), None),
+            (serde_json::json!("1e3"), None),
+            (serde_json::json!("abc"), None),
+            (serde_json::json!(""), None),
+            (serde_json::json!("-"), None),
+            (serde_json::json!("2147483648"), None),
+            (serde_json::json!(9101.5), None),
+            (serde_json::json!(true), None),
+        ] {
+            assert_eq!(int32(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn seed_001_routes_are_spelled_as_the_template() {
+        assert_eq!(seed_001_path("/user").as_deref(), Some("/User"));
+        assert_eq!(seed_001_path("/USER/2072").as_deref(), Some("/User/2072"));
+        assert_eq!(seed_001_path("/User/").as_deref(), Some("/User"));
+        assert_eq!(seed_001_path("/user/2072/").as_deref(), Some("/User/2072"));
+        for untouched in ["/User", "/User/2072", "/users/usr:1", "/Users", "/userinfo", "/", "/u"] {
+            assert_eq!(seed_001_path(untouched), None, "{untouched}");
+        }
     }
 
     #[test]

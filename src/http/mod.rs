@@ -119,7 +119,7 @@ impl std::ops::Deref for AppState {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.http.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .merge(ops::router())
         .merge(docs::router())
         .merge(oauth::router())
@@ -140,7 +140,10 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         // Outermost, so that even a panic's 500 carries the request's trace id and is logged.
         .layer(axum::middleware::from_fn(trace::observe))
-        .with_state(state)
+        .with_state(state);
+    // A layer on a router runs after its routes are matched; one on an outer router whose only
+    // route is the inner one runs before, and can respell seed 001's paths as ASP.NET would match them.
+    Router::new().fallback_service(routes).layer(tower::util::MapRequestLayer::new(aspnet::seed_001_routes))
 }
 
 /// Bodies announced larger than the limit get 413 before any handler runs. The body is read and

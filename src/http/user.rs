@@ -13,7 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::AppState;
-use super::aspnet::{JsonBody, ValidationErrors};
+use super::aspnet::{self, JsonBody, ValidationErrors};
 use super::error::{ApiError, Flavor};
 use super::extract::BearerPartner;
 use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
@@ -70,7 +70,16 @@ fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
         return Err(ValidationErrors::single("$", body.conversion_error("$", REQUEST_TYPE)));
     };
 
-    let missing: Vec<&str> = ["merchantId", "email"].into_iter().filter(|k| !fields.contains_key(*k)).collect();
+    // Bound as ASP.NET's web defaults bind: names case-insensitively, numbers also from strings.
+    let merchant = body.property(fields, "$", "merchantId");
+    let email = body.property(fields, "$", "email");
+    let additional = body.property(fields, "$", "additionalData");
+
+    let missing: Vec<&str> = [("merchantId", &merchant), ("email", &email)]
+        .into_iter()
+        .filter(|(_, found)| found.is_none())
+        .map(|(name, _)| name)
+        .collect();
     if !missing.is_empty() {
         let list = missing.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
         errors.add(
@@ -81,26 +90,27 @@ fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
         );
     }
 
-    // A JSON integer that fits an Int32 (anything else is a conversion error, as in .NET),
-    // then the seed's range rule.
-    let merchant_id = match fields.get("merchantId").map(|v| v.as_i64().filter(|n| i32::try_from(*n).is_ok())) {
+    // An Int32 (anything else is a conversion error, as in .NET), then the seed's range rule.
+    let merchant_id = match merchant {
         None => None,
-        Some(None) => {
-            errors.add("$.merchantId", body.conversion_error("$.merchantId", "System.Int32"));
-            None
-        }
-        Some(Some(n)) => {
-            let id = PartnerId::new(n).ok();
-            if id.is_none() {
-                errors.add("MerchantId", "The field MerchantId must be between 1 and 2147483647.");
+        Some((path, value)) => match aspnet::int32(value) {
+            None => {
+                errors.add(path.as_str(), body.conversion_error(&path, "System.Int32"));
+                None
             }
-            id
-        }
+            Some(n) => {
+                let id = PartnerId::new(i64::from(n)).ok();
+                if id.is_none() {
+                    errors.add("MerchantId", "The field MerchantId must be between 1 and 2147483647.");
+                }
+                id
+            }
+        },
     };
 
-    let email = match fields.get("email") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match Email::parse(s) {
+    let email = match email {
+        None | Some((_, Value::Null)) => None,
+        Some((_, Value::String(s))) => match Email::parse(s) {
             Ok(email) => Some(email),
             Err(InvalidEmail::Empty) => {
                 errors.add("Email", "The Email field is required.");
@@ -112,30 +122,35 @@ fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
                 None
             }
         },
-        Some(_) => {
-            errors.add("$.email", body.conversion_error("$.email", "System.String"));
+        Some((path, _)) => {
+            errors.add(path.as_str(), body.conversion_error(&path, "System.String"));
             None
         }
     };
 
-    let additional_data = match fields.get("additionalData") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(inner)) => {
+    let additional_data = match additional {
+        None | Some((_, Value::Null)) => None,
+        Some((path, Value::Object(inner))) => {
             let mut ok = true;
-            if inner.get("type").is_some_and(|t| !t.is_string() && !t.is_null()) {
-                errors.add("$.additionalData.type", body.conversion_error("$.additionalData.type", "System.String"));
+            if let Some((at, kind)) = body.property(inner, &path, "type")
+                && !kind.is_string()
+                && !kind.is_null()
+            {
+                errors.add(at.as_str(), body.conversion_error(&at, "System.String"));
                 ok = false;
             }
-            if inner.get("data").is_some_and(|d| !d.is_object() && !d.is_null()) {
+            if let Some((at, data)) = body.property(inner, &path, "data")
+                && !data.is_object()
+                && !data.is_null()
+            {
                 let dictionary = "System.Collections.Generic.Dictionary`2[System.String,System.Object]";
-                errors.add("$.additionalData.data", body.conversion_error("$.additionalData.data", dictionary));
+                errors.add(at.as_str(), body.conversion_error(&at, dictionary));
                 ok = false;
             }
-            ok.then(|| body.raw_text("$.additionalData").map(str::to_owned)).flatten()
+            ok.then(|| body.raw_text(&path).map(str::to_owned)).flatten()
         }
-        Some(_) => {
-            let target = "Onboard.Contracts.AdditionalData";
-            errors.add("$.additionalData", body.conversion_error("$.additionalData", target));
+        Some((path, _)) => {
+            errors.add(path.as_str(), body.conversion_error(&path, "Onboard.Contracts.AdditionalData"));
             None
         }
     };

@@ -142,6 +142,60 @@ on_both_backends! {
         assert_eq!(app.users().await, 0);
     }
 
+    // ASP.NET Core's web defaults (shared/PROTOCOLS.md): property names bind case-insensitively
+    // (the last spelling in the document wins), Int32 reads from a numeric string, and routes
+    // match case-insensitively with an optional trailing slash. Errors name the property as sent.
+    async fn aspnet_binding_and_routing_defaults(app) {
+        let token = app.sandbox_token().await;
+        let pid = app.sandbox.partner_id;
+        let post = |path: &'static str, body: String| {
+            let request = app.client.post(app.url(path)).bearer_auth(&token).header("Content-Type", "application/json").body(body);
+            async move { request.send().await.unwrap() }
+        };
+        let created = post("/User", format!(r#"{{"MerchantId": {pid}, "EMAIL": "pascal@example.org", "AdditionalData": {{"Type": "import"}}}}"#)).await;
+        assert_eq!(created.status(), 201);
+        let location = created.headers()["location"].to_str().unwrap().to_owned();
+        let stored: Value = app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        assert_eq!((stored["email"].as_str(), stored["merchantId"].as_i64()), (Some("pascal@example.org"), Some(pid)));
+        assert_eq!(stored["additionalData"]["Type"], "import");
+
+        // A number as a JSON string; the routes in other spellings.
+        for path in ["/user", "/USER", "/User/", "/uSeR/"] {
+            let response = post(path, format!(r#"{{"merchantId": "{pid}", "email": "string.{}@example.org"}}"#, path.len())).await;
+            assert_eq!(response.status(), 201, "{path}");
+            let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+            for read in [format!("/user/{id}"), format!("/USER/{id}/")] {
+                let got = app.client.get(app.url(&read)).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(got.status(), 200, "{read}");
+                assert_eq!(got.json::<Value>().await.unwrap()["id"], id);
+            }
+        }
+        assert_eq!(app.users().await, 5);
+
+        // The last of several spellings wins: here an invalid one, reported by the name it was sent under.
+        let body = format!(r#"{{"merchantId": {pid}, "email": null, "MERCHANTID": "abc"}}"#);
+        let after_value = body.find(r#""abc""#).unwrap() + 5;
+        let problem: Value = post("/user", body).await.json().await.unwrap();
+        assert_eq!(
+            problem["errors"]["$.MERCHANTID"][0].as_str().unwrap(),
+            format!("The JSON value could not be converted to System.Int32. Path: $.MERCHANTID | LineNumber: 0 | BytePositionInLine: {after_value}.")
+        );
+        // Strings that are not exactly an Int32 stay conversion errors; range errors keep the C# name.
+        for bad in [r#"" 1""#, r#""1.0""#, r#""2147483648""#, r#""""#, "1.5", "true"] {
+            let problem: Value = post("/User", format!(r#"{{"merchantId": {bad}, "email": null}}"#)).await.json().await.unwrap();
+            assert!(problem["errors"]["$.merchantId"].is_array(), "{bad}: {problem}");
+        }
+        let problem: Value = post("/User", r#"{"merchantId": "0", "Email": null}"#.into()).await.json().await.unwrap();
+        assert_eq!(problem["errors"]["MerchantId"][0], "The field MerchantId must be between 1 and 2147483647.");
+        let problem: Value = post("/User", r#"{"merchantid": 1}"#.into()).await.json().await.unwrap();
+        assert!(problem["errors"]["$"][0].as_str().unwrap().ends_with("missing required properties including: 'email'."), "{problem}");
+        assert_eq!(app.users().await, 5, "invalid requests write nothing");
+
+        // Other surfaces keep their exact spelling and strict names.
+        let other = app.client.get(app.url("/PARTNER")).header("PartnerApiKey", &app.sandbox.api_key).send().await.unwrap();
+        assert_eq!(other.status(), 404);
+    }
+
     async fn authentication_failures_are_401_with_a_bearer_challenge(app) {
         let body = format!(r#"{{"merchantId": {}, "email": null}}"#, app.sandbox.partner_id);
         let missing = app.client.post(app.url("/User")).header("Content-Type", "application/json").body(body.clone()).send().await.unwrap();
