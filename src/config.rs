@@ -42,6 +42,8 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// Payment providers (Stripe's API base, timeouts, the charge lease, the renewal sweep).
     pub payments: crate::payments::PaymentSettings,
+    /// HTTPS on the listener (off by default).
+    pub tls: crate::http::tls::TlsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +100,7 @@ impl Default for Settings {
             kyc: Default::default(),
             webhooks: Default::default(),
             payments: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -189,6 +192,7 @@ impl Settings {
                 problem: "memory_kib ≥ 8192, iterations, parallelism and queue ≥ 1".into(),
             });
         }
+        self.tls.validate().map_err(|problem| ConfigError::Invalid { key: "tls.cert_file", problem })?;
         crate::mail::MailTransport::parse(&self.mail.url)
             .map_err(|problem| ConfigError::Invalid { key: "mail.url", problem })?;
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {

@@ -23,6 +23,8 @@ pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct Application {
     listener: TcpListener,
+    /// The listener's certificate when it speaks HTTPS (`tls.*`).
+    tls: Option<http::tls::Certificate>,
     state: AppState,
     /// What the background work of this node (jobs, list refreshes) is configured with.
     settings: Settings,
@@ -94,6 +96,12 @@ impl Application {
         let kyc = crate::kyc::Kyc::new(store.clone(), kek, settings.kyc.clone(), waker.clone())
             .map_err(|e| anyhow::anyhow!(e))
             .context("KYC settings")?;
+        let tls = match settings.tls.enabled() {
+            true => Some(http::tls::Certificate::load(&settings.tls).await.with_context(|| {
+                format!("cannot load the TLS certificate ({}, {})", settings.tls.cert_file, settings.tls.key_file)
+            })?),
+            false => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -118,13 +126,19 @@ impl Application {
                 auth: settings.auth.clone(),
                 idempotency: settings.idempotency.clone(),
                 signup: settings.signup.clone(),
+                strict_transport_security: settings.tls.strict_transport_security(),
             },
         });
-        Ok(Self { listener, state, settings, bootstrap })
+        Ok(Self { listener, tls, state, settings, bootstrap })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// `https` when the listener speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn state(&self) -> &AppState {
@@ -134,7 +148,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (at most `http.shutdown_grace_secs`) and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, settings, .. } = self;
+        let Self { listener, tls, state, settings, .. } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
         let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
@@ -155,7 +169,20 @@ impl Application {
         let store = state.store.clone();
         // The peer address feeds the per-IP limits of the public routes.
         let service = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(signal);
+        let (server, reload): (std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>, _) = match tls {
+            None => (Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future()), None),
+            Some(certificate) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    signal.await;
+                    stopper.graceful_shutdown(Some(grace));
+                });
+                let server = axum_server::from_tcp_rustls(listener.into_std()?, certificate.rustls())?.handle(handle);
+                let reload = tokio::spawn(certificate.reload_on_change());
+                (Box::pin(server.serve(service)), Some(reload))
+            }
+        };
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -164,13 +191,16 @@ impl Application {
             }
         };
         let result = tokio::select! {
-            result = server.into_future() => result,
+            result = server => result,
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; closing remaining connections");
                 Ok(())
             }
         };
         reloader.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
         purger.abort();
         refresher.abort();
         forgetter.abort();

@@ -167,24 +167,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let addr = app.local_addr();
+    let (addr, scheme) = (app.local_addr(), app.scheme());
     if let Some(credentials) = &app.bootstrap {
-        print_bootstrap_banner(credentials, addr);
+        print_bootstrap_banner(credentials, &format!("{scheme}://{addr}"));
     }
     let shutdown = startup::shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
-    tracing::info!(%addr, backend = ?app.state().store.kind(), "listening");
+    tracing::info!(%addr, scheme, backend = ?app.state().store.kind(), "listening");
     app.run_until(shutdown).await.context("server error")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_bootstrap_banner(c: &IssuedCredentials, addr: SocketAddr) {
+fn print_bootstrap_banner(c: &IssuedCredentials, base: &str) {
     println!(
         "\nSandbox partner created (shown once; store these now):\n\
          \n  partner id     {}\n  API key        {}\n  client id      {}\n  client secret  {}\n\
          \nTry it:\n\
-         \n  curl -s -u '{}:{}' -d grant_type=client_credentials http://{addr}/oauth/token\
-         \n  curl -s -H 'PartnerApiKey: {}' http://{addr}/partner\n",
+         \n  curl -s -u '{}:{}' -d grant_type=client_credentials {base}/oauth/token\
+         \n  curl -s -H 'PartnerApiKey: {}' {base}/partner\n",
         c.partner_id, c.api_key, c.client_id, c.client_secret, c.client_id, c.client_secret, c.api_key
     );
 }

@@ -16,6 +16,7 @@ pub mod partner;
 pub mod partner_users;
 pub mod prospects;
 pub mod signup;
+pub mod tls;
 pub mod trace;
 pub mod user;
 pub mod webhooks;
@@ -59,6 +60,8 @@ pub struct HttpConfig {
     pub auth: AuthSettings,
     pub idempotency: IdempotencySettings,
     pub signup: SignupSettings,
+    /// `Strict-Transport-Security`, sent on every answer while the listener speaks TLS.
+    pub strict_transport_security: Option<axum::http::HeaderValue>,
 }
 
 /// Everything a handler may need. Cloned for every request by axum, so it is one `Arc`.
@@ -119,6 +122,7 @@ impl std::ops::Deref for AppState {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.http.max_body_bytes;
+    let hsts = state.settings.strict_transport_security.clone();
     let routes = Router::new()
         .merge(ops::router())
         .merge(docs::router())
@@ -143,7 +147,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     // A layer on a router runs after its routes are matched; one on an outer router whose only
     // route is the inner one runs before, and can respell seed 001's paths as ASP.NET would match them.
-    Router::new().fallback_service(routes).layer(tower::util::MapRequestLayer::new(aspnet::seed_001_routes))
+    let outer =
+        Router::new().fallback_service(routes).layer(tower::util::MapRequestLayer::new(aspnet::seed_001_routes));
+    match hsts {
+        Some(value) => outer.layer(tower::util::MapResponseLayer::new(move |mut response: Response| {
+            response.headers_mut().insert(axum::http::header::STRICT_TRANSPORT_SECURITY, value.clone());
+            response
+        })),
+        None => outer,
+    }
 }
 
 /// Bodies announced larger than the limit get 413 before any handler runs. The body is read and

@@ -17,5 +17,6 @@ mod prospects;
 mod sanctions;
 mod signup;
 mod storage;
+mod tls;
 mod user;
 mod webhooks;

@@ -611,6 +611,43 @@ async fn final_status(http: &reqwest::Client, base: &str, key: &str, user: &str)
     panic!("{user} never reached a final status");
 }
 
+/// `serve` over HTTPS: the "listening" line says so, and SIGHUP loads a new certificate (the file
+/// check is set too slow to be what does it here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate() {
+    use crate::tls::{install, issue, trusting};
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (issue("first"), issue("second"));
+    install(dir.path(), &first);
+    let (cert, key) = (dir.path().join("chain.pem"), dir.path().join("key.pem"));
+    let env = [
+        ("ONBOARD_TLS__CERT_FILE", cert.to_str().unwrap()),
+        ("ONBOARD_TLS__KEY_FILE", key.to_str().unwrap()),
+        ("ONBOARD_TLS__RELOAD_CHECK_SECS", "3600"),
+        ("ONBOARD_SANCTIONS__BUILTIN_SNAPSHOT", "false"),
+    ];
+    let mut node = Node::start_with(dir.path(), None, &env);
+    let base = node.wait_listening().replace("http://", "https://");
+    assert!(node.err_lines.iter().any(|l| l.contains(r#""scheme":"https""#)), "{:?}", node.err_lines);
+    let healthz = format!("{base}/healthz");
+    assert_eq!(trusting(&first.authority, false).get(&healthz).send().await.unwrap().status(), 200);
+
+    install(dir.path(), &second);
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let mut swapped = false;
+    for _ in 0..50 {
+        if trusting(&second.authority, false).get(&healthz).send().await.is_ok() {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swapped, "SIGHUP reloads the certificate");
+    assert!(node.child.try_wait().unwrap().is_none(), "SIGHUP does not stop the server");
+    assert!(node.terminate().success());
+}
+
 /// The binary copied alone into an empty directory (no `data/`, no settings): it serves,
 /// `/readyz` says a list is loaded, and registrations are screened against the snapshot built
 /// into it and reach their final status.
