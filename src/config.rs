@@ -44,6 +44,10 @@ pub struct Settings {
     pub payments: crate::payments::PaymentSettings,
     /// HTTPS on the listener (off by default).
     pub tls: crate::http::tls::TlsSettings,
+    /// Consent codes (seed 002's OTP consents): lifetime, attempts, resend interval.
+    pub consents: crate::core::consents::ConsentSettings,
+    /// Outbound SMS (Twilio) for consent codes.
+    pub sms: crate::sms::SmsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +105,8 @@ impl Default for Settings {
             webhooks: Default::default(),
             payments: Default::default(),
             tls: Default::default(),
+            consents: Default::default(),
+            sms: Default::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod payments;
 pub mod pii;
 pub mod sanctions;
+pub mod sms;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

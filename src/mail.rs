@@ -84,12 +84,14 @@ pub enum Outgoing {
     SignupCode { to: String, partner: String, code: String, valid_minutes: u64 },
     /// Step 1 for an address that already has an account: no code, a pointer to sign in.
     AccountExists { to: String, partner: String },
+    /// Seed 002: the code that confirms a consent (`document`: "privacy notice", "contract").
+    ConsentCode { to: String, partner: String, document: String, code: String, valid_minutes: u64 },
 }
 
 impl Outgoing {
     fn to(&self) -> &str {
         match self {
-            Self::SignupCode { to, .. } | Self::AccountExists { to, .. } => to,
+            Self::SignupCode { to, .. } | Self::AccountExists { to, .. } | Self::ConsentCode { to, .. } => to,
         }
     }
 
@@ -99,6 +101,13 @@ impl Outgoing {
             Self::SignupCode { to, partner, code, valid_minutes } => Self::SignupCode {
                 to: to.clone(),
                 partner: partner.clone(),
+                code: "•".repeat(code.chars().count()),
+                valid_minutes: *valid_minutes,
+            },
+            Self::ConsentCode { to, partner, document, code, valid_minutes } => Self::ConsentCode {
+                to: to.clone(),
+                partner: partner.clone(),
+                document: document.clone(),
                 code: "•".repeat(code.chars().count()),
                 valid_minutes: *valid_minutes,
             },
@@ -115,6 +124,15 @@ impl Outgoing {
                      Enter it to finish creating your {partner} account. It is valid for \
                      {valid_minutes} minutes.\n\n\
                      If you did not ask for an account, ignore this message; nothing will be created.\n"
+                ),
+            ),
+            Self::ConsentCode { partner, document, code, valid_minutes, .. } => (
+                format!("{code} is your {partner} code to accept the {document}"),
+                format!(
+                    "Your code is {code}\n\n\
+                     Enter it to accept the {partner} {document}. It is valid for {valid_minutes} \
+                     minutes. Do not share it.\n\n\
+                     If you did not ask for it, ignore this message; nothing will be accepted.\n"
                 ),
             ),
             Self::AccountExists { partner, .. } => (

@@ -93,6 +93,7 @@ impl Application {
         let payments = crate::payments::Payments::new(settings.payments.clone(), Arc::clone(&kek))
             .map_err(|e| anyhow::anyhow!(e))
             .context("payment settings")?;
+        let sms = crate::sms::Sms::new(&settings.sms).map_err(anyhow::Error::msg).context("SMS settings")?;
         let kyc = crate::kyc::Kyc::new(store.clone(), kek, settings.kyc.clone(), waker.clone())
             .map_err(|e| anyhow::anyhow!(e))
             .context("KYC settings")?;
@@ -120,12 +121,14 @@ impl Application {
             payments,
             passwords,
             mailer,
+            sms,
             signup_limits: http::limits::SignupLimits::new(&settings.signup),
             settings: http::HttpConfig {
                 http: settings.http.clone(),
                 auth: settings.auth.clone(),
                 idempotency: settings.idempotency.clone(),
                 signup: settings.signup.clone(),
+                consents: settings.consents.clone(),
                 strict_transport_security: settings.tls.strict_transport_security(),
             },
         });
@@ -220,6 +223,7 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     let mut registry = JobRegistry::with_waker(state.jobs.clone());
     crate::cip::register(&mut registry, &state.store, &state.sanctions, &state.jobs, settings.cip.concurrency);
     crate::mail::register(&mut registry, &state.store, &state.mailer, settings.mail.concurrency);
+    crate::sms::register(&mut registry, &state.store, &state.sms, settings.mail.concurrency);
     state.kyc.register_jobs(&mut registry, settings.cip.concurrency);
     state.webhooks.register_jobs(&mut registry);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());

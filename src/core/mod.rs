@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod billing;
+pub mod consents;
 pub mod kyc;
 pub mod onboarding;
 pub mod partners;

@@ -223,37 +223,6 @@ pub fn checks_to_rerun(old: &[CheckResult], changed_fields: &[&str]) -> Vec<Chec
     Check::ALL.into_iter().filter(|c| stale.contains(c) || !passed(*c)).collect()
 }
 
-/// Consents a partner's user gave.
-#[derive(Debug, Clone)]
-pub struct ConsentGrant {
-    pub user: PublicUserId,
-    pub partner: PartnerId,
-    pub privacy: bool,
-    pub contract: bool,
-    pub actor: String,
-}
-
-/// Records consents (the first time each is given counts) and, for a user waiting on them,
-/// moves on. Returns the user's state after.
-pub async fn give_consents(store: &Store, grant: ConsentGrant, now: i64) -> Result<Option<CipState>, MoveError> {
-    store
-        .write(move |mut tx| {
-            boxed(async move {
-                let ConsentGrant { user, partner, privacy, contract, actor } = &grant;
-                let record = prospects::record_consents(&mut tx, user.as_str(), *partner, *privacy, *contract, now)
-                    .await?
-                    .ok_or(MoveError::NotFound)?;
-                let state = record.cip_state()?;
-                let waiting = state.is_some_and(|s| s.status == Status::UpgradePending && s != CipState::COMPLIANCE);
-                if !waiting {
-                    return Ok(state);
-                }
-                Ok::<_, MoveError>(decide(&mut tx, &record, "consents given", actor, now).await?.or(state))
-            })
-        })
-        .await
-}
-
 /// A compliance officer's decision on an open case.
 #[derive(Debug, Clone)]
 pub struct CaseDecision {

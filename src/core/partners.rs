@@ -82,7 +82,13 @@ pub async fn rotate_api_key(
     Ok(Some(RotatedKey { api_key: key.key, previous_keys_expire_at }))
 }
 
-/// Sets which consents the partner's users must give; false when the partner does not exist.
-pub async fn set_required_consents(store: &Store, partner: &Partner, consents: RequiredConsents) -> StoreResult<bool> {
-    store.set_required_consents(partner.id, consents).await
+/// Sets which consents the partner's users must give and how they confirm them (each left as
+/// it is when `None`), in one statement; false when the partner does not exist.
+pub async fn set_consent_settings(
+    store: &Store,
+    partner: &Partner,
+    required: Option<RequiredConsents>,
+    confirmation: Option<crate::domain::consent::ConsentConfirmation>,
+) -> StoreResult<bool> {
+    store.set_consent_settings(partner.id, required, confirmation).await
 }

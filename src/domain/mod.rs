@@ -109,6 +109,7 @@ pub fn rfc3339(ms: i64) -> String {
 pub mod address;
 pub mod billing;
 pub mod cip;
+pub mod consent;
 pub mod credentials;
 pub mod email;
 pub mod kyc;

@@ -27,7 +27,7 @@ use super::AppState;
         super::user::create_user, super::user::get_user,
         super::partner_users::register, super::partner_users::show,
         super::prospects::register, super::prospects::user_status, super::prospects::correct,
-        super::prospects::consents, super::prospects::events,
+        super::consents::send_code, super::consents::give, super::consents::evidence, super::prospects::events,
         super::admin::screen, super::admin::current_list, super::admin::jobs, super::admin::retry_job,
         super::admin::compliance_cases, super::admin::clear_case, super::admin::block_case, super::admin::user_timeline,
         super::kyc::put_profile, super::kyc::user_access_token, super::kyc::prospect_access_token,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod aspnet;
 pub mod billing;
+pub mod consents;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -60,6 +61,7 @@ pub struct HttpConfig {
     pub auth: AuthSettings,
     pub idempotency: IdempotencySettings,
     pub signup: SignupSettings,
+    pub consents: crate::core::consents::ConsentSettings,
     /// `Strict-Transport-Security`, sent on every answer while the listener speaks TLS.
     pub strict_transport_security: Option<axum::http::HeaderValue>,
 }
@@ -87,6 +89,8 @@ pub struct AppInner {
     pub passwords: crate::auth::passwords::PasswordHasher,
     /// Sends the messages of `mail.send` jobs.
     pub mailer: crate::mail::Mailer,
+    /// The SMS provider (consent codes), when one is configured.
+    pub sms: crate::sms::Sms,
     /// Per-IP, per-partner and per-address limits of the sign-up routes.
     pub signup_limits: limits::SignupLimits,
     /// Identity verification: SDK tokens, provider webhooks, the sealed provider secrets.
@@ -131,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(user::router())
         .merge(partner_users::router())
         .merge(prospects::router())
+        .merge(consents::router())
         .merge(signup::router())
         .merge(kyc::router())
         .merge(admin::router())

@@ -16,6 +16,7 @@ use super::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, Unsuppo
 use super::extract::{AnyPartner, ApiJson};
 use crate::core;
 use crate::domain::cip::RequiredConsents;
+use crate::domain::consent::ConsentConfirmation;
 use crate::domain::now_ms;
 use crate::store::Partner;
 
@@ -34,12 +35,17 @@ pub struct PartnerView {
     environment: crate::domain::Environment,
     /// Consents (`privacy`, `contract`) seed-002 users must give before their account opens.
     required_consents: Vec<String>,
+    /// How they are confirmed: `partner` (the partner posts them) or `otp` (the user enters a
+    /// code sent by SMS or e-mail).
+    consent_confirmation: ConsentConfirmation,
 }
 
 impl PartnerView {
     async fn of(state: &AppState, p: Partner) -> Result<Self, ApiError> {
         let consents = state.store.required_consents(p.id).await?;
+        let consent_confirmation = state.store.consent_confirmation(p.id).await?;
         Ok(Self {
+            consent_confirmation,
             partner_id: p.id.get(),
             name: p.name,
             environment: p.environment,
@@ -66,7 +72,9 @@ pub async fn whoami(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PartnerSettings {
     /// Any of `privacy`, `contract` (empty: none required).
-    required_consents: Vec<String>,
+    required_consents: Option<Vec<String>>,
+    /// `partner` (consents posted as booleans) or `otp` (confirmed with a one-time code).
+    consent_confirmation: Option<ConsentConfirmation>,
 }
 
 /// Changes the calling partner's settings.
@@ -82,13 +90,22 @@ pub async fn update_settings(
     AnyPartner(partner): AnyPartner,
     ApiJson(body): ApiJson<PartnerSettings>,
 ) -> Result<Json<PartnerView>, ApiError> {
-    let wants = |consent: &str| body.required_consents.iter().any(|c| c == consent);
-    let consents = RequiredConsents { privacy: wants("privacy"), contract: wants("contract") };
-    if let Some(unknown) = body.required_consents.iter().find(|c| !["privacy", "contract"].contains(&c.as_str())) {
-        let message = format!("{unknown:?} is not a consent: use privacy and/or contract");
-        return Err(ApiError::invalid_field("The request has invalid fields.", "requiredConsents", message));
+    if body.required_consents.is_none() && body.consent_confirmation.is_none() {
+        let message = "send requiredConsents and/or consentConfirmation";
+        return Err(ApiError::invalid_field("The request changes nothing.", "requiredConsents", message));
     }
-    core::partners::set_required_consents(&state.store, &partner, consents).await?;
+    let required = match &body.required_consents {
+        Some(required) => {
+            if let Some(unknown) = required.iter().find(|c| !["privacy", "contract"].contains(&c.as_str())) {
+                let message = format!("{unknown:?} is not a consent: use privacy and/or contract");
+                return Err(ApiError::invalid_field("The request has invalid fields.", "requiredConsents", message));
+            }
+            let wants = |consent: &str| required.iter().any(|c| c == consent);
+            Some(RequiredConsents { privacy: wants("privacy"), contract: wants("contract") })
+        }
+        None => None,
+    };
+    core::partners::set_consent_settings(&state.store, &partner, required, body.consent_confirmation).await?;
     Ok(Json(PartnerView::of(&state, partner).await?))
 }
 

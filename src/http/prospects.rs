@@ -1,7 +1,7 @@
 //! Seed 002: `POST /register-user-v2` accepts a full prospect and answers at once while the
 //! validators run as jobs; `POST /getUserTokenV2` reports where the user is in the CIP machine.
 //! Onboard adds what the seed's flow needs to finish: `PATCH /users/{userId}` (corrections),
-//! `POST /users/{userId}/consents` and `GET /users/{userId}/events` (the timeline).
+//! the consents (`consents.rs`) and `GET /users/{userId}/events` (the timeline).
 //! Partner credentials: `PartnerApiKey` or a bearer token.
 
 use axum::extract::{Path, State};
@@ -15,7 +15,7 @@ use super::error::responses::{BadRequest, NotFound, Unauthorized};
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
 use super::fields::{Problems, object};
-use crate::core::onboarding::{self, ConsentGrant, Correction, MoveError};
+use crate::core::onboarding::{self, Correction, MoveError};
 use crate::domain::address::{self, Country, LatLng, PlaceDetail};
 use crate::domain::cip::CipState;
 use crate::domain::prospect::{self, DateOfBirth, Gender, Language, PersonName, Prospect};
@@ -27,7 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/register-user-v2", post(register))
         .route("/getUserTokenV2", post(user_status))
         .route("/users/{user_id}", patch(correct))
-        .route("/users/{user_id}/consents", post(consents))
         .route("/users/{user_id}/events", get(events))
 }
 
@@ -53,7 +52,7 @@ pub const FIELDS: [&str; 18] = [
     "userLongitude",
 ];
 
-const INVALID: &str = "The request has invalid fields.";
+pub(super) const INVALID: &str = "The request has invalid fields.";
 
 impl Problems {
     /// A latitude/longitude pair: both or neither, numbers in range.
@@ -377,7 +376,7 @@ pub(super) async fn own_prospect(
 }
 
 /// The stored public id of a record read back as the typed id.
-fn own_id(record: &ProspectRecord) -> Result<PublicUserId, ApiError> {
+pub(super) fn own_id(record: &ProspectRecord) -> Result<PublicUserId, ApiError> {
     record.public_id.parse().map_err(|_| ApiError::Internal(anyhow::anyhow!("user {}: stored public id", record.id)))
 }
 
@@ -451,56 +450,6 @@ pub async fn correct(
     let to = onboarding::correct(&state.store, correction, now_ms()).await.map_err(move_error)?;
     wake_checks(&state);
     Ok(Json(UserStatus::new(record.public_id, Some(to))))
-}
-
-/// Record the user's consent to the privacy notice and/or the contract.
-#[utoipa::path(post, path = "/users/{userId}/consents", tag = "prospects (seed 002)",
-    security(("bearer" = []), ("partnerApiKey" = [])),
-    params(("userId" = String, Path, description = "usr:<uuid>")),
-    request_body(content = Object, description = r#"`{"privacy": true, "contract": true}` (either or both)"#),
-    responses(
-        (status = 200, body = UserStatus),
-        BadRequest, NotFound,
-    ))]
-pub async fn consents(
-    State(state): State<AppState>,
-    AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<UserStatus>, ApiError> {
-    let body = object(body)?;
-    let mut p = Problems::default();
-    p.unknown_fields(&body, &["privacy", "contract"]);
-    let mut flag = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(true)) => true,
-        Some(Value::Bool(false)) => {
-            p.add(field, "a consent once given cannot be withdrawn here; send true or leave it out");
-            false
-        }
-        Some(_) => {
-            p.add(field, "must be true");
-            false
-        }
-    };
-    let (privacy, contract) = (flag("privacy"), flag("contract"));
-    if !privacy && !contract && p.0.is_empty() {
-        p.add("privacy", "give privacy and/or contract consent");
-    }
-    if !p.0.is_empty() {
-        return Err(ApiError::Validation { detail: INVALID.into(), errors: p.0 });
-    }
-    let record = own_prospect(&state, partner.id, &user_id).await?;
-    let grant = ConsentGrant {
-        user: own_id(&record)?,
-        partner: partner.id,
-        privacy,
-        contract,
-        actor: format!("partner:{}", partner.id),
-    };
-    let to = onboarding::give_consents(&state.store, grant, now_ms()).await.map_err(move_error)?;
-    state.jobs.wake_kind(onboarding::PROVISION_JOB);
-    Ok(Json(UserStatus::new(record.public_id, to)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -185,6 +185,7 @@ mod batch;
 pub mod billing;
 mod checkpoint;
 pub mod checks;
+pub mod consents;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;

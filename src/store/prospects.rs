@@ -383,15 +383,26 @@ impl Store {
         }))
     }
 
-    /// Sets which consents the partner's users must give. False when the partner does not exist.
-    pub async fn set_required_consents(&self, partner: PartnerId, consents: RequiredConsents) -> StoreResult<bool> {
+    /// Sets which consents the partner's users must give and how they confirm them (`None`
+    /// keeps each as it is). False when the partner does not exist.
+    pub async fn set_consent_settings(
+        &self,
+        partner: PartnerId,
+        required: Option<RequiredConsents>,
+        confirmation: Option<crate::domain::consent::ConsentConfirmation>,
+    ) -> StoreResult<bool> {
         with_pool!(self, write, |pool| {
-            Ok(sqlx::query("UPDATE partners SET required_consents = $1 WHERE id = $2")
-                .bind(consents.column())
-                .bind(partner.get())
-                .execute(pool)
-                .await?
-                .rows_affected()
+            Ok(sqlx::query(
+                "UPDATE partners SET required_consents = COALESCE($1, required_consents),
+                                     consent_confirmation = COALESCE($2, consent_confirmation)
+                 WHERE id = $3",
+            )
+            .bind(required.map(|r| r.column()))
+            .bind(confirmation.map(|c| c.as_str()))
+            .bind(partner.get())
+            .execute(pool)
+            .await?
+            .rows_affected()
                 == 1)
         })
     }

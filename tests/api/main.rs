@@ -5,6 +5,7 @@ mod helpers;
 mod architecture;
 mod auth;
 mod billing;
+mod consents;
 mod errors;
 mod idempotency;
 mod jobs;
