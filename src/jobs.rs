@@ -30,7 +30,8 @@ pub struct JobSettings {
     /// First retry delay; doubled per attempt up to `backoff_max_ms`.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
-    /// A kind whose oldest due-or-retrying job has waited longer than this is reported stuck:
+    /// A kind whose oldest due-and-untried or retrying job has waited longer than this is
+    /// reported stuck:
     /// `jobs_stuck{kind}` is 1, a warning is logged, `onboard jobs stats` marks it. A sanctions
     /// check that cannot run (no list loaded) shows up here instead of leaving users silently in
     /// `UpgradeInProgress`.

@@ -152,6 +152,15 @@ impl Application {
     /// (at most `http.shutdown_grace_secs`) and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { listener, tls, state, settings, .. } = self;
+        // The TLS server is set up before any background task starts: a failure here leaves
+        // nothing running.
+        let listener = match tls {
+            None => Listener::Plain(listener),
+            Some(certificate) => {
+                let server = axum_server::from_tcp_rustls(listener.into_std()?, certificate.rustls())?;
+                Listener::Tls(Box::new((server, certificate)))
+            }
+        };
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_secs);
         let reloader = tokio::spawn(reload_keys_periodically(Arc::clone(&state.keys)));
         let purger = tokio::spawn(purge_idempotency_keys_periodically(state.store.clone()));
@@ -172,18 +181,21 @@ impl Application {
         let store = state.store.clone();
         // The peer address feeds the per-IP limits of the public routes.
         let service = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let (server, reload): (std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>, _) = match tls {
-            None => (Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future()), None),
-            Some(certificate) => {
+        let (server, reload): (std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>, _) = match listener
+        {
+            Listener::Plain(plain) => {
+                (Box::pin(axum::serve(plain, service).with_graceful_shutdown(signal).into_future()), None)
+            }
+            Listener::Tls(tls) => {
+                let (server, certificate) = *tls;
                 let handle = axum_server::Handle::new();
                 let stopper = handle.clone();
                 tokio::spawn(async move {
                     signal.await;
                     stopper.graceful_shutdown(Some(grace));
                 });
-                let server = axum_server::from_tcp_rustls(listener.into_std()?, certificate.rustls())?.handle(handle);
                 let reload = tokio::spawn(certificate.reload_on_change());
-                (Box::pin(server.serve(service)), Some(reload))
+                (Box::pin(server.handle(handle).serve(service)), Some(reload))
             }
         };
         let deadline = async move {
@@ -216,6 +228,12 @@ impl Application {
         store.close().await;
         result
     }
+}
+
+/// What `run_until` serves on: the bound socket, or the TLS server made from it.
+enum Listener {
+    Plain(TcpListener),
+    Tls(Box<(axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor>, http::tls::Certificate)>),
 }
 
 /// The handlers this node runs.

@@ -15,6 +15,10 @@ CREATE TABLE consent_codes (
     code_hash        BYTEA    NOT NULL,
     attempts         BIGINT NOT NULL DEFAULT 0,
     sent_at          BIGINT NOT NULL,
+    -- Codes sent for this consent since window_started_at (a day): a fresh code every minute
+    -- must not become unlimited guesses.
+    sends            BIGINT NOT NULL,
+    window_started_at BIGINT NOT NULL,
     expires_at       BIGINT NOT NULL,
     PRIMARY KEY (user_id, consent)
 );

@@ -15,6 +15,10 @@ CREATE TABLE consent_codes (
     code_hash        BLOB    NOT NULL,
     attempts         INTEGER NOT NULL DEFAULT 0,
     sent_at          INTEGER NOT NULL,
+    -- Codes sent for this consent since window_started_at (a day): a fresh code every minute
+    -- must not become unlimited guesses.
+    sends            INTEGER NOT NULL,
+    window_started_at INTEGER NOT NULL,
     expires_at       INTEGER NOT NULL,
     PRIMARY KEY (user_id, consent)
 );

@@ -25,13 +25,18 @@ pub struct ConsentSettings {
     pub max_attempts: u32,
     /// Least time between two codes for one consent of one user.
     pub resend_interval_secs: u64,
+    /// Codes for one consent of one user in a day: with `max_attempts`, what bounds guessing
+    /// (5 × 5 = 25 tries a day against a million codes).
+    pub max_sends_per_day: u32,
 }
 
 impl Default for ConsentSettings {
     fn default() -> Self {
-        Self { code_ttl_secs: 600, max_attempts: 5, resend_interval_secs: 60 }
+        Self { code_ttl_secs: 600, max_attempts: 5, resend_interval_secs: 60, max_sends_per_day: 5 }
     }
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
@@ -108,10 +113,19 @@ pub async fn send_code(
                 let whose = Whose::Public { user: user.as_str(), partner: partner.id };
                 let record = prospects::lock(&mut tx, whose).await?.ok_or(ConsentError::NotFound)?;
                 waiting_for(&record, *consent)?;
+                let (mut sends, mut window_started_at) = (1, now);
                 if let Some(previous) = consents::pending(&mut tx, record.id, *consent).await? {
                     let ready_at = previous.sent_at + ms(settings.resend_interval_secs);
                     if now < ready_at {
                         return Err(ConsentError::TooSoon { retry_after_ms: ready_at - now });
+                    }
+                    if now < previous.window_started_at + DAY_MS {
+                        if previous.sends >= i64::from(settings.max_sends_per_day) {
+                            return Err(ConsentError::TooSoon {
+                                retry_after_ms: previous.window_started_at + DAY_MS - now,
+                            });
+                        }
+                        (sends, window_started_at) = (previous.sends + 1, previous.window_started_at);
                     }
                 }
                 let code = ConsentCode::issue(partner.environment);
@@ -127,6 +141,8 @@ pub async fn send_code(
                     code_hash: code.digest(record.id, *consent),
                     sent_at: now,
                     expires_at: now + ms(settings.code_ttl_secs),
+                    sends,
+                    window_started_at,
                 };
                 consents::replace(&mut tx, &stored).await?;
                 if let Some(job) = delivery {
@@ -181,7 +197,8 @@ fn delivery(
                 code.expose(),
                 partner.name
             );
-            let message = TextMessage { to: phone.to_owned(), body };
+            let message =
+                TextMessage { to: phone.to_owned(), body, expires_at: Some(now + ms(settings.code_ttl_secs)) };
             Ok((sent_to, Some(job(SMS_JOB, serde_json::to_value(message).expect("messages serialise")))))
         }
         OtpChannel::Email => {
@@ -224,13 +241,13 @@ pub async fn give_by_code(
                 let CodeEntered { partner, user, consent, code, actor } = &entered;
                 let whose = Whose::Public { user: user.as_str(), partner: partner.id };
                 let record = prospects::lock(&mut tx, whose).await?.ok_or(ConsentError::NotFound)?;
-                if record.cip_state()?.is_none() {
-                    return Err(ConsentError::NotInOnboarding);
-                }
+                // Given already (or not in onboarding): refused before the code is looked at, so
+                // no attempt is spent and no second evidence row contradicts the first.
+                waiting_for(&record, *consent)?;
                 match check_code(&mut tx, &record, *consent, code, max_attempts, now).await? {
                     Ok(evidence) => {
                         let evidence = ConsentEvidence { actor: actor.clone(), ..evidence };
-                        Ok(Ok(record_consents(&mut tx, record, &[(*consent, evidence)], now).await?))
+                        Ok::<_, ConsentError>(Ok(record_consents(&mut tx, record, &[(*consent, evidence)], now).await?))
                     }
                     Err(refused) => Ok(Err(refused)),
                 }

@@ -128,11 +128,24 @@ impl<'a> JsonBody<'a> {
         path: &str,
         name: &str,
     ) -> Option<(String, &'v Value)> {
-        object
+        self.properties(object, path, name).pop()
+    }
+
+    /// Every spelling of property `name` in `object`, in document order: System.Text.Json reads
+    /// (and converts) each one, so an earlier one of the wrong type fails even when the last is fine.
+    pub fn properties<'v>(
+        &self,
+        object: &'v serde_json::Map<String, Value>,
+        path: &str,
+        name: &str,
+    ) -> Vec<(String, &'v Value)> {
+        let mut found: Vec<(String, &'v Value)> = object
             .iter()
             .filter(|(key, _)| same_name(key, name))
             .map(|(key, value)| (format!("{path}.{key}"), value))
-            .max_by_key(|(at, _)| self.spans.get(at).map_or(0, |span| span.0))
+            .collect();
+        found.sort_by_key(|(at, _)| self.spans.get(at).map_or(0, |span| span.0));
+        found
     }
 
     /// The exact text of the value at `path`, as the client sent it.
@@ -320,6 +333,8 @@ mod tests {
         let fields = body.value.as_object().unwrap();
         assert_eq!(body.property(fields, "$", "merchantid").unwrap().0, "$.MerchantId");
         assert!(body.property(fields, "$", "merchant").is_none());
+        let spellings: Vec<String> = body.properties(fields, "$", "MERCHANTID").into_iter().map(|(at, _)| at).collect();
+        assert_eq!(spellings, ["$.merchantId", "$.MerchantId"]);
         assert!(same_name("EMAIL", "email") && !same_name("emails", "email"));
     }
 

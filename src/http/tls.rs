@@ -79,6 +79,7 @@ impl Certificate {
         let files = [PathBuf::from(&self.settings.cert_file), PathBuf::from(&self.settings.key_file)];
         let stamp = || files.iter().map(|f| std::fs::metadata(f).map(|m| (m.len(), m.modified().ok())).ok()).collect();
         let mut seen: Vec<Option<(u64, Option<SystemTime>)>> = stamp();
+        let mut pending = None;
         let mut tick = tokio::time::interval(Duration::from_secs(self.settings.reload_check_secs.max(1)));
         loop {
             let trigger = tokio::select! {
@@ -87,7 +88,9 @@ impl Certificate {
                     if now == seen {
                         continue;
                     }
-                    seen = now;
+                    // Remembered only once loaded (below): a pair that failed is tried again on
+                    // every check, so a key written within the same second still gets picked up.
+                    pending = Some(now);
                     "file change"
                 }
                 Some(()) = self.hangup.recv() => "SIGHUP",
@@ -96,7 +99,12 @@ impl Certificate {
             let result = if reloaded.is_ok() { "ok" } else { "error" };
             metrics::counter!("tls_certificate_reloads_total", "result" => result).increment(1);
             match reloaded {
-                Ok(()) => tracing::info!(trigger, "TLS certificate reloaded"),
+                Ok(()) => {
+                    if let Some(now) = pending.take() {
+                        seen = now;
+                    }
+                    tracing::info!(trigger, "TLS certificate reloaded")
+                }
                 Err(error) => {
                     tracing::warn!(trigger, %error, "TLS certificate reload failed; the current certificate stays")
                 }

@@ -74,6 +74,16 @@ fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
     let merchant = body.property(fields, "$", "merchantId");
     let email = body.property(fields, "$", "email");
     let additional = body.property(fields, "$", "additionalData");
+    // Earlier spellings are converted too (and overwritten): one of the wrong type still fails.
+    let mut earlier = |name: &str, converts: fn(&Value) -> bool, dotnet_type: &str| {
+        let mut all = body.properties(fields, "$", name);
+        all.pop();
+        for (path, _) in all.into_iter().filter(|(_, value)| !converts(value)) {
+            errors.add(path.as_str(), body.conversion_error(&path, dotnet_type));
+        }
+    };
+    earlier("merchantId", |v| aspnet::int32(v).is_some(), "System.Int32");
+    earlier("email", |v| v.is_string() || v.is_null(), "System.String");
 
     let missing: Vec<&str> = [("merchantId", &merchant), ("email", &email)]
         .into_iter()
@@ -311,6 +321,18 @@ mod tests {
                 .contains("$.additionalData.data")
         );
         assert!(errors_of("[1]").contains(r#""$":["#));
+    }
+
+    #[test]
+    fn an_earlier_spelling_of_the_wrong_type_fails_as_in_dotnet() {
+        let errors = errors_of(r#"{"merchantId": "x", "MerchantId": 5, "email": null}"#);
+        assert!(
+            errors.contains(r#""$.merchantId":["The JSON value could not be converted to System.Int32."#),
+            "{errors}"
+        );
+        let errors = errors_of(r#"{"EMAIL": 1, "merchantId": 5, "email": null}"#);
+        assert!(errors.contains(r#""$.EMAIL":["#), "{errors}");
+        assert!(parse_create_user(br#"{"merchantId": "4", "MerchantId": 5, "email": null}"#).is_ok());
     }
 
     #[test]

@@ -15,12 +15,14 @@ use std::time::Instant;
 pub use index::{Candidate, Decision, MatchPolicy, Query, SanctionsIndex};
 pub use parse::{EntityKind, ListCounts, ListFiles, ParseError, country_code, is_country_code, parse_list};
 
+use crate::domain::cip::Status;
 use crate::domain::cip::{CipState, Transition};
 pub use crate::domain::parse_date;
 use crate::domain::{PartnerId, UserId, now_ms};
-use crate::store::sanctions::ClearedMatch;
-use crate::store::{ClaimedJob, ListVersion, NewJob, NewList, NewScreening, RescreenOutcome, Store, StoreError};
-use rustc_hash::FxHashSet;
+use crate::store::sanctions as store_sanctions;
+use crate::store::{
+    ClaimedJob, ListVersion, NewJob, NewList, NewScreening, Store, StoreError, Whose, events, jobs, prospects,
+};
 
 /// The job kind that re-screens users against a newly loaded list, one page per job.
 pub const RESCREEN_JOB: &str = "sanctions.rescreen";
@@ -177,15 +179,10 @@ impl Sanctions {
         let loaded = self.refresh(store).await?.ok_or(SanctionsError::NotLoaded)?;
         if loaded.version.id != page.list_id {
             // A newer list arrived meanwhile; its own re-screening covers everyone.
-            return Ok(store.commit_rescreen_page(job, &[], None, now_ms()).await?.map(|_| 0));
+            return Ok(commit_rescreen_page(store, job, Vec::new(), None, now_ms()).await?.map(|_| 0));
         }
         let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
-        let cleared: FxHashSet<ClearedMatch> = match (people.first(), people.last()) {
-            (Some(first), Some(last)) => store.cleared_matches(first.id, last.id).await?.into_iter().collect(),
-            _ => FxHashSet::default(),
-        };
         let mut outcomes = Vec::with_capacity(people.len());
-        let mut skipped = 0;
         for person in &people {
             let query = person_query(
                 person.full_name(),
@@ -196,41 +193,27 @@ impl Sanctions {
             let partner = PartnerId::new(person.partner_id).ok();
             let user = UserId::new(person.id).ok();
             let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
-            let from = person.cip_state()?;
-            let already_case = from
-                .is_some_and(|s| s.status == crate::domain::cip::Status::UpgradeFailed || s == CipState::COMPLIANCE);
-            // Candidates compliance has not cleared this user of, in the form the list now gives them.
-            let open: Vec<&Candidate> = screening
+            let candidates = screening
                 .matches
                 .iter()
                 .filter(|c| c.decision != Decision::Clear)
-                .filter(|c| {
-                    let pair =
-                        ClearedMatch { user_id: person.id, entity_id: c.entity_id, fingerprint: c.fingerprint.clone() };
-                    !cleared.contains(&pair)
-                })
-                .collect();
-            if screening.decision != Decision::Clear && open.is_empty() && !already_case {
-                skipped += 1;
-            }
-            let transition = match open.first() {
-                Some(top) if !already_case => {
-                    let reason = format!(
+                .map(|c| RescreenCandidate {
+                    entity_id: c.entity_id,
+                    fingerprint: c.fingerprint.clone(),
+                    reason: format!(
                         "list {}: {} {} ({})",
                         loaded.version.id,
-                        top.decision.as_str(),
-                        top.entity_id,
-                        top.reasons.join("; ")
-                    );
-                    Transition::new(from, CipState::COMPLIANCE, reason, "sanctions:rescreen").ok()
-                }
-                _ => None,
-            };
+                        c.decision.as_str(),
+                        c.entity_id,
+                        c.reasons.join("; ")
+                    ),
+                })
+                .collect();
             outcomes.push(RescreenOutcome {
                 user_id: person.id,
                 partner_id: person.partner_id,
                 screening: row,
-                transition,
+                candidates,
             });
         }
         let next = (people.len() as i64 == RESCREEN_PAGE).then(|| {
@@ -238,16 +221,95 @@ impl Sanctions {
             NewJob::new(RESCREEN_JOB, serde_json::json!({ "listId": page.list_id, "afterUserId": after }), now_ms())
                 .dedupe(format!("{RESCREEN_JOB}:{}:{after}", page.list_id))
         });
-        let moved = store.commit_rescreen_page(job, &outcomes, next.as_ref(), now_ms()).await?;
-        if moved.is_some() {
-            metrics::counter!("sanctions_rescreened_users_total").increment(outcomes.len() as u64);
-            metrics::counter!("sanctions_rescreen_flagged_total").increment(moved.unwrap_or(0));
+        let committed = commit_rescreen_page(store, job, outcomes, next, now_ms()).await?;
+        if let Some(c) = &committed {
+            metrics::counter!("sanctions_rescreened_users_total").increment(people.len() as u64);
+            metrics::counter!("sanctions_rescreen_flagged_total").increment(c.moved);
             // Users whose only candidates are entries compliance cleared them of, unchanged.
-            metrics::counter!("sanctions_rescreen_skipped_total").increment(skipped);
+            metrics::counter!("sanctions_rescreen_skipped_total").increment(c.skipped);
             metrics::gauge!("sanctions_rescreen_last_user_id").set(people.last().map_or(0, |p| p.id) as f64);
         }
-        Ok(moved)
+        Ok(committed.map(|c| c.moved))
     }
+}
+
+/// One user's re-screening: its screening row and the candidates that are not `clear`, best first.
+#[derive(Debug, Clone)]
+struct RescreenOutcome {
+    user_id: i64,
+    partner_id: i64,
+    screening: NewScreening,
+    candidates: Vec<RescreenCandidate>,
+}
+
+#[derive(Debug, Clone)]
+struct RescreenCandidate {
+    entity_id: i64,
+    fingerprint: String,
+    /// The event's reason when this candidate opens the case.
+    reason: String,
+}
+
+struct RescreenCommit {
+    moved: u64,
+    skipped: u64,
+}
+
+/// Commits one page of re-screening: the screenings, the moves to `Compliance`, the next page's
+/// job and this job's completion, all or nothing (`None` when the lease was lost: nothing is
+/// written). Whether a user moves is decided here, under the user's row lock, from the state
+/// and clearances as they are at commit — not as they were when the page was read — so a case
+/// cleared meanwhile is reopened by a new entity and not by the entry just cleared.
+async fn commit_rescreen_page(
+    store: &Store,
+    job: &ClaimedJob,
+    outcomes: Vec<RescreenOutcome>,
+    next: Option<NewJob>,
+    now: i64,
+) -> Result<Option<RescreenCommit>, StoreError> {
+    let job = job.clone();
+    store
+        .write(move |mut tx| {
+            crate::store::pin_unit(async move {
+                if !jobs::complete(&mut tx, &job, false, now).await? {
+                    return Ok(None);
+                }
+                let mut done = RescreenCommit { moved: 0, skipped: 0 };
+                for outcome in &outcomes {
+                    store_sanctions::insert_screening(&mut tx, &outcome.screening).await?;
+                    if outcome.candidates.is_empty() {
+                        continue;
+                    }
+                    let whose = Whose::Id { user: outcome.user_id, partner: outcome.partner_id };
+                    let Some(record) = prospects::lock(&mut tx, whose).await? else { continue };
+                    let Some(state) = record.cip_state()? else { continue };
+                    if state.status == Status::UpgradeFailed || state == CipState::COMPLIANCE {
+                        continue; // already a case (or decided): the screening is on record for it
+                    }
+                    let cleared = store_sanctions::cleared_matches(&mut tx, outcome.user_id).await?;
+                    let open = outcome.candidates.iter().find(|c| {
+                        !cleared.iter().any(|m| m.entity_id == c.entity_id && m.fingerprint == c.fingerprint)
+                    });
+                    let Some(open) = open else {
+                        done.skipped += 1;
+                        continue;
+                    };
+                    let Ok(flag) =
+                        Transition::new(Some(state), CipState::COMPLIANCE, open.reason.clone(), "sanctions:rescreen")
+                    else {
+                        continue;
+                    };
+                    if events::transition(&mut tx, outcome.user_id, outcome.partner_id, &flag, now).await? {
+                        done.moved += 1;
+                    }
+                }
+                if let Some(next) = &next {
+                    jobs::enqueue(&mut tx, next, now).await?;
+                }
+                Ok(Some(done))
+            })
+        })
+        .await
 }
 
 /// How a person (a user, not a vessel or a company) is screened, wherever it is screened: the

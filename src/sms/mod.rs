@@ -89,6 +89,17 @@ impl Sms {
 pub struct TextMessage {
     pub to: String,
     pub body: String,
+    /// A code that is no longer valid is not sent (a retried job must not deliver it late).
+    pub expires_at: Option<i64>,
+}
+
+/// Completes the job with its payload (and so the code) cleared, counting how it ended.
+async fn finish(store: &Store, job: &ClaimedJob, result: &'static str) -> JobOutcome {
+    metrics::counter!("sms_sent_total", "result" => result).increment(1);
+    match store.complete_job_redacted(job, crate::domain::now_ms()).await {
+        Ok(_) => JobOutcome::Committed,
+        Err(e) => JobOutcome::Retry(e.to_string()),
+    }
 }
 
 pub fn register(registry: &mut JobRegistry, store: &Store, sms: &Sms, concurrency: usize) {
@@ -100,22 +111,25 @@ pub fn register(registry: &mut JobRegistry, store: &Store, sms: &Sms, concurrenc
                 Ok(message) => message,
                 Err(e) => return JobOutcome::Fail(format!("payload is not a text message: {e}")),
             };
+            let now = crate::domain::now_ms();
+            if message.expires_at.is_some_and(|at| at <= now) {
+                tracing::warn!(to = %pii::MaskedPhone(&message.to), job = job.id, "sms not sent: its code expired first");
+                return finish(&store, &job, "expired").await;
+            }
             match sms.send(&message.to, &message.body).await {
                 Ok(sid) => {
                     tracing::info!(to = %pii::MaskedPhone(&message.to), sid, job = job.id, "sms sent");
-                    metrics::counter!("sms_sent_total", "result" => "ok").increment(1);
-                    match store.complete_job_redacted(&job, crate::domain::now_ms()).await {
-                        Ok(_) => JobOutcome::Committed,
-                        Err(e) => JobOutcome::Retry(e.to_string()),
-                    }
+                    finish(&store, &job, "ok").await
                 }
                 Err(SmsError::Transient(e)) => {
                     metrics::counter!("sms_sent_total", "result" => "retry").increment(1);
                     JobOutcome::Retry(e)
                 }
+                // Not dead-lettered: a dead job would keep the code in its payload, and nobody
+                // should resend it (the user asks for a new code). Logged and counted instead.
                 Err(e) => {
-                    metrics::counter!("sms_sent_total", "result" => "failed").increment(1);
-                    JobOutcome::Fail(e.to_string())
+                    tracing::warn!(to = %pii::MaskedPhone(&message.to), job = job.id, error = %e, "sms refused by the provider");
+                    finish(&store, &job, "failed").await
                 }
             }
         }

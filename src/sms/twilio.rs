@@ -60,7 +60,7 @@ impl Twilio {
             .form(&form)
             .send()
             .await
-            .map_err(|e| SmsError::Transient(format!("twilio: {e}")))?;
+            .map_err(|e| SmsError::Transient(format!("twilio: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             let sent: Sent =
@@ -71,6 +71,8 @@ impl Twilio {
         let why = refused.map_or_else(String::new, |r| {
             format!(" (code {}: {})", r.code.unwrap_or_default(), r.message.unwrap_or_default())
         });
+        // Twilio's messages may quote the number; logs and job errors get it masked.
+        let why = why.replace(to, &crate::pii::MaskedPhone(to).to_string());
         let message = format!("twilio answered {status}{why}");
         // 429 and 5xx may pass later; other 4xx (bad number, bad sender, bad credentials) will not.
         if status.as_u16() == 429 || status.is_server_error() {

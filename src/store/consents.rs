@@ -18,6 +18,8 @@ pub struct NewConsentCode {
     pub code_hash: Vec<u8>,
     pub sent_at: i64,
     pub expires_at: i64,
+    pub sends: i64,
+    pub window_started_at: i64,
 }
 
 /// A code waiting to be entered.
@@ -30,6 +32,8 @@ pub struct PendingConsentCode {
     pub attempts: i64,
     pub sent_at: i64,
     pub expires_at: i64,
+    pub sends: i64,
+    pub window_started_at: i64,
 }
 
 /// How one consent was given.
@@ -63,7 +67,7 @@ pub async fn confirmation(tx: &mut Tx<'_>, partner: i64) -> StoreResult<ConsentC
 pub async fn pending(tx: &mut Tx<'_>, user: i64, consent: ConsentKind) -> StoreResult<Option<PendingConsentCode>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_as(
-            "SELECT channel, sent_to, document_version, code_hash, attempts, sent_at, expires_at
+            "SELECT channel, sent_to, document_version, code_hash, attempts, sent_at, expires_at, sends, window_started_at
              FROM consent_codes WHERE user_id = $1 AND consent = $2",
         )
         .bind(user)
@@ -79,8 +83,8 @@ pub async fn replace(tx: &mut Tx<'_>, code: &NewConsentCode) -> StoreResult<()> 
     on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO consent_codes (user_id, consent, partner_id, channel, sent_to, document_version, code_hash,
-                                        attempts, sent_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+                                        attempts, sent_at, expires_at, sends, window_started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11)",
         )
         .bind(code.user_id)
         .bind(code.consent.as_str())
@@ -91,6 +95,8 @@ pub async fn replace(tx: &mut Tx<'_>, code: &NewConsentCode) -> StoreResult<()> 
         .bind(&code.code_hash)
         .bind(code.sent_at)
         .bind(code.expires_at)
+        .bind(code.sends)
+        .bind(code.window_started_at)
         .execute(conn)
         .await?
         .rows_affected()

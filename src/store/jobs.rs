@@ -63,9 +63,9 @@ pub struct QueueStats {
     pub dead: i64,
     /// `run_at` of the oldest job that is due, if any.
     pub oldest_due: Option<i64>,
-    /// `created_at` of the oldest unfinished job that has come due at least once (due now, or
-    /// tried and waiting to retry): how long work of this kind has been held up. Jobs scheduled
-    /// for later and not yet tried do not count.
+    /// Since when the oldest waiting job has been held up: a job due and not yet tried counts
+    /// from its `run_at`; one that failed and waits to retry, from its `created_at`. Jobs
+    /// scheduled for later, and jobs a worker is running, do not count.
     pub oldest_waiting: Option<i64>,
 }
 
@@ -316,8 +316,8 @@ impl Store {
                         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
                         SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead,
                         MIN(CASE WHEN state = 'queued' AND run_at <= $1 THEN run_at END) AS oldest_due,
-                        MIN(CASE WHEN state IN ('queued', 'running') AND (attempts > 0 OR run_at <= $1)
-                                 THEN created_at END) AS oldest_waiting
+                        MIN(CASE WHEN state = 'queued' AND attempts = 0 AND run_at <= $1 THEN run_at
+                                 WHEN state = 'queued' AND attempts > 0 THEN created_at END) AS oldest_waiting
                  FROM jobs WHERE state <> 'done' GROUP BY kind ORDER BY kind",
             )
             .bind(now)

@@ -207,7 +207,7 @@ pub use idempotency::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 pub use jobs::{ClaimedJob, JobRow, NewJob, QueueStats};
 pub use prospects::{ComplianceCase, Duplicate, Lookup, NewProspect, ProspectRecord, Whose};
 pub use registrations::{RecentRegistrations, Registered, RegistrationRecord};
-pub use sanctions::{ListVersion, NewList, NewScreening, RescreenOutcome, ScreenablePerson};
+pub use sanctions::{ListVersion, NewList, NewScreening, ScreenablePerson};
 pub use signups::{
     CompleteSignup, EndUser, NewRefreshToken, NewSignup, PendingSignup, Rotation, SignupCompletion, SignupStart,
     TokenOwner,

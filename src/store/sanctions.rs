@@ -1,8 +1,8 @@
 //! Sanctions list versions (with their files), screenings, and the re-screening of users.
 
-use super::jobs::{self, ClaimedJob, NewJob};
-use super::{Store, StoreError, StoreResult, Tx, events, pin_unit};
-use crate::domain::cip::{CipState, Transition};
+use super::jobs::{self, NewJob};
+use super::{Store, StoreError, StoreResult, Tx, pin_unit};
+use crate::domain::cip::CipState;
 use crate::domain::sanctions_list::{ListCounts, ListFiles};
 use crate::domain::{PartnerId, UserId};
 
@@ -130,16 +130,6 @@ pub(super) fn stored_cip_state(user: i64, status: Option<&str>, detail: Option<&
     }
 }
 
-/// What re-screening one user produced: its screening and, when it newly matches, the move to
-/// `Compliance`.
-#[derive(Debug, Clone)]
-pub struct RescreenOutcome {
-    pub user_id: i64,
-    pub partner_id: i64,
-    pub screening: NewScreening,
-    pub transition: Option<Transition>,
-}
-
 /// Inserts one screening row in the open transaction; returns its id.
 pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<i64> {
     Ok(on_tx!(tx, |conn| {
@@ -177,6 +167,16 @@ pub struct ClearedMatch {
     pub user_id: i64,
     pub entity_id: i64,
     pub fingerprint: String,
+}
+
+/// The clearances of one user, in the open transaction.
+pub async fn cleared_matches(tx: &mut Tx<'_>, user: i64) -> StoreResult<Vec<ClearedMatch>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT user_id, entity_id, fingerprint FROM cleared_matches WHERE user_id = $1")
+            .bind(user)
+            .fetch_all(conn)
+            .await?
+    }))
 }
 
 /// Remembers a clearance in the open transaction (the same one again is a no-op).
@@ -308,52 +308,5 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
-    }
-
-    /// The clearances of the users with ids in `first..=last` (one page of re-screening).
-    pub async fn cleared_matches(&self, first: i64, last: i64) -> StoreResult<Vec<ClearedMatch>> {
-        Ok(with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT user_id, entity_id, fingerprint FROM cleared_matches WHERE user_id BETWEEN $1 AND $2",
-            )
-            .bind(first)
-            .bind(last)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
-
-    /// Commits one page of re-screening: the screenings, the moves to `Compliance`, the next
-    /// page's job and this job's completion, all or nothing. Returns how many users moved, or
-    /// `None` when this worker had lost the job's lease (then nothing is written).
-    pub async fn commit_rescreen_page(
-        &self,
-        job: &ClaimedJob,
-        outcomes: &[RescreenOutcome],
-        next: Option<&NewJob>,
-        now: i64,
-    ) -> StoreResult<Option<u64>> {
-        let (job, outcomes, next) = (job.clone(), outcomes.to_vec(), next.cloned());
-        self.write(move |mut tx| {
-            pin_unit(async move {
-                if !jobs::complete(&mut tx, &job, false, now).await? {
-                    return Ok(None);
-                }
-                let mut moved = 0;
-                for outcome in &outcomes {
-                    insert_screening(&mut tx, &outcome.screening).await?;
-                    if let Some(transition) = &outcome.transition
-                        && events::transition(&mut tx, outcome.user_id, outcome.partner_id, transition, now).await?
-                    {
-                        moved += 1;
-                    }
-                }
-                if let Some(next) = &next {
-                    jobs::enqueue(&mut tx, next, now).await?;
-                }
-                Ok(Some(moved))
-            })
-        })
-        .await
     }
 }

@@ -147,6 +147,7 @@ on_both_backends! {
             s.sms.twilio_auth_token = Some(AUTH_TOKEN.into());
             s.sms.twilio_from = FROM.into();
             s.consents.resend_interval_secs = 1;
+            s.consents.max_sends_per_day = 3;
         }).await else { return };
         load_small_list(&app).await;
         let key = live_partner(&app, json!(["privacy", "contract"])).await;
@@ -217,6 +218,17 @@ on_both_backends! {
         assert_eq!(contract.status(), 202);
         let contract: Value = contract.json().await.unwrap();
         assert_eq!(contract["sentTo"], "a***@correo.mx");
+        // Three codes a day for one consent: a fourth waits for the day to pass, whatever the interval.
+        let contract_otp = format!("/users/{user}/consents/contract/otp");
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            assert_eq!(post(&app, &key, &contract_otp, json!({"documentVersion": "contract-7", "channel": "email"})).await.status(), 202);
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let capped = post(&app, &key, &contract_otp, json!({"documentVersion": "contract-7", "channel": "email"})).await;
+        assert_eq!(capped.status(), 429);
+        let wait: u64 = capped.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(wait > 86_000, "{wait}");
         assert!(twilio.messages().iter().all(|(_, body)| body.ends_with("Do not share it.")));
 
         // The evidence: when, to which masked number, which document version.
