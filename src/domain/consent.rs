@@ -1,7 +1,6 @@
 //! Consents confirmed by one-time code (seed 002's `OtpPrivacyMissing` / `OtpContractMissing`):
 //! which consent, how a partner's users confirm theirs, the channel a code goes by, the code.
 
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -53,10 +52,7 @@ impl ConsentCode {
     pub fn issue(environment: Environment) -> Self {
         match environment {
             Environment::Sandbox => Self(SANDBOX_CONSENT_CODE.to_owned()),
-            Environment::Live => {
-                let mut rng = rand::rng();
-                Self((0..DIGITS).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect())
-            }
+            Environment::Live => Self(super::random_digits(DIGITS)),
         }
     }
 

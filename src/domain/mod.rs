@@ -98,6 +98,13 @@ macro_rules! wire_enum {
 
 pub(crate) use wire_enum;
 
+/// `n` uniformly random decimal digits: the one-time codes users type back.
+pub(crate) fn random_digits(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+}
+
 /// Milliseconds since the epoch as RFC 3339, as every surface writes timestamps.
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

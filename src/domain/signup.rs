@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -134,10 +133,7 @@ impl ConfirmCode {
     pub fn issue(environment: Environment, digits: u32) -> Self {
         match environment {
             Environment::Sandbox => Self(SANDBOX_CODE.to_owned()),
-            Environment::Live => {
-                let mut rng = rand::rng();
-                Self((0..digits).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect())
-            }
+            Environment::Live => Self(super::random_digits(digits as usize)),
         }
     }
 
