@@ -105,6 +105,27 @@ pub async fn give(
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<UserStatus>, ApiError> {
+    let (privacy, contract, code) = parse_consents(body)?;
+    let record = own_prospect(&state, partner.id, &user_id).await?;
+    let (user, actor, now) = (own_id(&record)?, format!("partner:{}", partner.id), now_ms());
+    let to = match code {
+        Some(code) => {
+            let consent = if privacy { ConsentKind::Privacy } else { ConsentKind::Contract };
+            let entered = CodeEntered { partner, user, consent, code, actor };
+            consents::give_by_code(&state.store, &state.settings.consents, entered, now).await?
+        }
+        None => {
+            let stated = ConsentsStated { partner: partner.id, user, privacy, contract, actor };
+            consents::give_stated(&state.store, stated, now).await?
+        }
+    };
+    state.jobs.wake_kind(crate::core::onboarding::PROVISION_JOB);
+    Ok(Json(UserStatus::new(record.public_id, to)))
+}
+
+/// `{"privacy"?: true, "contract"?: true, "otp"?: "123456"}`: at least one consent, and one only
+/// with a code.
+fn parse_consents(body: Value) -> Result<(bool, bool, Option<ConsentCode>), ApiError> {
     let body = object(body)?;
     let mut p = Problems::default();
     p.unknown_fields(&body, &["privacy", "contract", "otp"]);
@@ -137,24 +158,10 @@ pub async fn give(
     if code.is_some() && privacy && contract {
         p.add("otp", "a code confirms one consent: send privacy or contract with it");
     }
-    if !p.0.is_empty() {
-        return Err(ApiError::Validation { detail: INVALID.into(), errors: p.0 });
+    match p.0.is_empty() {
+        true => Ok((privacy, contract, code)),
+        false => Err(ApiError::Validation { detail: INVALID.into(), errors: p.0 }),
     }
-    let record = own_prospect(&state, partner.id, &user_id).await?;
-    let (user, actor, now) = (own_id(&record)?, format!("partner:{}", partner.id), now_ms());
-    let to = match code {
-        Some(code) => {
-            let consent = if privacy { ConsentKind::Privacy } else { ConsentKind::Contract };
-            let entered = CodeEntered { partner, user, consent, code, actor };
-            consents::give_by_code(&state.store, &state.settings.consents, entered, now).await?
-        }
-        None => {
-            let stated = ConsentsStated { partner: partner.id, user, privacy, contract, actor };
-            consents::give_stated(&state.store, stated, now).await?
-        }
-    };
-    state.jobs.wake_kind(crate::core::onboarding::PROVISION_JOB);
-    Ok(Json(UserStatus::new(record.public_id, to)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

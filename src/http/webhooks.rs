@@ -255,6 +255,34 @@ pub struct EventView {
     attempts: Vec<AttemptView>,
 }
 
+impl EventView {
+    /// The event with its attempts (`attempts` may hold other events' too).
+    fn new(r: crate::store::webhooks::EventRecord, attempts: &[crate::store::webhooks::AttemptRecord]) -> Self {
+        let attempts = attempts
+            .iter()
+            .filter(|a| a.event_id == r.id)
+            .map(|a| AttemptView {
+                endpoint_id: a.endpoint_public_id.clone(),
+                attempt: a.attempt,
+                at: super::rfc3339(a.at),
+                result: a.result.clone(),
+                status: a.status,
+                latency_ms: a.latency_ms,
+                response: a.response.clone(),
+                error: a.error.clone(),
+                next_attempt_at: a.next_at.map(super::rfc3339),
+            })
+            .collect();
+        Self {
+            attempts,
+            id: r.public_id,
+            event_type: r.event_type,
+            timestamp: super::rfc3339(r.created_at),
+            data: serde_json::from_str(&r.data).unwrap_or(Value::Null),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
@@ -292,30 +320,7 @@ pub async fn events(
     records.truncate(limit as usize);
     let (first, last) = (records.first().map_or(0, |r| r.id), records.last().map_or(-1, |r| r.id));
     let attempts = state.store.webhook_attempts(partner_id, first, last).await?;
-    let data = records
-        .into_iter()
-        .map(|r| EventView {
-            attempts: attempts
-                .iter()
-                .filter(|a| a.event_id == r.id)
-                .map(|a| AttemptView {
-                    endpoint_id: a.endpoint_public_id.clone(),
-                    attempt: a.attempt,
-                    at: super::rfc3339(a.at),
-                    result: a.result.clone(),
-                    status: a.status,
-                    latency_ms: a.latency_ms,
-                    response: a.response.clone(),
-                    error: a.error.clone(),
-                    next_attempt_at: a.next_at.map(super::rfc3339),
-                })
-                .collect(),
-            id: r.public_id,
-            event_type: r.event_type,
-            timestamp: super::rfc3339(r.created_at),
-            data: serde_json::from_str(&r.data).unwrap_or(Value::Null),
-        })
-        .collect();
+    let data = records.into_iter().map(|r| EventView::new(r, &attempts)).collect();
     Ok(Json(EventPage { data, has_more }))
 }
 
