@@ -48,6 +48,8 @@ pub struct Settings {
     pub consents: crate::core::consents::ConsentSettings,
     /// Outbound SMS (Twilio) for consent codes.
     pub sms: crate::sms::SmsSettings,
+    /// Heartbeats, and when a silent node's claims are released.
+    pub node: crate::nodes::NodeSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +109,7 @@ impl Default for Settings {
             tls: Default::default(),
             consents: Default::default(),
             sms: Default::default(),
+            node: Default::default(),
         }
     }
 }

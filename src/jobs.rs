@@ -130,10 +130,12 @@ impl JobRegistry {
         self.kinds.insert(kind.to_owned(), Kind { handler, concurrency: concurrency.max(1) });
     }
 
-    pub fn start(self, store: Store, settings: JobSettings) -> JobRunner {
+    /// Starts the workers; their leases are held under `worker` (the node's id, so that a dead
+    /// node's leases can be released at once).
+    pub fn start(self, store: Store, settings: JobSettings, worker: &str) -> JobRunner {
         let (stop_tx, stop_rx) = watch::channel(false);
         let wake = self.waker.all.clone();
-        let worker = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let worker = worker.to_owned();
         let mut tasks = JoinSet::new();
         let kinds: Vec<String> = self.kinds.keys().cloned().collect();
         for (name, kind) in self.kinds {

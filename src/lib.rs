@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod kek;
 pub mod kyc;
 pub mod mail;
+pub mod nodes;
 pub mod payments;
 pub mod pii;
 pub mod sanctions;

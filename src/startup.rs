@@ -25,6 +25,8 @@ pub struct Application {
     listener: TcpListener,
     /// The listener's certificate when it speaks HTTPS (`tls.*`).
     tls: Option<http::tls::Certificate>,
+    /// This process among the nodes on the database.
+    node: crate::nodes::Node,
     state: AppState,
     /// What the background work of this node (jobs, list refreshes) is configured with.
     settings: Settings,
@@ -58,6 +60,7 @@ impl Application {
         // First, so what start-up measures (the sanctions list loaded or not) is recorded.
         let metrics = http::ops::prometheus();
         let store = open_store(&settings).await?;
+        let node = crate::nodes::Node::start(&store).await.context("cannot register this node")?;
         let bootstrap = crate::core::partners::bootstrap_sandbox(&store, now_ms()).await?;
         let kek = Arc::new(crate::kek::Kek::from_settings(&settings.secrets)?);
         // Signing keys stored before sealing existed are sealed now; moving values to a new KEK
@@ -122,6 +125,7 @@ impl Application {
             passwords,
             mailer,
             sms,
+            node: node.id.as_str().into(),
             signup_limits: http::limits::SignupLimits::new(&settings.signup),
             settings: http::HttpConfig {
                 http: settings.http.clone(),
@@ -132,7 +136,7 @@ impl Application {
                 strict_transport_security: settings.tls.strict_transport_security(),
             },
         });
-        Ok(Self { listener, tls, state, settings, bootstrap })
+        Ok(Self { listener, tls, node, state, settings, bootstrap })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -151,7 +155,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (at most `http.shutdown_grace_secs`) and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, tls, state, settings, .. } = self;
+        let Self { listener, tls, node, state, settings, .. } = self;
         // The TLS server is set up before any background task starts: a failure here leaves
         // nothing running.
         let listener = match tls {
@@ -170,7 +174,9 @@ impl Application {
         let jobs = settings
             .jobs
             .enabled
-            .then(|| job_registry(&state, &settings).start(state.store.clone(), settings.jobs.clone()));
+            .then(|| job_registry(&state, &settings).start(state.store.clone(), settings.jobs.clone(), &node.id));
+        let (watching_tx, watching_rx) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(node.clone().watch(state.store.clone(), settings.node.clone(), watching_rx));
         let renewals = settings.jobs.enabled.then(|| tokio::spawn(renew_subscriptions_periodically(state.clone())));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -225,6 +231,9 @@ impl Application {
         if let Some(jobs) = jobs {
             jobs.shutdown(grace).await;
         }
+        let _ = watching_tx.send(true);
+        let _ = watcher.await;
+        node.stop(&store).await;
         store.close().await;
         result
     }

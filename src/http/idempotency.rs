@@ -124,6 +124,7 @@ fn claim_request(state: &AppState, scope: &IdempotencyScope, fingerprint: [u8; 3
         now: now_ms(),
         lease_ms: ms(settings.lease_secs),
         ttl_ms: ms(settings.ttl_secs),
+        node: Some(state.node.clone()),
     }
 }
 

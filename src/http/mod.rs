@@ -89,6 +89,8 @@ pub struct AppInner {
     pub passwords: crate::auth::passwords::PasswordHasher,
     /// Sends the messages of `mail.send` jobs.
     pub mailer: crate::mail::Mailer,
+    /// This process among the nodes (`node-<uuid>`): what its claims are held under.
+    pub node: Arc<str>,
     /// The SMS provider (consent codes), when one is configured.
     pub sms: crate::sms::Sms,
     /// Per-IP, per-partner and per-address limits of the sign-up routes.

@@ -76,6 +76,8 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
     /// How long a completed answer is replayed.
     pub ttl_ms: i64,
+    /// The node that holds the claim while in flight (released at once if that node dies).
+    pub node: Option<std::sync::Arc<str>>,
 }
 
 /// What an existing record means for a new request with the same key.
@@ -114,8 +116,8 @@ pub async fn claim(tx: &mut Tx<'_>, request: &ClaimRequest) -> StoreResult<Claim
         let inserted = on_tx!(tx, |conn| {
             sqlx::query(
                 "INSERT INTO idempotency_keys
-                   (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at)
-                 VALUES ($1, $2, $3, 'in_flight', $4, $5, $6)
+                   (partner_id, idempotency_key, fingerprint, state, locked_until, created_at, expires_at, node_id)
+                 VALUES ($1, $2, $3, 'in_flight', $4, $5, $6, $7)
                  ON CONFLICT (partner_id, idempotency_key) DO NOTHING",
             )
             .bind(scope.partner.get())
@@ -124,6 +126,7 @@ pub async fn claim(tx: &mut Tx<'_>, request: &ClaimRequest) -> StoreResult<Claim
             .bind(request.now.saturating_add(request.lease_ms))
             .bind(request.now)
             .bind(request.now.saturating_add(request.ttl_ms))
+            .bind(request.node.as_deref())
             .execute(conn)
             .await?
             .rows_affected()
@@ -161,13 +164,14 @@ pub async fn claim(tx: &mut Tx<'_>, request: &ClaimRequest) -> StoreResult<Claim
             Verdict::TakeOver { locked_until } => {
                 let taken = on_tx!(tx, |conn| {
                     sqlx::query(
-                        "UPDATE idempotency_keys SET locked_until = $3
+                        "UPDATE idempotency_keys SET locked_until = $3, node_id = $5
                          WHERE partner_id = $1 AND idempotency_key = $2 AND state = 'in_flight' AND locked_until = $4",
                     )
                     .bind(scope.partner.get())
                     .bind(&scope.key)
                     .bind(request.now.saturating_add(request.lease_ms))
                     .bind(locked_until)
+                    .bind(request.node.as_deref())
                     .execute(conn)
                     .await?
                     .rows_affected()

@@ -190,6 +190,7 @@ pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod kyc;
+pub mod nodes;
 pub mod partners;
 pub mod prospects;
 mod registrations;

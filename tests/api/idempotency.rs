@@ -141,7 +141,7 @@ on_both_backends! {
         let claim = |fp: [u8; 32], now: i64| {
             let (store, scope) = (store.clone(), scope.clone());
             async move {
-                let request = ClaimRequest { scope, fingerprint: fp, now, lease_ms: 1_000, ttl_ms: 10_000 };
+                let request = ClaimRequest { scope, fingerprint: fp, now, lease_ms: 1_000, ttl_ms: 10_000, node: None };
                 store.claim_idempotency_key(&request).await.unwrap()
             }
         };
@@ -183,5 +183,47 @@ on_both_backends! {
         assert_eq!(again.headers()["idempotent-replayed"], "true");
         assert_eq!(again.text().await.unwrap(), first_body);
         assert_eq!(app.users().await, 1);
+    }
+
+    async fn a_released_nodes_claims_are_free_at_once(store: Store) {
+        use onboard::auth::credentials::{NewApiKey, NewClient};
+        use onboard::domain::{Environment, PartnerName};
+        use onboard::store::nodes::{NodeRow, Released};
+        use onboard::store::{Claim, ClaimRequest, IdempotencyScope, NewJob};
+
+        let env = Environment::Sandbox;
+        let partner = store
+            .create_partner(&PartnerName::parse("P").unwrap(), env, &NewApiKey::generate(env), &NewClient::generate(), 0)
+            .await
+            .unwrap();
+        let node = |id: &str, heartbeat_at: i64| NodeRow { id: id.into(), host: "h".into(), pid: 1, started_at: 0, heartbeat_at };
+        store.register_node(&node("node-a", 1_000)).await.unwrap();
+        store.register_node(&node("node-b", 50_000)).await.unwrap();
+        let now = 60_000;
+        // Node A holds a job lease and an in-flight key, each for ten minutes.
+        store.enqueue_job(&NewJob::new("test.held", serde_json::json!({}), now), now).await.unwrap();
+        assert_eq!(store.claim_jobs("test.held", "node-a", 10, 600_000, now).await.unwrap().len(), 1);
+        let scope = IdempotencyScope { partner: partner.id, key: "k".into() };
+        let claim = |node: &str, now: i64| {
+            let request = ClaimRequest { scope: scope.clone(), fingerprint: [7; 32], now, lease_ms: 600_000, ttl_ms: 86_400_000, node: Some(node.into()) };
+            let store = store.clone();
+            async move { store.claim_idempotency_key(&request).await.unwrap() }
+        };
+        assert_eq!(claim("node-a", now).await, Claim::Acquired);
+        assert!(store.claim_jobs("test.held", "node-b", 10, 600_000, now + 1).await.unwrap().is_empty());
+        assert_eq!(claim("node-b", now + 1).await, Claim::InFlight);
+
+        // A node that sent a heartbeat since the cut-off is not released; a silent one is.
+        assert_eq!(store.release_node("node-b", Some(40_000), false, now + 2).await.unwrap(), None);
+        let released = store.release_node("node-a", Some(40_000), false, now + 2).await.unwrap();
+        assert_eq!(released, Some(Released { jobs: 1, idempotency_keys: 1 }));
+        assert_eq!(store.release_node("node-a", Some(40_000), false, now + 3).await.unwrap(), None, "once");
+        assert!(!store.node_heartbeat("node-a", now + 3).await.unwrap(), "a released node learns it");
+        assert!(store.node_heartbeat("node-b", now + 3).await.unwrap());
+
+        // Node B takes both over at once, not ten minutes later.
+        let taken = store.claim_jobs("test.held", "node-b", 10, 600_000, now + 4).await.unwrap();
+        assert_eq!((taken.len(), taken[0].attempts), (1, 2));
+        assert_eq!(claim("node-b", now + 4).await, Claim::Acquired);
     }
 }

@@ -44,7 +44,7 @@ on_both_backends! {
         registry.register("test.broken", 1, |_job| async { JobOutcome::Retry("still broken".into()) });
         registry.register("test.invalid", 1, |_job| async { JobOutcome::Fail("bad payload".into()) });
         let settings = JobSettings { poll_interval_ms: 10, backoff_base_ms: 20, backoff_max_ms: 100, ..JobSettings::default() };
-        let runner = registry.start(store.clone(), settings);
+        let runner = registry.start(store.clone(), settings, "test-node");
 
         let now = now_ms();
         store.enqueue_job(&NewJob::new("test.flaky", json!({}), now), now).await.unwrap();

@@ -611,6 +611,106 @@ async fn final_status(http: &reqwest::Client, base: &str, key: &str, user: &str)
     panic!("{user} never reached a final status");
 }
 
+/// A job held (leased for ten minutes) by node `id`, as if its worker was running it.
+async fn job_held_by(conn: &mut sqlx::PgConnection, id: &str) -> i64 {
+    let now = onboard::domain::now_ms();
+    let payload = r#"{"template":"account_exists","to":"ana@example.org","partner":"Test"}"#;
+    sqlx::query_scalar(
+        "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, lease_until, worker, created_at, updated_at)
+         VALUES ('mail.send', $1, 'running', 1, 5, $2, $3, $4, $2, $2) RETURNING id",
+    )
+    .bind(payload)
+    .bind(now)
+    .bind(now + 600_000)
+    .bind(id)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+async fn node_of(conn: &mut sqlx::PgConnection, pid: u32) -> String {
+    sqlx::query_scalar("SELECT id FROM nodes WHERE pid = $1 AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1")
+        .bind(i64::from(pid))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// Waits (at most `secs`) for the job to be done; the leases here are ten minutes.
+async fn done_within(conn: &mut sqlx::PgConnection, job: i64, secs: u64) -> bool {
+    for _ in 0..secs * 10 {
+        let state: String =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(job).fetch_one(&mut *conn).await.unwrap();
+        if state == "done" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A dead node's job leases are released long before they run out: by the other node when its
+/// heartbeats stop, and by a node restarted on the same host at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_leases_are_released_by_its_peers_and_by_its_restart() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("ONBOARD_MAIL__URL", "log"),
+        ("ONBOARD_NODE__HEARTBEAT_SECS", "1"),
+        ("ONBOARD_NODE__DEAD_AFTER_SECS", "3"),
+        ("ONBOARD_JOBS__POLL_INTERVAL_MS", "100"),
+        ("ONBOARD_SANCTIONS__BUILTIN_SNAPSHOT", "false"),
+    ];
+    let mut a = Node::start_with(dir.path(), Some(&db.url), &env);
+    a.wait_listening();
+    let mut b = Node::start_with(dir.path(), Some(&db.url), &env);
+    b.wait_listening();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+
+    // A dies holding a job: B notices the silence and releases it; B's workers run it.
+    let a_id = node_of(&mut conn, a.child.id()).await;
+    let held = job_held_by(&mut conn, &a_id).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(done_within(&mut conn, held, 20).await, "released after the heartbeat stopped, not after the lease");
+
+    // B dies holding a job; a node started on this host (which would wait ten minutes for
+    // silence) finds B's process gone and releases its claims at start.
+    let b_id = node_of(&mut conn, b.child.id()).await;
+    let held = job_held_by(&mut conn, &b_id).await;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let mut patient = env.to_vec();
+    patient.retain(|(k, _)| *k != "ONBOARD_NODE__DEAD_AFTER_SECS");
+    patient.push(("ONBOARD_NODE__DEAD_AFTER_SECS", "600"));
+    let mut c = Node::start_with(dir.path(), Some(&db.url), &patient);
+    c.wait_listening();
+    assert!(done_within(&mut conn, held, 10).await, "released by the restart at once");
+
+    let released: Vec<(String, bool)> =
+        sqlx::query_as("SELECT id, reaped_at IS NOT NULL FROM nodes WHERE id IN ($1, $2) ORDER BY started_at")
+            .bind(&a_id)
+            .bind(&b_id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(released, vec![(a_id, true), (b_id, true)]);
+    let c_id = node_of(&mut conn, c.child.id()).await;
+    assert!(c.terminate().success());
+    let stopped: bool = sqlx::query_scalar("SELECT stopped_at IS NOT NULL FROM nodes WHERE id = $1")
+        .bind(&c_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(stopped, "a clean stop marks the node stopped");
+    c.drain();
+    assert!(
+        c.err_lines.iter().any(|l| l.contains("released a dead node's claims") && l.contains("restarted on this host"))
+    );
+}
+
 /// `serve` over HTTPS: the "listening" line says so, and SIGHUP loads a new certificate (the file
 /// check is set too slow to be what does it here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
