@@ -86,12 +86,17 @@ pub enum Outgoing {
     AccountExists { to: String, partner: String },
     /// Seed 002: the code that confirms a consent (`document`: "privacy notice", "contract").
     ConsentCode { to: String, partner: String, document: String, code: String, valid_minutes: u64 },
+    /// To a partner's contact address: one of its webhook endpoints was turned off.
+    WebhookEndpointDisabled { to: String, partner: String, endpoint: String, url: String, reason: String },
 }
 
 impl Outgoing {
     fn to(&self) -> &str {
         match self {
-            Self::SignupCode { to, .. } | Self::AccountExists { to, .. } | Self::ConsentCode { to, .. } => to,
+            Self::SignupCode { to, .. }
+            | Self::AccountExists { to, .. }
+            | Self::ConsentCode { to, .. }
+            | Self::WebhookEndpointDisabled { to, .. } => to,
         }
     }
 
@@ -133,6 +138,16 @@ impl Outgoing {
                      Enter it to accept the {partner} {document}. It is valid for {valid_minutes} \
                      minutes. Do not share it.\n\n\
                      If you did not ask for it, ignore this message; nothing will be accepted.\n"
+                ),
+            ),
+            Self::WebhookEndpointDisabled { partner, endpoint, url, reason, .. } => (
+                format!("{partner}: webhook endpoint {endpoint} was disabled"),
+                format!(
+                    "Onboard stopped sending events to your webhook endpoint {endpoint}\n\
+                     ({url}): {reason}.\n\n\
+                     Events are kept. Once the endpoint answers again, enable it \
+                     (PATCH /partner/webhooks/{endpoint} {{\"enabled\": true}}) and send what it \
+                     missed (POST /partner/webhooks/replay-failed).\n"
                 ),
             ),
             Self::AccountExists { partner, .. } => (
@@ -252,6 +267,22 @@ pub fn register(registry: &mut JobRegistry, store: &Store, mailer: &Mailer, conc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disabled_endpoint_notice_says_what_to_do() {
+        let notice = Outgoing::WebhookEndpointDisabled {
+            to: "ops@partner.example".into(),
+            partner: "Banco".into(),
+            endpoint: "we_1".into(),
+            url: "https://hooks.partner.example/onboard".into(),
+            reason: "the endpoint answered 410 Gone".into(),
+        };
+        let (subject, body) = notice.render();
+        assert_eq!(subject, "Banco: webhook endpoint we_1 was disabled");
+        assert!(body.contains("https://hooks.partner.example/onboard") && body.contains("410 Gone"), "{body}");
+        assert!(body.contains("replay-failed"), "{body}");
+        assert_eq!(notice.to(), "ops@partner.example");
+    }
 
     #[test]
     fn transports_parse_from_urls() {

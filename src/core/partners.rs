@@ -82,13 +82,17 @@ pub async fn rotate_api_key(
     Ok(Some(RotatedKey { api_key: key.key, previous_keys_expire_at }))
 }
 
-/// Sets which consents the partner's users must give and how they confirm them (each left as
-/// it is when `None`), in one statement; false when the partner does not exist.
-pub async fn set_consent_settings(
-    store: &Store,
-    partner: &Partner,
-    required: Option<RequiredConsents>,
-    confirmation: Option<crate::domain::consent::ConsentConfirmation>,
-) -> StoreResult<bool> {
-    store.set_consent_settings(partner.id, required, confirmation).await
+/// What a partner may change of its own settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerSettings {
+    pub required_consents: Option<RequiredConsents>,
+    pub consent_confirmation: Option<crate::domain::consent::ConsentConfirmation>,
+    /// Where Onboard writes to the partner (a webhook endpoint disabled, say).
+    pub contact_email: Option<crate::domain::Email>,
+}
+
+/// Changes the partner's settings in one statement; false when the partner does not exist.
+pub async fn set_settings(store: &Store, partner: &Partner, settings: PartnerSettings) -> StoreResult<bool> {
+    let PartnerSettings { required_consents, consent_confirmation, contact_email } = settings;
+    store.set_partner_settings(partner.id, required_consents, consent_confirmation, contact_email.as_ref()).await
 }

@@ -16,8 +16,9 @@ use crate::domain::webhook::{
 };
 use crate::domain::{Environment, Partner};
 use crate::kek::{Kek, KekError};
+use crate::mail::{MAIL_JOB, Outgoing};
 use crate::store::webhooks::{self as repo, DeliveryRef, EndpointRecord, NewAttempt, NewEndpoint};
-use crate::store::{ClaimedJob, ProspectRecord, Store, StoreError, StoreResult, Tx, boxed, jobs};
+use crate::store::{ClaimedJob, NewJob, ProspectRecord, Store, StoreError, StoreResult, Tx, boxed, jobs};
 
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
@@ -437,6 +438,14 @@ pub async fn record_attempt(
                 };
                 match reason {
                     Some(reason) if repo::disable(&mut tx, delivery.endpoint, &reason, now).await? => {
+                        // The partner is told in the same write (an outbox row), when it gave an address.
+                        if let Some((to, partner, endpoint, url)) =
+                            repo::disabled_notice(&mut tx, delivery.endpoint).await?
+                        {
+                            let notice = Outgoing::WebhookEndpointDisabled { to, partner, endpoint, url, reason };
+                            let payload = serde_json::to_value(notice).expect("messages serialise");
+                            jobs::enqueue(&mut tx, &NewJob::new(MAIL_JOB, payload, now), now).await?;
+                        }
                         Ok(EndpointChange::Disabled)
                     }
                     _ => Ok(EndpointChange::None),

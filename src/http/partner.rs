@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::extract::{AnyPartner, ApiJson};
 use crate::core;
+use crate::domain::Email;
 use crate::domain::cip::RequiredConsents;
 use crate::domain::consent::ConsentConfirmation;
 use crate::domain::now_ms;
@@ -38,13 +39,18 @@ pub struct PartnerView {
     /// How they are confirmed: `partner` (the partner posts them) or `otp` (the user enters a
     /// code sent by SMS or e-mail).
     consent_confirmation: ConsentConfirmation,
+    /// Where Onboard writes about the integration (a webhook endpoint disabled, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_email: Option<String>,
 }
 
 impl PartnerView {
     async fn of(state: &AppState, p: Partner) -> Result<Self, ApiError> {
         let consents = state.store.required_consents(p.id).await?;
         let consent_confirmation = state.store.consent_confirmation(p.id).await?;
+        let contact_email = state.store.partner_contact_email(p.id).await?;
         Ok(Self {
+            contact_email,
             consent_confirmation,
             partner_id: p.id.get(),
             name: p.name,
@@ -75,6 +81,8 @@ pub struct PartnerSettings {
     required_consents: Option<Vec<String>>,
     /// `partner` (consents posted as booleans) or `otp` (confirmed with a one-time code).
     consent_confirmation: Option<ConsentConfirmation>,
+    /// Where Onboard writes about the integration (a webhook endpoint disabled, say).
+    contact_email: Option<String>,
 }
 
 /// Changes the calling partner's settings.
@@ -90,8 +98,8 @@ pub async fn update_settings(
     AnyPartner(partner): AnyPartner,
     ApiJson(body): ApiJson<PartnerSettings>,
 ) -> Result<Json<PartnerView>, ApiError> {
-    if body.required_consents.is_none() && body.consent_confirmation.is_none() {
-        let message = "send requiredConsents and/or consentConfirmation";
+    if body.required_consents.is_none() && body.consent_confirmation.is_none() && body.contact_email.is_none() {
+        let message = "send requiredConsents, consentConfirmation and/or contactEmail";
         return Err(ApiError::invalid_field("The request changes nothing.", "requiredConsents", message));
     }
     let required = match &body.required_consents {
@@ -105,7 +113,22 @@ pub async fn update_settings(
         }
         None => None,
     };
-    core::partners::set_consent_settings(&state.store, &partner, required, body.consent_confirmation).await?;
+    let contact_email = match body.contact_email.as_deref().map(Email::parse) {
+        Some(Err(_)) => {
+            return Err(ApiError::invalid_field(
+                "The request has invalid fields.",
+                "contactEmail",
+                "is not an e-mail address",
+            ));
+        }
+        parsed => parsed.and_then(Result::ok),
+    };
+    let settings = core::partners::PartnerSettings {
+        required_consents: required,
+        consent_confirmation: body.consent_confirmation,
+        contact_email,
+    };
+    core::partners::set_settings(&state.store, &partner, settings).await?;
     Ok(Json(PartnerView::of(&state, partner).await?))
 }
 

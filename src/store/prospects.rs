@@ -383,28 +383,42 @@ impl Store {
         }))
     }
 
-    /// Sets which consents the partner's users must give and how they confirm them (`None`
-    /// keeps each as it is). False when the partner does not exist.
-    pub async fn set_consent_settings(
+    /// Sets which consents the partner's users must give, how they confirm them, and where
+    /// Onboard writes to the partner (`None` keeps each as it is). False when the partner does
+    /// not exist.
+    pub async fn set_partner_settings(
         &self,
         partner: PartnerId,
         required: Option<RequiredConsents>,
         confirmation: Option<crate::domain::consent::ConsentConfirmation>,
+        contact_email: Option<&crate::domain::Email>,
     ) -> StoreResult<bool> {
         with_pool!(self, write, |pool| {
             Ok(sqlx::query(
                 "UPDATE partners SET required_consents = COALESCE($1, required_consents),
-                                     consent_confirmation = COALESCE($2, consent_confirmation)
+                                     consent_confirmation = COALESCE($2, consent_confirmation),
+                                     contact_email = COALESCE($4, contact_email)
                  WHERE id = $3",
             )
             .bind(required.map(|r| r.column()))
             .bind(confirmation.map(|c| c.as_str()))
             .bind(partner.get())
+            .bind(contact_email.map(|e| e.as_str().to_owned()))
             .execute(pool)
             .await?
             .rows_affected()
                 == 1)
         })
+    }
+
+    pub async fn partner_contact_email(&self, partner: PartnerId) -> StoreResult<Option<String>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_scalar::<_, Option<String>>("SELECT contact_email FROM partners WHERE id = $1")
+                .bind(partner.get())
+                .fetch_optional(pool)
+                .await?
+        })
+        .flatten())
     }
 
     pub async fn required_consents(&self, partner: PartnerId) -> StoreResult<RequiredConsents> {

@@ -290,6 +290,20 @@ pub async fn disable(tx: &mut Tx<'_>, endpoint: i64, reason: &str, now: i64) -> 
     }) == 1)
 }
 
+/// Who to tell that an endpoint was disabled: the partner's contact address (if it gave one),
+/// its name, and the endpoint's id and URL, read in the open transaction.
+pub async fn disabled_notice(tx: &mut Tx<'_>, endpoint: i64) -> StoreResult<Option<(String, String, String, String)>> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT p.contact_email, p.name, e.public_id, e.url FROM webhook_endpoints e
+             JOIN partners p ON p.id = e.partner_id WHERE e.id = $1 AND p.contact_email IS NOT NULL",
+        )
+        .bind(endpoint)
+        .fetch_optional(conn)
+        .await?
+    }))
+}
+
 /// The event with public id `public_id` of `partner`, read in the open transaction.
 pub async fn event_in(tx: &mut Tx<'_>, partner: i64, public_id: &str) -> StoreResult<Option<EventRecord>> {
     Ok(on_tx!(tx, |conn| {

@@ -382,6 +382,11 @@ on_both_backends! {
 
     async fn gone_disables_the_endpoint_until_it_is_enabled_again(app, configure) {
         let key = app.sandbox.api_key.clone();
+        // The partner's contact address, told when an endpoint is disabled.
+        let patch = |body: Value| app.client.patch(app.url("/partner")).header("PartnerApiKey", &key).json(&body).send();
+        assert_problem(patch(json!({"contactEmail": "not an address"})).await.unwrap(), 400).await;
+        let view: Value = patch(json!({"contactEmail": "ops@partner.example"})).await.unwrap().json().await.unwrap();
+        assert_eq!(view["contactEmail"], "ops@partner.example");
         let gone = Receiver::start(vec![Answer::Status(410)], Answer::Status(200)).await;
         let endpoint = app.add_endpoint(&key, json!({"url": gone.url})).await;
         let path = format!("/{}", endpoint["id"].as_str().unwrap());
@@ -397,6 +402,10 @@ on_both_backends! {
         }
         assert_eq!(listed["data"][0]["enabled"], false);
         assert!(listed["data"][0]["disabledReason"].as_str().unwrap().contains("410"));
+        // Its payload is cleared once delivered (a local mail server may take it at once), so
+        // the one mail job of this test is the notice.
+        let mails = crate::helpers::count(app.database_url(), "SELECT COUNT(*) FROM jobs WHERE kind = 'mail.send'").await;
+        assert_eq!(mails, 1, "the partner is told, in the same write");
         // Events while disabled are not sent to it.
         app.some_user(2).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
