@@ -434,4 +434,19 @@ mod tests {
         assert_eq!(report.common_match, 0, "a common name must never be a match");
         assert!(report.review_rate() <= 0.02, "review rate {:.4}", report.review_rate());
     }
+
+    /// Korean and Chinese names in their own scripts reach their entries (issue 25's examples).
+    #[test]
+    fn korean_and_chinese_names_in_their_scripts_are_flagged() {
+        let index = SanctionsIndex::build(parse_list(&test_files("data/ofac")).unwrap().entries, Default::default());
+        for (name, entity) in
+            [("최룡해", 23213), ("리병철", 23215), ("马晓红", 20565), ("周建书", 20566), ("王国英", 16819)]
+        {
+            let query = crate::sanctions::Query { name: name.into(), date_of_birth: None, country: None, kind: None };
+            let found = index.screen(&query);
+            let top = found.first().unwrap_or_else(|| panic!("{name}: nothing found"));
+            assert_eq!(top.entity_id, entity, "{name}: {found:?}");
+            assert_ne!(top.decision, crate::sanctions::Decision::Clear, "{name}");
+        }
+    }
 }

@@ -81,7 +81,7 @@ pub fn is_particle(word: &str) -> bool {
 }
 
 pub fn tokens(name: &str) -> Vec<String> {
-    let ascii = deunicode::deunicode(name);
+    let ascii = deunicode::deunicode(&east_asian_names(name));
     // `LAST, First Middle`: only one comma means the list's own person format; more commas are
     // part of a company name and stay where they are.
     let ordered = match ascii.split_once(',') {
@@ -118,6 +118,91 @@ pub fn tokens(name: &str) -> Vec<String> {
 
     let meaningful: Vec<String> = glued.iter().filter(|t| !is_noise(t)).cloned().collect();
     if meaningful.is_empty() { glued } else { meaningful }
+}
+
+/// Korean and Chinese names written in their own scripts, romanised the way the lists write them
+/// (deunicode alone gives `coeryonghae` for 최룡해 and `Ma Xiao Hong` for 马晓红, which meet
+/// neither `CHOE, Ryong Hae` nor `MA, Xiaohong`). A run of Hangul or Han characters is read as a
+/// name, surname first: Hangul syllables by McCune–Reischauer without diacritics (what the North
+/// Korean entries use), each given-name syllable a word; Han characters in pinyin, the given-name
+/// syllables joined into one word. Text in other scripts is left to deunicode.
+fn east_asian_names(name: &str) -> std::borrow::Cow<'_, str> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Script {
+        Hangul,
+        Han,
+    }
+    let script = |c: char| match c {
+        '\u{AC00}'..='\u{D7A3}' => Some(Script::Hangul),
+        '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' => Some(Script::Han),
+        _ => None,
+    };
+    if !name.chars().any(|c| script(c).is_some()) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() * 2);
+    let mut run: Vec<char> = Vec::new();
+    let mut run_script = None;
+    let flush = |run: &mut Vec<char>, run_script: Option<Script>, out: &mut String| {
+        let syllables: Vec<String> = run
+            .iter()
+            .map(|&c| match run_script {
+                Some(Script::Hangul) => hangul_syllable(c),
+                _ => deunicode::deunicode_char(c).unwrap_or_default().trim().to_lowercase(),
+            })
+            .collect();
+        if let Some((surname, given)) = syllables.split_first() {
+            out.push(' ');
+            out.push_str(surname);
+            out.push(' ');
+            match run_script {
+                Some(Script::Hangul) => out.push_str(&given.join(" ")),
+                _ => out.push_str(&given.concat()),
+            }
+            out.push(' ');
+        }
+        run.clear();
+    };
+    for c in name.chars() {
+        let this = script(c);
+        if this.is_some() && this == run_script {
+            run.push(c);
+            continue;
+        }
+        flush(&mut run, run_script, &mut out);
+        run_script = this;
+        match this {
+            Some(_) => run.push(c),
+            None => out.push(c),
+        }
+    }
+    flush(&mut run, run_script, &mut out);
+    std::borrow::Cow::Owned(out)
+}
+
+/// One Hangul syllable as a word of its own, the way the OFAC list writes North Korean names:
+/// McCune–Reischauer without diacritics or aspiration marks, word-initial ㄱ/ㄷ/ㅂ as k/t/p
+/// (병 `pyong`, 철 `chol`), but ㅈ as `j` as North Korea's own romanisation writes it (정 `jong`,
+/// `KIM, Jong Un`); 이/리 as `ri` (the list's spelling of the surname Ri/Yi/Lee). Tables: the
+/// jamo order of the Unicode Hangul Syllables block; the jamo values of McCune–Reischauer (ALA-LC
+/// Korean romanization table), with the list's ㅈ.
+fn hangul_syllable(c: char) -> String {
+    const INITIAL: [&str; 19] =
+        ["k", "kk", "n", "t", "tt", "r", "m", "p", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h"];
+    const MEDIAL: [&str; 21] = [
+        "a", "ae", "ya", "yae", "o", "e", "yo", "ye", "o", "wa", "wae", "oe", "yo", "u", "wo", "we", "wi", "yu", "u",
+        "ui", "i",
+    ];
+    const FINAL: [&str; 28] = [
+        "", "k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "p", "l", "l", "p", "l", "m", "p", "p", "t", "t", "ng",
+        "t", "t", "k", "t", "p", "t",
+    ];
+    if c == '이' || c == '리' {
+        return "ri".into();
+    }
+    let index = c as u32 - 0xAC00;
+    let (initial, medial, last) = ((index / 588) as usize, ((index % 588) / 28) as usize, (index % 28) as usize);
+    format!("{}{}{}", INITIAL[initial], MEDIAL[medial], FINAL[last])
 }
 
 /// Long legal-form words are recognised through one typo too (`CORPORATOIN`, `LIMTED`), since a
@@ -162,5 +247,18 @@ mod tests {
         assert_eq!(t("GREEN PINE ASSOCIATED CORPOARTION"), ["green", "pine", "associated"]);
         assert_eq!(t("KRAKERN LIMTED"), ["krakern"]);
         assert_eq!(t(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn korean_and_chinese_names_are_romanised_as_the_list_writes_them() {
+        assert_eq!(t("최룡해"), ["choe", "ryong", "hae"]);
+        assert_eq!(t("리병철"), ["ri", "pyong", "chol"]);
+        assert_eq!(t("김정은"), ["kim", "jong", "un"]);
+        assert_eq!(t("박"), ["pak"]);
+        assert_eq!(t("马晓红"), ["ma", "xiaohong"]);
+        assert_eq!(t("周建书"), ["zhou", "jianshu"]);
+        assert_eq!(t("王国英"), ["wang", "guoying"]);
+        assert_eq!(t("Mr 马晓红"), ["ma", "xiaohong"]);
+        assert_eq!(t("CHOE, Ryong Hae"), ["ryong", "hae", "choe"]);
     }
 }
