@@ -89,6 +89,9 @@ pub struct SanctionsIndex {
     postings: Vec<Vec<u32>>,
     /// Deletion-neighbourhood key of a short joined name (`EP-MOB` → `epmob`) → names.
     joined_keys: FxHashMap<Box<str>, Vec<u32>>,
+    /// Consonant skeleton (`arabic::latin_skeleton`) → dictionary tokens: where Arabic-script
+    /// query words find their Latin spellings.
+    skeletons: FxHashMap<Box<str>, Vec<u32>>,
     policy: MatchPolicy,
 }
 
@@ -108,6 +111,7 @@ impl SanctionsIndex {
             keys: FxHashMap::default(),
             postings: Vec::new(),
             joined_keys: FxHashMap::default(),
+            skeletons: FxHashMap::default(),
             policy,
         };
         for (at, entry) in entries.iter().enumerate() {
@@ -121,6 +125,12 @@ impl SanctionsIndex {
                     continue;
                 }
                 index.add_name(at as u32, name, &toks);
+            }
+        }
+        for (tid, token) in index.dictionary.iter().enumerate() {
+            let skeleton = super::arabic::latin_skeleton(token);
+            if skeleton.len() >= 2 {
+                index.skeletons.entry(skeleton.into_boxed_str()).or_default().push(tid as u32);
             }
         }
         index.entries = entries;
@@ -182,13 +192,25 @@ impl SanctionsIndex {
 
     /// Every entry scoring at least `review`, best first, one candidate per entry.
     pub fn screen(&self, query: &Query) -> Vec<Candidate> {
-        let query_tokens = tokens(&query.name);
+        let (arabic, rest) = super::arabic::split(&query.name);
+        let mut query_tokens = tokens(&rest);
+        let latin = query_tokens.len();
+        query_tokens.extend(arabic.iter().map(|w| w.rendered.clone()));
         if query_tokens.is_empty() {
             return Vec::new();
         }
         // Query token × dictionary token similarities, computed once per pair.
         let mut similar: Vec<FxHashMap<u32, f64>> = vec![FxHashMap::default(); query_tokens.len()];
         let mut candidates: FxHashSet<u32> = FxHashSet::default();
+        // Arabic-script words pair with the list's tokens of the same consonant skeleton, the
+        // closer to the word's vowelled rendering the better (0.90 to 0.99).
+        for (offset, word) in arabic.iter().enumerate() {
+            for &tid in self.skeletons.get(word.skeleton.as_str()).map(Vec::as_slice).unwrap_or_default() {
+                let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
+                similar[latin + offset].insert(tid, 0.90 + 0.09 * closeness);
+                candidates.extend(self.postings[tid as usize].iter().copied());
+            }
+        }
         for (qi, token) in query_tokens.iter().enumerate() {
             let mut seen: FxHashSet<u32> = FxHashSet::default();
             for key in neighbourhood(token) {

@@ -2,6 +2,7 @@
 //! (index), and this module, which keeps the current list version loaded, screens, records what
 //! it screened, and re-screens users when a new list arrives.
 
+mod arabic;
 mod countries;
 pub mod eval;
 pub mod index;

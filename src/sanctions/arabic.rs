@@ -1,0 +1,155 @@
+//! Names in Arabic script (Arabic and Persian) against a list written in Latin letters. Arabic
+//! writes consonants and long vowels, not short vowels, so no transliteration recovers `QASEM`
+//! from `قاسم`; what the two spellings share is their consonant skeleton. Each side is reduced to
+//! it — letters of one sound class written alike (`q`/`k`/`g`/`kh`/`gh` → `k`: Persian ق is `gh`,
+//! as in `GHANI`), vowels, `w`, `y`, ʿayn and hamza dropped, doubles collapsed — and dictionary
+//! tokens with the query word's skeleton are its candidates, ranked by how close a vowelled
+//! rendering of the Arabic word (long vowels kept) is to them.
+//! Letter values: the Arabic and Persian alphabets' usual Latin equivalents in name
+//! transliteration (ALA-LC Arabic and Persian romanization tables), grouped by sound class.
+
+/// One word of a query in Arabic script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArabicWord {
+    /// What it has in common with its Latin spellings: `قاسم` → `ksm`.
+    pub skeleton: String,
+    /// A Latin rendering with its long vowels, to rank candidates: `قاسم` → `qasm`.
+    pub rendered: String,
+}
+
+fn is_arabic(c: char) -> bool {
+    matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{FB50}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}')
+}
+
+/// Splits `name` into its Arabic-script words and the rest (left for the usual tokens).
+pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
+    if !name.chars().any(is_arabic) {
+        return (Vec::new(), name.to_owned());
+    }
+    let mut words = Vec::new();
+    let mut rest = String::new();
+    for word in name.split(|c: char| c.is_whitespace() || c == ',' || c == '-') {
+        if word.chars().any(is_arabic) {
+            let (skeleton, rendered) = arabic_word(word);
+            if !skeleton.is_empty() {
+                words.push(ArabicWord { skeleton, rendered });
+            }
+        } else {
+            rest.push(' ');
+            rest.push_str(word);
+        }
+    }
+    (words, rest)
+}
+
+/// Each letter's (sound class, rendering); `None` for letters that carry no consonant.
+fn letter(c: char) -> Option<(char, &'static str)> {
+    Some(match c {
+        'ب' => ('b', "b"),
+        'پ' => ('b', "p"),
+        'ت' | 'ط' => ('t', "t"),
+        'ث' => ('t', "th"),
+        'ج' => ('j', "j"),
+        'چ' => ('k', "ch"),
+        'ح' | 'ه' | 'ۀ' => ('h', "h"),
+        'خ' => ('k', "kh"),
+        'د' | 'ض' => ('d', "d"),
+        'ذ' => ('d', "dh"),
+        'ر' => ('r', "r"),
+        'ز' | 'ظ' | 'ژ' => ('z', "z"),
+        'س' | 'ص' => ('s', "s"),
+        'ش' => ('s', "sh"),
+        'غ' => ('k', "gh"),
+        'ف' => ('f', "f"),
+        'ق' => ('k', "q"),
+        'ك' | 'ک' => ('k', "k"),
+        'گ' => ('k', "g"),
+        'ل' => ('l', "l"),
+        'م' => ('m', "m"),
+        'ن' => ('n', "n"),
+        _ => return None,
+    })
+}
+
+/// The long vowels (and ta marbuta) as they are rendered; they carry no consonant.
+fn vowel(c: char) -> Option<&'static str> {
+    Some(match c {
+        'ا' | 'آ' | 'أ' | 'إ' | 'ٱ' | 'ة' => "a",
+        'و' | 'ؤ' => "u",
+        'ي' | 'ى' | 'ی' | 'ئ' => "i",
+        _ => return None,
+    })
+}
+
+fn arabic_word(word: &str) -> (String, String) {
+    let (mut skeleton, mut rendered) = (String::new(), String::new());
+    for c in word.chars() {
+        if let Some((class, latin)) = letter(c) {
+            if !skeleton.ends_with(class) {
+                skeleton.push(class);
+            }
+            rendered.push_str(latin);
+        } else if let Some(latin) = vowel(c) {
+            rendered.push_str(latin);
+        }
+        // ʿayn, hamza, tatweel and the short-vowel marks carry nothing either side agrees on.
+    }
+    (skeleton, rendered)
+}
+
+/// The skeleton of a Latin token of the list (`qasem` → `ksm`, `soleimani` → `slmn`,
+/// `ghani` → `kn`, `mohammed` → `mhmd`).
+pub fn latin_skeleton(token: &str) -> String {
+    let mut skeleton = String::with_capacity(token.len());
+    let bytes = token.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (class, step) = match (bytes[i], bytes.get(i + 1)) {
+            (b'k' | b'g' | b's' | b't' | b'd' | b'z' | b'c' | b'p', Some(b'h')) => (
+                match bytes[i] {
+                    b'k' | b'g' | b'c' => b'k',
+                    b's' => b's',
+                    b't' => b't',
+                    b'd' => b'd',
+                    b'z' => b'z',
+                    _ => b'f',
+                },
+                2,
+            ),
+            (b'q' | b'g' | b'c', _) => (b'k', 1),
+            (b'p', _) => (b'b', 1),
+            (b'v', _) => (b'f', 1),
+            (b'a' | b'e' | b'i' | b'o' | b'u' | b'y' | b'w', _) => (0, 1),
+            (other, _) => (other, 1),
+        };
+        if class != 0 && !skeleton.ends_with(class as char) {
+            skeleton.push(class as char);
+        }
+        i += step;
+    }
+    skeleton
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arabic_and_latin_spellings_share_a_skeleton() {
+        let (words, rest) = split("قاسم سليماني");
+        assert_eq!(rest.trim(), "");
+        let skeletons: Vec<&str> = words.iter().map(|w| w.skeleton.as_str()).collect();
+        assert_eq!(skeletons, ["ksm", "slmn"]);
+        assert_eq!(latin_skeleton("qasem"), "ksm");
+        assert_eq!(latin_skeleton("soleimani"), "slmn");
+        assert_eq!(split("اسماعیل قاآنی").0.iter().map(|w| w.skeleton.clone()).collect::<Vec<_>>(), ["sml", "kn"]);
+        assert_eq!(latin_skeleton("esmail"), "sml");
+        assert_eq!(latin_skeleton("ghani"), "kn");
+        assert_eq!(split("حماس").0[0].skeleton, latin_skeleton("hamas"));
+        assert_eq!(split("محمد").0[0].skeleton, latin_skeleton("mohammed"));
+        assert_eq!(latin_skeleton("muhammad"), "mhmd");
+        assert_eq!(split("قاسم").0[0].rendered, "qasm");
+        assert_eq!(split("Ana حماس").1.trim(), "Ana");
+        assert!(split("Nicolás Maduro").0.is_empty());
+    }
+}
