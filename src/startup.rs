@@ -283,12 +283,7 @@ async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
     }
     let configured = &settings.sanctions.autoload_dir;
     let publication = if !configured.is_empty() {
-        let dir = std::path::Path::new(configured);
-        sanctions::read_dir(dir).map(|(files, published_on)| sanctions::Publication {
-            files,
-            source: format!("dir:{}", dir.display()),
-            published_on,
-        })
+        sanctions::Publication::from_dir(std::path::Path::new(configured))
     } else if settings.sanctions.builtin_snapshot {
         sanctions::builtin()
     } else {

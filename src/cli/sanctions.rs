@@ -149,10 +149,7 @@ async fn load(settings: Settings, args: LoadArgs) -> anyhow::Result<()> {
 /// The files of `--dir` or `--url`, their publication date if they say, and the source's name.
 async fn read_source(source: &Source) -> anyhow::Result<sanctions::Publication> {
     match (&source.dir, &source.url) {
-        (Some(dir), _) => {
-            let (files, published_on) = sanctions::read_dir(dir)?;
-            Ok(sanctions::Publication { files, source: format!("dir:{}", dir.display()), published_on })
-        }
+        (Some(dir), _) => Ok(sanctions::Publication::from_dir(dir)?),
         (None, Some(url)) => {
             let (files, published_on) = download(url).await?;
             Ok(sanctions::Publication { files, source: url.clone(), published_on })

@@ -395,11 +395,22 @@ pub fn read_dir(dir: &Path) -> Result<(ListFiles, Option<String>), SanctionsErro
             Err(e) => return Err(SanctionsError::Fetch(format!("{}: {e}", path.display()))),
         }
     }
-    let published = std::fs::read_to_string(dir.join("PUBLISHED"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| parse_date(s).is_some());
+    let published = std::fs::read_to_string(dir.join("PUBLISHED")).ok().and_then(published_date);
     Ok((files, published))
+}
+
+/// A `PUBLISHED` file's date, when it holds one.
+fn published_date(text: String) -> Option<String> {
+    let date = text.trim();
+    parse_date(date).is_some().then(|| date.to_owned())
+}
+
+impl Publication {
+    /// The list in a directory (`read_dir`), with the directory as its source.
+    pub fn from_dir(dir: &Path) -> Result<Self, SanctionsError> {
+        let (files, published_on) = read_dir(dir)?;
+        Ok(Self { files, source: format!("dir:{}", dir.display()), published_on })
+    }
 }
 
 /// The OFAC snapshot built into the binary (`data/ofac` at build time, compressed by build.rs):
@@ -423,10 +434,7 @@ pub fn builtin() -> Result<Publication, SanctionsError> {
     ] {
         files.set(name, inflate(name, packed)?);
     }
-    let published = String::from_utf8(inflate("PUBLISHED", packed!("PUBLISHED"))?)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| parse_date(s).is_some());
+    let published = String::from_utf8(inflate("PUBLISHED", packed!("PUBLISHED"))?).ok().and_then(published_date);
     let source = format!("builtin:{}", published.as_deref().unwrap_or("unknown"));
     Ok(Publication { files, source, published_on: published })
 }
