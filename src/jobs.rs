@@ -54,7 +54,7 @@ impl Default for JobSettings {
 impl JobSettings {
     /// Whether work created at `oldest_waiting` (ms) and still unfinished at `now` is stuck.
     pub fn is_stuck(&self, oldest_waiting: Option<i64>, now: i64) -> bool {
-        oldest_waiting.is_some_and(|since| now - since > (self.stuck_after_secs as i64).saturating_mul(1000))
+        oldest_waiting.is_some_and(|since| now - since > crate::domain::secs_to_ms(self.stuck_after_secs))
     }
 }
 

@@ -58,9 +58,9 @@ impl Node {
         // that had the same pid (a container restarted as pid 1).
         static FIRST_START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
         let process_started = *FIRST_START.get_or_init(|| now);
-        for previous in store.suspect_nodes(&node.id, &node.host, i64::MIN).await? {
+        for previous in store.live_nodes_on_host(&node.id, &node.host).await? {
             let ours = previous.pid == i64::from(std::process::id()) && previous.started_at >= process_started;
-            if previous.host == node.host && !ours && !process_runs(previous.pid) {
+            if !ours && !process_runs(previous.pid) {
                 release(store, &previous, None, "restarted on this host").await;
             }
         }
@@ -70,7 +70,7 @@ impl Node {
     /// Heartbeats, and releases the claims of nodes that went silent, until `stop` turns true.
     pub async fn watch(self, store: Store, settings: NodeSettings, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(settings.heartbeat_secs.max(1)));
-        let dead_after = i64::try_from(settings.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let dead_after = crate::domain::secs_to_ms(settings.dead_after_secs);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -86,8 +86,8 @@ impl Node {
                 Err(error) => tracing::warn!(%error, "node heartbeat failed"),
             }
             let silent_since = now - dead_after;
-            let Ok(suspects) = store.suspect_nodes(&self.id, "", silent_since).await else { continue };
-            for dead in suspects.iter().filter(|n| n.heartbeat_at < silent_since) {
+            let Ok(silent) = store.silent_nodes(&self.id, silent_since).await else { continue };
+            for dead in &silent {
                 release(&store, dead, Some(silent_since), "stopped sending heartbeats").await;
             }
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::onboarding::{MoveError, decide};
 use crate::domain::cip::{CipState, Status};
 use crate::domain::consent::{ConsentCode, ConsentConfirmation, ConsentKind, DocumentVersion, OtpChannel};
-use crate::domain::{Partner, PartnerId, PublicUserId};
+use crate::domain::{Partner, PartnerId, PublicUserId, secs_to_ms};
 use crate::mail::{MAIL_JOB, Outgoing};
 use crate::pii::{MaskedEmail, MaskedPhone};
 use crate::sms::{SMS_JOB, TextMessage};
@@ -115,7 +115,7 @@ pub async fn send_code(
                 waiting_for(&record, *consent)?;
                 let (mut sends, mut window_started_at) = (1, now);
                 if let Some(previous) = consents::pending(&mut tx, record.id, *consent).await? {
-                    let ready_at = previous.sent_at + ms(settings.resend_interval_secs);
+                    let ready_at = previous.sent_at + secs_to_ms(settings.resend_interval_secs);
                     if now < ready_at {
                         return Err(ConsentError::TooSoon { retry_after_ms: ready_at - now });
                     }
@@ -129,8 +129,9 @@ pub async fn send_code(
                     }
                 }
                 let code = ConsentCode::issue(partner.environment);
+                let expires_at = now + secs_to_ms(settings.code_ttl_secs);
                 let (sent_to, delivery) =
-                    delivery(&record, partner, *consent, *channel, &code, &settings, *sms_configured, now)?;
+                    delivery(&record, partner, *consent, *channel, &code, &settings, *sms_configured, now, expires_at)?;
                 let stored = NewConsentCode {
                     user_id: record.id,
                     partner_id: record.partner_id,
@@ -140,7 +141,7 @@ pub async fn send_code(
                     document_version: document.as_str().to_owned(),
                     code_hash: code.digest(record.id, *consent),
                     sent_at: now,
-                    expires_at: now + ms(settings.code_ttl_secs),
+                    expires_at,
                     sends,
                     window_started_at,
                 };
@@ -171,6 +172,7 @@ fn delivery(
     settings: &ConsentSettings,
     sms_configured: bool,
     now: i64,
+    expires_at: i64,
 ) -> Result<(String, Option<NewJob>), ConsentError> {
     let minutes = settings.code_ttl_secs.div_ceil(60);
     let document = match consent {
@@ -197,8 +199,7 @@ fn delivery(
                 code.expose(),
                 partner.name
             );
-            let message =
-                TextMessage { to: phone.to_owned(), body, expires_at: Some(now + ms(settings.code_ttl_secs)) };
+            let message = TextMessage { to: phone.to_owned(), body, expires_at: Some(expires_at) };
             Ok((sent_to, Some(job(SMS_JOB, serde_json::to_value(message).expect("messages serialise")))))
         }
         OtpChannel::Email => {
@@ -381,8 +382,4 @@ fn waiting_for(record: &ProspectRecord, consent: ConsentKind) -> Result<(), Cons
         Some(_) => Err(ConsentError::AlreadyGiven(consent)),
         None => Ok(()),
     }
-}
-
-fn ms(secs: u64) -> i64 {
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }

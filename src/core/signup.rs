@@ -16,7 +16,7 @@ use crate::auth::end_user::{IssuedRefreshToken, parse_refresh_token};
 use crate::auth::passwords::{HashError, PasswordHasher};
 use crate::auth::tokens::KeyRing;
 use crate::domain::signup::{ConfirmCode, Password, PasswordRule, UserRole};
-use crate::domain::{Email, Partner, PublicUserId};
+use crate::domain::{Email, Partner, PublicUserId, secs_to_ms};
 use crate::mail::{MAIL_JOB, Outgoing};
 use crate::store::{
     CompleteSignup, NewJob, NewSignup, Rotation, SignupCompletion, SignupStart, Store, StoreError, StoreResult,
@@ -63,12 +63,6 @@ impl Default for SignupSettings {
             refresh_token_ttl_secs: 30 * 86_400,
             trust_forwarded_for: false,
         }
-    }
-}
-
-impl SignupSettings {
-    fn ms(secs: u64) -> i64 {
-        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 }
 
@@ -150,7 +144,7 @@ impl Signups<'_> {
             password_hash,
             role: *role,
             code_hash: code.digest(partner.id, email),
-            expires_at: now + SignupSettings::ms(self.settings.code_ttl_secs),
+            expires_at: now + secs_to_ms(self.settings.code_ttl_secs),
             code_mail: mail(Outgoing::SignupCode {
                 to: to.clone(),
                 partner: partner.name.clone(),
@@ -159,7 +153,7 @@ impl Signups<'_> {
             }),
             exists_mail: mail(Outgoing::AccountExists { to, partner: partner.name.clone() }),
         };
-        let resend_interval = SignupSettings::ms(self.settings.resend_interval_secs);
+        let resend_interval = secs_to_ms(self.settings.resend_interval_secs);
         match self.store.start_signup(&signup, resend_interval, now).await? {
             SignupStart::Sent { existing } => {
                 metrics::counter!("signup_started_total", "existing" => existing.to_string()).increment(1);

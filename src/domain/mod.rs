@@ -98,6 +98,12 @@ macro_rules! wire_enum {
 
 pub(crate) use wire_enum;
 
+/// A duration setting in seconds as milliseconds, the unit every stored time is in (saturating:
+/// an absurd setting means "never", not an overflow).
+pub fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 /// `n` uniformly random decimal digits: the one-time codes users type back.
 pub(crate) fn random_digits(n: usize) -> String {
     use rand::Rng;

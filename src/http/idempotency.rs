@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AnyPartner, EndUserAuth};
-use crate::domain::now_ms;
+use crate::domain::{now_ms, secs_to_ms};
 use crate::store::{Claim, ClaimRequest, IdempotencyScope, StoredResponse};
 
 /// How long Idempotency-Key answers are kept, and how long an unfinished request holds its key.
@@ -117,13 +117,12 @@ fn end_user_key(user: &crate::domain::PublicUserId, key: &str) -> String {
 /// A claim of `scope` now, with the configured lease and retention.
 fn claim_request(state: &AppState, scope: &IdempotencyScope, fingerprint: [u8; 32]) -> ClaimRequest {
     let settings = &state.settings.idempotency;
-    let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
     ClaimRequest {
         scope: scope.clone(),
         fingerprint,
         now: now_ms(),
-        lease_ms: ms(settings.lease_secs),
-        ttl_ms: ms(settings.ttl_secs),
+        lease_ms: secs_to_ms(settings.lease_secs),
+        ttl_ms: secs_to_ms(settings.ttl_secs),
         node: Some(state.node.clone()),
     }
 }

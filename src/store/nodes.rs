@@ -63,16 +63,29 @@ impl Store {
         .await
     }
 
-    /// Nodes not stopped nor released whose heartbeat is older than `before`, or that ran on
-    /// `host` (a restart's predecessors; the caller judges those by their pid).
-    pub async fn suspect_nodes(&self, me: &str, host: &str, before: i64) -> StoreResult<Vec<NodeRow>> {
+    /// The other nodes not stopped nor released that ran on `host` (a restart's predecessors;
+    /// the caller judges them by their pid).
+    pub async fn live_nodes_on_host(&self, me: &str, host: &str) -> StoreResult<Vec<NodeRow>> {
         Ok(with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT id, host, pid, started_at, heartbeat_at FROM nodes
-                 WHERE stopped_at IS NULL AND reaped_at IS NULL AND id <> $1 AND (heartbeat_at < $3 OR host = $2)",
+                 WHERE stopped_at IS NULL AND reaped_at IS NULL AND id <> $1 AND host = $2",
             )
             .bind(me)
             .bind(host)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The other nodes not stopped nor released whose last heartbeat is older than `before`.
+    pub async fn silent_nodes(&self, me: &str, before: i64) -> StoreResult<Vec<NodeRow>> {
+        Ok(with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, host, pid, started_at, heartbeat_at FROM nodes
+                 WHERE stopped_at IS NULL AND reaped_at IS NULL AND id <> $1 AND heartbeat_at < $2",
+            )
+            .bind(me)
             .bind(before)
             .fetch_all(pool)
             .await?
