@@ -196,7 +196,7 @@ impl From<ConsentError> for ApiError {
     fn from(err: ConsentError) -> Self {
         let code = |message: &str| ApiError::invalid_field("The code was not accepted.", CODE_FIELD, message);
         match err {
-            ConsentError::NotFound => ApiError::NotFound("No user of this partner has this userId.".into()),
+            ConsentError::NotFound => move_error(crate::core::onboarding::MoveError::NotFound),
             ConsentError::NotInOnboarding => {
                 ApiError::Conflict("The user is not in onboarding: there are no consents to give.".into())
             }
