@@ -1,10 +1,9 @@
 //! Staff routes under `/admin/` (DESIGN.md §7): authenticated by a staff token, never by a
 //! partner credential; every action is written to the audit log with the token's name.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
@@ -17,17 +16,18 @@ use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
 use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
 use crate::store::{ComplianceCase, JobRow, ListVersion};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/sanctions/screen", post(screen))
-        .route("/admin/sanctions/list", get(current_list))
-        .route("/admin/jobs", get(jobs))
-        .route("/admin/jobs/{id}/retry", post(retry_job))
-        .route("/admin/compliance", get(compliance_cases))
-        .route("/admin/compliance/{user_id}/clear", post(clear_case))
-        .route("/admin/compliance/{user_id}/block", post(block_case))
-        .route("/admin/users/{user_id}/events", get(user_timeline))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(screen))
+        .routes(routes!(current_list))
+        .routes(routes!(jobs))
+        .routes(routes!(retry_job))
+        .routes(routes!(compliance_cases))
+        .routes(routes!(clear_case))
+        .routes(routes!(block_case))
+        .routes(routes!(user_timeline))
 }
 
 const MISSING_STAFF: &str = "Send a staff token from `onboard admin token create` as `Authorization: Bearer <token>`.";
@@ -152,7 +152,7 @@ impl From<SanctionsError> for ApiError {
 }
 
 /// Screens a name against the current list; the screening and the action are recorded.
-#[utoipa::path(post, path = "/admin/sanctions/screen", tag = "admin", request_body = ScreenRequest,
+#[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest,
     responses((status = 200, description = "Candidates that reach review, best first"), (status = 400), (status = 401), (status = 503)))]
 pub(super) async fn screen(
     State(state): State<AppState>,
@@ -166,7 +166,7 @@ pub(super) async fn screen(
 }
 
 /// The sanctions list version screenings use now.
-#[utoipa::path(get, path = "/admin/sanctions/list", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin/sanctions/list", tag = "Staff", security(("bearer" = [])),
     responses((status = 200, body = Object, description = "The list version: id, source, publication date, entry counts"),
         (status = 401), (status = 403), (status = 503, description = "No list is loaded")))]
 pub(super) async fn current_list(
@@ -198,7 +198,7 @@ pub(super) struct JobView {
 }
 
 /// The job queue (operator): by kind and state, newest first.
-#[utoipa::path(get, path = "/admin/jobs", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin/jobs", tag = "Staff", security(("bearer" = [])),
     params(("kind" = Option<String>, Query), ("state" = Option<String>, Query, description = "queued, running, done or dead"),
         ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
     responses((status = 200, body = [Object], description = "id, kind, state, attempts, lastError, runAt"),
@@ -237,7 +237,7 @@ pub(super) async fn jobs(
 }
 
 /// Puts a dead-lettered job back in the queue (operator; audited).
-#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "Staff", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = Object, description = "`{\"id\", \"state\": \"queued\"}`"),
         (status = 401), (status = 403), (status = 404, description = "No dead-lettered job with this id", body = super::error::Problem)))]
@@ -279,7 +279,7 @@ impl From<ComplianceCase> for CaseView {
 }
 
 /// Users waiting in `UpgradePending/Compliance`, oldest first.
-#[utoipa::path(get, path = "/admin/compliance", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin/compliance", tag = "Staff", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The `cursor` of the last case of the previous page"),
         ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
     responses((status = 200, body = [Object], description = "Cases: the user's identity, the screening's candidates, why the case was opened, a cursor"),
@@ -329,7 +329,7 @@ async fn decide_case<const CLEAR: bool>(
 }
 
 /// Clears an open case (audited): the user goes back on track.
-#[utoipa::path(post, path = "/admin/compliance/{userId}/clear", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/compliance/{userId}/clear", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     request_body(content = Object, description = r#"`{"reason": "…"}`: why, for the audit log and the timeline"#),
     responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
@@ -345,7 +345,7 @@ pub(super) async fn clear_case(
 }
 
 /// Blocks an open case (audited): `UpgradeFailed/ComplianceBlocked`.
-#[utoipa::path(post, path = "/admin/compliance/{userId}/block", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/compliance/{userId}/block", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     request_body(content = Object, description = r#"`{"reason": "…"}`"#),
     responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
@@ -361,7 +361,7 @@ pub(super) async fn block_case(
 }
 
 /// Any user's CIP timeline (compliance staff).
-#[utoipa::path(get, path = "/admin/users/{userId}/events", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin/users/{userId}/events", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     responses((status = 200, body = super::prospects::Timeline), (status = 401), (status = 403),
         (status = 404, description = "No such user", body = super::error::Problem)))]

@@ -4,11 +4,10 @@
 //! (`/admin/partners/{partnerId}/plans`) and payment provider (`/admin/partners/{partnerId}/payments`).
 //! Every end-user route checks its scope (RFC 6750 §3.1).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -25,20 +24,21 @@ use crate::domain::billing::{AccountId, Interval, InvoiceId, PlanId, Subscriptio
 use crate::domain::money::{Currency, Money};
 use crate::domain::{Partner, PartnerId, now_ms};
 use crate::payments::ProviderError;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/accounts", get(list_accounts).post(open_account))
-        .route("/accounts/{account_id}", get(show_account))
-        .route("/subscriptions/info", get(tiers))
-        .route("/subscriptions", get(list_subscriptions).post(start_subscription))
-        .route("/subscriptions/{subscription_id}/cancel", post(cancel_subscription))
-        .route("/payments/invoices/{invoice_id}", get(get_invoice))
-        .route("/payments/invoices/{invoice_id}/pay", post(pay_invoice))
-        .route("/admin/partners/{partner_id}/plans", get(admin_plans).post(admin_create_plan))
-        .route("/admin/partners/{partner_id}/plans/{plan_id}/archive", post(admin_archive_plan))
-        .route("/admin/partners/{partner_id}/payments", put(admin_payments))
-        .route("/webhooks/payments/stripe/{partner_id}", post(stripe_webhook))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_accounts, open_account))
+        .routes(routes!(show_account))
+        .routes(routes!(tiers))
+        .routes(routes!(list_subscriptions, start_subscription))
+        .routes(routes!(cancel_subscription))
+        .routes(routes!(get_invoice))
+        .routes(routes!(pay_invoice))
+        .routes(routes!(admin_plans, admin_create_plan))
+        .routes(routes!(admin_archive_plan))
+        .routes(routes!(admin_payments))
+        .routes(routes!(stripe_webhook))
 }
 
 const INVALID: &str = "The request has invalid fields.";
@@ -95,7 +95,7 @@ pub struct AccountList {
 }
 
 /// The user's accounts (the first is opened when onboarding completes).
-#[utoipa::path(get, path = "/accounts", tag = "billing",
+#[utoipa::path(get, path = "/accounts", tag = "Seed 003: accounts and subscriptions",
     responses((status = 200, body = AccountList),
         (status = 403, description = "The token lacks `accounts:read`", body = super::error::Problem)),
     security(("bearer" = [])))]
@@ -105,7 +105,7 @@ pub async fn list_accounts(State(state): State<AppState>, auth: EndUserAuth) -> 
 }
 
 /// Opens another account; only for users whose onboarding is `Completed` (409 names the status).
-#[utoipa::path(post, path = "/accounts", tag = "billing",
+#[utoipa::path(post, path = "/accounts", tag = "Seed 003: accounts and subscriptions",
     responses((status = 201, body = Account),
         (status = 403, description = "The token lacks `accounts:create`", body = super::error::Problem),
         (status = 409, description = "The user's onboarding is not Completed", body = super::error::Problem)),
@@ -119,7 +119,7 @@ pub async fn open_account(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-#[utoipa::path(get, path = "/accounts/{accountId}", tag = "billing",
+#[utoipa::path(get, path = "/accounts/{accountId}", tag = "Seed 003: accounts and subscriptions",
     params(("accountId" = String, Path, description = "`acc:<uuid>`")),
     responses((status = 200, body = Account),
         (status = 403, description = "The token lacks `accounts:show`", body = super::error::Problem),
@@ -141,7 +141,7 @@ pub struct TierList {
 }
 
 /// "Get Subscriptions Info": the partner's subscription tiers on offer.
-#[utoipa::path(get, path = "/subscriptions/info", tag = "billing",
+#[utoipa::path(get, path = "/subscriptions/info", tag = "Seed 003: accounts and subscriptions",
     responses((status = 200, body = TierList),
         (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem)),
     security(("bearer" = [])))]
@@ -160,7 +160,7 @@ pub struct StartSubscription {
 }
 
 /// "Start Subscription": the account subscribes to the tier. Honours `Idempotency-Key`.
-#[utoipa::path(post, path = "/subscriptions", tag = "billing",
+#[utoipa::path(post, path = "/subscriptions", tag = "Seed 003: accounts and subscriptions",
     request_body = StartSubscription,
     responses((status = 201, body = Subscription, description = "`incomplete` with the first `invoiceId` to pay, or `trialing`"),
         (status = 400, description = "Invalid fields", body = super::error::Problem),
@@ -192,7 +192,7 @@ pub struct SubscriptionList {
     data: Vec<Subscription>,
 }
 
-#[utoipa::path(get, path = "/subscriptions", tag = "billing",
+#[utoipa::path(get, path = "/subscriptions", tag = "Seed 003: accounts and subscriptions",
     responses((status = 200, body = SubscriptionList),
         (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem)),
     security(("bearer" = [])))]
@@ -212,7 +212,7 @@ pub struct CancelSubscription {
     at_period_end: Option<bool>,
 }
 
-#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/cancel", tag = "billing",
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/cancel", tag = "Seed 003: accounts and subscriptions",
     params(("subscriptionId" = String, Path, description = "`sub:<uuid>`")),
     request_body(content = CancelSubscription, description = "Optional"),
     responses((status = 200, body = Subscription),
@@ -242,7 +242,7 @@ pub async fn cancel_subscription(
 
 /// "Payment Get or Create": an invoice of the user (`inv:…`), or, given a subscription
 /// (`sub:…`), the invoice of its current period, created when the period is due and has none yet.
-#[utoipa::path(get, path = "/payments/invoices/{invoiceId}", tag = "billing",
+#[utoipa::path(get, path = "/payments/invoices/{invoiceId}", tag = "Seed 003: accounts and subscriptions",
     params(("invoiceId" = String, Path, description = "`inv:<uuid>`, or `sub:<uuid>` for the subscription's current invoice")),
     responses((status = 200, body = Invoice),
         (status = 403, description = "The token lacks `subscriptions:read`", body = super::error::Problem),
@@ -301,7 +301,7 @@ pub struct PaymentPending {
 
 /// "Pay Invoice": charges the method once. Paying a paid invoice answers its payment; racing
 /// payers make one charge. Honours `Idempotency-Key`.
-#[utoipa::path(post, path = "/payments/invoices/{invoiceId}/pay", tag = "billing",
+#[utoipa::path(post, path = "/payments/invoices/{invoiceId}/pay", tag = "Seed 003: accounts and subscriptions",
     params(("invoiceId" = String, Path, description = "`inv:<uuid>`")),
     request_body = PayInvoice,
     responses((status = 200, body = Invoice, description = "Paid (now or before)"),
@@ -390,7 +390,7 @@ pub struct CreatePlan {
 }
 
 /// A new subscription tier for the partner. Operator role; audited.
-#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans", tag = "admin",
+#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans", tag = "Staff",
     params(("partnerId" = i64, Path)),
     request_body = CreatePlan,
     responses((status = 201, body = Tier), (status = 400, description = "Invalid fields", body = super::error::Problem),
@@ -426,7 +426,7 @@ fn parse_tier(request: CreatePlan) -> Result<NewTier, ApiError> {
 }
 
 /// The partner's tiers, archived ones included. Operator role.
-#[utoipa::path(get, path = "/admin/partners/{partnerId}/plans", tag = "admin",
+#[utoipa::path(get, path = "/admin/partners/{partnerId}/plans", tag = "Staff",
     params(("partnerId" = i64, Path)),
     responses((status = 200, body = TierList)),
     security(("bearer" = [])))]
@@ -441,7 +441,7 @@ pub async fn admin_plans(
 }
 
 /// Stops offering a tier; its subscriptions go on. Operator role; audited.
-#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans/{planId}/archive", tag = "admin",
+#[utoipa::path(post, path = "/admin/partners/{partnerId}/plans/{planId}/archive", tag = "Staff",
     params(("partnerId" = i64, Path), ("planId" = String, Path, description = "`plan:<uuid>`")),
     responses((status = 200, body = Tier), (status = 404, description = "No such tier", body = super::error::Problem)),
     security(("bearer" = [])))]
@@ -477,7 +477,7 @@ pub struct PaymentSettingsView {
 }
 
 /// Sets a partner's payment provider and its secrets. Operator role; audited (without secrets).
-#[utoipa::path(put, path = "/admin/partners/{partnerId}/payments", tag = "admin",
+#[utoipa::path(put, path = "/admin/partners/{partnerId}/payments", tag = "Staff",
     params(("partnerId" = i64, Path)),
     request_body = PaymentSettingsRequest,
     responses((status = 200, body = PaymentSettingsView), (status = 400, description = "Invalid fields", body = super::error::Problem),
@@ -539,7 +539,7 @@ pub struct StripeWebhookAnswer {
 /// Stripe's webhooks for a partner (`payment_intent.succeeded`, `payment_intent.payment_failed`):
 /// verified by `Stripe-Signature` against the partner's endpoint secret (5-minute tolerance),
 /// recorded once, and settling a payment that waited on the customer (3-D Secure) or the bank.
-#[utoipa::path(post, path = "/webhooks/payments/stripe/{partnerId}", tag = "billing",
+#[utoipa::path(post, path = "/webhooks/payments/stripe/{partnerId}", tag = "Seed 003: accounts and subscriptions",
     params(("partnerId" = i64, Path)),
     request_body(content = Object, description = "A Stripe Event"),
     responses((status = 200, body = StripeWebhookAnswer),

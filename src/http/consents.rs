@@ -4,10 +4,9 @@
 //! (`POST /users/{userId}/consents`), and the evidence (`GET /users/{userId}/consents`).
 //! Partner credentials: `PartnerApiKey` or a bearer token.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,17 +20,16 @@ use crate::core::consents::{self, CodeEntered, CodeRequest, ConsentError, Consen
 use crate::domain::consent::{ConsentCode, ConsentKind, DocumentVersion, OtpChannel};
 use crate::domain::now_ms;
 use crate::store::consents::ConsentEvidence;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users/{user_id}/consents", post(give).get(evidence))
-        .route("/users/{user_id}/consents/{consent}/otp", post(send_code))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(give, evidence)).routes(routes!(send_code))
 }
 
 /// Send the user a one-time code for one consent (`privacy` or `contract`), by SMS to the phone
 /// number on file or by e-mail. A new code replaces the previous one; at most one a minute.
 /// Sandbox partners' code is always `123456` (by SMS nothing is sent).
-#[utoipa::path(post, path = "/users/{userId}/consents/{consent}/otp", tag = "prospects (seed 002)",
+#[utoipa::path(post, path = "/users/{userId}/consents/{consent}/otp", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>"), ("consent" = ConsentKind, Path)),
     request_body(content = Object, description = r#"`{"documentVersion": "privacy-2026-01", "channel": "sms"}` (`channel`: `sms`, the default, or `email`)"#),
@@ -90,7 +88,7 @@ pub async fn send_code(
 /// Record the user's consent: `{"privacy": true, "otp": "123456"}` with the code sent for it
 /// (one consent per code), or, for partners set to collect consents themselves
 /// (`consentConfirmation: partner`), `{"privacy": true, "contract": true}`.
-#[utoipa::path(post, path = "/users/{userId}/consents", tag = "prospects (seed 002)",
+#[utoipa::path(post, path = "/users/{userId}/consents", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     request_body(content = Object, description = r#"`{"privacy": true, "otp": "123456"}`, or without `otp` (either or both consents) for partners that collect consents themselves"#),
@@ -175,7 +173,7 @@ pub struct ConsentRecord {
 
 /// How the user's consents were given: by code (when, to which masked address, which document
 /// version) or as the partner's statement.
-#[utoipa::path(get, path = "/users/{userId}/consents", tag = "prospects (seed 002)",
+#[utoipa::path(get, path = "/users/{userId}/consents", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     responses((status = 200, body = ConsentRecord), Unauthorized, NotFound))]

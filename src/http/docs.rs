@@ -1,58 +1,29 @@
-//! `GET /openapi.json` (generated from the handlers' annotations) and `GET /docs`, a reference
-//! page rendered on the server from that same document. Written here rather than served by a
-//! Swagger/Scalar crate because those load their JavaScript from a CDN at run time, and an
-//! offline install must still show its documentation.
+//! `GET /openapi.json` and the API reference at `GET /docs`.
+//!
+//! The document is built from the handlers' `#[utoipa::path]` annotations by the same
+//! `OpenApiRouter` that builds the router (`super::api`), then finished here: the introductions of
+//! the groups, camelCase operation ids, and the headers every answer carries. `/docs` is Swagger UI,
+//! vendored in `assets/swagger-ui` (version and licence in `VENDORED.md`) and served from the
+//! binary, so the reference works with no network; its page forbids inline scripts and any
+//! third-party origin.
 
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use axum::Router;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use serde_json::Value;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Onboard", description = "Partner user registration and onboarding for fintech platforms."),
-    paths(
-        super::ops::healthz, super::ops::readyz, super::ops::render_metrics,
-        super::oauth::token, super::oauth::revoke, super::oauth::jwks,
-        super::signup::create_user, super::signup::me,
-        super::partner::whoami, super::partner::update_settings, super::partner::roll_api_key,
-        super::user::create_user, super::user::get_user,
-        super::partner_users::register, super::partner_users::show,
-        super::prospects::register, super::prospects::user_status, super::prospects::correct,
-        super::consents::send_code, super::consents::give, super::consents::evidence, super::prospects::events,
-        super::admin::screen, super::admin::current_list, super::admin::jobs, super::admin::retry_job,
-        super::admin::compliance_cases, super::admin::clear_case, super::admin::block_case, super::admin::user_timeline,
-        super::kyc::put_profile, super::kyc::user_access_token, super::kyc::prospect_access_token,
-        super::kyc::sumsub_webhook, super::kyc::configure,
-        super::webhooks::create, super::webhooks::list, super::webhooks::update, super::webhooks::delete,
-        super::webhooks::rotate, super::webhooks::test, super::webhooks::events, super::webhooks::replay,
-        super::webhooks::replay_failed,
-        super::billing::list_accounts, super::billing::open_account, super::billing::show_account,
-        super::billing::tiers, super::billing::start_subscription, super::billing::list_subscriptions,
-        super::billing::cancel_subscription, super::billing::get_invoice, super::billing::pay_invoice,
-        super::billing::admin_create_plan, super::billing::admin_plans, super::billing::admin_archive_plan,
-        super::billing::admin_payments, super::billing::stripe_webhook,
-    ),
+    info(title = "Onboard", description = include_str!("docs/intro.md")),
     components(schemas(super::error::Problem, super::error::FieldError)),
     modifiers(&SecuritySchemes),
-    tags(
-        (name = "partner", description = "Calls made by partners with their credentials"),
-        (name = "oauth", description = "Access tokens for partners; refresh and revocation for end users"),
-        (name = "signup", description = "Seed 003: end users sign themselves up with an e-mailed code"),
-        (name = "operations", description = "Health, readiness and metrics"),
-        (name = "admin", description = "Staff routes (compliance, operators) with admin tokens"),
-        (name = "kyc", description = "Seed 003 step 3: the identity verification provider's webhooks"),
-        (name = "billing", description = "Seed 003 step 4: accounts, subscription tiers, subscriptions, invoices and payment"),
-        (name = "webhooks", description = "A partner's webhook endpoints, its events and their deliveries (Standard Webhooks v1)"),
-    )
 )]
 pub struct ApiDoc;
 
@@ -63,85 +34,161 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A partner's access token from `POST /oauth/token`, an end user's from seed 003's sign-up, or a staff token (`onboard staff token`)"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "partnerApiKey",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("PartnerApiKey"))),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "PartnerApiKey",
+                "The partner's API key (`onb_live_…` or `onb_sandbox_…`)",
+            ))),
         );
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(openapi_json)).route("/docs", get(docs_page))
+/// The groups of the reference, in reading order: the four seed surfaces first. Each operation's
+/// `tag` names one of them; `every_operation_is_in_a_known_group` holds the two lists together.
+pub const GROUPS: [(&str, &str); 12] = [
+    ("Seed 000: partner users", include_str!("docs/seed-000.md")),
+    ("Seed 001: users", include_str!("docs/seed-001.md")),
+    ("Seed 002: prospects and CIP", include_str!("docs/seed-002.md")),
+    ("Seed 003: sign-up and profile", include_str!("docs/seed-003-signup.md")),
+    ("Seed 003: identity verification", include_str!("docs/seed-003-kyc.md")),
+    ("Seed 003: accounts and subscriptions", include_str!("docs/seed-003-billing.md")),
+    ("OAuth 2.0", include_str!("docs/oauth.md")),
+    ("Partner account", include_str!("docs/partner.md")),
+    ("Partner webhooks", include_str!("docs/webhooks.md")),
+    ("Staff", include_str!("docs/staff.md")),
+    ("Operations", "Liveness, readiness (database, sanctions list, job queue) and Prometheus metrics. No credentials."),
+    ("Documentation", "This reference and the OpenAPI 3.1 document it is rendered from. No credentials."),
+];
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json)).routes(routes!(docs_page)).routes(routes!(asset))
+}
+
+/// The document, built from the same annotations the router is built from.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = super::api().split_for_parts().1;
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.tags = Some(GROUPS.iter().map(|(name, text)| TagBuilder::new().name(*name).description(Some(*text)).build()).collect());
+    for item in doc.paths.paths.values_mut() {
+        for operation in item_operations(item) {
+            if let Some(id) = operation.operation_id.as_mut() {
+                *id = camel_case(id);
+            }
+        }
+    }
+    doc
+}
+
+fn item_operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+}
+
+/// `create_user` → `createUser`: generated clients name their methods after operation ids, and
+/// the handlers' Rust names are snake case.
+fn camel_case(id: &str) -> String {
+    let mut parts = id.split('_');
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 fn spec() -> &'static str {
     static SPEC: OnceLock<String> = OnceLock::new();
-    SPEC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises"))
+    SPEC.get_or_init(|| openapi().to_pretty_json().expect("the OpenAPI document serialises"))
 }
 
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "Documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], spec())
 }
 
-async fn docs_page() -> Html<&'static str> {
-    static PAGE: OnceLock<String> = OnceLock::new();
-    Html(PAGE.get_or_init(|| render(&serde_json::from_str(spec()).unwrap_or_default())))
+/// The API reference: Swagger UI over `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "Documentation",
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+async fn docs_page() -> Response {
+    const PAGE: &str = concat!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Onboard API reference</title>"#,
+        r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#,
+        r#"<link rel="stylesheet" href="docs/swagger-ui.css"></head><body>"#,
+        r#"<noscript><p>The reference needs JavaScript; the document itself is <a href="openapi.json">openapi.json</a>.</p></noscript>"#,
+        r#"<div id="swagger-ui"></div><script src="docs/swagger-ui-bundle.js"></script><script src="docs/docs.js"></script>"#,
+        "</body></html>"
+    );
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")), (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP))], PAGE).into_response()
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// Only this origin: no inline or third-party scripts, no outside fetches. Swagger UI sets inline
+/// `style` attributes and draws icons as `data:` SVGs, hence those two allowances.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+    font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// A file of the reference page: the vendored Swagger UI and Onboard's start-up script.
+#[utoipa::path(get, path = "/docs/{asset}", tag = "Documentation",
+    params(("asset" = String, Path, description = "`swagger-ui-bundle.js`, `swagger-ui.css` or `docs.js`")),
+    responses(
+        (status = 200, description = "The file (gzip-encoded when the client accepts it)", content((String = "text/javascript"), (String = "text/css"))),
+        (status = 404, description = "No such file", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, super::error::ApiError> {
+    static BUNDLE: Gzipped = Gzipped::new(include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz")));
+    static CSS: Gzipped = Gzipped::new(include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz")));
+    const JS: &str = "text/javascript; charset=utf-8";
+    let accepts_gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip")));
+    let (content_type, mut response) = match name.as_str() {
+        "swagger-ui-bundle.js" => (JS, BUNDLE.respond(accepts_gzip)),
+        "swagger-ui.css" => ("text/css; charset=utf-8", CSS.respond(accepts_gzip)),
+        "docs.js" => (JS, include_str!("docs.js").into_response()),
+        _ => return Err(super::error::ApiError::NotFound("No such file.".into())),
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    Ok(response)
 }
 
-fn render(spec: &Value) -> String {
-    let title = spec.pointer("/info/title").and_then(Value::as_str).unwrap_or("API");
-    let version = spec.pointer("/info/version").and_then(Value::as_str).unwrap_or("");
-    let mut toc = String::new();
-    let mut body = String::new();
-    if let Some(paths) = spec.get("paths").and_then(Value::as_object) {
-        for (path, item) in paths {
-            let Some(item) = item.as_object() else { continue };
-            for (method, op) in item {
-                let anchor = format!("{method}-{}", path.replace(['/', '{', '}', '.'], "-"));
-                let summary = op.get("summary").and_then(Value::as_str).unwrap_or("");
-                let _ = writeln!(
-                    toc,
-                    r##"<li><a href="#{anchor}"><code class="m {method}">{}</code> {}</a></li>"##,
-                    method.to_uppercase(),
-                    escape(path)
-                );
-                let _ = writeln!(
-                    body,
-                    r#"<section id="{anchor}"><h2><code class="m {method}">{}</code> <code>{}</code></h2><p>{}</p>"#,
-                    method.to_uppercase(),
-                    escape(path),
-                    escape(op.get("description").and_then(Value::as_str).unwrap_or(summary))
-                );
-                for (label, key) in
-                    [("Parameters", "parameters"), ("Request body", "requestBody"), ("Responses", "responses")]
-                {
-                    if let Some(part) = op.get(key) {
-                        let pretty = serde_json::to_string_pretty(part).unwrap_or_default();
-                        let _ = writeln!(body, "<h3>{label}</h3><pre>{}</pre>", escape(&pretty));
-                    }
-                }
-                body.push_str("</section>\n");
-            }
+/// A file build.rs gzipped, and its inflated bytes for the rare client that does not take gzip
+/// (made on first use and kept).
+struct Gzipped {
+    gz: &'static [u8],
+    inflated: OnceLock<Vec<u8>>,
+}
+
+impl Gzipped {
+    const fn new(gz: &'static [u8]) -> Self {
+        Self { gz, inflated: OnceLock::new() }
+    }
+
+    fn respond(&'static self, accepts_gzip: bool) -> Response {
+        if accepts_gzip {
+            return ([(header::CONTENT_ENCODING, "gzip")], self.gz).into_response();
         }
+        // build.rs wrote a ten-byte header, the DEFLATE stream, and an eight-byte trailer.
+        let inflated = self.inflated.get_or_init(|| {
+            miniz_oxide::inflate::decompress_to_vec(&self.gz[10..self.gz.len() - 8]).expect("build.rs wrote a valid stream")
+        });
+        inflated.as_slice().into_response()
     }
-    let schemas = spec.pointer("/components/schemas").map(|s| serde_json::to_string_pretty(s).unwrap_or_default());
-    if let Some(schemas) = schemas {
-        let _ = writeln!(body, r#"<section id="schemas"><h2>Schemas</h2><pre>{}</pre></section>"#, escape(&schemas));
-    }
-    format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t} API reference</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font:15px/1.5 system-ui,sans-serif;margin:0;display:flex}}nav{{width:22rem;padding:1rem;background:#f6f7f9;height:100vh;overflow:auto;position:sticky;top:0}}
-main{{padding:1rem 2rem;max-width:60rem}}ul{{list-style:none;padding:0}}a{{color:inherit;text-decoration:none}}pre{{background:#f6f7f9;padding:.75rem;overflow:auto;font-size:13px}}
-.m{{display:inline-block;min-width:4em;font-weight:bold}}.get{{color:#2b7a0b}}.post{{color:#0b4f9c}}.patch,.put{{color:#9c6b0b}}.delete{{color:#9c0b0b}}section{{border-bottom:1px solid #eee;padding-bottom:1rem}}</style>
-</head><body><nav><h1>{t}</h1><p>version {v} · <a href="/openapi.json">openapi.json</a></p><ul>{toc}</ul></nav><main>{body}</main></body></html>"#,
-        t = escape(title),
-        v = escape(version),
-    )
 }

@@ -3,11 +3,10 @@
 //! for a partner's seed-002 prospects), Sumsub's webhooks (`POST /webhooks/kyc/sumsub`), and an
 //! operator's per-partner KYC settings (`PUT /admin/partners/{partnerId}/kyc`).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{post, put};
-use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,14 +23,15 @@ use crate::domain::kyc::ProviderKind;
 use crate::domain::{Email, Environment, PartnerId, now_ms};
 use crate::kyc::{AccessToken, Inbound, KycError};
 use crate::store::{Lookup, ProspectRecord};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me/profile", put(put_profile))
-        .route("/kyc/access-token", post(user_access_token))
-        .route("/users/{user_id}/kyc/access-token", post(prospect_access_token))
-        .route("/webhooks/kyc/sumsub", post(sumsub_webhook))
-        .route("/admin/partners/{partner_id}/kyc", put(configure))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_profile))
+        .routes(routes!(user_access_token))
+        .routes(routes!(prospect_access_token))
+        .routes(routes!(sumsub_webhook))
+        .routes(routes!(configure))
 }
 
 const INVALID: &str = "The request has invalid fields.";
@@ -65,7 +65,7 @@ fn capitalised(text: &str) -> String {
 }
 
 /// The user's profile: seed 002's person fields (the e-mail is the one signed up with).
-#[utoipa::path(put, path = "/me/profile", tag = "signup",
+#[utoipa::path(put, path = "/me/profile", tag = "Seed 003: sign-up and profile",
     request_body(content = Object, description = "register-user-v2's fields without `email`"),
     responses(
         (status = 200, body = UserStatus, description = "In CIP: the validators run, then identity verification"),
@@ -124,7 +124,7 @@ async fn access_token_for(state: &AppState, record: &ProspectRecord) -> Result<J
 }
 
 /// An SDK access token for the signed-in user's identity verification.
-#[utoipa::path(post, path = "/kyc/access-token", tag = "signup",
+#[utoipa::path(post, path = "/kyc/access-token", tag = "Seed 003: sign-up and profile",
     responses(
         (status = 200, body = KycAccessToken),
         (status = 403, description = "The token lacks `kyc:submit`", body = super::error::Problem),
@@ -144,7 +144,7 @@ pub async fn user_access_token(
 }
 
 /// An SDK access token for a partner's seed-002 prospect (when the partner requires KYC).
-#[utoipa::path(post, path = "/users/{userId}/kyc/access-token", tag = "prospects (seed 002)",
+#[utoipa::path(post, path = "/users/{userId}/kyc/access-token", tag = "Seed 002: prospects and CIP",
     params(("userId" = String, Path, description = "usr:<uuid>")),
     responses((status = 200, body = KycAccessToken), (status = 404, description = "Not this partner's user", body = super::error::Problem),
         (status = 409, description = "KYC is not part of this user's onboarding", body = super::error::Problem)),
@@ -173,7 +173,7 @@ pub struct WebhookAccepted {
 }
 
 /// Sumsub's webhooks, authenticated by `X-Payload-Digest` over the raw body.
-#[utoipa::path(post, path = "/webhooks/kyc/sumsub", tag = "kyc",
+#[utoipa::path(post, path = "/webhooks/kyc/sumsub", tag = "Seed 003: identity verification",
     params(
         ("partnerId" = Option<i32>, Query, description = "The partner whose webhook secret signs (recommended in the URL configured at Sumsub)"),
         ("X-Payload-Digest" = String, Header, description = "Hex HMAC of the raw body with the partner's webhook secret"),
@@ -263,7 +263,7 @@ impl From<ConfigError> for ApiError {
 
 /// Set a partner's KYC provider, level, whether seed-002 prospects need KYC, and the provider
 /// secrets (sealed at rest, never returned). Operator role; audited.
-#[utoipa::path(put, path = "/admin/partners/{partnerId}/kyc", tag = "admin",
+#[utoipa::path(put, path = "/admin/partners/{partnerId}/kyc", tag = "Staff",
     params(("partnerId" = i64, Path)),
     request_body = KycSettingsRequest,
     responses((status = 200, body = KycSettingsView), (status = 404, description = "No such partner", body = super::error::Problem),

@@ -30,6 +30,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::AuthSettings;
 use crate::auth::KeyRing;
@@ -126,10 +128,11 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let max_body = state.settings.http.max_body_bytes;
-    let hsts = state.settings.strict_transport_security.clone();
-    let routes = Router::new()
+/// Every route with its OpenAPI operation. The router and `/openapi.json` are both built from the
+/// handlers' `#[utoipa::path]` annotations, so the document cannot list a route that is not served
+/// nor miss one that is.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(ops::router())
         .merge(docs::router())
         .merge(oauth::router())
@@ -143,6 +146,13 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(webhooks::router())
         .merge(billing::router())
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.http.max_body_bytes;
+    let hsts = state.settings.strict_transport_security.clone();
+    let (routes, _) = api().split_for_parts();
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

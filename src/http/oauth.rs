@@ -10,8 +10,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
@@ -21,12 +20,10 @@ use super::AppState;
 use super::error::{ApiError, OAuthErrorCode, no_store};
 use crate::auth::credentials::{digests_match, hash_secret};
 use crate::domain::now_ms;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
-        .route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token)).routes(routes!(revoke)).routes(routes!(jwks))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -48,7 +45,7 @@ pub struct TokenResponse {
 }
 
 /// Issues a partner access token for client credentials sent with HTTP Basic or in the form.
-#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+#[utoipa::path(post, path = "/oauth/token", tag = "OAuth 2.0",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
@@ -134,7 +131,7 @@ pub struct RevokeRequest {
 
 /// Revokes an end user's session by one of its tokens (RFC 7009). Answers 200 whether or not
 /// the token was known, so the endpoint cannot be used to probe tokens.
-#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+#[utoipa::path(post, path = "/oauth/revoke", tag = "OAuth 2.0",
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or not a known token"), (status = 400, description = "RFC 6749 error: invalid_request")))]
 pub async fn revoke(
@@ -169,7 +166,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
 }
 
 /// The public keys that verify Onboard's access tokens (RFC 7517), current and recently retired.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", responses((status = 200, description = "JWK set", content_type = "application/json")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "OAuth 2.0", responses((status = 200, description = "JWK set", content_type = "application/json")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.keys.jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));

@@ -2,19 +2,19 @@
 
 use std::sync::OnceLock;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(render_metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(render_metrics))
 }
 
 /// The process-wide Prometheus recorder; installed once, shared by every app in the process.
@@ -51,7 +51,7 @@ pub struct Health {
 }
 
 /// Liveness: the process is up and serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -75,7 +75,7 @@ pub struct Readiness {
 /// 503); the body also says whether a sanctions list is loaded. A missing list does not fail
 /// readiness: every node would then leave the load balancer, and the routes that do not screen
 /// would go down with it.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", tag = "Operations", responses(
     (status = 200, body = Readiness),
     (status = 503, description = "Not ready", body = super::error::Problem, content_type = "application/problem+json"),
 ))]
@@ -98,7 +98,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
 }
 
 /// Prometheus text exposition of request, database-pool and domain metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "Operations", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (open, idle) = state.store.pool_stats();
     metrics::gauge!("db_pool_connections", "state" => "open").set(f64::from(open));

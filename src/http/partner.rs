@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -20,12 +19,13 @@ use crate::domain::cip::RequiredConsents;
 use crate::domain::consent::ConsentConfirmation;
 use crate::domain::now_ms;
 use crate::store::Partner;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Longest grace period for keys being rolled: 30 days.
 const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/partner", get(whoami).patch(update_settings)).route("/partner/api-keys", post(roll_api_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(whoami, update_settings)).routes(routes!(roll_api_key))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -61,7 +61,7 @@ impl PartnerView {
 }
 
 /// The partner that the `PartnerApiKey` header or bearer token authenticates.
-#[utoipa::path(get, path = "/partner", tag = "partner",
+#[utoipa::path(get, path = "/partner", tag = "Partner account",
     security(("bearer" = []), ("partnerApiKey" = [])),
     responses(
         (status = 200, body = PartnerView),
@@ -86,7 +86,7 @@ pub struct PartnerSettings {
 }
 
 /// Changes the calling partner's settings.
-#[utoipa::path(patch, path = "/partner", tag = "partner",
+#[utoipa::path(patch, path = "/partner", tag = "Partner account",
     security(("bearer" = []), ("partnerApiKey" = [])),
     request_body = PartnerSettings,
     responses(
@@ -149,7 +149,7 @@ pub struct RolledApiKey {
 }
 
 /// Issues a new API key for the calling partner.
-#[utoipa::path(post, path = "/partner/api-keys", tag = "partner",
+#[utoipa::path(post, path = "/partner/api-keys", tag = "Partner account",
     security(("bearer" = []), ("partnerApiKey" = [])),
     request_body = RollApiKey,
     responses(

@@ -2,10 +2,9 @@
 //! (201 the first time, 200 with the same body on a replay, 409 when the data differs), and
 //! `GET /partner/users/{externalUserId}` reads it back. Authenticated by `PartnerApiKey`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,9 +16,10 @@ use super::fields::Problems;
 use crate::core::registrations::{self, PartnerRegistered};
 use crate::domain::{Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, SignIn, UserType, now_ms};
 use crate::store::RegistrationRecord;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/partner/users", post(register)).route("/partner/users/{external_user_id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register)).routes(routes!(show))
 }
 
 const FIELDS: [&str; 5] = ["externalUserId", "method", "identifier", "type", "alias"];
@@ -133,7 +133,7 @@ impl From<RegistrationRecord> for RegisteredUser {
 }
 
 /// Register a user under the partner's own id; repeating the same registration is safe.
-#[utoipa::path(post, path = "/partner/users", tag = "partner users (seed 000)",
+#[utoipa::path(post, path = "/partner/users", operation_id = "registerPartnerUser", tag = "Seed 000: partner users",
     security(("partnerApiKey" = [])),
     request_body(content = Object, description = r#"`{"externalUserId": "91b95244-72ca-459e-88d2-281c3e2935c1", "method": "EMAIL", "identifier": "money@capa.fi", "type": "INDIVIDUAL", "alias": "Satoshi Nakamoto"}`"#),
     responses(
@@ -165,7 +165,7 @@ pub async fn register(
 }
 
 /// A user this partner registered, by its `externalUserId` (404 for any other partner's).
-#[utoipa::path(get, path = "/partner/users/{externalUserId}", tag = "partner users (seed 000)",
+#[utoipa::path(get, path = "/partner/users/{externalUserId}", tag = "Seed 000: partner users",
     security(("partnerApiKey" = [])),
     params(("externalUserId" = String, Path, description = "The partner's own id for the user (URL-encoded)")),
     responses(

@@ -4,9 +4,8 @@
 //! the consents (`consents.rs`) and `GET /users/{userId}/events` (the timeline).
 //! Partner credentials: `PartnerApiKey` or a bearer token.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -21,13 +20,14 @@ use crate::domain::cip::CipState;
 use crate::domain::prospect::{self, DateOfBirth, Gender, Language, PersonName, Prospect};
 use crate::domain::{Email, PartnerId, Phone, PublicUserId, now_ms};
 use crate::store::{Duplicate, Lookup, ProspectRecord, UserEvent};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/register-user-v2", post(register))
-        .route("/getUserTokenV2", post(user_status))
-        .route("/users/{user_id}", patch(correct))
-        .route("/users/{user_id}/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(user_status))
+        .routes(routes!(correct))
+        .routes(routes!(events))
 }
 
 /// The registration's fields, in the wire's spelling (DESIGN.md §1).
@@ -288,7 +288,7 @@ fn duplicate_error(errors: Vec<FieldError>) -> ApiError {
 }
 
 /// Register a full prospect; validation continues in the background.
-#[utoipa::path(post, path = "/register-user-v2", tag = "prospects (seed 002)",
+#[utoipa::path(post, path = "/register-user-v2", operation_id = "registerUserV2", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     request_body(content = Object, description = "RegisterUserParams: see DESIGN.md §1 for the keys"),
     responses(
@@ -318,7 +318,7 @@ pub async fn register(
 }
 
 /// Where a user is in onboarding: by `userId`, `phoneNumber` or `email` (exactly one).
-#[utoipa::path(post, path = "/getUserTokenV2", tag = "prospects (seed 002)",
+#[utoipa::path(post, path = "/getUserTokenV2", operation_id = "getUserTokenV2", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     request_body(content = Object, description = r#"`{"userId": "usr:…"}`, `{"phoneNumber": "+5215521206703"}` or `{"email": "ana@example.org"}`"#),
     responses(
@@ -422,7 +422,7 @@ fn patched(stored: &Prospect, patch: &Map<String, Value>) -> Map<String, Value> 
 
 /// Correct a soft-failed registration: the given fields replace the stored ones (null removes an
 /// optional field) and the validators they affect run again.
-#[utoipa::path(patch, path = "/users/{userId}", tag = "prospects (seed 002)",
+#[utoipa::path(patch, path = "/users/{userId}", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     request_body(content = Object, description = "Any of the register-user-v2 fields"),
@@ -493,7 +493,7 @@ pub async fn timeline(state: &AppState, record: &ProspectRecord) -> Result<Timel
 }
 
 /// The user's CIP events: from, to, why and who.
-#[utoipa::path(get, path = "/users/{userId}/events", tag = "prospects (seed 002)",
+#[utoipa::path(get, path = "/users/{userId}/events", operation_id = "userEvents", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
     responses(

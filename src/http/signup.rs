@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Extension;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,9 +28,10 @@ use crate::domain::signup::{ConfirmCode, UserRole};
 use crate::domain::{Email, PartnerId, now_ms};
 use crate::mail::MAIL_JOB;
 use crate::store::Partner;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/users", post(create_user)).route("/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_user)).routes(routes!(me))
 }
 
 const FIELDS: [&str; 4] = ["email", "password", "userType", "emailConfirmCode"];
@@ -153,7 +153,7 @@ impl From<SignupError> for ApiError {
 
 /// Creates a user in two steps (seed 003): without `emailConfirmCode` a code is e-mailed and
 /// the answer is `{}`; with it, the user is created and signed in.
-#[utoipa::path(post, path = "/users", tag = "signup",
+#[utoipa::path(post, path = "/users", operation_id = "createNewUser", tag = "Seed 003: sign-up and profile",
     params(("partnerId" = i32, Header, description = "The partner's numeric id")),
     request_body(content = Object, description = "`email`, `password`, `userType` (CUSTOMER default, or BUSINESS), optional `emailConfirmCode`"),
     responses(
@@ -227,7 +227,7 @@ pub struct Me {
 }
 
 /// The user an end-user access token (from `POST /users` step 2 or a refresh) belongs to.
-#[utoipa::path(get, path = "/me", tag = "signup",
+#[utoipa::path(get, path = "/me", tag = "Seed 003: sign-up and profile",
     responses((status = 200, body = Me), (status = 401, description = "Missing, invalid, expired or revoked token", body = super::error::Problem),
         (status = 403, description = "The token lacks `profile:read`", body = super::error::Problem)),
     security(("bearer" = [])))]

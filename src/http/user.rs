@@ -6,8 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -20,9 +19,10 @@ use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response}
 use crate::core::registrations;
 use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
 use crate::store::{Respond, StoredResponse, UserRecord};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/User", post(create_user)).route("/User/{id}", get(get_user))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_user)).routes(routes!(get_user))
 }
 
 /// This surface's errors, mapped to its wire in one place.
@@ -194,7 +194,7 @@ fn created(record: &UserRecord) -> StoredResponse {
 
 /// Create a minimal user record (seed 001). Each call creates a new user unless it repeats an
 /// `Idempotency-Key`.
-#[utoipa::path(post, path = "/User", tag = "users (seed 001)",
+#[utoipa::path(post, path = "/User", operation_id = "createUser", tag = "Seed 001: users",
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a repeat returns the first answer")),
     request_body(content = Object, description = r#"`{"merchantId": 9101, "email": "client.name@example.org", "additionalData": {"type": "onboarding", "data": {}}}`"#),
@@ -257,7 +257,7 @@ pub struct UserView {
 }
 
 /// Read back a user created by the calling partner (404 for anyone else's).
-#[utoipa::path(get, path = "/User/{id}", tag = "users (seed 001)",
+#[utoipa::path(get, path = "/User/{id}", tag = "Seed 001: users",
     security(("bearer" = [])),
     params(("id" = i32, Path, description = "The `id` returned by `POST /User`")),
     responses(

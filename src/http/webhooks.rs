@@ -2,10 +2,9 @@
 //! delete, rotate the secret, send a test; list events with their delivery attempts, replay one,
 //! replay every failed delivery since a time.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -16,16 +15,17 @@ use super::fields::{Problems, object};
 use crate::core::webhooks::{self as usecase, Endpoint, EndpointPatch, NewEndpointRequest, WebhookError};
 use crate::domain::now_ms;
 use crate::domain::webhook::EventType;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/partner/webhooks", post(create).get(list))
-        .route("/partner/webhooks/events", get(events))
-        .route("/partner/webhooks/events/{event_id}/replay", post(replay))
-        .route("/partner/webhooks/replay-failed", post(replay_failed))
-        .route("/partner/webhooks/{endpoint_id}", patch(update).delete(delete))
-        .route("/partner/webhooks/{endpoint_id}/rotate-secret", post(rotate))
-        .route("/partner/webhooks/{endpoint_id}/test", post(test))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(events))
+        .routes(routes!(replay))
+        .routes(routes!(replay_failed))
+        .routes(routes!(update, delete))
+        .routes(routes!(rotate))
+        .routes(routes!(test))
 }
 
 const INVALID: &str = "The request has invalid fields.";
@@ -83,7 +83,7 @@ fn checked(problems: Problems) -> Result<(), ApiError> {
 }
 
 /// Adds an endpoint; the answer carries its secret, once.
-#[utoipa::path(post, path = "/partner/webhooks", tag = "webhooks",
+#[utoipa::path(post, path = "/partner/webhooks", tag = "Partner webhooks",
     request_body(content = Object, description = "`url` (https for live partners), `events` (type names; absent or `[\"*\"]` for all), `description`"),
     responses(
         (status = 201, body = EndpointWithSecret),
@@ -110,7 +110,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-#[utoipa::path(get, path = "/partner/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/partner/webhooks", tag = "Partner webhooks",
     responses((status = 200, body = EndpointList)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn list(
@@ -124,7 +124,7 @@ pub async fn list(
 
 /// Changes an endpoint: `url`, `events`, `description`, `enabled` (re-enabling clears why it
 /// was disabled).
-#[utoipa::path(patch, path = "/partner/webhooks/{endpointId}", tag = "webhooks",
+#[utoipa::path(patch, path = "/partner/webhooks/{endpointId}", tag = "Partner webhooks",
     params(("endpointId" = String, Path, description = "ep_…")),
     request_body(content = Object, description = "Any of `url`, `events`, `description`, `enabled`"),
     responses((status = 200, body = Endpoint), (status = 400, description = "Invalid fields", body = super::error::Problem),
@@ -162,7 +162,7 @@ pub async fn update(
     Ok(Json(usecase::update_endpoint(&state.store, &partner, &id, patch, allow_loopback, now_ms()).await?))
 }
 
-#[utoipa::path(delete, path = "/partner/webhooks/{endpointId}", tag = "webhooks",
+#[utoipa::path(delete, path = "/partner/webhooks/{endpointId}", tag = "Partner webhooks",
     params(("endpointId" = String, Path, description = "ep_…")),
     responses((status = 204, description = "Deleted; its queued deliveries stop"),
         (status = 404, description = "No such endpoint", body = super::error::Problem)),
@@ -177,7 +177,7 @@ pub async fn delete(
 }
 
 /// A new secret; the previous one keeps signing beside it for 24 hours.
-#[utoipa::path(post, path = "/partner/webhooks/{endpointId}/rotate-secret", tag = "webhooks",
+#[utoipa::path(post, path = "/partner/webhooks/{endpointId}/rotate-secret", tag = "Partner webhooks",
     params(("endpointId" = String, Path, description = "ep_…")),
     responses((status = 200, body = EndpointWithSecret), (status = 404, description = "No such endpoint", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
@@ -201,7 +201,7 @@ pub struct Queued {
 }
 
 /// Sends a `webhook.test` event to this endpoint (also when disabled, to check a fix).
-#[utoipa::path(post, path = "/partner/webhooks/{endpointId}/test", tag = "webhooks",
+#[utoipa::path(post, path = "/partner/webhooks/{endpointId}/test", tag = "Partner webhooks",
     params(("endpointId" = String, Path, description = "ep_…")),
     responses((status = 202, body = Queued), (status = 404, description = "No such endpoint", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
@@ -292,7 +292,7 @@ pub struct EventPage {
 }
 
 /// The partner's events, oldest first, with every delivery attempt.
-#[utoipa::path(get, path = "/partner/webhooks/events", tag = "webhooks",
+#[utoipa::path(get, path = "/partner/webhooks/events", tag = "Partner webhooks",
     params(("type" = Option<String>, Query, description = "Only this event type"),
         ("after" = Option<String>, Query, description = "The id of the last event of the previous page"),
         ("limit" = Option<u32>, Query, description = "1 to 100 (default 50)")),
@@ -326,7 +326,7 @@ pub async fn events(
 
 /// Delivers an event again (same `webhook-id`): to `endpointId`, or to every enabled endpoint
 /// subscribed to its type.
-#[utoipa::path(post, path = "/partner/webhooks/events/{eventId}/replay", tag = "webhooks",
+#[utoipa::path(post, path = "/partner/webhooks/events/{eventId}/replay", tag = "Partner webhooks",
     params(("eventId" = String, Path, description = "msg_…")),
     request_body(content = Object, description = "Optional: `endpointId`"),
     responses((status = 202, body = Queued), (status = 404, description = "No such event or endpoint", body = super::error::Problem)),
@@ -355,7 +355,7 @@ pub async fn replay(
 }
 
 /// Queues again every delivery that was given up on, of events since `since` (RFC 3339).
-#[utoipa::path(post, path = "/partner/webhooks/replay-failed", tag = "webhooks",
+#[utoipa::path(post, path = "/partner/webhooks/replay-failed", tag = "Partner webhooks",
     request_body(content = Object, description = "`since`: RFC 3339"),
     responses((status = 202, body = Queued), (status = 400, description = "`since` missing or not RFC 3339", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
