@@ -8,7 +8,7 @@ pub use super::UnknownValue;
 
 wire_enum! {
     /// seed 002's `status`.
-    #[derive(serde::Serialize, serde::Deserialize)]
+    #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
     pub enum Status {
         Completed, UpgradePending, UpgradeInProgress, UpgradeFailed, UpgradeSoftFailed, AccountUpgradeInProgress,
     }
@@ -16,7 +16,7 @@ wire_enum! {
 
 wire_enum! {
     /// seed 002's `statusDetail`.
-    #[derive(serde::Serialize, serde::Deserialize)]
+    #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
     pub enum Detail {
         None, InvalidAddress, InvalidEMail, UnreadableDoc, ProvideAdditionalInfo, InvalidPersonalData,
         OtpPrivacyMissing, OtpContractMissing, Compliance, ComplianceBlocked, OfacFailed,

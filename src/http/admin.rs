@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 
 use super::AppState;
+use super::error::responses::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use super::error::{ApiError, Challenge};
 use super::extract::{ApiJson, ApiQuery, required_bearer};
 use super::fields::Problems;
@@ -153,7 +154,7 @@ impl From<SanctionsError> for ApiError {
 
 /// Screens a name against the current list; the screening and the action are recorded.
 #[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest,
-    responses((status = 200, description = "Candidates that reach review, best first"), (status = 400), (status = 401), (status = 503)))]
+    responses((status = 200, body = crate::sanctions::Screening, description = "Candidates that reach review, best first"), BadRequest, Unauthorized, Forbidden, Unavailable))]
 pub(super) async fn screen(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -168,7 +169,7 @@ pub(super) async fn screen(
 /// The sanctions list version screenings use now.
 #[utoipa::path(get, path = "/admin/sanctions/list", tag = "Staff", security(("bearer" = [])),
     responses((status = 200, body = Object, description = "The list version: id, source, publication date, entry counts"),
-        (status = 401), (status = 403), (status = 503, description = "No list is loaded")))]
+        Unauthorized, Forbidden, (status = 503, description = "No list is loaded", body = super::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn current_list(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -202,7 +203,7 @@ pub(super) struct JobView {
     params(("kind" = Option<String>, Query), ("state" = Option<String>, Query, description = "queued, running, done or dead"),
         ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
     responses((status = 200, body = [Object], description = "id, kind, state, attempts, lastError, runAt"),
-        (status = 400, description = "A bad filter or query string", body = super::error::Problem), (status = 401), (status = 403)))]
+        (status = 400, description = "A bad filter or query string", body = super::error::Problem), Unauthorized, Forbidden))]
 pub(super) async fn jobs(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -240,7 +241,7 @@ pub(super) async fn jobs(
 #[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "Staff", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = Object, description = "`{\"id\", \"state\": \"queued\"}`"),
-        (status = 401), (status = 403), (status = 404, description = "No dead-lettered job with this id", body = super::error::Problem)))]
+        Unauthorized, Forbidden, (status = 404, description = "No dead-lettered job with this id", body = super::error::Problem)))]
 pub(super) async fn retry_job(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -283,7 +284,7 @@ impl From<ComplianceCase> for CaseView {
     params(("after" = Option<i64>, Query, description = "The `cursor` of the last case of the previous page"),
         ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
     responses((status = 200, body = [Object], description = "Cases: the user's identity, the screening's candidates, why the case was opened, a cursor"),
-        (status = 400, description = "A bad query string", body = super::error::Problem), (status = 401), (status = 403)))]
+        (status = 400, description = "A bad query string", body = super::error::Problem), Unauthorized, Forbidden))]
 pub(super) async fn compliance_cases(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -295,8 +296,9 @@ pub(super) async fn compliance_cases(
     Ok(Json(cases.into_iter().map(CaseView::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "Different person: DOB and nationality differ from the listed entity"}))]
 pub(super) struct Decision {
     /// Why, for the audit log and the user's timeline.
     reason: String,
@@ -331,9 +333,9 @@ async fn decide_case<const CLEAR: bool>(
 /// Clears an open case (audited): the user goes back on track.
 #[utoipa::path(post, path = "/admin/compliance/{userId}/clear", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
-    request_body(content = Object, description = r#"`{"reason": "…"}`: why, for the audit log and the timeline"#),
-    responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
-        (status = 400, body = super::error::Problem), (status = 401), (status = 403),
+    request_body(content = Decision),
+    responses((status = 200, body = super::prospects::UserStatus, description = "Where the user is after the decision"),
+        (status = 400, body = super::error::Problem), Unauthorized, Forbidden,
         (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
 pub(super) async fn clear_case(
     state: State<AppState>,
@@ -347,9 +349,9 @@ pub(super) async fn clear_case(
 /// Blocks an open case (audited): `UpgradeFailed/ComplianceBlocked`.
 #[utoipa::path(post, path = "/admin/compliance/{userId}/block", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
-    request_body(content = Object, description = r#"`{"reason": "…"}`"#),
-    responses((status = 200, body = Object, description = "`{userId, status, statusDetail}` after the decision"),
-        (status = 400, body = super::error::Problem), (status = 401), (status = 403),
+    request_body(content = Decision),
+    responses((status = 200, body = super::prospects::UserStatus, description = "Where the user is after the decision"),
+        (status = 400, body = super::error::Problem), Unauthorized, Forbidden,
         (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
 pub(super) async fn block_case(
     state: State<AppState>,
@@ -363,7 +365,7 @@ pub(super) async fn block_case(
 /// Any user's CIP timeline (compliance staff).
 #[utoipa::path(get, path = "/admin/users/{userId}/events", tag = "Staff", security(("bearer" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
-    responses((status = 200, body = super::prospects::Timeline), (status = 401), (status = 403),
+    responses((status = 200, body = super::prospects::Timeline), Unauthorized, Forbidden,
         (status = 404, description = "No such user", body = super::error::Problem)))]
 pub(super) async fn user_timeline(
     State(state): State<AppState>,

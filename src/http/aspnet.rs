@@ -53,9 +53,11 @@ impl Serialize for ValidationErrors {
 }
 
 /// ASP.NET Core's `ValidationProblemDetails`, members in its order.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ValidationProblemDetails<'a> {
+pub struct ValidationProblemDetails<'a> {
+    /// Messages keyed by property (`Email`) or JSON path (`$.merchantId`).
+    #[schema(value_type = std::collections::HashMap<String, Vec<String>>)]
     errors: &'a ValidationErrors,
     #[serde(rename = "type")]
     problem_type: &'static str,

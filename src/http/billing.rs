@@ -502,7 +502,10 @@ pub async fn admin_payments(
     Ok(Json(PaymentSettingsView { partner_id, provider }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The members of a Stripe Event Onboard reads (read only once `Stripe-Signature` verified the
+/// raw body; everything else in it is ignored).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "evt_1", "object": "event", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1", "object": "payment_intent", "metadata": {"invoice": "inv:0193a1b2-0c4d-7e6f-8a9b-0c1d2e3f4a5b"}}}}))]
 struct StripeEvent {
     id: String,
     #[serde(rename = "type")]
@@ -510,12 +513,13 @@ struct StripeEvent {
     data: StripeEventData,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StripeEventData {
     object: StripeObject,
 }
 
-#[derive(Debug, Deserialize)]
+/// A PaymentIntent.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StripeObject {
     id: String,
     last_payment_error: Option<StripeObjectError>,
@@ -523,7 +527,7 @@ struct StripeObject {
     metadata: std::collections::HashMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StripeObjectError {
     code: Option<String>,
     decline_code: Option<String>,
@@ -540,8 +544,8 @@ pub struct StripeWebhookAnswer {
 /// verified by `Stripe-Signature` against the partner's endpoint secret (5-minute tolerance),
 /// recorded once, and settling a payment that waited on the customer (3-D Secure) or the bank.
 #[utoipa::path(post, path = "/webhooks/payments/stripe/{partnerId}", tag = "Seed 003: accounts and subscriptions",
-    params(("partnerId" = i64, Path)),
-    request_body(content = Object, description = "A Stripe Event"),
+    params(("partnerId" = i64, Path), ("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of t.body>`")),
+    request_body(content = StripeEvent),
     responses((status = 200, body = StripeWebhookAnswer),
         (status = 400, description = "A bad signature or body", body = super::error::Problem),
         (status = 404, description = "The partner takes no Stripe webhooks", body = super::error::Problem)))]

@@ -32,12 +32,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/users/{userId}/consents/{consent}/otp", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>"), ("consent" = ConsentKind, Path)),
-    request_body(content = Object, description = r#"`{"documentVersion": "privacy-2026-01", "channel": "sms"}` (`channel`: `sms`, the default, or `email`)"#),
+    request_body(content = CodeRequestBody),
     responses(
         (status = 202, body = SentCode, description = "The code is on its way"),
         BadRequest, Unauthorized, NotFound,
-        (status = 409, description = "Consent already given, user not in onboarding, nothing on file for the channel, or no SMS provider", content_type = "application/problem+json"),
-        (status = 429, description = "A code was sent less than `consents.resend_interval_secs` ago (`Retry-After`)", content_type = "application/problem+json"),
+        (status = 409, description = "Consent already given, user not in onboarding, nothing on file for the channel, or no SMS provider", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A code was sent less than `consents.resend_interval_secs` ago (`Retry-After`)", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send_code(
     State(state): State<AppState>,
@@ -91,11 +91,11 @@ pub async fn send_code(
 #[utoipa::path(post, path = "/users/{userId}/consents", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
-    request_body(content = Object, description = r#"`{"privacy": true, "otp": "123456"}`, or without `otp` (either or both consents) for partners that collect consents themselves"#),
+    request_body(content = ConsentsGiven),
     responses(
         (status = 200, body = UserStatus),
         BadRequest, Unauthorized, NotFound,
-        (status = 409, description = "A code is required for this partner, or none was sent", content_type = "application/problem+json"),
+        (status = 409, description = "A code is required for this partner, or none was sent", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn give(
     State(state): State<AppState>,
@@ -226,4 +226,30 @@ impl From<ConsentError> for ApiError {
             ConsentError::Move(e) => move_error(e),
         }
     }
+}
+
+/// `POST /users/{userId}/consents/{consent}/otp`. Described for the OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"documentVersion": "privacy-2026-01", "channel": "sms"}))]
+#[allow(dead_code)]
+pub struct CodeRequestBody {
+    /// The version of the document the user is shown.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    document_version: String,
+    /// Defaults to `sms`.
+    channel: Option<OtpChannel>,
+}
+
+/// `POST /users/{userId}/consents`: at least one consent; `otp` confirms exactly one.
+/// Described for the OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"privacy": true, "otp": "123456"}))]
+#[allow(dead_code)]
+pub struct ConsentsGiven {
+    privacy: Option<bool>,
+    contract: Option<bool>,
+    /// The six-digit code sent for the consent (sandbox partners: `123456`); absent for partners
+    /// that collect consents themselves.
+    #[schema(pattern = "^[0-9]{6}$")]
+    otp: Option<String>,
 }

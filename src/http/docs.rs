@@ -77,19 +77,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = super::api().split_for_parts().1;
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.tags = Some(GROUPS.iter().map(|(name, text)| TagBuilder::new().name(*name).description(Some(*text)).build()).collect());
+    doc.tags = Some(
+        GROUPS.iter().map(|(name, text)| TagBuilder::new().name(*name).description(Some(*text)).build()).collect(),
+    );
+    headers::declare(doc.components.get_or_insert_with(Default::default));
     for item in doc.paths.paths.values_mut() {
-        for operation in item_operations(item) {
+        let post = item.post.as_mut().into_iter().map(|operation| (true, operation));
+        let others = [&mut item.get, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten();
+        for (is_post, operation) in post.chain(others.map(|operation| (false, operation))) {
             if let Some(id) = operation.operation_id.as_mut() {
                 *id = camel_case(id);
             }
+            headers::attach(operation, is_post);
         }
     }
     doc
-}
-
-fn item_operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
 }
 
 /// `create_user` → `createUser`: generated clients name their methods after operation ids, and
@@ -114,14 +116,14 @@ fn spec() -> &'static str {
 
 /// This document (OpenAPI 3.1).
 #[utoipa::path(get, path = "/openapi.json", tag = "Documentation",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+    responses((status = 200, body = Object, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], spec())
 }
 
 /// The API reference: Swagger UI over `/openapi.json`.
 #[utoipa::path(get, path = "/docs", tag = "Documentation",
-    responses((status = 200, description = "HTML", content_type = "text/html")))]
+    responses((status = 200, body = String, description = "HTML", content_type = "text/html")))]
 async fn docs_page() -> Response {
     const PAGE: &str = concat!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Onboard API reference</title>"#,
@@ -131,7 +133,14 @@ async fn docs_page() -> Response {
         r#"<div id="swagger-ui"></div><script src="docs/swagger-ui-bundle.js"></script><script src="docs/docs.js"></script>"#,
         "</body></html>"
     );
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")), (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP))], PAGE).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 /// Only this origin: no inline or third-party scripts, no outside fetches. Swagger UI sets inline
@@ -187,8 +196,91 @@ impl Gzipped {
         }
         // build.rs wrote a ten-byte header, the DEFLATE stream, and an eight-byte trailer.
         let inflated = self.inflated.get_or_init(|| {
-            miniz_oxide::inflate::decompress_to_vec(&self.gz[10..self.gz.len() - 8]).expect("build.rs wrote a valid stream")
+            miniz_oxide::inflate::decompress_to_vec(&self.gz[10..self.gz.len() - 8])
+                .expect("build.rs wrote a valid stream")
         });
         inflated.as_slice().into_response()
+    }
+}
+
+/// The headers every route shares, declared once in `components` and referenced from each
+/// operation, so no annotation has to repeat them (and none can forget them).
+mod headers {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Components, Ref, RefOr, Required};
+
+    fn string(min: usize, max: usize) -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String).min_length(Some(min)).max_length(Some(max))
+    }
+
+    pub fn declare(components: &mut Components) {
+        let header = |name: &str, schema: ObjectBuilder, description: &str| {
+            (
+                name.to_owned(),
+                RefOr::T(HeaderBuilder::new().schema(Some(schema)).description(Some(description)).build()),
+            )
+        };
+        components.headers.extend([
+            header("Idempotent-Replayed", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true"])),
+                "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`"),
+            header("Retry-After", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+                "Seconds to wait before trying again"),
+            header("traceresponse", string(55, 55),
+                "W3C Trace Context of this answer (`00-<trace id>-<span id>-<flags>`): quote the trace id when reporting a problem"),
+        ]);
+        let parameter = |name: &str, schema: ObjectBuilder, description: &str| {
+            let parameter = ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .schema(Some(schema))
+                .description(Some(description))
+                .build();
+            (name.to_owned(), RefOr::T(parameter))
+        };
+        components.parameters.extend([
+            parameter("Idempotency-Key", string(1, 255),
+                "1–255 visible ASCII characters. The first final answer is kept 24 hours and replayed to a repeat; \
+                 the same key with another request is 422, a repeat while the first runs is 409"),
+            parameter("traceparent", string(55, 55),
+                "W3C Trace Context of the caller (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`); the answer continues its trace"),
+        ]);
+    }
+
+    fn reference(kind: &str, name: &str) -> Ref {
+        Ref::new(format!("#/components/{kind}/{name}"))
+    }
+
+    /// `idempotent`: a POST that takes `Idempotency-Key` (the layer honours it on every POST with
+    /// partner or end-user credentials).
+    pub fn attach(operation: &mut Operation, idempotent: bool) {
+        let idempotent = idempotent
+            && operation.security.as_ref().is_some_and(|s| !s.is_empty())
+            && !operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        parameters.push(RefOr::Ref(reference("parameters", "traceparent")));
+        if idempotent {
+            parameters.push(RefOr::Ref(reference("parameters", "Idempotency-Key")));
+        }
+        for (status, response) in operation.responses.responses.iter_mut() {
+            let RefOr::T(response) = response else { continue };
+            // OpenAPI requires a description; the status's reason phrase is the honest default.
+            if response.description.is_empty() {
+                let reason =
+                    axum::http::StatusCode::from_bytes(status.as_bytes()).ok().and_then(|s| s.canonical_reason());
+                response.description = reason.unwrap_or("Answer").to_owned();
+            }
+            response.headers.insert("traceresponse".into(), RefOr::Ref(reference("headers", "traceresponse")));
+            if idempotent && status.starts_with('2') {
+                response
+                    .headers
+                    .insert("Idempotent-Replayed".into(), RefOr::Ref(reference("headers", "Idempotent-Replayed")));
+            }
+            if matches!(status.as_str(), "429" | "503") || (idempotent && status == "409") {
+                response.headers.insert("Retry-After".into(), RefOr::Ref(reference("headers", "Retry-After")));
+            }
+        }
     }
 }

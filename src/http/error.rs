@@ -74,7 +74,7 @@ pub enum ApiError {
 }
 
 /// RFC 6749 §5.2 error codes used by `/oauth/token`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
     InvalidRequest,
@@ -85,7 +85,8 @@ pub enum OAuthErrorCode {
     InvalidScope,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// RFC 6749 §5.2's error response.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OAuthError {
     pub error: OAuthErrorCode,
     pub error_description: &'static str,
@@ -168,9 +169,11 @@ pub mod responses {
     problem_responses! {
         BadRequest 400 "Invalid fields: `errors` names each";
         Unauthorized 401 "Missing or invalid credentials";
+        Forbidden 403 "The credential does not allow this (another role or scope)";
         NotFound 404 "Not found (or not this partner's)";
         PayloadTooLarge 413 "The body is larger than `http.max_body_bytes`";
         UnsupportedMediaType 415 "The body is not `application/json`";
+        Unavailable 503 "Not ready to answer this yet; see `Retry-After`";
     }
 }
 

@@ -66,7 +66,7 @@ fn capitalised(text: &str) -> String {
 
 /// The user's profile: seed 002's person fields (the e-mail is the one signed up with).
 #[utoipa::path(put, path = "/me/profile", tag = "Seed 003: sign-up and profile",
-    request_body(content = Object, description = "register-user-v2's fields without `email`"),
+    request_body(content = super::prospects::ProfileParams),
     responses(
         (status = 200, body = UserStatus, description = "In CIP: the validators run, then identity verification"),
         (status = 400, description = "Invalid fields", body = super::error::Problem),
@@ -179,7 +179,7 @@ pub struct WebhookAccepted {
         ("X-Payload-Digest" = String, Header, description = "Hex HMAC of the raw body with the partner's webhook secret"),
         ("X-Payload-Digest-Alg" = Option<String>, Header, description = "HMAC_SHA1_HEX, HMAC_SHA256_HEX (default) or HMAC_SHA512_HEX"),
     ),
-    request_body(content = Object, description = "Sumsub's webhook payload"),
+    request_body(content = SumsubWebhook),
     responses(
         (status = 200, body = WebhookAccepted),
         (status = 400, description = "`partnerId` is not a partner id", body = super::error::Problem),
@@ -299,4 +299,29 @@ pub async fn configure(
         level_name,
         required_for_prospects: required,
     }))
+}
+
+/// The members of Sumsub's webhook body Onboard reads (others are kept as received). Described
+/// for the OpenAPI document; `kyc::sumsub::parse_webhook` reads the raw body.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({
+    "applicantId": "5cb56e8e0a975a35f333cb83", "inspectionId": "5cb56e8e0a975a35f333cb84",
+    "correlationId": "req-a260b669-4f14-4bb5-a4c5-ac0218acb9a4", "externalUserId": "usr:0193a1b2-0c4d-7e6f-8a9b-0c1d2e3f4a5b",
+    "levelName": "basic-kyc-level", "type": "applicantReviewed",
+    "reviewResult": {"reviewAnswer": "GREEN"}, "reviewStatus": "completed", "createdAtMs": "2026-12-04 10:00:00.000"
+}))]
+#[allow(dead_code)]
+pub struct SumsubWebhook {
+    #[schema(rename = "type")]
+    kind: String,
+    applicant_id: String,
+    /// The `usr:` id Onboard created the applicant with.
+    external_user_id: String,
+    level_name: Option<String>,
+    /// `GREEN` or `RED`, with `reviewRejectType` (`RETRY`, `FINAL`) and `rejectLabels`.
+    #[schema(value_type = Option<Object>)]
+    review_result: Option<Value>,
+    review_status: Option<String>,
+    /// When Sumsub created the event; events apply in this order.
+    created_at_ms: String,
 }

@@ -49,8 +49,8 @@ pub struct TokenResponse {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "RFC 6749 error: invalid_request, unsupported_grant_type"),
-        (status = 401, description = "RFC 6749 error: invalid_client"),
+        (status = 400, body = super::error::OAuthError, description = "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, invalid_scope"),
+        (status = 401, body = super::error::OAuthError, description = "RFC 6749 error: invalid_client (with `WWW-Authenticate: Basic`)"),
     ))]
 pub async fn token(
     State(state): State<AppState>,
@@ -133,7 +133,7 @@ pub struct RevokeRequest {
 /// the token was known, so the endpoint cannot be used to probe tokens.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "OAuth 2.0",
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or not a known token"), (status = 400, description = "RFC 6749 error: invalid_request")))]
+    responses((status = 200, description = "Revoked, or not a known token"), (status = 400, body = super::error::OAuthError, description = "RFC 6749 error: invalid_request")))]
 pub async fn revoke(
     State(state): State<AppState>,
     form: Result<Form<RevokeRequest>, axum::extract::rejection::FormRejection>,
@@ -166,9 +166,30 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
 }
 
 /// The public keys that verify Onboard's access tokens (RFC 7517), current and recently retired.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "OAuth 2.0", responses((status = 200, description = "JWK set", content_type = "application/json")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "OAuth 2.0", responses((status = 200, body = JwkSet, description = "The public keys access tokens are signed with (RFC 7517)")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.keys.jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
+}
+
+/// RFC 7517 key set, as `KeyRing::jwks` builds it. Described for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// One Ed25519 public key (RFC 8037).
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1", "alg": "EdDSA", "use": "sig"}))]
+#[allow(dead_code)]
+pub struct Jwk {
+    kty: String,
+    crv: String,
+    x: String,
+    kid: String,
+    alg: String,
+    #[schema(rename = "use")]
+    key_use: String,
 }

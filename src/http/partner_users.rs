@@ -135,7 +135,7 @@ impl From<RegistrationRecord> for RegisteredUser {
 /// Register a user under the partner's own id; repeating the same registration is safe.
 #[utoipa::path(post, path = "/partner/users", operation_id = "registerPartnerUser", tag = "Seed 000: partner users",
     security(("partnerApiKey" = [])),
-    request_body(content = Object, description = r#"`{"externalUserId": "91b95244-72ca-459e-88d2-281c3e2935c1", "method": "EMAIL", "identifier": "money@capa.fi", "type": "INDIVIDUAL", "alias": "Satoshi Nakamoto"}`"#),
+    request_body(content = RegisterPartnerUser),
     responses(
         (status = 201, body = RegisteredUser, description = "Registered"),
         (status = 200, body = RegisteredUser, description = "Already registered with the same data: the same body again"),
@@ -265,4 +265,28 @@ mod tests {
         let other = parse_registration(&json!({"externalUserId": "a", "method": "EMAIL", "identifier": "money@capa.fi", "type": "BUSINESS", "alias": "S"})).unwrap();
         assert_eq!(differences(&stored, &other), ["identifier", "type", "alias"]);
     }
+}
+
+/// Seed 000's request body, as `parse_registration` reads it. Described here for the OpenAPI
+/// document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({
+    "externalUserId": "91b95244-72ca-459e-88d2-281c3e2935c1", "method": "EMAIL",
+    "identifier": "money@capa.fi", "type": "INDIVIDUAL", "alias": "Satoshi Nakamoto"
+}))]
+#[allow(dead_code)]
+pub struct RegisterPartnerUser {
+    /// The partner's own id for the user; repeating it with the same data is safe.
+    #[schema(min_length = 1, max_length = 255)]
+    external_user_id: String,
+    /// How the user signs in (absent or null: `NONE`).
+    method: Option<AuthMethod>,
+    /// `EMAIL`: an e-mail address; `PHONE_NUMBER`: international format (`+524401234567`);
+    /// `NONE`: null or absent.
+    identifier: Option<String>,
+    #[schema(rename = "type")]
+    user_type: UserType,
+    /// An optional alias or display name.
+    #[schema(max_length = 100)]
+    alias: Option<String>,
 }

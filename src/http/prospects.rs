@@ -235,12 +235,13 @@ pub(super) fn wake_checks(state: &AppState) {
 pub struct UserStatus {
     /// `usr:<uuid>`.
     user_id: String,
-    /// Completed, UpgradePending, UpgradeInProgress, UpgradeFailed, UpgradeSoftFailed, AccountUpgradeInProgress.
+    /// Status of the user's CIP process (absent for users outside it).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::cip::Status>)]
     status: Option<String>,
-    /// None, InvalidAddress, InvalidEMail, UnreadableDoc, ProvideAdditionalInfo, InvalidPersonalData,
-    /// OtpPrivacyMissing, OtpContractMissing, Compliance, ComplianceBlocked, OfacFailed.
+    /// Status detail of the user's CIP process.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::cip::Detail>)]
     status_detail: Option<String>,
 }
 
@@ -290,7 +291,7 @@ fn duplicate_error(errors: Vec<FieldError>) -> ApiError {
 /// Register a full prospect; validation continues in the background.
 #[utoipa::path(post, path = "/register-user-v2", operation_id = "registerUserV2", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
-    request_body(content = Object, description = "RegisterUserParams: see DESIGN.md §1 for the keys"),
+    request_body(content = RegisterUserParams, description = "DTO with extended PII (address, dates) for validators"),
     responses(
         (status = 200, body = UserStatus, description = "Accepted: validation runs asynchronously"),
         BadRequest, Unauthorized,
@@ -320,7 +321,7 @@ pub async fn register(
 /// Where a user is in onboarding: by `userId`, `phoneNumber` or `email` (exactly one).
 #[utoipa::path(post, path = "/getUserTokenV2", operation_id = "getUserTokenV2", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
-    request_body(content = Object, description = r#"`{"userId": "usr:…"}`, `{"phoneNumber": "+5215521206703"}` or `{"email": "ana@example.org"}`"#),
+    request_body(content = UserLookup),
     responses(
         (status = 200, body = UserStatus),
         BadRequest, Unauthorized, NotFound,
@@ -425,7 +426,7 @@ fn patched(stored: &Prospect, patch: &Map<String, Value>) -> Map<String, Value> 
 #[utoipa::path(patch, path = "/users/{userId}", tag = "Seed 002: prospects and CIP",
     security(("bearer" = []), ("partnerApiKey" = [])),
     params(("userId" = String, Path, description = "usr:<uuid>")),
-    request_body(content = Object, description = "Any of the register-user-v2 fields"),
+    request_body(content = ProspectCorrection, description = "Any of the register-user-v2 fields: they replace the stored ones"),
     responses(
         (status = 200, body = UserStatus, description = "Validation restarted"),
         BadRequest, NotFound,
@@ -507,4 +508,118 @@ pub async fn events(
 ) -> Result<Json<Timeline>, ApiError> {
     let record = own_prospect(&state, partner.id, &user_id).await?;
     Ok(Json(timeline(&state, &record).await?))
+}
+
+/// Seed 002's `RegisterUserParams`, as `parse_registration` reads it (field by field, so that
+/// every problem is reported at once). Described here for the OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({
+    "firstName": "Ana", "middleName": "María", "lastName": "Hernández", "secondLastName": "Gómez",
+    "gender": "Female", "dateOfBirth": "1990-05-17", "email": "ana@correo.mx",
+    "phoneNumber": "+5215521206703", "language": "es", "street": "Blvd. Kukulcan Km. 4.5",
+    "city": "Cancún", "state": "MX-ROO", "country": "MX", "addressLatitude": 21.1357, "addressLongitude": -86.7435
+}))]
+#[allow(dead_code)]
+pub struct RegisterUserParams {
+    /// Legal first name(s). Example: Ana.
+    #[schema(min_length = 1, max_length = 100)]
+    first_name: String,
+    /// Middle name when collected. Strongly recommended to avoid OFAC matches.
+    #[schema(min_length = 1, max_length = 100)]
+    middle_name: Option<String>,
+    /// Primary legal last name (e.g. paternal surname).
+    #[schema(min_length = 1, max_length = 100)]
+    last_name: String,
+    /// Second last name when used (e.g. maternal surname). Strongly recommended to avoid OFAC matches.
+    #[schema(min_length = 1, max_length = 100)]
+    second_last_name: Option<String>,
+    gender: Option<crate::domain::prospect::Gender>,
+    /// ISO 8601 (YYYY-MM-DD or a full date-time); a real date, age at least 18 and under 100.
+    /// Strongly recommended to avoid OFAC matches.
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}")]
+    date_of_birth: Option<String>,
+    /// Unique per partner. Strongly recommended.
+    #[schema(format = Email)]
+    email: Option<String>,
+    /// A mobile number in E.164, with country code; unique per partner.
+    #[schema(pattern = r"^\+[1-9]\d{6,14}$")]
+    phone_number: String,
+    language: Option<crate::domain::prospect::Language>,
+    /// Street and number.
+    street: Option<String>,
+    city: Option<String>,
+    /// ISO 3166-2 code of `country` (`MX-ROO`) or the state's short name (`DF`, `JA`).
+    state: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(pattern = "^[A-Z]{2}$")]
+    country: Option<String>,
+    /// A Google Maps Place Details object of the address.
+    #[schema(value_type = Option<Object>)]
+    place_detail: Option<Value>,
+    /// Latitude of the address (with `addressLongitude`).
+    #[schema(minimum = -90, maximum = 90)]
+    address_latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
+    address_longitude: Option<f64>,
+    /// Latitude of the user's location (with `userLongitude`).
+    #[schema(minimum = -90, maximum = 90)]
+    user_latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
+    user_longitude: Option<f64>,
+}
+
+/// `RegisterUserParams` with other required fields and without some: a correction names only
+/// what changes; a seed-003 profile has no `email` (it is the sign-up address).
+fn registration_variant(
+    required: &[&str],
+    without: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::schema::Schema;
+    let mut schema = RegisterUserParams::schema();
+    if let utoipa::openapi::RefOr::T(Schema::Object(object)) = &mut schema {
+        object.required = required.iter().map(|field| field.to_string()).collect();
+        object.properties.retain(|name, _| !without.contains(&name.as_str()));
+        if let Some(serde_json::Value::Object(example)) = object.example.as_mut() {
+            example.retain(|name, _| !without.contains(&name.as_str()));
+        }
+    }
+    schema
+}
+
+/// `PATCH /users/{userId}`: any of the registration's fields, merged into the stored ones.
+pub struct ProspectCorrection;
+
+impl utoipa::PartialSchema for ProspectCorrection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        registration_variant(&[], &[])
+    }
+}
+
+impl utoipa::ToSchema for ProspectCorrection {}
+
+/// `PUT /me/profile`: the registration's person fields; the e-mail is the sign-up address.
+pub struct ProfileParams;
+
+impl utoipa::PartialSchema for ProfileParams {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        registration_variant(&["firstName", "lastName", "phoneNumber"], &["email"])
+    }
+}
+
+impl utoipa::ToSchema for ProfileParams {}
+
+/// `getUserTokenV2`: exactly one of the three.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", min_properties = 1, max_properties = 1, example = json!({"phoneNumber": "+5215521206703"}))]
+#[allow(dead_code)]
+pub struct UserLookup {
+    /// `usr:<uuid>`.
+    #[schema(pattern = "^usr:[0-9a-f-]{36}$")]
+    user_id: Option<String>,
+    /// E.164.
+    #[schema(pattern = r"^\+[1-9]\d{6,14}$")]
+    phone_number: Option<String>,
+    #[schema(format = Email)]
+    email: Option<String>,
 }

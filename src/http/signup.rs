@@ -155,7 +155,7 @@ impl From<SignupError> for ApiError {
 /// the answer is `{}`; with it, the user is created and signed in.
 #[utoipa::path(post, path = "/users", operation_id = "createNewUser", tag = "Seed 003: sign-up and profile",
     params(("partnerId" = i32, Header, description = "The partner's numeric id")),
-    request_body(content = Object, description = "`email`, `password`, `userType` (CUSTOMER default, or BUSINESS), optional `emailConfirmCode`"),
+    request_body(content = CreateNewUser),
     responses(
         (status = 200, description = "Step 1: `{}` (a code is e-mailed). Step 2: the token response", body = TokenResponse),
         (status = 400, description = "Invalid fields, each password rule broken, or a wrong/expired/exhausted code", body = super::error::Problem),
@@ -283,4 +283,23 @@ mod tests {
         let errors = parse(json!({})).err().unwrap();
         assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["email", "password"]);
     }
+}
+
+/// Seed 003's "Create New User" body, as `parse_request` reads it. Described here for the
+/// OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"userType": "CUSTOMER", "email": "user@example.com", "password": "A9#bL8@z", "emailConfirmCode": "12345"}))]
+#[allow(dead_code)]
+pub struct CreateNewUser {
+    #[schema(format = Email)]
+    email: String,
+    /// 8 to 32 characters with lowercase and uppercase Latin letters, a digit and a symbol; the
+    /// same in both steps.
+    #[schema(min_length = 8, max_length = 32, format = Password)]
+    password: String,
+    /// Defaults to `CUSTOMER`.
+    user_type: Option<UserRole>,
+    /// Absent in step 1 (a code is e-mailed); the code in step 2. Sandbox partners: `12345`.
+    #[schema(pattern = "^[0-9]{4,10}$")]
+    email_confirm_code: Option<String>,
 }

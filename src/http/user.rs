@@ -196,15 +196,21 @@ fn created(record: &UserRecord) -> StoredResponse {
 /// `Idempotency-Key`.
 #[utoipa::path(post, path = "/User", operation_id = "createUser", tag = "Seed 001: users",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a repeat returns the first answer")),
-    request_body(content = Object, description = r#"`{"merchantId": 9101, "email": "client.name@example.org", "additionalData": {"type": "onboarding", "data": {}}}`"#),
+    request_body(content = CreateUserRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = r#"`{"id": 2072}` with `Location: /User/2072`"#),
-        (status = 400, description = "ASP.NET ValidationProblemDetails", content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token", content_type = "application/problem+json"),
-        (status = 403, description = "`merchantId` is not the calling partner", content_type = "application/problem+json"),
-        (status = 409, description = "The same Idempotency-Key is still in flight", content_type = "application/problem+json"),
-        (status = 422, description = "The Idempotency-Key was used with another body", content_type = "application/problem+json"),
+        (status = 201, body = Created, content_type = "application/json", description = "Created",
+            headers(("Location" = String, description = "`/User/{id}`"))),
+        (status = 400, body = aspnet::ValidationProblemDetails, content_type = "application/problem+json", description = "Validation errors, keyed by property",
+            examples(
+                ("Invalid email format" = (value = json!({"errors": {"Email": ["Invalid email address"]}, "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1", "title": "One or more validation errors occurred.", "status": 400, "traceId": "00-515d7188d11bc727bd3a370ee0cd1616-2be049b580ab15d0-00"}))),
+                ("Empty string as email" = (value = json!({"errors": {"Email": ["The Email field is required.", "Email address is required"]}, "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1", "title": "One or more validation errors occurred.", "status": 400, "traceId": "00-fcbcb78b23ec3326237f26ce00531c90-4b3cd8492df8c02d-00"}))),
+            )),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json", description = "Missing, invalid or expired token"),
+        (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "`merchantId` is not the calling partner"),
+        (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "The same Idempotency-Key is still in flight"),
+        (status = 413, body = super::error::Problem, content_type = "application/problem+json", description = "The body is larger than `http.max_body_bytes`"),
+        (status = 415, body = super::error::Problem, content_type = "application/problem+json", description = "The body is not JSON (`application/json`, `text/json` or `application/*+json`)"),
+        (status = 422, body = super::error::Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with another body"),
     ))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -245,14 +251,21 @@ pub async fn create_user(
     Ok(response)
 }
 
-#[derive(Serialize)]
+/// A seed-001 user record.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
+    #[schema(value_type = i32)]
     id: UserId,
+    /// `usr:<uuid>`.
+    #[schema(value_type = String)]
     user_id: PublicUserId,
     merchant_id: i64,
     email: Option<String>,
+    #[schema(value_type = Option<AdditionalData>)]
     additional_data: Option<Box<RawValue>>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -261,9 +274,9 @@ pub struct UserView {
     security(("bearer" = [])),
     params(("id" = i32, Path, description = "The `id` returned by `POST /User`")),
     responses(
-        (status = 200, description = "The stored record"),
-        (status = 401, content_type = "application/problem+json"),
-        (status = 404, content_type = "application/problem+json"),
+        (status = 200, body = UserView, description = "The stored record"),
+        (status = 401, body = super::error::Problem, content_type = "application/problem+json", description = "Missing, invalid or expired token"),
+        (status = 404, body = super::error::Problem, content_type = "application/problem+json", description = "No such user of this partner"),
     ))]
 pub async fn get_user(
     State(state): State<AppState>,
@@ -344,4 +357,40 @@ mod tests {
             Some(r#"{"type":"import",  "data": {"requestId": "r-1", "n": 1.50}}"#)
         );
     }
+}
+
+/// Seed 001's `CreateUserRequest`, as `parse_create_user` binds it (names case-insensitively,
+/// as ASP.NET does). Described here for the OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({"merchantId": 9101, "email": "client.name@example.org"}))]
+#[allow(dead_code)]
+pub struct CreateUserRequest {
+    /// Identifier of the merchant initiating the request: the calling partner's id.
+    #[schema(minimum = 1, maximum = 2147483647)]
+    merchant_id: i32,
+    /// Customer e-mail address: `null` at creation time, or a valid address; never `""`.
+    #[schema(required = true, format = Email)]
+    email: Option<String>,
+    additional_data: Option<AdditionalData>,
+}
+
+/// Extensible container for metadata.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AdditionalData {
+    /// Free label, e.g. `onboarding`, `migration`, `import`.
+    #[schema(rename = "type")]
+    kind: Option<String>,
+    /// Custom key/value metadata.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// `201 Created`.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"id": 2072}))]
+#[allow(dead_code)]
+pub struct Created {
+    /// Unique identifier assigned to the user (int32).
+    id: i32,
 }

@@ -84,7 +84,7 @@ fn checked(problems: Problems) -> Result<(), ApiError> {
 
 /// Adds an endpoint; the answer carries its secret, once.
 #[utoipa::path(post, path = "/partner/webhooks", tag = "Partner webhooks",
-    request_body(content = Object, description = "`url` (https for live partners), `events` (type names; absent or `[\"*\"]` for all), `description`"),
+    request_body(content = NewEndpoint),
     responses(
         (status = 201, body = EndpointWithSecret),
         (status = 400, description = "Invalid fields (a URL that is not https for a live partner, or points at an address webhooks may not reach)", body = super::error::Problem),
@@ -126,7 +126,7 @@ pub async fn list(
 /// was disabled).
 #[utoipa::path(patch, path = "/partner/webhooks/{endpointId}", tag = "Partner webhooks",
     params(("endpointId" = String, Path, description = "ep_…")),
-    request_body(content = Object, description = "Any of `url`, `events`, `description`, `enabled`"),
+    request_body(content = EndpointChange),
     responses((status = 200, body = Endpoint), (status = 400, description = "Invalid fields", body = super::error::Problem),
         (status = 404, description = "No such endpoint", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
@@ -328,7 +328,7 @@ pub async fn events(
 /// subscribed to its type.
 #[utoipa::path(post, path = "/partner/webhooks/events/{eventId}/replay", tag = "Partner webhooks",
     params(("eventId" = String, Path, description = "msg_…")),
-    request_body(content = Object, description = "Optional: `endpointId`"),
+    request_body(content = Option<ReplayTarget>, description = "Optional"),
     responses((status = 202, body = Queued), (status = 404, description = "No such event or endpoint", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn replay(
@@ -356,7 +356,7 @@ pub async fn replay(
 
 /// Queues again every delivery that was given up on, of events since `since` (RFC 3339).
 #[utoipa::path(post, path = "/partner/webhooks/replay-failed", tag = "Partner webhooks",
-    request_body(content = Object, description = "`since`: RFC 3339"),
+    request_body(content = ReplayFailed),
     responses((status = 202, body = Queued), (status = 400, description = "`since` missing or not RFC 3339", body = super::error::Problem)),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn replay_failed(
@@ -376,4 +376,50 @@ pub async fn replay_failed(
     let queued = usecase::replay_failed(&state.store, &partner, since.unwrap_or_default(), now_ms()).await?;
     state.jobs.wake_kind(crate::store::webhooks::DELIVER_JOB);
     Ok((StatusCode::ACCEPTED, Json(Queued { event_id: None, queued })))
+}
+
+/// `POST /partner/webhooks`. Described for the OpenAPI document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"url": "https://partner.example/onboard-events", "events": ["cip.status_changed", "user.created"]}))]
+#[allow(dead_code)]
+pub struct NewEndpoint {
+    /// https for live partners; http and loopback for sandbox partners.
+    #[schema(format = "uri")]
+    url: String,
+    /// Event type names; absent, null or `["*"]` for all.
+    events: Option<Vec<String>>,
+    #[schema(max_length = 500)]
+    description: Option<String>,
+}
+
+/// `PATCH /partner/webhooks/{endpointId}`: any of the members. Described for the OpenAPI
+/// document; never built.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"enabled": true}))]
+#[allow(dead_code)]
+pub struct EndpointChange {
+    #[schema(format = "uri")]
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    description: Option<String>,
+    /// Re-enabling clears why the endpoint was disabled.
+    enabled: Option<bool>,
+}
+
+/// `POST …/events/{eventId}/replay`: the body is optional. Described for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ReplayTarget {
+    /// `ep_…`: this endpoint only; absent: every enabled endpoint subscribed to the type.
+    endpoint_id: Option<String>,
+}
+
+/// `POST /partner/webhooks/replay-failed`. Described for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"since": "2026-12-01T00:00:00Z"}))]
+#[allow(dead_code)]
+pub struct ReplayFailed {
+    #[schema(format = DateTime)]
+    since: String,
 }

@@ -32,7 +32,7 @@ impl Default for MatchPolicy {
 
 crate::domain::wire_enum! {
     /// What a screening concluded, from nothing to report to a corroborated match.
-    #[derive(PartialOrd, Ord, serde::Serialize)]
+    #[derive(PartialOrd, Ord, serde::Serialize, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
     pub enum Decision { Clear = "clear", Review = "review", Match = "match" }
 }
@@ -48,7 +48,7 @@ pub struct Query {
     pub kind: Option<EntityKind>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     pub entity_id: i64,

@@ -48,7 +48,7 @@ pub struct LoadedList {
 }
 
 /// The answer to one screening: the list it was judged against and the candidates.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Screening {
     pub list_version: i64,
