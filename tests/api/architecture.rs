@@ -162,3 +162,22 @@ fn the_cycle_finder_finds_cycles() {
     // `$crate::` in a macro names this crate too; `my_crate::` does not.
     assert_eq!(names_after("use crate::store::{Tx}; $crate::x; my_crate::y", "crate::"), ["store", "x"]);
 }
+
+/// Routes are added only through utoipa-axum's `routes!`, which takes the path and method from
+/// the handler's `#[utoipa::path]`: a route added with axum's own `.route(…)` would be served
+/// without being in `/openapi.json` (`docs::every_documented_route_is_served_…` checks the rest).
+#[test]
+fn every_route_is_registered_with_its_openapi_operation() {
+    let files = rust_files(&src().join("http"));
+    assert!(files.len() > 10, "the scan reads src/http");
+    for file in files {
+        let text = code(&file);
+        for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+            assert!(
+                !text.contains(call),
+                "{}: `{call}` adds a route the OpenAPI document does not know",
+                file.display()
+            );
+        }
+    }
+}

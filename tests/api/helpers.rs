@@ -25,6 +25,25 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// Whether an outside tool a test drives is installed (`.ci/run` installs each): when it is not,
+/// the test is skipped with a note, except in CI, where that fails it.
+pub fn tool_installed(installed: bool, what: &str) -> bool {
+    if !installed {
+        assert!(!in_ci(), "{what} is required in CI (.ci/run installs it)");
+        eprintln!("skipping: {what} is not installed (.ci/run installs it)");
+    }
+    installed
+}
+
+/// Whether `python3 -c "import MODULE"` succeeds.
+pub fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,

@@ -6,6 +6,7 @@ mod architecture;
 mod auth;
 mod billing;
 mod consents;
+mod docs;
 mod errors;
 mod idempotency;
 mod jobs;

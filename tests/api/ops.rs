@@ -66,8 +66,5 @@ on_both_backends! {
         let problem = spec.pointer("/paths/~1partner~1api-keys/post/responses/415/content/application~1problem+json/schema");
         assert_eq!(problem.and_then(|s| s["$ref"].as_str()), Some("#/components/schemas/Problem"), "{problem:?}");
         assert!(spec.pointer("/components/schemas/Problem").is_some());
-        let page = app.get("/docs").await.text().await.unwrap();
-        assert!(page.contains("/oauth/token") && page.contains("<html"));
-        assert!(!page.contains("<script src=\"http"), "the docs page must not load anything remotely");
     }
 }
