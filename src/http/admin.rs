@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::responses::{BadRequest, Forbidden, Unauthorized, Unavailable};
+use super::error::responses::{BadRequest, Forbidden, Unauthorized, Unavailable, UnsupportedMediaType};
 use super::error::{ApiError, Challenge};
 use super::extract::{ApiJson, ApiQuery, required_bearer};
 use super::fields::Problems;
@@ -153,8 +153,10 @@ impl From<SanctionsError> for ApiError {
 }
 
 /// Screens a name against the current list; the screening and the action are recorded.
-#[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest,
-    responses((status = 200, body = crate::sanctions::Screening, description = "Candidates that reach review, best first"), BadRequest, Unauthorized, Forbidden, Unavailable))]
+#[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest, security(("bearer" = [])),
+    responses((status = 200, body = crate::sanctions::Screening, description = "Candidates that reach review, best first"), BadRequest, Unauthorized, Forbidden, Unavailable,
+        UnsupportedMediaType,
+    ))]
 pub(super) async fn screen(
     State(state): State<AppState>,
     staff: StaffAuth,
@@ -336,7 +338,9 @@ async fn decide_case<const CLEAR: bool>(
     request_body(content = Decision),
     responses((status = 200, body = super::prospects::UserStatus, description = "Where the user is after the decision"),
         (status = 400, body = super::error::Problem), Unauthorized, Forbidden,
-        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
+        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem),
+        UnsupportedMediaType,
+    ))]
 pub(super) async fn clear_case(
     state: State<AppState>,
     staff: StaffAuth,
@@ -352,7 +356,9 @@ pub(super) async fn clear_case(
     request_body(content = Decision),
     responses((status = 200, body = super::prospects::UserStatus, description = "Where the user is after the decision"),
         (status = 400, body = super::error::Problem), Unauthorized, Forbidden,
-        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem)))]
+        (status = 404, body = super::error::Problem), (status = 409, description = "Not an open compliance case", body = super::error::Problem),
+        UnsupportedMediaType,
+    ))]
 pub(super) async fn block_case(
     state: State<AppState>,
     staff: StaffAuth,

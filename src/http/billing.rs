@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::admin::StaffAuth;
+use super::error::responses::UnsupportedMediaType;
 use super::error::{ApiError, problem_response};
 use super::extract::{ApiJson, EndUserAuth};
 use super::trace::TraceContext;
@@ -166,7 +167,7 @@ pub struct StartSubscription {
         (status = 400, description = "Invalid fields", body = super::error::Problem),
         (status = 403, description = "The token lacks `subscriptions:create`", body = super::error::Problem),
         (status = 404, description = "No such account of this user, or no such tier", body = super::error::Problem),
-        (status = 409, description = "A live subscription of the account to the tier exists, or the tier is archived", body = super::error::Problem)),
+        (status = 409, description = "A live subscription of the account to the tier exists, or the tier is archived", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn start_subscription(
     State(state): State<AppState>,
@@ -311,7 +312,7 @@ pub struct PaymentPending {
         (status = 403, description = "The token lacks `subscriptions:create`", body = super::error::Problem),
         (status = 404, description = "No such invoice of this user", body = super::error::Problem),
         (status = 409, description = "The invoice is void, or another payment of it is in progress", body = super::error::Problem),
-        (status = 502, description = "The payment provider failed; nothing was recorded as paid", body = super::error::Problem)),
+        (status = 502, description = "The payment provider failed; nothing was recorded as paid", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn pay_invoice(
     State(state): State<AppState>,
@@ -394,7 +395,7 @@ pub struct CreatePlan {
     params(("partnerId" = i64, Path)),
     request_body = CreatePlan,
     responses((status = 201, body = Tier), (status = 400, description = "Invalid fields", body = super::error::Problem),
-        (status = 404, description = "No such partner", body = super::error::Problem)),
+        (status = 404, description = "No such partner", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn admin_create_plan(
     State(state): State<AppState>,
@@ -481,7 +482,7 @@ pub struct PaymentSettingsView {
     params(("partnerId" = i64, Path)),
     request_body = PaymentSettingsRequest,
     responses((status = 200, body = PaymentSettingsView), (status = 400, description = "Invalid fields", body = super::error::Problem),
-        (status = 404, description = "No such partner", body = super::error::Problem)),
+        (status = 404, description = "No such partner", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn admin_payments(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use super::error::responses::{BadRequest, NotFound, Unauthorized};
+use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
 use super::extract::{AnyPartner, ApiJson};
 use super::fields::{Problems, object};
 use super::prospects::{INVALID, UserStatus, move_error, own_id, own_prospect};
@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         BadRequest, Unauthorized, NotFound,
         (status = 409, description = "Consent already given, user not in onboarding, nothing on file for the channel, or no SMS provider", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "A code was sent less than `consents.resend_interval_secs` ago (`Retry-After`)", body = super::error::Problem, content_type = "application/problem+json"),
+        UnsupportedMediaType,
     ))]
 pub async fn send_code(
     State(state): State<AppState>,
@@ -96,6 +97,7 @@ pub async fn send_code(
         (status = 200, body = UserStatus),
         BadRequest, Unauthorized, NotFound,
         (status = 409, description = "A code is required for this partner, or none was sent", body = super::error::Problem, content_type = "application/problem+json"),
+        UnsupportedMediaType,
     ))]
 pub async fn give(
     State(state): State<AppState>,

@@ -43,6 +43,15 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "clientBasic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("OAuth client id and secret (RFC 6749 §2.3.1); they may instead be sent as `client_id` and `client_secret` in the form"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "partnerApiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "PartnerApiKey",
@@ -216,6 +225,18 @@ mod headers {
     }
 
     pub fn declare(components: &mut Components) {
+        for (status, name, description) in [
+            ("401", "Unauthorized", "Missing or invalid credentials (`WWW-Authenticate` names the scheme)"),
+            ("413", "PayloadTooLarge", "The body is larger than `http.max_body_bytes`"),
+        ] {
+            let problem = utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            let mut response = utoipa::openapi::ResponseBuilder::new()
+                .description(format!("{description} ({status})"))
+                .content("application/problem+json", problem)
+                .build();
+            response.headers.insert("traceresponse".into(), RefOr::Ref(reference("headers", "traceresponse")));
+            components.responses.insert(name.into(), RefOr::T(response));
+        }
         let header = |name: &str, schema: ObjectBuilder, description: &str| {
             (
                 name.to_owned(),
@@ -259,6 +280,15 @@ mod headers {
         let idempotent = idempotent
             && operation.security.as_ref().is_some_and(|s| !s.is_empty())
             && !operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
+        let secured = operation.security.as_ref().is_some_and(|s| s.iter().any(|r| r != &Default::default()));
+        let responses = &mut operation.responses.responses;
+        // Every credential extractor answers 401, and the size limit applies before any handler.
+        if secured && !responses.contains_key("401") {
+            responses.insert("401".into(), RefOr::Ref(reference("responses", "Unauthorized")));
+        }
+        if operation.request_body.is_some() && !responses.contains_key("413") {
+            responses.insert("413".into(), RefOr::Ref(reference("responses", "PayloadTooLarge")));
+        }
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         parameters.push(RefOr::Ref(reference("parameters", "traceparent")));
         if idempotent {

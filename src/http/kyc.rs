@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::admin::StaffAuth;
+use super::error::responses::{BadRequest, UnsupportedMediaType};
 use super::error::{ApiError, Challenge};
 use super::extract::{AnyPartner, ApiJson, ApiQuery, EndUserAuth};
 use super::fields::object;
@@ -71,8 +72,7 @@ fn capitalised(text: &str) -> String {
         (status = 200, body = UserStatus, description = "In CIP: the validators run, then identity verification"),
         (status = 400, description = "Invalid fields", body = super::error::Problem),
         (status = 403, description = "The token lacks `profile:write`", body = super::error::Problem),
-        (status = 409, description = "The phone number is another user's, or the user's CIP is past this point", body = super::error::Problem),
-    ),
+        (status = 409, description = "The phone number is another user's, or the user's CIP is past this point", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn put_profile(
     State(state): State<AppState>,
@@ -267,7 +267,7 @@ impl From<ConfigError> for ApiError {
     params(("partnerId" = i64, Path)),
     request_body = KycSettingsRequest,
     responses((status = 200, body = KycSettingsView), (status = 404, description = "No such partner", body = super::error::Problem),
-        (status = 409, description = "A live partner without a KEK, or missing secrets", body = super::error::Problem)),
+        (status = 409, description = "A live partner without a KEK, or missing secrets", body = super::error::Problem), BadRequest, UnsupportedMediaType),
     security(("bearer" = [])))]
 pub async fn configure(
     State(state): State<AppState>,

@@ -46,6 +46,7 @@ pub struct TokenResponse {
 
 /// Issues a partner access token for client credentials sent with HTTP Basic or in the form.
 #[utoipa::path(post, path = "/oauth/token", tag = "OAuth 2.0",
+    security(("clientBasic" = []), ()),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),

@@ -92,6 +92,7 @@ pub struct PartnerSettings {
     responses(
         (status = 200, body = PartnerView),
         BadRequest, Unauthorized,
+        UnsupportedMediaType,
     ))]
 pub async fn update_settings(
     State(state): State<AppState>,

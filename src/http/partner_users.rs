@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
-use super::error::responses::{BadRequest, NotFound, Unauthorized};
+use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiKeyPartner};
 use super::fields::Problems;
@@ -141,6 +141,7 @@ impl From<RegistrationRecord> for RegisteredUser {
         (status = 200, body = RegisteredUser, description = "Already registered with the same data: the same body again"),
         BadRequest, Unauthorized,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Registered before with different data; `errors` names the fields"),
+        UnsupportedMediaType,
     ))]
 pub async fn register(
     State(state): State<AppState>,

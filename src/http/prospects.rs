@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
-use super::error::responses::{BadRequest, NotFound, Unauthorized};
+use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
 use super::error::{ApiError, FieldError};
 use super::extract::{AnyPartner, ApiJson};
 use super::fields::{Problems, object};
@@ -296,6 +296,7 @@ fn duplicate_error(errors: Vec<FieldError>) -> ApiError {
         (status = 200, body = UserStatus, description = "Accepted: validation runs asynchronously"),
         BadRequest, Unauthorized,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "phoneNumber or email already registered"),
+        UnsupportedMediaType,
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -325,6 +326,7 @@ pub async fn register(
     responses(
         (status = 200, body = UserStatus),
         BadRequest, Unauthorized, NotFound,
+        UnsupportedMediaType,
     ))]
 pub async fn user_status(
     State(state): State<AppState>,
@@ -431,6 +433,7 @@ fn patched(stored: &Prospect, patch: &Map<String, Value>) -> Map<String, Value> 
         (status = 200, body = UserStatus, description = "Validation restarted"),
         BadRequest, NotFound,
         (status = 409, body = super::error::Problem, content_type = "application/problem+json", description = "Not UpgradeSoftFailed, or a duplicate phone/e-mail"),
+        UnsupportedMediaType,
     ))]
 pub async fn correct(
     State(state): State<AppState>,

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::error::responses::UnsupportedMediaType;
 use super::error::{ApiError, Challenge, FieldError, OAuthErrorCode, no_store};
 use super::extract::{ApiJson, EndUserAuth};
 use super::fields::{Problems, object};
@@ -163,6 +164,7 @@ impl From<SignupError> for ApiError {
         (status = 409, description = "Step 2: another registration took this address meanwhile", body = super::error::Problem),
         (status = 429, description = "Rate limited, or a code was sent less than a minute ago; see Retry-After", body = super::error::Problem),
         (status = 503, description = "The password hashing queue is full; see Retry-After", body = super::error::Problem),
+        UnsupportedMediaType,
     ))]
 pub async fn create_user(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::ApiError;
+use super::error::responses::UnsupportedMediaType;
 use super::extract::{AnyPartner, ApiJson, ApiQuery};
 use super::fields::{Problems, object};
 use crate::core::webhooks::{self as usecase, Endpoint, EndpointPatch, NewEndpointRequest, WebhookError};
@@ -87,8 +88,7 @@ fn checked(problems: Problems) -> Result<(), ApiError> {
     request_body(content = NewEndpoint),
     responses(
         (status = 201, body = EndpointWithSecret),
-        (status = 400, description = "Invalid fields (a URL that is not https for a live partner, or points at an address webhooks may not reach)", body = super::error::Problem),
-    ),
+        (status = 400, description = "Invalid fields (a URL that is not https for a live partner, or points at an address webhooks may not reach)", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub async fn list(
     params(("endpointId" = String, Path, description = "ep_…")),
     request_body(content = EndpointChange),
     responses((status = 200, body = Endpoint), (status = 400, description = "Invalid fields", body = super::error::Problem),
-        (status = 404, description = "No such endpoint", body = super::error::Problem)),
+        (status = 404, description = "No such endpoint", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -357,7 +357,7 @@ pub async fn replay(
 /// Queues again every delivery that was given up on, of events since `since` (RFC 3339).
 #[utoipa::path(post, path = "/partner/webhooks/replay-failed", tag = "Partner webhooks",
     request_body(content = ReplayFailed),
-    responses((status = 202, body = Queued), (status = 400, description = "`since` missing or not RFC 3339", body = super::error::Problem)),
+    responses((status = 202, body = Queued), (status = 400, description = "`since` missing or not RFC 3339", body = super::error::Problem), UnsupportedMediaType),
     security(("bearer" = []), ("partnerApiKey" = [])))]
 pub async fn replay_failed(
     State(state): State<AppState>,
