@@ -7,14 +7,14 @@ use super::{Email, Phone, TextProblem, clean_text};
 
 wire_enum! {
     /// Self-reported gender.
-    #[derive(utoipa::ToSchema)]
+    #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
     pub enum Gender { Male = "Male", Female = "Female", Other = "Other", None = "None" }
 }
 
 wire_enum! {
     /// ISO 639-1 language of the user's communications.
-    #[derive(utoipa::ToSchema)]
-    #[schema(rename_all = "lowercase")]
+    #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
     pub enum Language { En = "en", Es = "es" }
 }
 

@@ -104,8 +104,8 @@ fn guessable(password: &str, context: &[&str]) -> Option<String> {
 
 wire_enum! {
     /// Seed 003's `userType`: the role the account is opened with.
-    #[derive(utoipa::ToSchema)]
-    #[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+    #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     pub enum UserRole {
         /// The default: a person using the partner's product.
         Customer = "CUSTOMER",

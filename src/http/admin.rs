@@ -2,14 +2,14 @@
 //! partner credential; every action is written to the audit log with the token's name.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::responses::{BadRequest, Forbidden, Unauthorized, Unavailable, UnsupportedMediaType};
 use super::error::{ApiError, Challenge};
-use super::extract::{ApiJson, ApiQuery, required_bearer};
+use super::extract::{ApiJson, ApiPath, ApiQuery, required_bearer};
 use super::fields::Problems;
 use crate::auth::credentials::digests_match;
 use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
@@ -170,7 +170,7 @@ pub(super) async fn screen(
 
 /// The sanctions list version screenings use now.
 #[utoipa::path(get, path = "/admin/sanctions/list", tag = "Staff", security(("bearer" = [])),
-    responses((status = 200, body = Object, description = "The list version: id, source, publication date, entry counts"),
+    responses((status = 200, body = crate::store::ListVersion, description = "The list version: id, source, publication date, entry counts"),
         Unauthorized, Forbidden, (status = 503, description = "No list is loaded", body = super::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn current_list(
     State(state): State<AppState>,
@@ -189,7 +189,7 @@ pub(super) struct JobFilter {
     limit: Option<i64>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct JobView {
     id: i64,
@@ -202,9 +202,9 @@ pub(super) struct JobView {
 
 /// The job queue (operator): by kind and state, newest first.
 #[utoipa::path(get, path = "/admin/jobs", tag = "Staff", security(("bearer" = [])),
-    params(("kind" = Option<String>, Query), ("state" = Option<String>, Query, description = "queued, running, done or dead"),
-        ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
-    responses((status = 200, body = [Object], description = "id, kind, state, attempts, lastError, runAt"),
+    params(("kind" = Option<String>, Query), ("state" = Option<String>, Query, pattern = "^(queued|running|done|dead)$", description = "queued, running, done or dead"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100")),
+    responses((status = 200, body = [JobView], description = "The jobs, newest first"),
         (status = 400, description = "A bad filter or query string", body = super::error::Problem), Unauthorized, Forbidden))]
 pub(super) async fn jobs(
     State(state): State<AppState>,
@@ -242,18 +242,25 @@ pub(super) async fn jobs(
 /// Puts a dead-lettered job back in the queue (operator; audited).
 #[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "Staff", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = Object, description = "`{\"id\", \"state\": \"queued\"}`"),
+    responses((status = 200, body = RetriedJob, description = "Queued again"),
         Unauthorized, Forbidden, (status = 404, description = "No dead-lettered job with this id", body = super::error::Problem)))]
 pub(super) async fn retry_job(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RetriedJob>, ApiError> {
     let staff = staff.require(StaffRole::Operator)?;
     if !core::staff::retry_job(&state.store, id, &staff.actor(), now_ms()).await? {
         return Err(ApiError::NotFound(format!("No dead-lettered job {id}.")));
     }
-    Ok(Json(serde_json::json!({ "id": id, "state": "queued" })))
+    Ok(Json(RetriedJob { id, state: "queued" }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct RetriedJob {
+    id: i64,
+    /// `queued`.
+    state: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -264,13 +271,15 @@ pub(super) struct CaseFilter {
 }
 
 /// An open case with the candidates of the screening that opened it.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CaseView {
     #[serde(flatten)]
     case: ComplianceCase,
     /// Pass as `after` for the next page.
     cursor: i64,
+    /// The candidates of the screening that opened the case.
+    #[schema(value_type = Vec<crate::sanctions::Candidate>)]
     matches: serde_json::Value,
 }
 
@@ -284,8 +293,8 @@ impl From<ComplianceCase> for CaseView {
 /// Users waiting in `UpgradePending/Compliance`, oldest first.
 #[utoipa::path(get, path = "/admin/compliance", tag = "Staff", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The `cursor` of the last case of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
-    responses((status = 200, body = [Object], description = "Cases: the user's identity, the screening's candidates, why the case was opened, a cursor"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100")),
+    responses((status = 200, body = [CaseView], description = "Cases: the user's identity, the screening's candidates, why the case was opened, a cursor"),
         (status = 400, description = "A bad query string", body = super::error::Problem), Unauthorized, Forbidden))]
 pub(super) async fn compliance_cases(
     State(state): State<AppState>,
@@ -300,9 +309,10 @@ pub(super) async fn compliance_cases(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"reason": "Different person: DOB and nationality differ from the listed entity"}))]
+#[schema(as = CaseDecision, example = json!({"reason": "Different person: DOB and nationality differ from the listed entity"}))]
 pub(super) struct Decision {
     /// Why, for the audit log and the user's timeline.
+    #[schema(min_length = 1)]
     reason: String,
 }
 
@@ -311,7 +321,7 @@ pub(super) struct Decision {
 async fn decide_case<const CLEAR: bool>(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
     ApiJson(body): ApiJson<Decision>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
@@ -344,7 +354,7 @@ async fn decide_case<const CLEAR: bool>(
 pub(super) async fn clear_case(
     state: State<AppState>,
     staff: StaffAuth,
-    user: Path<String>,
+    user: ApiPath<String>,
     body: ApiJson<Decision>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     decide_case::<true>(state, staff, user, body).await
@@ -362,7 +372,7 @@ pub(super) async fn clear_case(
 pub(super) async fn block_case(
     state: State<AppState>,
     staff: StaffAuth,
-    user: Path<String>,
+    user: ApiPath<String>,
     body: ApiJson<Decision>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     decide_case::<false>(state, staff, user, body).await
@@ -376,7 +386,7 @@ pub(super) async fn block_case(
 pub(super) async fn user_timeline(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<super::prospects::Timeline>, ApiError> {
     staff.require(StaffRole::Compliance)?;
     let record = state

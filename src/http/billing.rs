@@ -5,7 +5,7 @@
 //! Every end-user route checks its scope (RFC 6750 §3.1).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
@@ -15,7 +15,7 @@ use super::AppState;
 use super::admin::StaffAuth;
 use super::error::responses::UnsupportedMediaType;
 use super::error::{ApiError, problem_response};
-use super::extract::{ApiJson, EndUserAuth};
+use super::extract::{ApiJson, ApiPath, EndUserAuth};
 use super::trace::TraceContext;
 use crate::auth::staff::StaffRole;
 use crate::core::billing::{
@@ -129,7 +129,7 @@ pub async fn open_account(
 pub async fn show_account(
     State(state): State<AppState>,
     auth: EndUserAuth,
-    Path(account_id): Path<String>,
+    ApiPath(account_id): ApiPath<String>,
 ) -> Result<Json<Account>, ApiError> {
     auth.require("accounts:show")?;
     let id: AccountId = path_id(&account_id, "account")?;
@@ -224,7 +224,7 @@ pub struct CancelSubscription {
 pub async fn cancel_subscription(
     State(state): State<AppState>,
     auth: EndUserAuth,
-    Path(subscription_id): Path<String>,
+    ApiPath(subscription_id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Subscription>, ApiError> {
     auth.require("subscriptions:create")?;
@@ -252,7 +252,7 @@ pub async fn cancel_subscription(
 pub async fn get_invoice(
     State(state): State<AppState>,
     auth: EndUserAuth,
-    Path(invoice_id): Path<String>,
+    ApiPath(invoice_id): ApiPath<String>,
 ) -> Result<Json<Invoice>, ApiError> {
     auth.require("subscriptions:read")?;
     let id = if invoice_id.starts_with(SubscriptionId::PREFIX) {
@@ -317,7 +317,7 @@ pub struct PaymentPending {
 pub async fn pay_invoice(
     State(state): State<AppState>,
     auth: EndUserAuth,
-    Path(invoice_id): Path<String>,
+    ApiPath(invoice_id): ApiPath<String>,
     ApiJson(request): ApiJson<PayInvoice>,
 ) -> Result<Response, ApiError> {
     auth.require("subscriptions:create")?;
@@ -379,12 +379,15 @@ async fn partner_of(state: &AppState, id: PartnerId) -> Result<Partner, ApiError
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreatePlan {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     description: Option<String>,
     /// Minor units of `currency` (999 with USD is $9.99).
     amount: i64,
     /// ISO 4217 (`USD`, `MXN`, `JPY`, `KWD`…).
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: String,
+    #[schema(pattern = "^(month|year)$")]
     interval: String,
     #[serde(default)]
     trial_days: u32,
@@ -400,7 +403,7 @@ pub struct CreatePlan {
 pub async fn admin_create_plan(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(partner_id): Path<i64>,
+    ApiPath(partner_id): ApiPath<i64>,
     ApiJson(request): ApiJson<CreatePlan>,
 ) -> Result<(StatusCode, Json<Tier>), ApiError> {
     let staff = staff.require(StaffRole::Operator)?;
@@ -434,7 +437,7 @@ fn parse_tier(request: CreatePlan) -> Result<NewTier, ApiError> {
 pub async fn admin_plans(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(partner_id): Path<i64>,
+    ApiPath(partner_id): ApiPath<i64>,
 ) -> Result<Json<TierList>, ApiError> {
     staff.require(StaffRole::Operator)?;
     let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
@@ -449,7 +452,7 @@ pub async fn admin_plans(
 pub async fn admin_archive_plan(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path((partner_id, plan_id)): Path<(i64, String)>,
+    ApiPath((partner_id, plan_id)): ApiPath<(i64, String)>,
 ) -> Result<Json<Tier>, ApiError> {
     let staff = staff.require(StaffRole::Operator)?;
     let partner = PartnerId::new(partner_id).map_err(|_| ApiError::NotFound("No partner has this id.".into()))?;
@@ -461,6 +464,7 @@ pub async fn admin_archive_plan(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PaymentSettingsRequest {
     /// `stripe`, or `sandbox` (sandbox partners only; also their default without settings).
+    #[schema(pattern = "^(stripe|sandbox)$")]
     provider: String,
     /// Stripe's secret key (`sk_…` or a restricted `rk_…`); sealed at rest, never returned.
     #[schema(value_type = Option<String>)]
@@ -487,7 +491,7 @@ pub struct PaymentSettingsView {
 pub async fn admin_payments(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(partner_id): Path<i64>,
+    ApiPath(partner_id): ApiPath<i64>,
     ApiJson(request): ApiJson<PaymentSettingsRequest>,
 ) -> Result<Json<PaymentSettingsView>, ApiError> {
     let staff = staff.require(StaffRole::Operator)?;
@@ -552,7 +556,7 @@ pub struct StripeWebhookAnswer {
         (status = 404, description = "The partner takes no Stripe webhooks", body = super::error::Problem)))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
-    Path(partner_id): Path<i64>,
+    ApiPath(partner_id): ApiPath<i64>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<StripeWebhookAnswer>, ApiError> {

@@ -5,7 +5,7 @@
 //! Partner credentials: `PartnerApiKey` or a bearer token.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
-use super::extract::{AnyPartner, ApiJson};
+use super::extract::{AnyPartner, ApiJson, ApiPath};
 use super::fields::{Problems, object};
 use super::prospects::{INVALID, UserStatus, move_error, own_id, own_prospect};
 use crate::core::consents::{self, CodeEntered, CodeRequest, ConsentError, ConsentsStated, SentCode};
@@ -43,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub async fn send_code(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path((user_id, consent)): Path<(String, String)>,
+    ApiPath((user_id, consent)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<SentCode>), ApiError> {
     let consent = ConsentKind::parse(&consent)
@@ -102,7 +102,7 @@ pub async fn send_code(
 pub async fn give(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<UserStatus>, ApiError> {
     let (privacy, contract, code) = parse_consents(body)?;
@@ -182,7 +182,7 @@ pub struct ConsentRecord {
 pub async fn evidence(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<ConsentRecord>, ApiError> {
     let record = own_prospect(&state, partner.id, &user_id).await?;
     let consents = state.store.consent_evidence(record.id).await?;
@@ -231,8 +231,9 @@ impl From<ConsentError> for ApiError {
 }
 
 /// `POST /users/{userId}/consents/{consent}/otp`. Described for the OpenAPI document; never built.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({"documentVersion": "privacy-2026-01", "channel": "sms"}))]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"documentVersion": "privacy-2026-01", "channel": "sms"}))]
 #[allow(dead_code)]
 pub struct CodeRequestBody {
     /// The version of the document the user is shown.
@@ -244,7 +245,8 @@ pub struct CodeRequestBody {
 
 /// `POST /users/{userId}/consents`: at least one consent; `otp` confirms exactly one.
 /// Described for the OpenAPI document; never built.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"privacy": true, "otp": "123456"}))]
 #[allow(dead_code)]
 pub struct ConsentsGiven {

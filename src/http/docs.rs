@@ -9,7 +9,6 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -17,6 +16,7 @@ use utoipa::openapi::tag::TagBuilder;
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
+use super::extract::ApiPath;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(OpenApi)]
@@ -164,7 +164,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
         (status = 200, description = "The file (gzip-encoded when the client accepts it)", content((String = "text/javascript"), (String = "text/css"))),
         (status = 404, description = "No such file", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, super::error::ApiError> {
+async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Result<Response, super::error::ApiError> {
     static BUNDLE: Gzipped = Gzipped::new(include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz")));
     static CSS: Gzipped = Gzipped::new(include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz")));
     const JS: &str = "text/javascript; charset=utf-8";
@@ -228,6 +228,10 @@ mod headers {
         for (status, name, description) in [
             ("401", "Unauthorized", "Missing or invalid credentials (`WWW-Authenticate` names the scheme)"),
             ("413", "PayloadTooLarge", "The body is larger than `http.max_body_bytes`"),
+            ("400", "BadRequest", "Invalid fields or headers: `errors` names each"),
+            ("404", "NotFound", "Nothing has this id (or not for this caller)"),
+            ("409", "IdempotencyKeyInUse", "A request with this Idempotency-Key is still running; see `Retry-After`"),
+            ("422", "IdempotencyKeyReused", "This Idempotency-Key was used with a different request"),
         ] {
             let problem = utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
             let mut response = utoipa::openapi::ResponseBuilder::new()
@@ -235,6 +239,9 @@ mod headers {
                 .content("application/problem+json", problem)
                 .build();
             response.headers.insert("traceresponse".into(), RefOr::Ref(reference("headers", "traceresponse")));
+            if status == "409" {
+                response.headers.insert("Retry-After".into(), RefOr::Ref(reference("headers", "Retry-After")));
+            }
             components.responses.insert(name.into(), RefOr::T(response));
         }
         let header = |name: &str, schema: ObjectBuilder, description: &str| {
@@ -262,11 +269,13 @@ mod headers {
             (name.to_owned(), RefOr::T(parameter))
         };
         components.parameters.extend([
-            parameter("Idempotency-Key", string(1, 255),
-                "1–255 visible ASCII characters. The first final answer is kept 24 hours and replayed to a repeat; \
-                 the same key with another request is 422, a repeat while the first runs is 409"),
-            parameter("traceparent", string(55, 55),
-                "W3C Trace Context of the caller (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`); the answer continues its trace"),
+            parameter("Idempotency-Key", ObjectBuilder::new().schema_type(Type::String).pattern(Some(r#"^(?:[!#-~]{1,255}|"[!#-~]{1,255}")$"#)),
+                "1–255 visible ASCII characters, bare or in double quotes; honoured when the request carries partner or \
+                 end-user credentials. The first final answer is kept 24 hours and replayed to a repeat; the same key \
+                 with another request is 422, a repeat while the first runs is 409"),
+            parameter("traceparent", ObjectBuilder::new().schema_type(Type::String),
+                "W3C Trace Context of the caller (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`): the answer continues \
+                 its trace. A malformed value is ignored and a new trace begins, as Trace Context requires"),
         ]);
     }
 
@@ -274,12 +283,10 @@ mod headers {
         Ref::new(format!("#/components/{kind}/{name}"))
     }
 
-    /// `idempotent`: a POST that takes `Idempotency-Key` (the layer honours it on every POST with
-    /// partner or end-user credentials).
+    /// `idempotent`: a POST, where `Idempotency-Key` is honoured whenever the request carries
+    /// partner or end-user credentials (`idempotency::layer`); staff routes never take it.
     pub fn attach(operation: &mut Operation, idempotent: bool) {
-        let idempotent = idempotent
-            && operation.security.as_ref().is_some_and(|s| !s.is_empty())
-            && !operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
+        let idempotent = idempotent && !operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
         let secured = operation.security.as_ref().is_some_and(|s| s.iter().any(|r| r != &Default::default()));
         let responses = &mut operation.responses.responses;
         // Every credential extractor answers 401, and the size limit applies before any handler.
@@ -289,6 +296,26 @@ mod headers {
         if operation.request_body.is_some() && !responses.contains_key("413") {
             responses.insert("413".into(), RefOr::Ref(reference("responses", "PayloadTooLarge")));
         }
+        // A path segment that cannot be the id it stands for names nothing (`extract::ApiPath`).
+        let in_path = |p: &RefOr<utoipa::openapi::path::Parameter>| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path);
+        if operation.parameters.iter().flatten().any(in_path) && !responses.contains_key("404") {
+            responses.insert("404".into(), RefOr::Ref(reference("responses", "NotFound")));
+        }
+        // A malformed Idempotency-Key is refused before the route runs.
+        if idempotent {
+            for (status, name) in
+                [("400", "BadRequest"), ("409", "IdempotencyKeyInUse"), ("422", "IdempotencyKeyReused")]
+            {
+                responses.entry(status.into()).or_insert_with(|| RefOr::Ref(reference("responses", name)));
+            }
+            // A route whose own 400 has another shape (RFC 6749's on /oauth/…) still gets the
+            // layer's problem document for a malformed key.
+            if let Some(RefOr::T(bad)) = responses.get_mut("400") {
+                let problem =
+                    utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                bad.content.entry("application/problem+json".into()).or_insert(RefOr::T(problem));
+            }
+        }
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         parameters.push(RefOr::Ref(reference("parameters", "traceparent")));
         if idempotent {
@@ -296,6 +323,12 @@ mod headers {
         }
         for (status, response) in operation.responses.responses.iter_mut() {
             let RefOr::T(response) = response else { continue };
+            // A problem document is always served as `application/problem+json` (RFC 9457).
+            if let Some(content) = response.content.shift_remove("application/json") {
+                let problem = matches!(&content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")));
+                let media = if problem { "application/problem+json" } else { "application/json" };
+                response.content.insert(media.into(), content);
+            }
             // OpenAPI requires a description; the status's reason phrase is the honest default.
             if response.description.is_empty() {
                 let reason =

@@ -41,6 +41,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// `Path<T>` whose rejection is a problem+json 404: a path segment that cannot be the id it
+/// stands for names nothing (axum's own answer is a plain-text 400).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| ApiPath(p.0)).map_err(|_| {
+            ApiError::NotFound("Nothing has this id: a path segment is not a valid id of its kind.".into())
+        })
+    }
+}
+
 pub const API_KEY_HEADER: &str = "partnerapikey";
 
 const MISSING_API_KEY: &str = "Send the partner's API key in the `PartnerApiKey` header.";

@@ -102,9 +102,14 @@ fn is_final(status: StatusCode) -> bool {
         ))
 }
 
-fn invalid_key() -> ApiError {
+/// A malformed key is a 400 in the surface's own shape: seed 001 (`POST /User`, the one route
+/// `aspnet::seed_001_routes` spells so) answers every 400 as ASP.NET's ValidationProblemDetails.
+fn invalid_key(path: &str) -> Response {
     let message = "1 to 255 visible ASCII characters, optionally in double quotes";
-    ApiError::invalid_field("The Idempotency-Key header is not valid.", "Idempotency-Key", message)
+    if path == "/User" {
+        return super::aspnet::ValidationErrors::single("Idempotency-Key", message).into_response();
+    }
+    ApiError::invalid_field("The Idempotency-Key header is not valid.", "Idempotency-Key", message).into_response()
 }
 
 /// An end user's key, stored under the user's partner: a digest of user and key (fits the
@@ -132,7 +137,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
-    let Some(key) = parse_key(raw_key) else { return invalid_key().into_response() };
+    let Some(key) = parse_key(raw_key) else { return invalid_key(request.uri().path()) };
     let (mut parts, body) = request.into_parts();
     // Keys belong to a partner, or to one end user of it (seed 003's routes); without valid
     // credentials the route itself answers 401.

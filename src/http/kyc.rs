@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use super::AppState;
 use super::admin::StaffAuth;
 use super::error::responses::{BadRequest, UnsupportedMediaType};
 use super::error::{ApiError, Challenge};
-use super::extract::{AnyPartner, ApiJson, ApiQuery, EndUserAuth};
+use super::extract::{AnyPartner, ApiJson, ApiPath, ApiQuery, EndUserAuth};
 use super::fields::object;
 use super::prospects::{UserStatus, move_error, own_prospect, parse_registration, today, wake_checks};
 use crate::auth::staff::StaffRole;
@@ -152,7 +152,7 @@ pub async fn user_access_token(
 pub async fn prospect_access_token(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<KycAccessToken>, ApiError> {
     let record = own_prospect(&state, partner.id, &user_id).await?;
     access_token_for(&state, &record).await
@@ -175,7 +175,7 @@ pub struct WebhookAccepted {
 /// Sumsub's webhooks, authenticated by `X-Payload-Digest` over the raw body.
 #[utoipa::path(post, path = "/webhooks/kyc/sumsub", tag = "Seed 003: identity verification",
     params(
-        ("partnerId" = Option<i32>, Query, description = "The partner whose webhook secret signs (recommended in the URL configured at Sumsub)"),
+        ("partnerId" = Option<i32>, Query, minimum = 1, description = "The partner whose webhook secret signs (recommended in the URL configured at Sumsub)"),
         ("X-Payload-Digest" = String, Header, description = "Hex HMAC of the raw body with the partner's webhook secret"),
         ("X-Payload-Digest-Alg" = Option<String>, Header, description = "HMAC_SHA1_HEX, HMAC_SHA256_HEX (default) or HMAC_SHA512_HEX"),
     ),
@@ -227,6 +227,7 @@ pub async fn sumsub_webhook(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KycSettingsRequest {
     /// `sumsub` or `sandbox` (sandbox partners only).
+    #[schema(pattern = "^(sumsub|sandbox)$")]
     provider: String,
     level_name: String,
     #[serde(default)]
@@ -272,7 +273,7 @@ impl From<ConfigError> for ApiError {
 pub async fn configure(
     State(state): State<AppState>,
     staff: StaffAuth,
-    Path(partner_id): Path<i64>,
+    ApiPath(partner_id): ApiPath<i64>,
     ApiJson(request): ApiJson<KycSettingsRequest>,
 ) -> Result<Json<KycSettingsView>, ApiError> {
     let staff = staff.require(StaffRole::Operator)?;

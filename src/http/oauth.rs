@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     /// `client_credentials` (partners) or `refresh_token` (end users).
+    #[schema(value_type = String, pattern = "^(client_credentials|refresh_token)$")]
     grant_type: Option<String>,
     /// With `grant_type=refresh_token`: the end user's current refresh token.
     refresh_token: Option<String>,
@@ -38,6 +39,7 @@ pub struct TokenRequest {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PartnerTokenResponse)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -124,6 +126,7 @@ async fn refresh(state: &AppState, presented: Option<&str>) -> Result<Response, 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RevokeRequest {
     /// A refresh token, or an end user's access token (either ends the whole session).
+    #[schema(value_type = String, min_length = 1)]
     token: Option<String>,
     /// `refresh_token` or `access_token`; only a hint (RFC 7009 §2.1).
     #[allow(dead_code)]

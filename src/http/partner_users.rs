@@ -3,7 +3,7 @@
 //! `GET /partner/users/{externalUserId}` reads it back. Authenticated by `PartnerApiKey`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
 use super::error::{ApiError, FieldError};
-use super::extract::{ApiJson, ApiKeyPartner};
+use super::extract::{ApiJson, ApiKeyPartner, ApiPath};
 use super::fields::Problems;
 use crate::core::registrations::{self, PartnerRegistered};
 use crate::domain::{Alias, AuthMethod, Email, ExternalUserId, PartnerRegistration, Phone, SignIn, UserType, now_ms};
@@ -176,7 +176,7 @@ pub async fn register(
 pub async fn show(
     State(state): State<AppState>,
     ApiKeyPartner(partner): ApiKeyPartner,
-    Path(external_user_id): Path<String>,
+    ApiPath(external_user_id): ApiPath<String>,
 ) -> Result<Json<RegisteredUser>, ApiError> {
     if let Some(record) = state.registrations.get(partner.id, &external_user_id) {
         return Ok(Json(record.into()));
@@ -270,8 +270,9 @@ mod tests {
 
 /// Seed 000's request body, as `parse_registration` reads it. Described here for the OpenAPI
 /// document; never built.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({
     "externalUserId": "91b95244-72ca-459e-88d2-281c3e2935c1", "method": "EMAIL",
     "identifier": "money@capa.fi", "type": "INDIVIDUAL", "alias": "Satoshi Nakamoto"
 }))]
@@ -285,7 +286,7 @@ pub struct RegisterPartnerUser {
     /// `EMAIL`: an e-mail address; `PHONE_NUMBER`: international format (`+524401234567`);
     /// `NONE`: null or absent.
     identifier: Option<String>,
-    #[schema(rename = "type")]
+    #[serde(rename = "type")]
     user_type: UserType,
     /// An optional alias or display name.
     #[schema(max_length = 100)]

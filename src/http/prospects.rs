@@ -5,14 +5,14 @@
 //! Partner credentials: `PartnerApiKey` or a bearer token.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::responses::{BadRequest, NotFound, Unauthorized, UnsupportedMediaType};
 use super::error::{ApiError, FieldError};
-use super::extract::{AnyPartner, ApiJson};
+use super::extract::{AnyPartner, ApiJson, ApiPath};
 use super::fields::{Problems, object};
 use crate::core::onboarding::{self, Correction, MoveError};
 use crate::domain::address::{self, Country, LatLng, PlaceDetail};
@@ -232,6 +232,7 @@ pub(super) fn wake_checks(state: &AppState) {
 /// seed 002's user resolution: the id and, for users in the CIP machine, where they are.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"userId": "usr:0193a1b2-0c4d-7e6f-8a9b-0c1d2e3f4a5b", "status": "UpgradeInProgress", "statusDetail": "None"}))]
 pub struct UserStatus {
     /// `usr:<uuid>`.
     user_id: String,
@@ -438,7 +439,7 @@ fn patched(stored: &Prospect, patch: &Map<String, Value>) -> Map<String, Value> 
 pub async fn correct(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<UserStatus>, ApiError> {
     let patch = object(body)?;
@@ -465,6 +466,7 @@ pub struct Timeline {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TimelineEvent)]
 pub struct EventView {
     /// RFC 3339.
     at: String,
@@ -507,7 +509,7 @@ pub async fn timeline(state: &AppState, record: &ProspectRecord) -> Result<Timel
 pub async fn events(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let record = own_prospect(&state, partner.id, &user_id).await?;
     Ok(Json(timeline(&state, &record).await?))
@@ -515,8 +517,9 @@ pub async fn events(
 
 /// Seed 002's `RegisterUserParams`, as `parse_registration` reads it (field by field, so that
 /// every problem is reported at once). Described here for the OpenAPI document; never built.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({
     "firstName": "Ana", "middleName": "María", "lastName": "Hernández", "secondLastName": "Gómez",
     "gender": "Female", "dateOfBirth": "1990-05-17", "email": "ana@correo.mx",
     "phoneNumber": "+5215521206703", "language": "es", "street": "Blvd. Kukulcan Km. 4.5",
@@ -613,8 +616,9 @@ impl utoipa::PartialSchema for ProfileParams {
 impl utoipa::ToSchema for ProfileParams {}
 
 /// `getUserTokenV2`: exactly one of the three.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", min_properties = 1, max_properties = 1, example = json!({"phoneNumber": "+5215521206703"}))]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(min_properties = 1, max_properties = 1, example = json!({"phoneNumber": "+5215521206703"}))]
 #[allow(dead_code)]
 pub struct UserLookup {
     /// `usr:<uuid>`.

@@ -41,6 +41,7 @@ const INVALID: &str = "The request has invalid fields.";
 
 /// Seed 003's token response, field for field.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = UserTokenResponse)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -52,8 +53,32 @@ pub struct TokenResponse {
 }
 
 /// What step 1 answers (seed 003): an empty object.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct Started {}
+
+/// `POST /users` answers 200 in both steps, with one of two bodies: described as `oneOf` an empty
+/// object (step 1) and the token response (step 2). Never built.
+pub struct SignupAnswer;
+
+impl utoipa::PartialSchema for SignupAnswer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let started = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(0))
+            .description(Some("Step 1: a code was e-mailed; call again with `emailConfirmCode`"));
+        OneOfBuilder::new().item(started).item(utoipa::openapi::Ref::from_schema_name("UserTokenResponse")).into()
+    }
+}
+
+impl utoipa::ToSchema for SignupAnswer {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((
+            <TokenResponse as utoipa::ToSchema>::name().into(),
+            <TokenResponse as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
 
 /// The request, parsed. `code` decides the step.
 struct Parsed {
@@ -158,7 +183,11 @@ impl From<SignupError> for ApiError {
     params(("partnerId" = i32, Header, description = "The partner's numeric id")),
     request_body(content = CreateNewUser),
     responses(
-        (status = 200, description = "Step 1: `{}` (a code is e-mailed). Step 2: the token response", body = TokenResponse),
+        (status = 200, description = "Step 1: `{}` (a code is e-mailed). Step 2: the token response", body = SignupAnswer,
+            examples(
+                ("Step 1" = (value = json!({}))),
+                ("Step 2" = (value = json!({"access_token": "eyJraWQiOisdvsdviOiJKV1QiLCJhb1joiYWNjb3VudHM6Y3JlYX1joiYWNjb3VudHM6Y3JlYXGciOiJSUzI1s", "token_type": "Bearer", "refresh_token": "eyJraWQiOiU2OTQ4ZC1joiYWNjb3VudHM6Y3JlYXRlIGFjU", "scope": "accounts:create accounts:read accounts:show ...", "expires_in": 86400, "user_id": "usr:f2e6948d-cb6a-4a6a-beb8-94svdsvs45"}))),
+            )),
         (status = 400, description = "Invalid fields, each password rule broken, or a wrong/expired/exhausted code", body = super::error::Problem),
         (status = 404, description = "No partner has this partnerId", body = super::error::Problem),
         (status = 409, description = "Step 2: another registration took this address meanwhile", body = super::error::Problem),
@@ -289,8 +318,9 @@ mod tests {
 
 /// Seed 003's "Create New User" body, as `parse_request` reads it. Described here for the
 /// OpenAPI document; never built.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({"userType": "CUSTOMER", "email": "user@example.com", "password": "A9#bL8@z", "emailConfirmCode": "12345"}))]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"userType": "CUSTOMER", "email": "user@example.com", "password": "A9#bL8@z", "emailConfirmCode": "12345"}))]
 #[allow(dead_code)]
 pub struct CreateNewUser {
     #[schema(format = Email)]

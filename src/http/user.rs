@@ -2,8 +2,8 @@
 //! Errors are shaped as the ASP.NET service the seed documents (see `aspnet.rs`).
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::aspnet::{self, JsonBody, ValidationErrors};
 use super::error::{ApiError, Flavor};
-use super::extract::BearerPartner;
+use super::extract::{ApiPath, BearerPartner};
 use super::idempotency::{IdempotencyClaim, mark_completed, stored_into_response};
 use crate::core::registrations;
 use crate::domain::{Email, InvalidEmail, PartnerId, PublicUserId, UserId, now_ms};
@@ -281,7 +281,7 @@ pub struct UserView {
 pub async fn get_user(
     State(state): State<AppState>,
     partner: Result<BearerPartner, ApiError>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UserView>, UserError> {
     let BearerPartner(partner) = partner?;
     let not_found = || UserError::Api(ApiError::NotFound("No such user.".into()));

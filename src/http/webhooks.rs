@@ -3,7 +3,7 @@
 //! replay every failed delivery since a time.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::error::responses::UnsupportedMediaType;
-use super::extract::{AnyPartner, ApiJson, ApiQuery};
+use super::extract::{AnyPartner, ApiJson, ApiPath, ApiQuery};
 use super::fields::{Problems, object};
 use crate::core::webhooks::{self as usecase, Endpoint, EndpointPatch, NewEndpointRequest, WebhookError};
 use crate::domain::now_ms;
@@ -133,7 +133,7 @@ pub async fn list(
 pub async fn update(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Endpoint>, ApiError> {
     let body = object(body)?;
@@ -170,7 +170,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     usecase::delete_endpoint(&state.store, &partner, &id, now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -184,7 +184,7 @@ pub async fn delete(
 pub async fn rotate(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let (endpoint, secret) = usecase::rotate_secret(&state.store, state.kyc.kek(), &partner, &id, now_ms()).await?;
     Ok(Json(EndpointWithSecret { endpoint, secret: secret.expose().to_owned() }))
@@ -208,7 +208,7 @@ pub struct Queued {
 pub async fn test(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let event = usecase::send_test(&state.store, &partner, &id, now_ms()).await?;
     state.jobs.wake_kind(crate::store::webhooks::DELIVER_JOB);
@@ -244,6 +244,7 @@ pub struct AttemptView {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WebhookEvent)]
 pub struct EventView {
     /// The `webhook-id` of its deliveries.
     id: String,
@@ -334,7 +335,7 @@ pub async fn events(
 pub async fn replay(
     State(state): State<AppState>,
     AnyPartner(partner): AnyPartner,
-    Path(event): Path<String>,
+    ApiPath(event): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     // The body is optional: empty replays to every subscribed endpoint.
@@ -379,7 +380,8 @@ pub async fn replay_failed(
 }
 
 /// `POST /partner/webhooks`. Described for the OpenAPI document; never built.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://partner.example/onboard-events", "events": ["cip.status_changed", "user.created"]}))]
 #[allow(dead_code)]
 pub struct NewEndpoint {
@@ -394,7 +396,8 @@ pub struct NewEndpoint {
 
 /// `PATCH /partner/webhooks/{endpointId}`: any of the members. Described for the OpenAPI
 /// document; never built.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"enabled": true}))]
 #[allow(dead_code)]
 pub struct EndpointChange {
@@ -407,8 +410,8 @@ pub struct EndpointChange {
 }
 
 /// `POST …/events/{eventId}/replay`: the body is optional. Described for the OpenAPI document.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct ReplayTarget {
     /// `ep_…`: this endpoint only; absent: every enabled endpoint subscribed to the type.
@@ -416,7 +419,8 @@ pub struct ReplayTarget {
 }
 
 /// `POST /partner/webhooks/replay-failed`. Described for the OpenAPI document.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"since": "2026-12-01T00:00:00Z"}))]
 #[allow(dead_code)]
 pub struct ReplayFailed {

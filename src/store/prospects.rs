@@ -135,7 +135,7 @@ pub enum Lookup<'a> {
 
 /// An open compliance case: a user waiting in `UpgradePending/Compliance`, with the screening
 /// that put it there.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComplianceCase {
     #[serde(skip)]

@@ -7,11 +7,13 @@ use crate::domain::sanctions_list::{ListCounts, ListFiles};
 use crate::domain::{PartnerId, UserId};
 
 /// One loaded list publication.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListVersion {
     pub id: i64,
+    /// Of the publication's files, hex.
     #[serde(serialize_with = "hex_digest")]
+    #[schema(value_type = String)]
     pub sha256: Vec<u8>,
     pub published_on: Option<String>,
     pub source: String,

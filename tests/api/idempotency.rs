@@ -113,9 +113,25 @@ on_both_backends! {
     async fn malformed_keys_are_rejected(app) {
         let token = app.sandbox_token().await;
         let body = format!(r#"{{"merchantId": {}, "email": null}}"#, app.sandbox.partner_id);
-        let problem = assert_problem(app.post_user_with_key(&token, "has space", &body).await, 400).await;
-        assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+        // Seed 001 answers its 400s as ASP.NET's ValidationProblemDetails, this one too.
+        let response = app.post_user_with_key(&token, "has space", &body).await;
+        assert_eq!(response.status(), 400);
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["errors"]["Idempotency-Key"][0], "1 to 255 visible ASCII characters, optionally in double quotes");
+        assert_eq!(problem["title"], "One or more validation errors occurred.");
         assert_eq!(app.users().await, 0);
+        // Every other surface in its problem+json shape.
+        let response = app
+            .client
+            .post(app.url("/partner/users"))
+            .header("PartnerApiKey", &app.sandbox.api_key)
+            .header("Idempotency-Key", "has space")
+            .json(&serde_json::json!({"externalUserId": "x", "type": "INDIVIDUAL"}))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400).await;
+        assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
     }
 }
 
