@@ -54,6 +54,7 @@ pub struct TokenResponse {
         (status = 200, body = TokenResponse),
         (status = 400, body = super::error::OAuthError, description = "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, invalid_scope"),
         (status = 401, body = super::error::OAuthError, description = "RFC 6749 error: invalid_client (with `WWW-Authenticate: Basic`)"),
+        (status = 429, body = super::error::Problem, description = "Too many refresh attempts from this address; see `Retry-After`"),
     ))]
 pub async fn token(
     State(state): State<AppState>,

@@ -125,7 +125,7 @@ async fn every_request_and_answer_is_typed() {
 
 /// Runs an outside program on a blocking thread: the server under test shares this test's
 /// runtime, and a client program calling it must not wait on a thread the server needs.
-async fn run(mut command: Command) -> std::process::Output {
+pub async fn run(mut command: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || command.output().expect("the program starts")).await.unwrap()
 }
 

@@ -6,6 +6,7 @@ mod architecture;
 mod auth;
 mod billing;
 mod consents;
+mod contract;
 mod docs;
 mod errors;
 mod idempotency;
