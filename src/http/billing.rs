@@ -265,6 +265,7 @@ pub async fn get_invoice(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"paymentMethodId": "pm_card_visa"}))]
 pub struct PayInvoice {
     /// A PaymentMethod the partner's app created with the provider's SDK (`pm_…`); card data
     /// never reaches Onboard. Sandbox: Stripe's test ids (`pm_card_visa`, …).

@@ -20,6 +20,7 @@ mod prospects;
 mod sanctions;
 mod signup;
 mod storage;
+mod tenants;
 mod tls;
 mod user;
 mod webhooks;
