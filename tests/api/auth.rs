@@ -76,7 +76,17 @@ on_both_backends! {
         };
         let tampered = format!("{}.{}.{}", parts[0], tampered_payload, parts[2]);
 
-        for token in [forged, confused, unsigned, tampered, "garbage".to_owned()] {
+        // A kid the service never published, and `alg: none` spelled out.
+        let mut unknown = Header::new(Algorithm::EdDSA);
+        unknown.kid = Some("not-a-published-kid".into());
+        let unknown_kid = jsonwebtoken::encode(&unknown, &claims, &EncodingKey::from_ed_der(&attacker.private_key)).unwrap();
+        let alg_none = {
+            use base64::Engine;
+            let header = json!({"alg": "none", "typ": "at+jwt", "kid": kid_of(&genuine)});
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+            format!("{header}.{}.", parts[1])
+        };
+        for token in [forged, confused, unsigned, tampered, unknown_kid, alg_none, "garbage".to_owned()] {
             let response = app.get_partner_with_bearer(&token).await;
             assert_problem(response, 401).await;
         }
