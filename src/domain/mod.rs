@@ -136,6 +136,9 @@ pub mod signup;
 pub mod user;
 pub mod webhook;
 
+#[cfg(test)]
+mod properties;
+
 pub use email::{Email, InvalidEmail};
 pub use partner::{Environment, Partner, PartnerId, PartnerName};
 pub use phone::{InvalidPhone, Phone};

@@ -67,7 +67,7 @@ pub fn stored_into_response(stored: StoredResponse) -> Response {
 }
 
 /// Accepts the draft's sf-string form (`"abc"`) and the bare form Stripe clients send.
-fn parse_key(raw: &HeaderValue) -> Option<String> {
+pub(super) fn parse_key(raw: &HeaderValue) -> Option<String> {
     let text = raw.to_str().ok()?.trim();
     let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
     let valid = (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic() && b != b'"');

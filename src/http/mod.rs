@@ -22,6 +22,9 @@ pub mod trace;
 pub mod user;
 pub mod webhooks;
 
+#[cfg(test)]
+mod properties;
+
 use std::any::Any;
 use std::sync::Arc;
 

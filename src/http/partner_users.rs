@@ -22,9 +22,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register)).routes(routes!(show))
 }
 
-const FIELDS: [&str; 5] = ["externalUserId", "method", "identifier", "type", "alias"];
+pub(super) const FIELDS: [&str; 5] = ["externalUserId", "method", "identifier", "type", "alias"];
 
-fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
+pub(super) fn parse_registration(body: &Value) -> Result<PartnerRegistration, ApiError> {
     let Value::Object(body) = body else {
         return Err(ApiError::MalformedBody("The body must be a JSON object.".into()));
     };

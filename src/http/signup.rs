@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_user)).routes(routes!(me))
 }
 
-const FIELDS: [&str; 4] = ["email", "password", "userType", "emailConfirmCode"];
+pub(super) const FIELDS: [&str; 4] = ["email", "password", "userType", "emailConfirmCode"];
 const CODE_FIELD: &str = "emailConfirmCode";
 const INVALID: &str = "The request has invalid fields.";
 
@@ -81,14 +81,14 @@ impl utoipa::ToSchema for SignupAnswer {
 }
 
 /// The request, parsed. `code` decides the step.
-struct Parsed {
+pub(super) struct Parsed {
     email: Email,
     password: String,
     role: UserRole,
     code: Option<ConfirmCode>,
 }
 
-fn parse_request(body: &Map<String, Value>) -> Result<Parsed, Vec<FieldError>> {
+pub(super) fn parse_request(body: &Map<String, Value>) -> Result<Parsed, Vec<FieldError>> {
     let mut p = Problems::default();
     p.unknown_fields(body, &FIELDS);
     let email = p.parse(body, "email", true, Email::parse);

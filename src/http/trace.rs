@@ -74,7 +74,7 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 /// Parses `version-traceid-parentid-flags` (W3C Trace Context §3.2); returns the trace id.
-fn parse_traceparent(value: &str) -> Option<[u8; 16]> {
+pub(super) fn parse_traceparent(value: &str) -> Option<[u8; 16]> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace_id = unhex::<16>(parts.next()?)?;

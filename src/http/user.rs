@@ -53,7 +53,7 @@ impl IntoResponse for UserError {
 }
 
 /// The request once it has passed validation.
-struct CreateUser {
+pub(super) struct CreateUser {
     merchant_id: PartnerId,
     email: Option<Email>,
     additional_data: Option<String>,
@@ -63,7 +63,7 @@ const REQUEST_TYPE: &str = "Onboard.Contracts.CreateUserRequest";
 
 /// Checks the body the way the ASP.NET model binder and the seed's validation rules do, reporting
 /// every problem at once.
-fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
+pub(super) fn parse_create_user(raw: &[u8]) -> Result<CreateUser, ValidationErrors> {
     let body = JsonBody::parse(raw)?;
     let mut errors = ValidationErrors::default();
     let Value::Object(fields) = &body.value else {

@@ -444,6 +444,66 @@ pub fn is_country_code(code: &str) -> bool {
     COUNTRY_NAMES.iter().any(|(_, c)| *c == code)
 }
 
+/// The parsers meet whatever the Treasury (or a mirror, or a truncated download) serves: no input
+/// may panic them, since a panic would stop a list load half-way.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One CSV field as the Treasury writes them: a number, `-0- `, a quoted text (with `""`
+    /// escapes), or anything at all.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{1,6}",
+            Just("-0- ".to_owned()),
+            "[ -~]{0,30}".prop_map(|t| format!("\"{}\"", t.replace('"', "\"\""))),
+            ".{0,20}",
+        ]
+    }
+
+    fn csv(columns: usize) -> impl Strategy<Value = Vec<u8>> {
+        let row = prop::collection::vec(field(), 1..columns + 2).prop_map(|fields| fields.join(","));
+        prop::collection::vec(row, 0..8).prop_map(|rows| rows.join("\r\n").into_bytes())
+    }
+
+    /// Remarks as the list writes them, with fragments mixed in.
+    fn remarks() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            "DOB [0-9]{1,2} [A-Z][a-z]{2} [0-9]{4}",
+            "DOB (circa )?[0-9]{4}( to [0-9]{4})?",
+            "POB [A-Za-z, ]{0,20}",
+            "nationality [A-Za-z ]{0,12}",
+            "Passport [A-Z0-9]{0,10} \\([A-Za-z ]{0,10}\\)",
+            "a\\.k\\.a\\. '[A-Z ]{0,12}'",
+            "Gender (Male|Female)",
+            ".{0,30}",
+        ];
+        prop::collection::vec(part, 0..6).prop_map(|parts| parts.join("; "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn remarks_and_dates_never_panic(text in remarks()) {
+            let _ = parse_remarks(&text);
+            let _ = parse_dob(&text);
+        }
+
+        #[test]
+        fn list_files_never_panic(sdn in csv(12), alt in csv(5), add in csv(6), comments in csv(3)) {
+            let _ = parse_list(&ListFiles { sdn, alt, add, comments });
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(sdn in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_list(&ListFiles { sdn, alt: Vec::new(), add: Vec::new(), comments: Vec::new() });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
