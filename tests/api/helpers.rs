@@ -140,11 +140,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
-        LOGS.call_once(|| {
-            if std::env::var("TEST_LOG").is_ok() {
-                std::mem::forget(onboard::telemetry::init(&Default::default()));
-            }
-        });
+        LOGS.call_once(crate::logscan::install);
         let db = TestDb::new(backend).await?;
         let mut settings = test_settings(&db.url);
         configure(&mut settings);
@@ -222,6 +218,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // A test that already failed says why; a second panic here would abort instead.
+        if !std::thread::panicking() {
+            let s = &self.sandbox;
+            crate::logscan::assert_clean(&[&s.api_key, &s.client_secret]);
         }
     }
 }

@@ -12,6 +12,7 @@ mod errors;
 mod idempotency;
 mod jobs;
 mod kyc;
+mod logscan;
 mod oauth;
 mod ops;
 mod partner_users;
