@@ -1012,3 +1012,87 @@ async fn two_nodes_validate_a_burst_of_registrations_exactly_once() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// `kill -9` under `POST /User` load, with and without `Idempotency-Key`, on both backends:
+/// every user acknowledged with a 201 is there after the restart, and repeating a keyed request
+/// answers the stored 201 (same id, `Idempotent-Replayed`) instead of creating another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => match TestDb::new(backend).await {
+                Some(db) => Some(db),
+                None => continue,
+            },
+        };
+        let url = db.as_ref().map(|db| db.url.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::start(dir.path(), url.as_deref());
+        let base = node.wait_listening();
+        let (client_id, secret) = (node.wait_printed("client id").unwrap(), node.printed("client secret").unwrap());
+        let partner: i64 = node.printed("partner id").unwrap().parse().unwrap();
+        let http = crate::helpers::http_client();
+        let token = fetch_token(&http, &base, &client_id, &secret).await;
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = tokio::task::JoinSet::new();
+        for worker in 0..32 {
+            let (http, base, token, stop) = (http.clone(), base.clone(), token.clone(), stop.clone());
+            load.spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = (worker % 2 == 0).then(|| format!("kill-{worker}-{n}"));
+                    let body =
+                        serde_json::json!({"merchantId": partner, "email": format!("u{worker}.{n}@example.org")});
+                    let mut request = http.post(format!("{base}/User")).bearer_auth(&token).json(&body);
+                    if let Some(key) = &key {
+                        request = request.header("Idempotency-Key", key);
+                    }
+                    let Ok(response) = request.send().await else { break };
+                    if response.status() == 201 {
+                        let Ok(created) = response.json::<Value>().await else { break };
+                        acknowledged.push((created["id"].as_i64().unwrap(), key, body));
+                    }
+                }
+                acknowledged
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        node.child.kill().expect("SIGKILL");
+        node.child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        while let Some(done) = load.join_next().await {
+            acknowledged.extend(done.unwrap());
+        }
+        assert!(acknowledged.len() > 50, "{backend:?}: only {} acknowledged before the kill", acknowledged.len());
+
+        let mut restarted = Node::start(dir.path(), url.as_deref());
+        let base = restarted.wait_listening();
+        let token = fetch_token(&http, &base, &client_id, &secret).await;
+        for (id, key, body) in &acknowledged {
+            let stored = http.get(format!("{base}/User/{id}")).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(stored.status(), 200, "{backend:?}: acknowledged user {id} lost");
+            if let Some(key) = key {
+                let replay = http
+                    .post(format!("{base}/User"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", key)
+                    .json(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(replay.status(), 201, "{backend:?}: replay of {key}");
+                assert_eq!(replay.headers()["idempotent-replayed"], "true");
+                let replayed: Value = replay.json().await.unwrap();
+                assert_eq!(replayed["id"].as_i64(), Some(*id), "{backend:?}: {key} answered another user");
+            }
+        }
+        eprintln!("{backend:?}: {} acknowledged before kill -9, 0 lost", acknowledged.len());
+        assert!(restarted.terminate().success());
+    }
+}
