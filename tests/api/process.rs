@@ -1096,3 +1096,114 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         assert!(restarted.terminate().success());
     }
 }
+
+/// Sends `n` copies of one request, spread round-robin over `nodes`, at most 200 at a time;
+/// returns each answer's status and body.
+async fn fire(
+    http: &reqwest::Client,
+    nodes: &[String],
+    n: usize,
+    build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> Vec<(u16, Value)> {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let request = build(http, &nodes[i % nodes.len()]);
+        let gate = gate.clone();
+        requests.spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let response = request.send().await.expect("the node answers");
+            (response.status().as_u16(), response.json::<Value>().await.unwrap_or_default())
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    answers
+}
+
+fn statuses(answers: &[(u16, Value)]) -> std::collections::BTreeMap<u16, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (status, _) in answers {
+        *counts.entry(*status).or_default() += 1;
+    }
+    counts
+}
+
+/// Three nodes on one PostgreSQL database, 1,000 concurrent identical requests each: seed 000's
+/// registration, seed 001 with one shared `Idempotency-Key`, seed 002's registration and sign-up
+/// step 2 each make exactly one record, whatever node answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_make_one_record_of_a_thousand_identical_requests() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Node::start(dir.path(), Some(&db.url));
+    let mut nodes = vec![first.wait_listening()];
+    let api_key = first.wait_printed("API key").unwrap();
+    let (client_id, secret) = (first.printed("client id").unwrap(), first.printed("client secret").unwrap());
+    let partner = first.printed("partner id").unwrap();
+    let mut others: Vec<Node> = (0..2).map(|_| Node::start(dir.path(), Some(&db.url))).collect();
+    nodes.extend(others.iter_mut().map(Node::wait_listening));
+    let http = crate::helpers::http_client();
+    let token = fetch_token(&http, &nodes[0], &client_id, &secret).await;
+    let count = |sql: &'static str| crate::helpers::count(&db.url, sql);
+
+    let seed_000 = serde_json::json!({"externalUserId": "three-nodes", "type": "INDIVIDUAL"});
+    let answers = fire(&http, &nodes, 1000, |http, node| {
+        http.post(format!("{node}/partner/users")).header("PartnerApiKey", &api_key).json(&seed_000)
+    })
+    .await;
+    assert_eq!(statuses(&answers).get(&201), Some(&1), "seed 000: {:?}", statuses(&answers));
+    eprintln!("seed 000 over three nodes: {:?}", statuses(&answers));
+    assert!(answers.iter().all(|(s, _)| [200, 201].contains(s)), "seed 000: {:?}", statuses(&answers));
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE external_user_id = 'three-nodes'").await, 1);
+
+    let seed_001 =
+        serde_json::json!({"merchantId": partner.parse::<i64>().unwrap(), "email": "shared.key@example.org"});
+    let answers = fire(&http, &nodes, 1000, |http, node| {
+        http.post(format!("{node}/User"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "one-shared-key")
+            .json(&seed_001)
+    })
+    .await;
+    assert!(answers.iter().all(|(s, _)| [201, 409].contains(s)), "seed 001: {:?}", statuses(&answers));
+    let ids: std::collections::HashSet<_> =
+        answers.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b["id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "seed 001: every 201 is the same user");
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE email = 'shared.key@example.org'").await, 1);
+
+    let seed_002 = serde_json::json!({"firstName": "Ana", "lastName": "Hernández", "dateOfBirth": "1990-05-17",
+        "email": "three.nodes@correo.mx", "phoneNumber": "+5215521206703", "country": "MX", "state": "MX-ROO"});
+    let answers = fire(&http, &nodes, 1000, |http, node| {
+        http.post(format!("{node}/register-user-v2")).header("PartnerApiKey", &api_key).json(&seed_002)
+    })
+    .await;
+    assert_eq!(statuses(&answers).get(&200), Some(&1), "seed 002: {:?}", statuses(&answers));
+    assert!(answers.iter().all(|(s, _)| [200, 409].contains(s)), "seed 002: {:?}", statuses(&answers));
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE email = 'three.nodes@correo.mx'").await, 1);
+
+    // Sign-up: step 1 once, then step 2 a thousand times. Most are turned away by the per-address
+    // limit (429) or the full hashing queue (503); those that get through all sign in the one user
+    // the first of them created (a repeated step 2 is a new session of it).
+    let step_1 = serde_json::json!({"email": "three.nodes@example.com", "password": "A9#bL8@zQ"});
+    let started =
+        http.post(format!("{}/users", nodes[0])).header("partnerId", &partner).json(&step_1).send().await.unwrap();
+    assert_eq!(started.status(), 200);
+    let mut step_2 = step_1;
+    step_2["emailConfirmCode"] = "12345".into();
+    let answers = fire(&http, &nodes, 1000, |http, node| {
+        http.post(format!("{node}/users")).header("partnerId", &partner).json(&step_2)
+    })
+    .await;
+    assert!(answers.iter().all(|(s, _)| [200, 400, 409, 429, 503].contains(s)), "sign-up: {:?}", statuses(&answers));
+    let users: std::collections::HashSet<_> =
+        answers.iter().filter(|(s, _)| *s == 200).map(|(_, b)| b["user_id"].clone()).collect();
+    assert_eq!(users.len(), 1, "sign-up: every 200 signs in the same user: {:?}", statuses(&answers));
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE email = 'three.nodes@example.com'").await, 1);
+
+    for node in std::iter::once(&mut first).chain(others.iter_mut()) {
+        assert!(node.terminate().success());
+    }
+}
