@@ -1207,3 +1207,161 @@ async fn three_nodes_make_one_record_of_a_thousand_identical_requests() {
         assert!(node.terminate().success());
     }
 }
+
+/// A PostgreSQL cluster of the test's own (`initdb` on a temporary directory and port, run as the
+/// `postgres` user), so that it can be stopped under load without touching the shared server.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl Cluster {
+    /// `None` where there is no PostgreSQL installation or no `postgres` user to run it as.
+    fn create() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .max()?;
+        let dir = tempfile::tempdir().ok()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let as_postgres = |args: &[&str]| Command::new("runuser").args(["-u", "postgres", "--"]).args(args).output();
+        Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status().ok()?.success().then_some(())?;
+        let data = dir.path().join("data");
+        let initdb = bin.join("initdb");
+        let created = as_postgres(&[initdb.to_str()?, "-D", data.to_str()?, "-A", "trust", "-U", "postgres"]).ok()?;
+        created.status.success().then_some(Self { dir, port, bin })
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let pg_ctl = self.bin.join("pg_ctl");
+        let status = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                pg_ctl.to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl {args:?}");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let pg_ctl = self.bin.join("pg_ctl");
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                pg_ctl.to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The database stops under `POST /User` load: every answer meanwhile is a 201 or a 503 with
+/// `Retry-After` (never a 500), the service takes writes again once the database is back, and
+/// nothing it acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopping_under_load_is_a_503_and_service_resumes() {
+    let Some(cluster) = Cluster::create() else {
+        assert!(!crate::helpers::in_ci(), "CI needs PostgreSQL's initdb and a postgres user");
+        eprintln!("skipping: no PostgreSQL installation to start a cluster of the test's own");
+        return;
+    };
+    cluster.pg_ctl(&["start"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Requests wait up to a second for a connection, then answer 503: the outage outlasts that.
+    let mut node = Node::start_with(dir.path(), Some(&cluster.url()), &[("ONBOARD_DB__ACQUIRE_TIMEOUT_MS", "1000")]);
+    let base = node.wait_listening();
+    let (client_id, secret) = (node.wait_printed("client id").unwrap(), node.printed("client secret").unwrap());
+    let partner: i64 = node.printed("partner id").unwrap().parse().unwrap();
+    let http = crate::helpers::http_client();
+    let token = fetch_token(&http, &base, &client_id, &secret).await;
+
+    let phase = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (http, base, token, phase) = (http.clone(), base.clone(), token.clone(), phase.clone());
+        load.spawn(async move {
+            let (mut acknowledged, mut answers) = (Vec::new(), std::collections::BTreeMap::<u16, usize>::new());
+            for n in 0.. {
+                if phase.load(std::sync::atomic::Ordering::Relaxed) == 3 {
+                    break;
+                }
+                let body = serde_json::json!({"merchantId": partner, "email": format!("w{worker}.{n}@example.org")});
+                let response = http.post(format!("{base}/User")).bearer_auth(&token).json(&body).send().await.unwrap();
+                let status = response.status().as_u16();
+                *answers.entry(status).or_default() += 1;
+                match status {
+                    201 => acknowledged.push(response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()),
+                    503 => {
+                        assert!(response.headers().contains_key("retry-after"), "a 503 says when to retry");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => panic!("{other}: {}", response.text().await.unwrap()),
+                }
+            }
+            (acknowledged, answers)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.pg_ctl(&["-m", "immediate", "stop"]);
+    phase.store(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.pg_ctl(&["start"]);
+    phase.store(2, std::sync::atomic::Ordering::Relaxed);
+    // Writes are taken again within seconds of the database's return.
+    let body = serde_json::json!({"merchantId": partner, "email": null});
+    let mut resumed = false;
+    for _ in 0..100 {
+        let response = http.post(format!("{base}/User")).bearer_auth(&token).json(&body).send().await.unwrap();
+        if response.status() == 201 {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    phase.store(3, std::sync::atomic::Ordering::Relaxed);
+    let (mut acknowledged, mut answers) = (Vec::new(), std::collections::BTreeMap::<u16, usize>::new());
+    while let Some(done) = load.join_next().await {
+        let (ids, counts) = done.unwrap();
+        acknowledged.extend(ids);
+        for (status, n) in counts {
+            *answers.entry(status).or_default() += n;
+        }
+    }
+    assert!(resumed, "no write succeeded after the database came back: {answers:?}");
+    assert!(answers.get(&503).is_some_and(|n| *n > 0), "the outage was seen: {answers:?}");
+    for id in &acknowledged {
+        let stored = http.get(format!("{base}/User/{id}")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(stored.status(), 200, "acknowledged user {id} lost");
+    }
+    eprintln!("database stopped under load: {answers:?}, {} acknowledged, 0 lost", acknowledged.len());
+    assert!(node.terminate().success());
+}
