@@ -89,11 +89,22 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned())
             }
-            // SQLITE_BUSY after the busy timeout: the database is overloaded, not broken.
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") => StoreError::Unavailable(err),
+            // The database cannot take the write now but is not broken; the request may be retried
+            // (nothing was committed): SQLITE_BUSY after the busy timeout, SQLITE_FULL (the disk),
+            // and PostgreSQL's connection exceptions (08…), insufficient resources (53…: disk
+            // full, out of memory, too many connections) and shutdowns (57P01–57P03).
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(transient) => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
     }
+}
+
+/// SQLite result codes are numbers of at most four digits; PostgreSQL's SQLSTATEs are always
+/// five characters, so the two cannot be mistaken for each other.
+fn transient(code: &str) -> bool {
+    let sqlstate = code.len() == 5;
+    matches!(code, "5" | "13" | "57P01" | "57P02" | "57P03")
+        || (sqlstate && (code.starts_with("08") || code.starts_with("53")))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

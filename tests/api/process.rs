@@ -1365,3 +1365,94 @@ async fn the_database_stopping_under_load_is_a_503_and_service_resumes() {
     eprintln!("database stopped under load: {answers:?}, {} acknowledged, 0 lost", acknowledged.len());
     assert!(node.terminate().success());
 }
+
+/// A filesystem of the test's own, small enough to fill (tmpfs; needs root, as CI runs).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let size = format!("size={megabytes}m");
+        let mounted =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(dir.path()).status().ok()?;
+        mounted.success().then_some(Self { dir })
+    }
+
+    fn resize(&self, megabytes: u32) {
+        let options = format!("remount,size={megabytes}m");
+        assert!(Command::new("mount").args(["-o", &options]).arg(self.dir.path()).status().unwrap().success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// SQLite on a full filesystem: writes answer 503 with `Retry-After` (never a 500) while the disk
+/// is full; once space returns, writes are taken again, the database passes `integrity_check`,
+/// and every acknowledged user is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_a_full_disk_is_a_503_then_recovers_without_corruption() {
+    let Some(disk) = SmallDisk::mount(6) else {
+        assert!(!crate::helpers::in_ci(), "CI runs as root and can mount a tmpfs");
+        eprintln!("skipping: cannot mount a small filesystem here");
+        return;
+    };
+    let mut node = Node::start(disk.dir.path(), None);
+    let base = node.wait_listening();
+    let (client_id, secret) = (node.wait_printed("client id").unwrap(), node.printed("client secret").unwrap());
+    let partner: i64 = node.printed("partner id").unwrap().parse().unwrap();
+    let http = crate::helpers::http_client();
+    let token = fetch_token(&http, &base, &client_id, &secret).await;
+
+    // Users with 60 kB of metadata each fill the disk within a hundred writes.
+    let filler = "x".repeat(60_000);
+    let (mut acknowledged, mut answers) = (Vec::new(), std::collections::BTreeMap::<u16, usize>::new());
+    let mut full = 0;
+    for n in 0..400 {
+        let body = serde_json::json!({"merchantId": partner, "email": null, "additionalData": {"type": "fill", "data": {"n": n, "pad": filler}}});
+        let response = http.post(format!("{base}/User")).bearer_auth(&token).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        *answers.entry(status).or_default() += 1;
+        match status {
+            201 => acknowledged.push(response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()),
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                full += 1;
+                if full == 5 {
+                    break;
+                }
+            }
+            other => panic!("{other} with the disk at {n} users: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(full, 5, "the disk never filled: {answers:?}");
+
+    disk.resize(64);
+    let mut resumed = false;
+    for _ in 0..50 {
+        let body = serde_json::json!({"merchantId": partner, "email": null});
+        let response = http.post(format!("{base}/User")).bearer_auth(&token).json(&body).send().await.unwrap();
+        if response.status() == 201 {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "no write succeeded after space returned");
+    for id in &acknowledged {
+        let stored = http.get(format!("{base}/User/{id}")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(stored.status(), 200, "acknowledged user {id} lost");
+    }
+    assert!(node.terminate().success());
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", disk.dir.path().join("onboard.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(check, "ok");
+    eprintln!("full disk: {answers:?}, {} acknowledged, 0 lost, integrity ok", acknowledged.len());
+}
