@@ -175,6 +175,7 @@ on_both_backends! {
             }
         }
         assert!(probes > 150, "{probes} probes");
+        eprintln!("tenant matrix: {probes} probes, every one 401, 403 or 404");
         // An id in the body instead of the path: seed 002's status lookup.
         for (what, header, value) in &credentials {
             let mut request = app.client.post(app.url("/getUserTokenV2")).json(&json!({"userId": ids["userId"]}));
