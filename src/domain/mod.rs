@@ -137,7 +137,7 @@ pub mod user;
 pub mod webhook;
 
 #[cfg(test)]
-mod properties;
+pub(crate) mod properties;
 
 pub use email::{Email, InvalidEmail};
 pub use partner::{Environment, Partner, PartnerId, PartnerName};

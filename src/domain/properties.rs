@@ -13,7 +13,9 @@ fn text() -> impl Strategy<Value = String> {
     prop_oneof![".{0,80}", "[ -~]{0,40}", "[+0-9 ()-]{0,24}", "[a-z0-9.+_-]{0,12}@[a-z0-9.-]{0,16}"]
 }
 
-fn json() -> impl Strategy<Value = serde_json::Value> {
+/// Any JSON, its object keys sometimes the members a Place Details object has. Shared with the
+/// request-parser properties (`http::properties`).
+pub(crate) fn json() -> impl Strategy<Value = serde_json::Value> {
     use serde_json::Value;
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -6,25 +6,7 @@ use axum::http::HeaderValue;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![".{0,60}", "[ -~]{0,40}", "[+0-9 ()-]{0,20}", "[a-z0-9.]{1,10}@[a-z]{1,10}\\.[a-z]{2,4}"]
-}
-
-fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
-        text().prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,10}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
+use crate::domain::properties::json;
 
 /// An object whose members are mostly the surface's own field names (so the parser gets past
 /// "unknown field" and into each field's rules), with values of any type.

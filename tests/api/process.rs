@@ -1235,26 +1235,22 @@ impl Cluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
+        assert!(self.try_pg_ctl(args), "pg_ctl {args:?}");
+    }
+
+    /// `pg_ctl` on this cluster, as `postgres`, waiting for the action to finish.
+    fn try_pg_ctl(&self, args: &[&str]) -> bool {
         let data = self.dir.path().join("data");
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
         let pg_ctl = self.bin.join("pg_ctl");
-        let status = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                pg_ctl.to_str().unwrap(),
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-w",
-            ])
+        let (pg_ctl, data) = (pg_ctl.to_str().unwrap(), data.to_str().unwrap());
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", pg_ctl, "-D", data, "-o", &options, "-w"])
             .args(args)
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctl {args:?}");
+            .is_ok_and(|s| s.success())
     }
 
     fn url(&self) -> String {
@@ -1264,23 +1260,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let pg_ctl = self.bin.join("pg_ctl");
-        let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                pg_ctl.to_str().unwrap(),
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.try_pg_ctl(&["-m", "immediate", "stop"]);
     }
 }
 
