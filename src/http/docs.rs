@@ -173,7 +173,7 @@ async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Result<Res
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip")));
+        .any(accepts_gzip_coding);
     let (content_type, mut response) = match name.as_str() {
         "swagger-ui-bundle.js" => (JS, BUNDLE.respond(accepts_gzip)),
         "swagger-ui.css" => ("text/css; charset=utf-8", CSS.respond(accepts_gzip)),
@@ -185,6 +185,14 @@ async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Result<Res
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     Ok(response)
+}
+
+/// One member of `Accept-Encoding` (RFC 9110 §12.5.3): `gzip`, or `*`, unless weighted `q=0`.
+fn accepts_gzip_coding(member: &str) -> bool {
+    let mut parts = member.split(';').map(str::trim);
+    let coding = parts.next().unwrap_or_default();
+    let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
+    (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
 }
 
 /// A file build.rs gzipped, and its inflated bytes for the rare client that does not take gzip
@@ -229,6 +237,7 @@ mod headers {
             ("401", "Unauthorized", "Missing or invalid credentials (`WWW-Authenticate` names the scheme)"),
             ("413", "PayloadTooLarge", "The body is larger than `http.max_body_bytes`"),
             ("400", "BadRequest", "Invalid fields or headers: `errors` names each"),
+            ("403", "Forbidden", "The credential does not allow this (another role or scope)"),
             ("404", "NotFound", "Nothing has this id (or not for this caller)"),
             ("409", "IdempotencyKeyInUse", "A request with this Idempotency-Key is still running; see `Retry-After`"),
             ("422", "IdempotencyKeyReused", "This Idempotency-Key was used with a different request"),
@@ -283,15 +292,28 @@ mod headers {
         Ref::new(format!("#/components/{kind}/{name}"))
     }
 
-    /// `idempotent`: a POST, where `Idempotency-Key` is honoured whenever the request carries
-    /// partner or end-user credentials (`idempotency::layer`); staff routes never take it.
-    pub fn attach(operation: &mut Operation, idempotent: bool) {
-        let idempotent = idempotent && !operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
-        let secured = operation.security.as_ref().is_some_and(|s| s.iter().any(|r| r != &Default::default()));
+    /// `post`: a POST. The idempotency layer reads `Idempotency-Key` on every POST (a malformed one
+    /// is a 400 before anything else) and honours it when the request carries partner or end-user
+    /// credentials (`idempotency::layer`): on the routes that take those, never on staff routes.
+    pub fn attach(operation: &mut Operation, post: bool) {
+        let staff = operation.tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == "Staff"));
+        let schemes: Vec<String> = operation
+            .security
+            .iter()
+            .flatten()
+            .filter_map(|r| serde_json::to_value(r).ok()?.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+            .flatten()
+            .collect();
+        let secured = !schemes.is_empty();
+        let keyed = post && !staff && schemes.iter().any(|s| s == "partnerApiKey" || s == "bearer");
         let responses = &mut operation.responses.responses;
         // Every credential extractor answers 401, and the size limit applies before any handler.
         if secured && !responses.contains_key("401") {
             responses.insert("401".into(), RefOr::Ref(reference("responses", "Unauthorized")));
+        }
+        // Staff routes each need a role (`StaffAuth::require`).
+        if staff && !responses.contains_key("403") {
+            responses.insert("403".into(), RefOr::Ref(reference("responses", "Forbidden")));
         }
         if operation.request_body.is_some() && !responses.contains_key("413") {
             responses.insert("413".into(), RefOr::Ref(reference("responses", "PayloadTooLarge")));
@@ -301,13 +323,8 @@ mod headers {
         if operation.parameters.iter().flatten().any(in_path) && !responses.contains_key("404") {
             responses.insert("404".into(), RefOr::Ref(reference("responses", "NotFound")));
         }
-        // A malformed Idempotency-Key is refused before the route runs.
-        if idempotent {
-            for (status, name) in
-                [("400", "BadRequest"), ("409", "IdempotencyKeyInUse"), ("422", "IdempotencyKeyReused")]
-            {
-                responses.entry(status.into()).or_insert_with(|| RefOr::Ref(reference("responses", name)));
-            }
+        if post {
+            responses.entry("400".into()).or_insert_with(|| RefOr::Ref(reference("responses", "BadRequest")));
             // A route whose own 400 has another shape (RFC 6749's on /oauth/…) still gets the
             // layer's problem document for a malformed key.
             if let Some(RefOr::T(bad)) = responses.get_mut("400") {
@@ -316,9 +333,14 @@ mod headers {
                 bad.content.entry("application/problem+json".into()).or_insert(RefOr::T(problem));
             }
         }
+        if keyed {
+            for (status, name) in [("409", "IdempotencyKeyInUse"), ("422", "IdempotencyKeyReused")] {
+                responses.entry(status.into()).or_insert_with(|| RefOr::Ref(reference("responses", name)));
+            }
+        }
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         parameters.push(RefOr::Ref(reference("parameters", "traceparent")));
-        if idempotent {
+        if keyed {
             parameters.push(RefOr::Ref(reference("parameters", "Idempotency-Key")));
         }
         for (status, response) in operation.responses.responses.iter_mut() {
@@ -336,14 +358,34 @@ mod headers {
                 response.description = reason.unwrap_or("Answer").to_owned();
             }
             response.headers.insert("traceresponse".into(), RefOr::Ref(reference("headers", "traceresponse")));
-            if idempotent && status.starts_with('2') {
+            // Final answers are stored and replayed; 401, 403, 409, 429 and 5xx are not.
+            let stored = !matches!(status.as_str(), "401" | "403" | "409" | "429") && !status.starts_with('5');
+            if keyed && stored {
                 response
                     .headers
                     .insert("Idempotent-Replayed".into(), RefOr::Ref(reference("headers", "Idempotent-Replayed")));
             }
-            if matches!(status.as_str(), "429" | "503") || (idempotent && status == "409") {
+            // On a keyed route's 409 the header comes with the layer's "still running" answer.
+            if matches!(status.as_str(), "429" | "503") || (keyed && status == "409") {
                 response.headers.insert("Retry-After".into(), RefOr::Ref(reference("headers", "Retry-After")));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gzip_is_taken_unless_refused_by_weight() {
+        for (member, takes) in [
+            ("gzip", true),
+            ("GZIP;q=0.5", true),
+            ("*", true),
+            ("gzip;q=0", false),
+            ("gzip; q=0.0", false),
+            ("br", false),
+        ] {
+            assert_eq!(super::accepts_gzip_coding(member), takes, "{member}");
         }
     }
 }

@@ -49,8 +49,21 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| ApiPath(p.0)).map_err(|_| {
-            ApiError::NotFound("Nothing has this id: a path segment is not a valid id of its kind.".into())
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| ApiPath(p.0)).map_err(|rejection| {
+            let client_sent_it = matches!(&rejection, PathRejection::FailedToDeserializePathParams(e) if matches!(
+                e.kind(),
+                ErrorKind::ParseErrorAtKey { .. } | ErrorKind::ParseErrorAtIndex { .. } | ErrorKind::ParseError { .. }
+                    | ErrorKind::InvalidUtf8InPathParam { .. }
+            ));
+            if client_sent_it {
+                ApiError::NotFound("Nothing has this id: a path segment is not a valid id of its kind.".into())
+            } else {
+                // An extractor that does not fit its route (wrong arity, unsupported type) is a bug
+                // here, which must show as one rather than as a quiet 404.
+                ApiError::Internal(anyhow::anyhow!("path extractor does not fit its route: {rejection}"))
+            }
         })
     }
 }

@@ -103,11 +103,25 @@ impl From<sqlx::Error> for StoreError {
 /// five characters, so the two cannot be mistaken for each other.
 fn transient(code: &str) -> bool {
     let sqlstate = code.len() == 5;
-    matches!(code, "5" | "13" | "57P01" | "57P02" | "57P03")
-        || (sqlstate && (code.starts_with("08") || code.starts_with("53")))
+    // 08P01 (protocol violation) is a bug on this side, not an outage.
+    let connection = sqlstate && code.starts_with("08") && code != "08P01";
+    matches!(code, "5" | "13" | "57P01" | "57P02" | "57P03") || connection || (sqlstate && code.starts_with("53"))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod transient_tests {
+    #[test]
+    fn outages_are_transient_bugs_are_not() {
+        for code in ["5", "13", "08006", "08001", "53100", "53300", "57P01"] {
+            assert!(super::transient(code), "{code}");
+        }
+        for code in ["08P01", "23505", "42P01", "1", "19", "2067", "5386"] {
+            assert!(!super::transient(code), "{code}");
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
