@@ -285,6 +285,17 @@ impl Store {
         Ok(files)
     }
 
+    /// Every loaded sanctions list version, newest first.
+    pub async fn sanctions_lists(&self, limit: i64) -> StoreResult<Vec<ListVersion>> {
+        let rows: Vec<ListRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!("SELECT ", list_columns!(), " FROM sanctions_lists ORDER BY id DESC LIMIT $1"))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(ListVersion::from).collect())
+    }
+
     /// The screenings of one user, newest first: (list id, decision, top score, matches JSON).
     pub async fn user_screenings(&self, user: i64) -> StoreResult<Vec<(i64, String, Option<f64>, String)>> {
         Ok(with_pool!(self, read, |pool| {
