@@ -46,6 +46,8 @@ pub struct Settings {
     pub tls: crate::http::tls::TlsSettings,
     /// Consent codes (seed 002's OTP consents): lifetime, attempts, resend interval.
     pub consents: crate::core::consents::ConsentSettings,
+    /// The staff console under `/admin/ui/`: session lifetimes, case holds.
+    pub console: crate::core::console::ConsoleSettings,
     /// Outbound SMS (Twilio) for consent codes.
     pub sms: crate::sms::SmsSettings,
     /// Heartbeats, and when a silent node's claims are released.
@@ -108,6 +110,7 @@ impl Default for Settings {
             payments: Default::default(),
             tls: Default::default(),
             consents: Default::default(),
+            console: Default::default(),
             sms: Default::default(),
             node: Default::default(),
         }

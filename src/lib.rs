@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cip;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod domain;
 pub mod http;

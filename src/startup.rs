@@ -133,6 +133,8 @@ impl Application {
                 idempotency: settings.idempotency.clone(),
                 signup: settings.signup.clone(),
                 consents: settings.consents.clone(),
+                console: settings.console.clone(),
+                tls: settings.tls.enabled(),
                 strict_transport_security: settings.tls.strict_transport_security(),
             },
         });
@@ -186,7 +188,8 @@ impl Application {
         };
         let store = state.store.clone();
         // The peer address feeds the per-IP limits of the public routes.
-        let service = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let service =
+            http::router_with(state, crate::console::router()).into_make_service_with_connect_info::<SocketAddr>();
         let (server, reload): (std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>, _) = match listener
         {
             Listener::Plain(plain) => {

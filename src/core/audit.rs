@@ -25,6 +25,8 @@ pub enum Action {
     PlanCreate,
     PlanArchive,
     PartnerPaymentsConfigure,
+    ConsoleSignIn,
+    ConsoleSignOut,
 }
 
 impl Action {
@@ -49,6 +51,8 @@ impl Action {
             Action::PlanCreate => "plan.create",
             Action::PlanArchive => "plan.archive",
             Action::PartnerPaymentsConfigure => "partner.payments.configure",
+            Action::ConsoleSignIn => "console.sign_in",
+            Action::ConsoleSignOut => "console.sign_out",
         }
     }
 }

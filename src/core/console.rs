@@ -108,7 +108,12 @@ pub async fn sign_in(store: &Store, token: &str, now: i64) -> StoreResult<Option
 
 /// The live session of a cookie: none when the cookie is malformed or unknown, the session was
 /// signed out or timed out, or its staff token was revoked.
-pub async fn session(store: &Store, settings: &ConsoleSettings, cookie: &str, now: i64) -> StoreResult<Option<Session>> {
+pub async fn session(
+    store: &Store,
+    settings: &ConsoleSettings,
+    cookie: &str,
+    now: i64,
+) -> StoreResult<Option<Session>> {
     let well_formed = cookie.len() == 43 && cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !well_formed {
         return Ok(None);
@@ -117,11 +122,13 @@ pub async fn session(store: &Store, settings: &ConsoleSettings, cookie: &str, no
     let Some(row) = store.console_session(&id_hash).await? else {
         return Ok(None);
     };
-    if now.saturating_sub(row.last_seen_at) > settings.idle_ms() || now.saturating_sub(row.created_at) > settings.max_ms()
+    if now.saturating_sub(row.last_seen_at) > settings.idle_ms()
+        || now.saturating_sub(row.created_at) > settings.max_ms()
     {
         return Ok(None);
     }
-    let role = row.role.parse().map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(format!("staff role: {e}")))?;
+    let role =
+        row.role.parse().map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(format!("staff role: {e}")))?;
     if now.saturating_sub(row.last_seen_at) >= TOUCH_EVERY_MS {
         store.touch_console_session(&id_hash, now).await?;
     }

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod billing;
 pub mod consents;
+pub mod console;
 pub mod kyc;
 pub mod onboarding;
 pub mod partners;

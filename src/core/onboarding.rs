@@ -11,7 +11,7 @@ use crate::domain::{PartnerId, PublicUserId, UserId};
 use crate::store::checks::{self, OnConflict};
 use crate::store::{
     ClaimedJob, Duplicate, NewJob, NewProspect, NewScreening, ProspectRecord, Store, StoreError, StoreResult, Tx,
-    Whose, boxed, events, jobs, pin_unit, prospects, sanctions,
+    Whose, boxed, console, events, jobs, pin_unit, prospects, sanctions,
 };
 
 /// The job kind that opens the account once every check passed.
@@ -32,6 +32,9 @@ pub enum MoveError {
     IdentityVerified,
     #[error("identity verification is not configured for this partner")]
     KycNotConfigured,
+    /// Another reviewer opened the case in the console and their hold has not expired.
+    #[error("the case is held by {by} until {}", crate::domain::rfc3339(*.until))]
+    Held { by: String, until: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -244,8 +247,20 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
     let record = prospects::lock(tx, Whose::AnyPartner(&d.user)).await?.ok_or(MoveError::NotFound)?;
     let from = record.cip_state()?;
     if from != Some(CipState::COMPLIANCE) {
-        return Err(MoveError::WrongState(from.map_or("not in onboarding".into(), |s| s.to_string())));
+        let mut state = from.map_or("not in onboarding".into(), |s| s.to_string());
+        // A reviewer whose colleague got there first learns who decided, and when.
+        if let Some(last) = console::last_decision(tx, &d.user).await? {
+            let verb = if last.action == Action::ComplianceClear.as_str() { "cleared" } else { "blocked" };
+            state = format!("{state}; {verb} by {} at {}", last.actor, crate::domain::rfc3339(last.at));
+        }
+        return Err(MoveError::WrongState(state));
     }
+    if let Some(hold) = console::case_hold(tx, &d.user, now).await?
+        && hold.holder != d.actor
+    {
+        return Err(MoveError::Held { by: hold.holder, until: hold.expires_at });
+    }
+    console::release_case(tx, &d.user).await?;
     let (action, to) = if d.clear {
         // What is under review: a possible sanctions match, a KYC review on hold, or both.
         let results = checks::results(tx, record.id, record.cip_generation).await?;

@@ -12,6 +12,21 @@ use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
 use crate::store::ListVersion;
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
 
+/// The live staff token `raw` presents: none when it is not shaped like a staff token (a
+/// partner's credential stops here), unknown, forged or revoked. The admin API and the console's
+/// sign-in both authenticate through this.
+pub async fn authenticate(store: &Store, raw: &str) -> StoreResult<Option<StaffTokenRecord>> {
+    use crate::auth::credentials::digests_match;
+    let Some(presented) = crate::auth::staff::PresentedStaffToken::parse(raw) else {
+        return Ok(None);
+    };
+    let Some(record) = store.find_staff_token(&presented.id).await? else {
+        return Ok(None);
+    };
+    let live = digests_match(&record.secret_hash, &presented.hash) && record.revoked_at.is_none();
+    Ok(live.then_some(record))
+}
+
 /// Creates a staff token named `name` (names are unique: a second is `StoreError::Conflict`).
 pub async fn create_token(
     store: &Store,

@@ -11,8 +11,7 @@ use super::error::responses::{BadRequest, Forbidden, Unauthorized, Unavailable, 
 use super::error::{ApiError, Challenge};
 use super::extract::{ApiJson, ApiPath, ApiQuery, required_bearer};
 use super::fields::Problems;
-use crate::auth::credentials::digests_match;
-use crate::auth::staff::{PresentedStaffToken, Staff, StaffRole};
+use crate::auth::staff::{Staff, StaffRole};
 use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
 use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
@@ -44,12 +43,7 @@ impl FromRequestParts<AppState> for StaffAuth {
         let invalid =
             || ApiError::Unauthenticated { challenge: Challenge::Bearer { invalid: true }, detail: INVALID_STAFF };
         let token = required_bearer(&parts.headers, MISSING_STAFF, INVALID_STAFF)?;
-        // A partner's access token or API key does not have this shape and stops here.
-        let presented = PresentedStaffToken::parse(token).ok_or_else(invalid)?;
-        let record = state.store.find_staff_token(&presented.id).await?.ok_or_else(invalid)?;
-        if !digests_match(&record.secret_hash, &presented.hash) || record.revoked_at.is_some() {
-            return Err(invalid());
-        }
+        let record = core::staff::authenticate(&state.store, token).await?.ok_or_else(invalid)?;
         Ok(StaffAuth(Staff { name: record.name, role: record.role }))
     }
 }
@@ -332,6 +326,7 @@ async fn decide_case<const CLEAR: bool>(
     let to = core::onboarding::decide_case(&state.store, decision, now_ms()).await.map_err(|e| match e {
         MoveError::NotFound => ApiError::NotFound(format!("No user {user_id}.")),
         MoveError::WrongState(s) => ApiError::Conflict(format!("The user is not an open compliance case: it is {s}.")),
+        MoveError::Held { .. } => ApiError::Conflict(format!("Another reviewer has the case open: {e}.")),
         MoveError::Duplicate(_)
         | MoveError::NothingChanged
         | MoveError::IdentityVerified

@@ -67,6 +67,9 @@ pub struct HttpConfig {
     pub idempotency: IdempotencySettings,
     pub signup: SignupSettings,
     pub consents: crate::core::consents::ConsentSettings,
+    pub console: crate::core::console::ConsoleSettings,
+    /// Whether the listener speaks TLS (the console's cookie is then `Secure` and `__Host-`).
+    pub tls: bool,
     /// `Strict-Transport-Security`, sent on every answer while the listener speaks TLS.
     pub strict_transport_security: Option<axum::http::HeaderValue>,
 }
@@ -152,10 +155,17 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with `pages` beside it (the staff console): they share the layers (tracing, limits,
+/// panics) and the 404 of unknown paths, but are not API operations.
+pub fn router_with(state: AppState, pages: Router<AppState>) -> Router {
     let max_body = state.settings.http.max_body_bytes;
     let hsts = state.settings.strict_transport_security.clone();
     let (routes, _) = api().split_for_parts();
     let routes = routes
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -406,6 +406,8 @@ pub(super) fn move_error(err: MoveError) -> ApiError {
         MoveError::NothingChanged => {
             ApiError::invalid_field(INVALID, "body", "changes nothing: send the corrected fields")
         }
+        // Holds are taken on compliance cases, which partners do not decide.
+        MoveError::Held { .. } => ApiError::Internal(anyhow::anyhow!("{err} on a partner's move")),
         MoveError::Store(err) => err.into(),
     }
 }

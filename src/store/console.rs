@@ -210,7 +210,8 @@ impl Store {
                 .bind(id_hash)
                 .bind(now)
                 .execute(pool)
-                .await?
+                .await
+                .map(drop)?
         });
         Ok(())
     }

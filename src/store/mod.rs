@@ -211,6 +211,7 @@ pub mod billing;
 mod checkpoint;
 pub mod checks;
 pub mod consents;
+pub mod console;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;

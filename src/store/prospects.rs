@@ -41,6 +41,8 @@ pub struct ProspectRecord {
     /// Whether `Completed` needs a passed KYC review too.
     pub kyc_required: bool,
     pub created_at: i64,
+    /// The partner's own id for the user (seed 001 and the partner user API), when it sent one.
+    pub external_user_id: Option<String>,
 }
 
 macro_rules! prospect_columns {
@@ -48,7 +50,7 @@ macro_rules! prospect_columns {
         "id, public_id, partner_id, first_name, middle_name, last_name, second_last_name, gender, date_of_birth,
          email, phone, language, street, city, state, country, place_detail, address_latitude, address_longitude,
          user_latitude, user_longitude, cip_status, cip_detail, cip_generation, privacy_consent_at,
-         contract_consent_at, kyc_required, created_at"
+         contract_consent_at, kyc_required, created_at, external_user_id"
     };
 }
 
@@ -131,6 +133,8 @@ pub enum Lookup<'a> {
     Phone(&'a str),
     /// `Prospect::email_key`.
     EmailKey(&'a str),
+    /// The partner's `externalUserId`.
+    ExternalId(&'a str),
 }
 
 /// An open compliance case: a user waiting in `UpgradePending/Compliance`, with the screening
@@ -370,6 +374,7 @@ impl Store {
             Lookup::PublicId(v) => by_column!("public_id", v),
             Lookup::Phone(v) => by_column!("phone", v),
             Lookup::EmailKey(v) => by_column!("email_key", v),
+            Lookup::ExternalId(v) => by_column!("external_user_id", v),
         })
     }
 

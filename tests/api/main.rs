@@ -6,6 +6,7 @@ mod architecture;
 mod auth;
 mod billing;
 mod consents;
+mod console;
 mod contract;
 mod docs;
 mod errors;

@@ -74,7 +74,7 @@ async fn register(app: &TestApp, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn accepted(app: &TestApp, body: &Value) -> String {
+pub async fn accepted(app: &TestApp, body: &Value) -> String {
     let response = register(app, body).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
