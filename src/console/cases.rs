@@ -129,6 +129,7 @@ pub(crate) struct CandidateView {
     decision: String,
     aliases: Vec<String>,
     dates_of_birth: Vec<String>,
+    places_of_birth: Vec<String>,
     nationalities: Vec<String>,
     programs: Vec<String>,
     list: String,
@@ -253,6 +254,7 @@ async fn candidates(state: &AppState, user: i64) -> Result<Vec<CandidateView>, P
                 decision: c.decision,
                 aliases: Vec::new(),
                 dates_of_birth: Vec::new(),
+                places_of_birth: Vec::new(),
                 nationalities: Vec::new(),
                 programs: c.programs,
                 list: list.clone(),
@@ -282,6 +284,7 @@ fn describe(view: &mut CandidateView, entry: &Entry) {
         .iter()
         .map(|d| if d.is_exact() { d.from.to_string() } else { format!("{} to {}", d.from, d.to) })
         .collect();
+    view.places_of_birth = remarks.places_of_birth.clone();
     view.nationalities = remarks.nationalities.iter().chain(&remarks.citizenships).cloned().collect();
     view.nationalities.dedup();
     view.remarks = Some(entry.remarks_text.clone()).filter(|r| !r.is_empty());

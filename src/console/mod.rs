@@ -63,7 +63,9 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Addresses name users: they never leave for another origin. (`no-referrer` would also make
+    // browsers send `Origin: null` on the console's own forms, which the origin check refuses.)
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     // Pages show personal data: never kept by the browser or a proxy (the stylesheet may be).
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response

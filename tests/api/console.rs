@@ -12,7 +12,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN, SET_COO
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::helpers::{TestApp, count};
+use crate::helpers::{Backend, TestApp, count, tool_installed};
 use crate::on_both_backends;
 use crate::prospects::{accepted, load_small_list, prospect, settled};
 
@@ -354,5 +354,61 @@ on_both_backends! {
         let timeline = browser.get(&to_user).await;
         assert!(timeline.body.contains("Completed/None") && timeline.body.contains("ana.3@correo.mx"), "{}", timeline.body);
         assert_eq!(browser.get("/admin/ui/users/usr:nonsense").await.status, 404);
+    }
+}
+
+/// The walk-through of issue 26 in headless Chromium (`tests/browser/console.mjs`): sign in, open
+/// the oldest case, see the evidence, clear it, see it leave the queue and its audit entry, block
+/// the other, open a timeline by e-mail, retry a dead job. Screenshots go to `target/console/`.
+#[tokio::test]
+async fn the_console_works_in_headless_chromium() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready =
+        std::path::Path::new(&chromium).exists() && root.join("tests/browser/node_modules/playwright-core").exists();
+    if !tool_installed(ready, "Chromium and tests/browser's playwright-core (npm ci)") {
+        return;
+    }
+    let app = TestApp::spawn_with(Backend::Sqlite, |_| {}).await.expect("sqlite is always there");
+    let (first, second) = two_cases(&app).await;
+    let now = now_ms();
+    app.store()
+        .enqueue_job(&NewJob { run_at: now + 86_400_000, ..NewJob::new("test.seeded", json!({}), now) }, now)
+        .await
+        .unwrap();
+    assert!(count(app.database_url(), "UPDATE jobs SET state = 'dead', attempts = 3, last_error = 'seeded failure' WHERE kind = 'test.seeded' RETURNING id").await > 0);
+    let job = app.store().list_jobs(Some("test.seeded"), Some("dead"), 1).await.unwrap().pop().unwrap();
+    let reviewer = staff(&app, "Rita Reviewer", StaffRole::Compliance).await;
+    let operator = staff(&app, "Otto Operator", StaffRole::Operator).await;
+
+    let screenshots = root.join("target/console");
+    let _ = std::fs::remove_dir_all(&screenshots);
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let mut command = std::process::Command::new("node");
+    command.current_dir(root.join("tests/browser")).arg("console.mjs").arg(app.url("")).arg(&screenshots);
+    command
+        .env("CHROMIUM", &chromium)
+        .env("REVIEWER_TOKEN", &reviewer)
+        .env("OPERATOR_TOKEN", &operator)
+        .env("FIRST_CASE", &first)
+        .env("SECOND_CASE", &second)
+        .env("EMAIL", "ana.2@correo.mx")
+        .env("PARTNER_ID", app.sandbox.partner_id.to_string())
+        .env("DEAD_JOB", job.id.to_string());
+    let walked = crate::docs::run(command).await;
+    let report = String::from_utf8_lossy(&walked.stdout);
+    assert!(walked.status.success(), "{report}{}", String::from_utf8_lossy(&walked.stderr));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("the script prints its report");
+    assert!(report["steps"].as_array().unwrap().len() >= 20, "{report}");
+    for shot in report["screenshots"].as_array().unwrap() {
+        let path = shot.as_str().unwrap();
+        assert!(std::fs::metadata(path).is_ok_and(|m| m.len() > 5_000), "no screenshot at {path}");
+    }
+    // What the browser did is what the database holds.
+    assert!(!still_open(&app, &first).await && !still_open(&app, &second).await);
+    let audit = app.store().audit_log(20).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for action in ["console.sign_in", "compliance.clear", "compliance.block", "console.sign_out", "job.retry"] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
     }
 }
