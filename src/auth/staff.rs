@@ -52,6 +52,11 @@ impl Staff {
     pub fn actor(&self) -> String {
         format!("staff:{}", self.name)
     }
+
+    /// Whether the token may act as `role`: operators may do everything reviewers do.
+    pub fn has(&self, role: StaffRole) -> bool {
+        self.role == role || self.role == StaffRole::Operator
+    }
 }
 
 #[cfg(test)]

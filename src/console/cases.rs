@@ -96,7 +96,11 @@ pub(super) async fn queue(
         })
         .collect();
     let notice = match (query.decided, query.outcome.as_deref()) {
-        (Some(user), Some(outcome @ ("cleared" | "blocked"))) => Some(format!("Case {user} {outcome}.")),
+        (Some(user), Some(outcome @ ("cleared" | "blocked")))
+            if user.parse::<crate::domain::PublicUserId>().is_ok() =>
+        {
+            Some(format!("Case {user} {outcome}."))
+        }
         _ => None,
     };
     let page = QueuePage {
@@ -296,6 +300,20 @@ pub(crate) struct DecisionForm {
     csrf: String,
     #[serde(default)]
     reason: String,
+}
+
+/// `POST /admin/ui/cases/{userId}/release`: another reviewer may take the case now.
+pub(super) async fn release(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(user_id): Path<String>,
+    PageForm(form): PageForm<super::TokenOnly>,
+) -> Result<Response, PageError> {
+    signed.check_form(&form.csrf)?;
+    signed.require(StaffRole::Compliance)?;
+    users::record(&state, &user_id).await?;
+    console_core::release_case(&state.store, &user_id, signed.staff()).await?;
+    Ok(Redirect::to("/admin/ui/cases").into_response())
 }
 
 /// `POST /admin/ui/cases/{userId}/clear`.

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/ui/cases/{user_id}", get(cases::case))
         .route("/admin/ui/cases/{user_id}/clear", post(cases::clear))
         .route("/admin/ui/cases/{user_id}/block", post(cases::block))
+        .route("/admin/ui/cases/{user_id}/release", post(cases::release))
         .route("/admin/ui/users", get(users::search))
         .route("/admin/ui/users/{user_id}", get(users::user))
         .route("/admin/ui/audit", get(ops::audit))
@@ -202,8 +203,11 @@ fn cookie_name(tls: bool) -> &'static str {
     if tls { "__Host-onboard-console" } else { "onboard-console" }
 }
 
-/// The sign-in form's double-submit cookie (there is no session yet to bind its token to).
-const PRE_SESSION_COOKIE: &str = "onboard-console-sign-in";
+/// The sign-in form's double-submit cookie (there is no session yet to bind its token to),
+/// `__Host-` under TLS for the same reason as the session's.
+fn pre_session_cookie(tls: bool) -> &'static str {
+    if tls { "__Host-onboard-console-sign-in" } else { "onboard-console-sign-in" }
+}
 
 fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
@@ -301,11 +305,11 @@ impl Signed {
     /// Refuses a page of a role the session does not have (operators have every role, as on
     /// the admin API).
     pub(crate) fn require(&self, role: StaffRole) -> Result<(), PageError> {
-        let have = self.0.staff.role;
-        if have == role || have == StaffRole::Operator {
+        let staff = &self.0.staff;
+        if staff.has(role) {
             Ok(())
         } else {
-            Err(PageError::Forbidden(format!("This page needs the {role} role; you are signed in as {have}.")))
+            Err(PageError::Forbidden(format!("This page needs the {role} role; you are signed in as {}.", staff.role)))
         }
     }
 }
@@ -352,7 +356,10 @@ fn sign_in_form(state: &AppState, status: StatusCode, error: Option<String>) -> 
     let mut response = render(&page);
     *response.status_mut() = status;
     // Ten minutes to paste a token.
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(state.settings.tls, PRE_SESSION_COOKIE, &token, 600));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state.settings.tls, pre_session_cookie(state.settings.tls), &token, 600),
+    );
     response
 }
 
@@ -373,7 +380,7 @@ struct SignInForm {
 
 async fn sign_in(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm<SignInForm>) -> Response {
     use subtle::ConstantTimeEq;
-    let cookie = cookie_value(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
+    let cookie = cookie_value(&headers, pre_session_cookie(state.settings.tls)).unwrap_or_default();
     let echoed = !form.csrf.is_empty()
         && cookie.len() == form.csrf.len()
         && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
@@ -395,7 +402,7 @@ async fn sign_in(State(state): State<AppState>, headers: HeaderMap, PageForm(for
     let mut response = Redirect::to("/admin/ui/cases").into_response();
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, set_cookie(tls, cookie_name(tls), secret.expose_secret(), max_age));
-    headers.append(header::SET_COOKIE, set_cookie(tls, PRE_SESSION_COOKIE, "", 0));
+    headers.append(header::SET_COOKIE, set_cookie(tls, pre_session_cookie(tls), "", 0));
     response
 }
 

@@ -185,7 +185,7 @@ async fn ops_page(
         .map(|f| FailureView {
             at: when(f.at),
             partner: f.partner_id,
-            url: f.url,
+            url: without_credentials(&f.url),
             event: format!("{} {}", f.event_type, f.event_public_id),
             attempt: f.attempt,
             result: f.result,
@@ -193,7 +193,7 @@ async fn ops_page(
             error: f.error.unwrap_or_default(),
         })
         .collect();
-    let status = if error.is_some() { axum::http::StatusCode::NOT_FOUND } else { axum::http::StatusCode::OK };
+    let status = if error.is_some() { axum::http::StatusCode::CONFLICT } else { axum::http::StatusCode::OK };
     let page = OpsPage {
         nav: signed.nav("ops"),
         notice,
@@ -210,6 +210,22 @@ async fn ops_page(
         *response.status_mut() = status;
     }
     Ok(response)
+}
+
+/// An endpoint's address without what may carry a secret (user-info, query, fragment): the
+/// page shows where deliveries go, not how the partner authenticates them.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            let hidden = parsed.query().is_some() || parsed.fragment().is_some();
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            format!("{parsed}{}", if hidden { "?…" } else { "" })
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
 }
 
 /// `POST /admin/ui/jobs/{id}/retry`: a dead job back in the queue, audited.
@@ -229,4 +245,15 @@ pub(super) async fn retry(
     }
     state.jobs.wake();
     Ok(Redirect::to(&format!("/admin/ui/ops?retried={id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn endpoint_addresses_are_shown_without_credentials() {
+        use super::without_credentials as shown;
+        assert_eq!(shown("https://hooks.example.com/onboard"), "https://hooks.example.com/onboard");
+        assert_eq!(shown("https://user:pw@hooks.example.com/x?token=s3cret#f"), "https://hooks.example.com/x?…");
+        assert_eq!(shown("not a url"), "(not a URL)");
+    }
 }

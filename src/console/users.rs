@@ -255,7 +255,7 @@ pub(super) async fn search(
     if q.is_empty() {
         return Ok(render(&page(None, partner_choices(&state, partner).await?)));
     }
-    let found = match find(&state, &q, partner).await {
+    let found = match find(&state, &q, partner).await? {
         Ok(found) => found,
         Err(message) => {
             let mut response = render(&page(Some(message), partner_choices(&state, partner).await?));
@@ -266,35 +266,38 @@ pub(super) async fn search(
     Ok(Redirect::to(&format!("/admin/ui/users/{}", found.public_id)).into_response())
 }
 
-async fn find(state: &AppState, q: &str, partner: Option<i64>) -> Result<ProspectRecord, String> {
-    let store_error = |e: crate::store::StoreError| format!("The lookup failed: {e}.");
+/// The user `q` names, or why there is none (the page says so); a store failure is the page's.
+async fn find(state: &AppState, q: &str, partner: Option<i64>) -> Result<Result<ProspectRecord, String>, PageError> {
     if q.starts_with("usr:") {
-        return match q.parse::<PublicUserId>() {
-            Ok(_) => {
-                state.store.prospect_by_public_id(q).await.map_err(store_error)?.ok_or(format!("There is no user {q}."))
-            }
-            Err(e) => Err(format!("{q} is not a user id: {e}.")),
-        };
+        if let Err(e) = q.parse::<PublicUserId>() {
+            return Ok(Err(format!("{q} is not a user id: {e}.")));
+        }
+        return Ok(state.store.prospect_by_public_id(q).await?.ok_or(format!("There is no user {q}.")));
     }
     let Some(partner) = partner.and_then(|p| PartnerId::new(p).ok()) else {
-        return Err("Choose the partner: external ids, e-mails and phone numbers are unique per partner.".into());
+        return Ok(Err("Choose the partner: external ids, e-mails and phone numbers are unique per partner.".into()));
     };
-    let (lookup, key);
-    if q.contains('@') {
-        key = Email::parse(q).map_err(|e| format!("{q} is not an e-mail address: {e}."))?.key();
-        lookup = Lookup::EmailKey(&key);
+    // What `q` is, in the form its column keeps it.
+    let key = if q.contains('@') {
+        Email::parse(q).map(|e| e.key()).map_err(|e| format!("{q} is not an e-mail address: {e}."))
     } else if q.starts_with('+') {
-        key = Phone::parse(q).map_err(|e| format!("{q} is not a phone number: {e}."))?.e164().to_owned();
-        lookup = Lookup::Phone(&key);
+        Phone::parse(q).map(|p| p.e164().to_owned()).map_err(|e| format!("{q} is not a phone number: {e}."))
     } else {
-        lookup = Lookup::ExternalId(q);
-    }
-    state
-        .store
-        .find_prospect(partner, lookup)
-        .await
-        .map_err(store_error)?
-        .ok_or(format!("Partner {partner} has no user with this user id, external id, e-mail or phone number."))
+        Ok(q.to_owned())
+    };
+    let key = match key {
+        Ok(key) => key,
+        Err(why) => return Ok(Err(why)),
+    };
+    let lookup = if q.contains('@') {
+        Lookup::EmailKey(&key)
+    } else if q.starts_with('+') {
+        Lookup::Phone(&key)
+    } else {
+        Lookup::ExternalId(&key)
+    };
+    let found = state.store.find_prospect(partner, lookup).await?;
+    Ok(found.ok_or(format!("Partner {partner} has no user with this external id, e-mail or phone number.")))
 }
 
 #[derive(Template)]

@@ -164,3 +164,10 @@ pub async fn hold_case(
     let (user, holder, until) = (user.to_owned(), staff.actor(), now.saturating_add(settings.hold_ms()));
     store.write(move |mut tx| pin_unit(async move { repo::hold_case(&mut tx, &user, &holder, until, now).await })).await
 }
+
+/// Lets go of `staff`'s hold on the case of `user` (another reviewer may take it at once); false
+/// when they held none.
+pub async fn release_case(store: &Store, user: &str, staff: &Staff) -> StoreResult<bool> {
+    let (user, holder) = (user.to_owned(), staff.actor());
+    store.write(move |mut tx| pin_unit(async move { repo::release_hold(&mut tx, &user, &holder).await })).await
+}

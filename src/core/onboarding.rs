@@ -249,14 +249,18 @@ async fn apply_case_decision(tx: &mut Tx<'_>, d: &CaseDecision, now: i64) -> Res
     if from != Some(CipState::COMPLIANCE) {
         let mut state = from.map_or("not in onboarding".into(), |s| s.to_string());
         // A reviewer whose colleague got there first learns who decided, and when.
-        if let Some(last) = console::last_decision(tx, &d.user).await? {
+        let decisions = [Action::ComplianceClear.as_str(), Action::ComplianceBlock.as_str()];
+        if let Some(last) = console::decision_since_opened(tx, &d.user, record.id, decisions).await? {
             let verb = if last.action == Action::ComplianceClear.as_str() { "cleared" } else { "blocked" };
             state = format!("{state}; {verb} by {} at {}", last.actor, crate::domain::rfc3339(last.at));
         }
         return Err(MoveError::WrongState(state));
     }
+    // A hold keeps staff from deciding over each other's shoulder; the CLI (shell access to the
+    // service, audited as `cli:…`) is the break-glass path and is not held back.
     if let Some(hold) = console::case_hold(tx, &d.user, now).await?
         && hold.holder != d.actor
+        && d.actor.starts_with("staff:")
     {
         return Err(MoveError::Held { by: hold.holder, until: hold.expires_at });
     }

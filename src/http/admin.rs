@@ -50,11 +50,7 @@ impl FromRequestParts<AppState> for StaffAuth {
 
 impl StaffAuth {
     pub(super) fn require(&self, role: StaffRole) -> Result<&Staff, ApiError> {
-        if self.0.role == role || self.0.role == StaffRole::Operator {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::Forbidden(format!("This needs the {role} role.")))
-        }
+        if self.0.has(role) { Ok(&self.0) } else { Err(ApiError::Forbidden(format!("This needs the {role} role."))) }
     }
 }
 

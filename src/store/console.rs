@@ -82,6 +82,19 @@ pub async fn case_hold(tx: &mut Tx<'_>, user: &str, now: i64) -> StoreResult<Opt
     }))
 }
 
+/// Drops `holder`'s hold on the case of `user`, in the open write; false when they had none.
+pub async fn release_hold(tx: &mut Tx<'_>, user: &str, holder: &str) -> StoreResult<bool> {
+    let released = on_tx!(tx, |conn| {
+        sqlx::query("DELETE FROM case_holds WHERE user_public_id = $1 AND holder = $2")
+            .bind(user)
+            .bind(holder)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(released == 1)
+}
+
 /// Drops any hold on the case of `user` (it was decided), in the open write.
 pub async fn release_case(tx: &mut Tx<'_>, user: &str) -> StoreResult<()> {
     on_tx!(tx, |conn| {
@@ -90,23 +103,36 @@ pub async fn release_case(tx: &mut Tx<'_>, user: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// The newest compliance decision on `user` in the audit log, read in the open write.
-pub async fn last_decision(tx: &mut Tx<'_>, user: &str) -> StoreResult<Option<AuditEntry>> {
+/// The newest audit entry of one of `actions` on the user (`public_id`, row `id`) made since the
+/// user last entered the compliance case, read in the open write: who decided the case, when
+/// it is not open any more. None when it closed some other way.
+pub async fn decision_since_opened(
+    tx: &mut Tx<'_>,
+    public_id: &str,
+    id: i64,
+    actions: [&str; 2],
+) -> StoreResult<Option<AuditEntry>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_as(
             "SELECT id, at, actor, action, target, detail FROM audit_log
-             WHERE target = $1 AND action IN ('compliance.clear', 'compliance.block') ORDER BY id DESC LIMIT 1",
+             WHERE target = $1 AND action IN ($2, $3)
+               AND at >= (SELECT COALESCE(MAX(at), 0) FROM user_events
+                          WHERE user_id = $4 AND to_status = 'UpgradePending' AND to_detail = 'Compliance')
+             ORDER BY id DESC LIMIT 1",
         )
-        .bind(user)
+        .bind(public_id)
+        .bind(actions[0])
+        .bind(actions[1])
+        .bind(id)
         .fetch_optional(conn)
         .await?
     }))
 }
 
-/// Which open cases the review queue shows.
+/// Which open cases the review queue shows (a case may be both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaseReason {
-    /// A possible sanctions match (a case without a KYC review on hold is one).
+    /// A possible sanctions match under review (a case with no KYC review on hold is one).
     Sanctions,
     /// A KYC review on hold.
     Kyc,
@@ -233,9 +259,13 @@ impl Store {
                  LEFT JOIN case_holds h ON h.user_public_id = u.public_id AND h.expires_at > $4
                  WHERE u.cip_status = 'UpgradePending' AND u.cip_detail = 'Compliance' AND u.id > $1
                    AND ($2 IS NULL OR u.partner_id = $2)
-                   AND ($5 IS NULL OR ($5 = 'kyc') = EXISTS (
+                   AND ($5 IS NULL OR EXISTS (
                         SELECT 1 FROM cip_checks c WHERE c.user_id = u.id AND c.generation = u.cip_generation
-                                                     AND c.check_name = 'kyc' AND c.outcome = 'review'))
+                                                     AND c.check_name = $5 AND c.outcome = 'review')
+                        -- A case opened before checks were recorded per generation is a sanctions case.
+                        OR ($5 = 'sanctions' AND NOT EXISTS (
+                        SELECT 1 FROM cip_checks c WHERE c.user_id = u.id AND c.generation = u.cip_generation
+                                                     AND c.check_name = 'kyc' AND c.outcome = 'review')))
                  ORDER BY u.id LIMIT $3",
             )
             .bind(filter.after)

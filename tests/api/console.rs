@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use onboard::auth::staff::{NewStaffToken, StaffRole};
+use onboard::core::onboarding::CaseDecision;
 use onboard::domain::now_ms;
 use onboard::store::NewJob;
 use reqwest::StatusCode;
@@ -221,7 +222,7 @@ on_both_backends! {
         assert_eq!((retried.status, retried.location.clone()), (StatusCode::SEE_OTHER, Some(format!("/admin/ui/ops?retried={}", job.id))));
         assert!(app.store().list_jobs(Some("test.seeded"), Some("dead"), 1).await.unwrap().is_empty());
         let again = browser.post(&format!("/admin/ui/jobs/{}/retry", job.id), &[("csrf", &csrf)]).await;
-        assert_eq!(again.status, 404);
+        assert_eq!(again.status, 409);
         assert!(again.body.contains("not a dead letter"));
         let audit = app.store().audit_log(10).await.unwrap();
         assert_eq!(audit.iter().filter(|e| e.action == "job.retry").count(), 1);
@@ -233,6 +234,19 @@ on_both_backends! {
         let mut browser = Browser::signed_in(&app, &reviewer).await;
         let queue = browser.get("/admin/ui/cases").await;
         assert!(queue.body.find(&first).unwrap() < queue.body.find(&second).unwrap(), "oldest first");
+        // Filters: by reason and partner; a bad one is a 400.
+        let partner = app.sandbox.partner_id;
+        for (filter, shown) in [(format!("reason=sanctions&partner={partner}"), true), ("reason=kyc".into(), false), ("partner=999".into(), false), ("reason=&partner=".into(), true)] {
+            let page = browser.get(&format!("/admin/ui/cases?{filter}")).await;
+            assert_eq!((page.status, page.body.contains(&first) && page.body.contains(&second)), (StatusCode::OK, shown), "{filter}");
+        }
+        for bad in ["reason=fraud", "partner=x", "after=-"] {
+            assert_eq!(browser.get(&format!("/admin/ui/cases?{bad}")).await.status, 400, "{bad}");
+        }
+        // Paging: the cursor of the first case leaves the second.
+        let first_id = count(app.database_url(), &format!("SELECT id FROM users WHERE public_id = '{first}'")).await;
+        let page = browser.get(&format!("/admin/ui/cases?after={first_id}")).await;
+        assert!(!page.body.contains(&format!("href=\"/admin/ui/cases/{first}\"")) && page.body.contains(&second));
         let case = browser.get(&format!("/admin/ui/cases/{first}")).await;
         assert_eq!(case.status, 200);
         assert!(case.body.contains("MORENO") && case.body.contains("You hold this case"), "{}", case.body);
@@ -263,7 +277,7 @@ on_both_backends! {
     }
 
     async fn two_reviewers_see_who_holds_a_case_and_who_decided_it(app) {
-        let (first, _) = two_cases(&app).await;
+        let (first, second) = two_cases(&app).await;
         let rita = staff(&app, "Rita", StaffRole::Compliance).await;
         let sam = staff(&app, "Sam", StaffRole::Compliance).await;
         let mut a = Browser::signed_in(&app, &rita).await;
@@ -281,14 +295,26 @@ on_both_backends! {
         assert_eq!(api.status(), 409);
         assert!(still_open(&app, &first).await);
 
-        assert_eq!(a.post(&format!("/admin/ui/cases/{first}/clear"), &[("csrf", &a_case.csrf()), ("reason", "different person")]).await.status, 303);
-        // Too late: Sam learns who decided.
-        let late = b.post(&format!("/admin/ui/cases/{first}/block"), &[("csrf", &b_case.csrf()), ("reason", "match")]).await;
+        // The break-glass CLI is not held back (it is audited as cli:…).
+        assert!(a.get(&format!("/admin/ui/cases/{second}")).await.body.contains("You hold this case"));
+        let decision = CaseDecision { user: second.clone(), clear: false, reason: "confirmed".into(), actor: "cli:ops".into() };
+        onboard::core::onboarding::decide_case(app.store(), decision, now_ms()).await.unwrap();
+
+        // Rita lets go; Sam takes the case, and now Rita waits.
+        let released = a.post(&format!("/admin/ui/cases/{first}/release"), &[("csrf", &a_case.csrf())]).await;
+        assert_eq!(released.status, 303);
+        assert!(b.get(&format!("/admin/ui/cases/{first}")).await.body.contains("You hold this case"));
+        let waits = a.post(&format!("/admin/ui/cases/{first}/block"), &[("csrf", &a_case.csrf()), ("reason", "match")]).await;
+        assert_eq!(waits.status, 409);
+        assert!(waits.body.contains("held by staff:Sam"), "{}", waits.body);
+        assert_eq!(b.post(&format!("/admin/ui/cases/{first}/clear"), &[("csrf", &b_case.csrf()), ("reason", "different person")]).await.status, 303);
+        // Too late: Rita learns who decided, on the console and on the API.
+        let late = a.post(&format!("/admin/ui/cases/{first}/block"), &[("csrf", &a_case.csrf()), ("reason", "match")]).await;
         assert_eq!(late.status, 409);
-        assert!(late.body.contains("cleared by staff:Rita at"), "{}", late.body);
-        let api = app.client.post(app.url(&format!("/admin/compliance/{first}/block"))).bearer_auth(&sam).json(&json!({"reason": "match"})).send().await.unwrap();
+        assert!(late.body.contains("cleared by staff:Sam at"), "{}", late.body);
+        let api = app.client.post(app.url(&format!("/admin/compliance/{first}/block"))).bearer_auth(&rita).json(&json!({"reason": "match"})).send().await.unwrap();
         let problem: serde_json::Value = api.json().await.unwrap();
-        assert!(problem["detail"].as_str().unwrap().contains("cleared by staff:Rita"), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("cleared by staff:Sam"), "{problem}");
     }
 
     async fn a_cookie_from_before_sign_out_is_refused(app) {
