@@ -4,11 +4,10 @@
 // the environment: REVIEWER_TOKEN, OPERATOR_TOKEN, FIRST_CASE (the oldest), SECOND_CASE, EMAIL,
 // PARTNER_ID, DEAD_JOB. Prints one JSON report; exits 1 when a step fails.
 // Usage: node console.mjs BASE OUTDIR
-import { chromium } from "playwright-core";
+import { launch, offlinePage } from "./offline.mjs";
 
 const [base, outdir] = process.argv.slice(2);
 const env = process.env;
-const origin = new URL(base).origin;
 const report = { outside: [], consoleErrors: [], steps: [], screenshots: [], failed: null };
 
 function check(condition, step) {
@@ -16,22 +15,10 @@ function check(condition, step) {
   report.steps.push(step);
 }
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-});
+const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  await page.route("**/*", (route) => {
-    const url = route.request().url();
-    if (new URL(url).origin === origin) return route.continue();
-    report.outside.push(url);
-    return route.abort();
-  });
-  // A Content-Security-Policy violation (a blocked style or script) is logged as an error.
-  page.on("console", (message) => message.type() === "error" && report.consoleErrors.push(message.text()));
-  page.on("pageerror", (error) => report.consoleErrors.push(String(error)));
+  // A Content-Security-Policy violation (a blocked style or script) is a console error.
+  const page = await offlinePage(browser, base, report, { width: 1280, height: 900 });
   const shot = async (name) => {
     const path = `${outdir}/${name}.png`;
     await page.screenshot({ path, fullPage: true });

@@ -3,27 +3,14 @@
 // every route of /openapi.json under its group, and POST /User with the seed's example and its 400
 // ValidationProblemDetails schema. Prints one JSON report; exits 1 when anything is missing.
 // Usage: node docs.mjs BASE SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { launch, offlinePage } from "./offline.mjs";
 
 const [base, screenshot] = process.argv.slice(2);
-const origin = new URL(base).origin;
 const report = { outside: [], consoleErrors: [], missing: [], checked: 0, example: false, validationProblem: false };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-});
+const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 2000 } });
-  await page.route("**/*", (route) => {
-    const url = route.request().url();
-    if (new URL(url).origin === origin) return route.continue();
-    report.outside.push(url);
-    return route.abort();
-  });
-  // A Content-Security-Policy violation or a script error shows up here.
-  page.on("console", (message) => message.type() === "error" && report.consoleErrors.push(message.text()));
-  page.on("pageerror", (error) => report.consoleErrors.push(String(error)));
+  const page = await offlinePage(browser, base, report, { width: 1280, height: 2000 });
 
   await page.goto(`${base}/docs`, { waitUntil: "networkidle" });
   await page.waitForSelector(".opblock-tag-section .opblock", { timeout: 20000 });
