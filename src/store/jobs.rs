@@ -179,9 +179,19 @@ pub async fn retry_dead(tx: &mut Tx<'_>, id: i64, now: i64) -> StoreResult<bool>
 
 /// The condition of a job that may be claimed at `$now` (a placeholder): due, or leased to a
 /// worker whose lease has run out. One text for the claim and SQLite's pre-claim read.
+// The `state IN (…)` term lets both databases use the partial index `jobs_claimable`, which
+// holds only live jobs: without it a claim read every finished job of its kind (SQLite used
+// `jobs_ready` on `kind` alone for the OR), 9.6 ms a claim at 45,000 done jobs and growing, so
+// the validators fell minutes behind in the soak benchmark (BENCHMARKS.md, 2026-12-07).
 macro_rules! claimable {
     ($now:literal) => {
-        concat!("((state = 'queued' AND run_at <= ", $now, ") OR (state = 'running' AND lease_until < ", $now, "))")
+        concat!(
+            "state IN ('queued', 'running') AND ((state = 'queued' AND run_at <= ",
+            $now,
+            ") OR (state = 'running' AND lease_until < ",
+            $now,
+            "))"
+        )
     };
 }
 
