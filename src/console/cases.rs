@@ -204,13 +204,14 @@ async fn case_page(
     } else {
         LockView::Closed(users::status_of(&record))
     };
-    let events = state.store.user_events(record.id).await?;
-    let reason = events.last().map(|e| e.reason.clone()).unwrap_or_default();
-    let checks = state.store.user_checks(record.id).await?;
-    let kyc_hold =
-        checks.iter().any(|c| c.generation == record.cip_generation && c.check_name == "kyc" && c.outcome == "review");
-    let candidates = candidates(state, record.id).await?;
-    let (history, audit) = users::history(state, &record).await?;
+    let facts = users::Facts::read(state, &record).await?;
+    let reason = facts.events.last().map(|e| e.reason.clone()).unwrap_or_default();
+    let kyc_hold = facts
+        .checks
+        .iter()
+        .any(|c| c.generation == record.cip_generation && c.check_name == "kyc" && c.outcome == "review");
+    let candidates = candidates(state, &facts)?;
+    let (history, audit) = users::history(&facts, &record);
     let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let page = CasePage {
         nav: signed.nav("cases"),
@@ -235,14 +236,14 @@ async fn case_page(
 /// The candidates of the user's newest screening, each with the entry as the list it was
 /// screened against describes it (aliases, dates of birth, nationalities, remarks), when this
 /// node has that list version loaded.
-async fn candidates(state: &AppState, user: i64) -> Result<Vec<CandidateView>, PageError> {
-    let Some(latest) = state.store.user_screening_history(user).await?.into_iter().next() else {
+fn candidates(state: &AppState, facts: &users::Facts) -> Result<Vec<CandidateView>, PageError> {
+    let Some(latest) = facts.screenings.first() else {
         return Ok(Vec::new());
     };
-    let stored: Vec<StoredCandidate> = serde_json::from_str(&latest.matches)
-        .map_err(|e| PageError::Internal(anyhow::anyhow!("user {user}: stored candidates: {e}")))?;
-    let lists = users::list_names(state).await?;
-    let list = lists.get(&latest.list_id).cloned().unwrap_or_else(|| format!("#{}", latest.list_id));
+    let stored: Vec<StoredCandidate> = serde_json::from_str(&latest.matches).map_err(|e| {
+        PageError::Internal(anyhow::anyhow!("screening of {}: stored candidates: {e}", latest.created_at))
+    })?;
+    let list = facts.list(latest.list_id);
     let loaded = state.sanctions.current().filter(|l| l.version.id == latest.list_id);
     Ok(stored
         .into_iter()

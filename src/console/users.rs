@@ -11,7 +11,10 @@ use crate::auth::staff::StaffRole;
 use crate::domain::cip::CipState;
 use crate::domain::{Email, PartnerId, Phone, PublicUserId, now_ms};
 use crate::http::AppState;
-use crate::store::{AuditEntry, Lookup, ProspectRecord};
+use std::collections::HashMap;
+
+use crate::store::console::{CheckRow, ScreeningRow};
+use crate::store::{AuditEntry, Lookup, ProspectRecord, UserEvent};
 
 /// A user's submitted identity as the pages show it.
 pub(crate) struct UserView {
@@ -135,7 +138,7 @@ pub(crate) fn score(value: Option<f64>) -> String {
 }
 
 /// The list versions by id, as "source #id (published …)".
-pub(crate) async fn list_names(state: &AppState) -> Result<std::collections::HashMap<i64, String>, PageError> {
+pub(crate) async fn list_names(state: &AppState) -> Result<HashMap<i64, String>, PageError> {
     let lists = state.store.sanctions_lists(1000).await?;
     Ok(lists
         .into_iter()
@@ -146,49 +149,76 @@ pub(crate) async fn list_names(state: &AppState) -> Result<std::collections::Has
         .collect())
 }
 
-pub(crate) async fn history(state: &AppState, record: &ProspectRecord) -> Result<(History, Vec<AuditRow>), PageError> {
-    let lists = list_names(state).await?;
-    let screenings = state.store.user_screening_history(record.id).await?;
-    let screenings = screenings
-        .into_iter()
+/// What the user and case pages show of a user, read once per page.
+pub(crate) struct Facts {
+    /// Newest first.
+    pub screenings: Vec<ScreeningRow>,
+    /// Newest generation first.
+    pub checks: Vec<CheckRow>,
+    /// Oldest first.
+    pub events: Vec<UserEvent>,
+    /// The list versions by id, as the pages name them.
+    pub lists: HashMap<i64, String>,
+    /// Staff actions on the user, newest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+impl Facts {
+    pub(crate) async fn read(state: &AppState, record: &ProspectRecord) -> Result<Self, PageError> {
+        Ok(Self {
+            screenings: state.store.user_screening_history(record.id).await?,
+            checks: state.store.user_checks(record.id).await?,
+            events: state.store.user_events(record.id).await?,
+            lists: list_names(state).await?,
+            audit: state.store.audit_for(&record.public_id, 100).await?,
+        })
+    }
+
+    pub(crate) fn list(&self, id: i64) -> String {
+        self.lists.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
+    }
+}
+
+pub(crate) fn history(facts: &Facts, record: &ProspectRecord) -> (History, Vec<AuditRow>) {
+    let screenings = facts
+        .screenings
+        .iter()
         .map(|s| {
             let count = serde_json::from_str::<Vec<serde_json::Value>>(&s.matches).map_or(0, |m| m.len());
             ScreeningView {
                 at: when(s.created_at),
-                actor: s.actor,
-                list: lists.get(&s.list_id).cloned().unwrap_or_else(|| format!("#{}", s.list_id)),
-                decision: s.decision,
+                actor: s.actor.clone(),
+                list: facts.list(s.list_id),
+                decision: s.decision.clone(),
                 top_score: score(s.top_score),
                 candidates: count.to_string(),
             }
         })
         .collect();
-    let checks = state.store.user_checks(record.id).await?;
-    let checks = checks
-        .into_iter()
+    let checks = facts
+        .checks
+        .iter()
         .map(|c| CheckView {
             check: format!("{} (data version {})", c.check_name, c.generation),
-            outcome: c.outcome,
-            reason: c.reason,
+            outcome: c.outcome.clone(),
+            reason: c.reason.clone(),
             at: when(c.at),
         })
         .collect();
     let consent = |at: Option<i64>| at.map_or_else(|| "not given".to_owned(), |at| format!("given {}", when(at)));
-    let mut events: Vec<EventView> = state
-        .store
-        .user_events(record.id)
-        .await?
-        .into_iter()
+    let events = facts
+        .events
+        .iter()
+        .rev()
         .map(|e| EventView {
             at: when(e.at),
             to: format!("{}/{}", e.to_status, e.to_detail),
-            from: e.from_status.map(|s| format!("{s}/{}", e.from_detail.unwrap_or_default())),
-            reason: e.reason,
-            actor: e.actor,
+            from: e.from_status.as_ref().map(|s| format!("{s}/{}", e.from_detail.as_deref().unwrap_or_default())),
+            reason: e.reason.clone(),
+            actor: e.actor.clone(),
         })
         .collect();
-    events.reverse();
-    let audit = state.store.audit_for(&record.public_id, 100).await?.into_iter().map(AuditRow::from).collect();
+    let audit = facts.audit.iter().cloned().map(AuditRow::from).collect();
     let history = History {
         screenings,
         checks,
@@ -196,7 +226,7 @@ pub(crate) async fn history(state: &AppState, record: &ProspectRecord) -> Result
         contract: consent(record.contract_consent_at),
         events,
     };
-    Ok((history, audit))
+    (history, audit)
 }
 
 /// A partner choice in a filter.
@@ -318,7 +348,7 @@ pub(super) async fn user(
 ) -> Result<Response, PageError> {
     signed.require(StaffRole::Compliance)?;
     let record = record(&state, &user_id).await?;
-    let (history, audit) = history(&state, &record).await?;
+    let (history, audit) = history(&Facts::read(&state, &record).await?, &record);
     let page = UserPage {
         nav: signed.nav("users"),
         user: user_view(&state, &record).await?,
