@@ -248,14 +248,7 @@ impl FromRequestParts<AppState> for Signed {
         if !reading && !same_origin(&parts.headers) {
             return Err(PageError::Forbidden("The form was sent from another site.".into()).into_response());
         }
-        let settings = &state.settings;
-        let session = match cookie_value(&parts.headers, cookie_name(settings.tls)) {
-            Some(cookie) => console_core::session(&state.store, &settings.console, cookie, now_ms())
-                .await
-                .map_err(|e| PageError::from(e).into_response())?,
-            None => None,
-        };
-        match session {
+        match live_session(parts, state).await? {
             Some(session) => Ok(Signed(session)),
             None if reading => Err(Redirect::to("/admin/ui/sign-in").into_response()),
             None => {
@@ -269,15 +262,19 @@ impl OptionalFromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
-        let settings = &state.settings;
-        let Some(cookie) = cookie_value(&parts.headers, cookie_name(settings.tls)) else {
-            return Ok(None);
-        };
-        let session = console_core::session(&state.store, &settings.console, cookie, now_ms())
-            .await
-            .map_err(|e| PageError::from(e).into_response())?;
-        Ok(session.map(Signed))
+        Ok(live_session(parts, state).await?.map(Signed))
     }
+}
+
+/// The live session the request's cookie names, if any.
+async fn live_session(parts: &Parts, state: &AppState) -> Result<Option<Session>, Response> {
+    let settings = &state.settings;
+    let Some(cookie) = cookie_value(&parts.headers, cookie_name(settings.tls)) else {
+        return Ok(None);
+    };
+    console_core::session(&state.store, &settings.console, cookie, now_ms())
+        .await
+        .map_err(|e| PageError::from(e).into_response())
 }
 
 impl Signed {
@@ -379,11 +376,8 @@ struct SignInForm {
 }
 
 async fn sign_in(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm<SignInForm>) -> Response {
-    use subtle::ConstantTimeEq;
     let cookie = cookie_value(&headers, pre_session_cookie(state.settings.tls)).unwrap_or_default();
-    let echoed = !form.csrf.is_empty()
-        && cookie.len() == form.csrf.len()
-        && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
+    let echoed = !form.csrf.is_empty() && console_core::same_token(cookie, &form.csrf);
     if !same_origin(&headers) || !echoed {
         return PageError::Forbidden(STALE_FORM.into()).into_response();
     }

@@ -54,7 +54,8 @@ pub(crate) fn is_open(record: &ProspectRecord) -> bool {
     matches!(record.cip_state(), Ok(Some(state)) if state == CipState::COMPLIANCE)
 }
 
-async fn user_view(state: &AppState, record: &ProspectRecord) -> Result<UserView, PageError> {
+/// The user's submitted identity, as the user and case pages show it.
+pub(crate) async fn identity(state: &AppState, record: &ProspectRecord) -> Result<UserView, PageError> {
     let partner = match PartnerId::new(record.partner_id) {
         Ok(id) => state.store.find_partner(id).await?.map(|p| format!("{} ({})", p.name, p.id)),
         Err(_) => None,
@@ -351,16 +352,12 @@ pub(super) async fn user(
     let (history, audit) = history(&Facts::read(&state, &record).await?, &record);
     let page = UserPage {
         nav: signed.nav("users"),
-        user: user_view(&state, &record).await?,
+        user: identity(&state, &record).await?,
         open: is_open(&record),
         history,
         audit,
     };
     Ok(render(&page))
-}
-
-pub(crate) async fn identity(state: &AppState, record: &ProspectRecord) -> Result<UserView, PageError> {
-    user_view(state, record).await
 }
 
 /// How long a case has waited, for the queue.

@@ -65,9 +65,14 @@ pub struct Session {
 impl Session {
     /// Whether `presented` is this session's form token (constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        presented.len() == self.csrf.len() && bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
+        same_token(presented, &self.csrf)
     }
+}
+
+/// Whether two form tokens are the same, in time that does not depend on where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 fn csrf_token(secret: &str) -> String {

@@ -110,6 +110,16 @@ async fn two_cases(app: &TestApp) -> (String, String) {
     (first, second)
 }
 
+/// A dead-lettered job of a kind no worker runs (scheduled for tomorrow first, so none claims it).
+async fn dead_job(app: &TestApp) -> onboard::store::JobRow {
+    let now = now_ms();
+    let job = NewJob { run_at: now + 86_400_000, ..NewJob::new("test.seeded", json!({}), now) };
+    app.store().enqueue_job(&job, now).await.unwrap();
+    let sql = "UPDATE jobs SET state = 'dead', attempts = 3, last_error = 'seeded failure' WHERE kind = 'test.seeded' RETURNING id";
+    assert!(count(app.database_url(), sql).await > 0);
+    app.store().list_jobs(Some("test.seeded"), Some("dead"), 1).await.unwrap().pop().unwrap()
+}
+
 async fn still_open(app: &TestApp, user: &str) -> bool {
     app.store().compliance_cases(0, 100).await.unwrap().iter().any(|c| c.public_id == user)
 }
@@ -193,11 +203,7 @@ on_both_backends! {
     }
 
     async fn a_compliance_token_cannot_reach_operations(app) {
-        let now = now_ms();
-        app.store().enqueue_job(&NewJob { run_at: now + 86_400_000, ..NewJob::new("test.seeded", json!({}), now) }, now).await.unwrap();
-        let url = app.database_url();
-        assert!(count(url, "UPDATE jobs SET state = 'dead', attempts = 3, last_error = 'seeded failure' WHERE kind = 'test.seeded' RETURNING id").await > 0);
-        let job = app.store().list_jobs(Some("test.seeded"), Some("dead"), 1).await.unwrap().pop().unwrap();
+        let job = dead_job(&app).await;
 
         let reviewer = staff(&app, "Rita", StaffRole::Compliance).await;
         let mut browser = Browser::signed_in(&app, &reviewer).await;
@@ -397,13 +403,7 @@ async fn the_console_works_in_headless_chromium() {
     }
     let app = TestApp::spawn_with(Backend::Sqlite, |_| {}).await.expect("sqlite is always there");
     let (first, second) = two_cases(&app).await;
-    let now = now_ms();
-    app.store()
-        .enqueue_job(&NewJob { run_at: now + 86_400_000, ..NewJob::new("test.seeded", json!({}), now) }, now)
-        .await
-        .unwrap();
-    assert!(count(app.database_url(), "UPDATE jobs SET state = 'dead', attempts = 3, last_error = 'seeded failure' WHERE kind = 'test.seeded' RETURNING id").await > 0);
-    let job = app.store().list_jobs(Some("test.seeded"), Some("dead"), 1).await.unwrap().pop().unwrap();
+    let job = dead_job(&app).await;
     let reviewer = staff(&app, "Rita Reviewer", StaffRole::Compliance).await;
     let operator = staff(&app, "Otto Operator", StaffRole::Operator).await;
 
