@@ -199,13 +199,18 @@ pub async fn insert_account(tx: &mut Tx<'_>, new: &NewAccount<'_>, now: i64) -> 
 }
 
 /// The user's primary account, read in the open write.
-pub async fn primary_account_in(tx: &mut Tx<'_>, user: i64) -> StoreResult<Option<AccountRecord>> {
+// By partner and user: SQLite cannot use the partial index `accounts_primary` (`WHERE is_primary
+// = 1`) for `is_primary = TRUE`, so the lookup by user alone read every account — 6.2 ms a
+// provisioning at 1.4 million accounts, a third of the writer's time in the soak benchmark
+// (BENCHMARKS.md, 2026-12-07). `accounts_user (partner_id, user_id)` serves both databases.
+pub async fn primary_account_in(tx: &mut Tx<'_>, partner: i64, user: i64) -> StoreResult<Option<AccountRecord>> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_as(concat!(
             "SELECT ",
             account_columns!(),
-            " FROM accounts WHERE user_id = $1 AND is_primary = TRUE"
+            " FROM accounts WHERE partner_id = $1 AND user_id = $2 AND is_primary = TRUE"
         ))
+        .bind(partner)
         .bind(user)
         .fetch_optional(conn)
         .await?

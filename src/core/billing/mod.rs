@@ -292,7 +292,7 @@ pub(super) async fn open_primary_account(
     user: &ProspectRecord,
     now: i64,
 ) -> StoreResult<AccountRecord> {
-    if let Some(existing) = repo::primary_account_in(tx, user.id).await? {
+    if let Some(existing) = repo::primary_account_in(tx, user.partner_id, user.id).await? {
         return Ok(existing);
     }
     let id = AccountId::generate();
