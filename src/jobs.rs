@@ -36,6 +36,11 @@ pub struct JobSettings {
     /// check that cannot run (no list loaded) shows up here instead of leaving users silently in
     /// `UpgradeInProgress`.
     pub stuck_after_secs: u64,
+    /// Finished jobs are deleted this long after they finished (0 keeps them): otherwise the
+    /// table, and every read of it by state, grows with each job ever run. What a job did is
+    /// kept in its own tables (events, screenings, attempts, audit); a job's dedupe key guards
+    /// against a second enqueue for as long as its finished row is kept.
+    pub keep_done_hours: u64,
 }
 
 impl Default for JobSettings {
@@ -47,6 +52,7 @@ impl Default for JobSettings {
             backoff_base_ms: 1_000,
             backoff_max_ms: 600_000,
             stuck_after_secs: 600,
+            keep_done_hours: 168,
         }
     }
 }
@@ -150,6 +156,7 @@ impl JobRegistry {
                 [wake.clone(), own],
             ));
         }
+        tasks.spawn(purge_done_periodically(store.clone(), settings.keep_done_hours, stop_rx.clone()));
         tasks.spawn(report_queue_depth(store, settings.clone(), kinds, stop_rx));
         JobRunner { stop: stop_tx, wake, tasks }
     }
@@ -273,6 +280,49 @@ pub fn backoff_ms(attempt: i64, base_ms: u64, max_ms: u64) -> i64 {
     let raw = base_ms.saturating_mul(1u64 << exponent).min(max_ms) as f64;
     let jitter = rand::rng().random_range(0.8..1.2);
     (raw * jitter) as i64
+}
+
+/// Rows deleted per write by the retention sweep.
+const PURGE_BATCH: i64 = 1_000;
+
+/// Deletes every job that finished more than `keep_hours` before `now`, a batch per write, and
+/// returns how many; 0 hours keeps them all.
+pub async fn purge_done(store: &Store, keep_hours: u64, now: i64) -> crate::store::StoreResult<u64> {
+    if keep_hours == 0 {
+        return Ok(0);
+    }
+    let before = now.saturating_sub(crate::domain::secs_to_ms(keep_hours.saturating_mul(3_600)));
+    let mut purged = 0;
+    loop {
+        let deleted = store.purge_done_jobs(before, PURGE_BATCH).await?;
+        purged += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(purged);
+        }
+        // Between batches, the writes that were waiting for the connection go first.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The retention sweep, once a minute on every node that runs workers (two nodes sweeping at
+/// once delete disjoint rows or nothing).
+async fn purge_done_periodically(store: Store, keep_hours: u64, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match purge_done(&store, keep_hours, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("jobs_purged_total").increment(n);
+                tracing::info!(deleted = n, "finished jobs past jobs.keep_done_hours purged");
+            }
+            Err(err) => tracing::warn!(error = ?err, "purging finished jobs failed; the sweep runs again"),
+        }
+    }
 }
 
 async fn report_queue_depth(store: Store, settings: JobSettings, kinds: Vec<String>, mut stop: watch::Receiver<bool>) {

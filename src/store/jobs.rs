@@ -337,14 +337,21 @@ impl Store {
         Ok(rows)
     }
 
-    /// Deletes finished jobs older than `before` (their effects live in their own tables).
-    pub async fn purge_done_jobs(&self, before: i64) -> StoreResult<u64> {
+    /// Deletes up to `limit` jobs that finished (`done`) before `before`, oldest first; returns
+    /// how many. Their effects live in their own tables. A bounded batch, so that on SQLite the
+    /// one write connection is never held for long; the partial index `jobs_done` finds them
+    /// without reading the live or recent ones.
+    pub async fn purge_done_jobs(&self, before: i64, limit: i64) -> StoreResult<u64> {
         with_pool!(self, write, |pool| {
-            Ok(sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected())
+            Ok(sqlx::query(
+                "DELETE FROM jobs WHERE id IN
+                    (SELECT id FROM jobs WHERE state = 'done' AND updated_at < $1 ORDER BY updated_at LIMIT $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(pool)
+            .await?
+            .rows_affected())
         })
     }
 }

@@ -87,6 +87,39 @@ on_both_backends! {
         assert!(store.complete_job(&b[0], now_ms()).await.unwrap());
     }
 
+    async fn finished_jobs_are_purged_after_their_retention_and_nothing_else_is(app) {
+        let store = app.store();
+        let now = now_ms();
+        let hour = 3_600_000;
+        let old = now - 200 * hour;
+        for i in 0..6 {
+            store.enqueue_job(&NewJob::new("test.retention", json!({ "i": i }), old), old).await.unwrap();
+        }
+        let claimed = store.claim_jobs("test.retention", "w", 10, 60_000, old).await.unwrap();
+        assert_eq!(claimed.len(), 6);
+        for job in &claimed[..5] {
+            assert!(store.complete_job(job, old).await.unwrap());
+        }
+        assert!(store.complete_job(&claimed[5], now).await.unwrap(), "one finished just now");
+        // A dead letter and a job still waiting, both from long ago, stay whatever their age.
+        let dead = NewJob { max_attempts: 1, ..NewJob::new("test.retention.dead", json!({}), old) };
+        store.enqueue_job(&dead, old).await.unwrap();
+        let dead = store.claim_jobs("test.retention.dead", "w", 1, 60_000, old).await.unwrap();
+        assert!(store.fail_job(&dead[0], "broken", true, old, old).await.unwrap());
+        let waiting = NewJob { run_at: now + hour, ..NewJob::new("test.retention", json!({ "later": true }), old) };
+        store.enqueue_job(&waiting, old).await.unwrap();
+
+        assert_eq!(store.purge_done_jobs(now - 168 * hour, 2).await.unwrap(), 2, "one bounded batch");
+        assert_eq!(onboard::jobs::purge_done(store, 168, now).await.unwrap(), 3, "the sweep takes the rest");
+        assert_eq!(onboard::jobs::purge_done(store, 168, now).await.unwrap(), 0);
+        assert_eq!(onboard::jobs::purge_done(store, 0, now + 1_000 * hour).await.unwrap(), 0, "0 keeps them all");
+        let mut left: Vec<String> = store.list_jobs(Some("test.retention"), None, 10).await.unwrap()
+            .into_iter().map(|j| j.state).collect();
+        left.sort();
+        assert_eq!(left, ["done", "queued"]);
+        assert_eq!(store.list_jobs(Some("test.retention.dead"), Some("dead"), 10).await.unwrap().len(), 1);
+    }
+
     async fn concurrent_claims_never_share_a_job(app) {
         let store = app.store().clone();
         let now = now_ms();
