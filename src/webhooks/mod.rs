@@ -3,9 +3,10 @@
 //! redirects, to an address the partner's policy allows (`guard`), and records the attempt and
 //! the job's next step in one write (`core::webhooks::record_attempt`).
 //!
-//! Isolation: each node sends at most `per_endpoint_concurrency` deliveries to one endpoint at a
-//! time; a delivery claimed beyond that is handed back unattempted for a second, so an endpoint
-//! that never answers holds a few workers, never all of them. Order across deliveries is not
+//! Isolation: each node sends at most `per_endpoint_concurrency` requests to one endpoint at a
+//! time; a delivery claimed beyond that waits briefly for a slot (`ENDPOINT_WAIT`), then is
+//! handed back unattempted for a second, so an endpoint that never answers holds a few workers,
+//! never all of them. Order across deliveries is not
 //! kept (documented): receivers order by the payload's `timestamp` and deduplicate on
 //! `webhook-id`.
 
@@ -92,6 +93,13 @@ struct Inner {
 /// Bytes of a receiver's answer kept with the attempt.
 const RESPONSE_EXCERPT: usize = 1024;
 
+/// How long a claimed delivery waits for one of its endpoint's slots before it is handed back.
+/// A healthy endpoint frees a slot within a request's time, so a burst to it is sent, not
+/// deferred (each deferral is a write and a second's delay); an endpoint that does not answer
+/// keeps its slots, and its deliveries go back to the queue after this short wait instead of
+/// holding workers that other endpoints' deliveries need.
+const ENDPOINT_WAIT: Duration = Duration::from_millis(50);
+
 impl Webhooks {
     pub fn new(store: Store, kek: Arc<Kek>, settings: WebhookSettings) -> Result<Self, String> {
         settings.validate()?;
@@ -148,11 +156,17 @@ impl Webhooks {
             let why = if delivery.deleted { "the endpoint was deleted" } else { "the endpoint is disabled" };
             return committed(usecase::skip_delivery(store, job, why, now_ms()).await);
         }
-        let Ok(_permit) = self.permits(target.endpoint).try_acquire_owned() else {
+        let permits = self.permits(target.endpoint);
+        let Ok(Ok(permit)) = tokio::time::timeout(ENDPOINT_WAIT, permits.acquire_owned()).await else {
             let later = now_ms() + rand::rng().random_range(500..1_500);
             return committed(usecase::defer_delivery(store, job, later, now_ms()).await);
         };
-        let attempted = match self.attempt(&delivery, job.attempts).await {
+        let attempted = self.attempt(&delivery, job.attempts).await;
+        // The slot limits requests in flight to the endpoint, not our own bookkeeping: held
+        // through the write below, it capped one endpoint at 8 ÷ (request + commit) ≈ 250
+        // deliveries/s (BENCHMARKS.md, issue 23).
+        drop(permit);
+        let attempted = match attempted {
             Ok(attempted) => attempted,
             Err(e) => return JobOutcome::Fail(e),
         };
