@@ -4,9 +4,9 @@
 //! the job's next step in one write (`core::webhooks::record_attempt`).
 //!
 //! Isolation: each node sends at most `per_endpoint_concurrency` requests to one endpoint at a
-//! time; a delivery claimed beyond that waits briefly for a slot (`ENDPOINT_WAIT`), then is
-//! handed back unattempted for a second, so an endpoint that never answers holds a few workers,
-//! never all of them. Order across deliveries is not
+//! time; a delivery claimed beyond that waits briefly for a slot (`ENDPOINT_WAIT`, as many
+//! waiting as there are slots), then is handed back unattempted for a second, so an endpoint
+//! that never answers holds a few workers, never all of them. Order across deliveries is not
 //! kept (documented): receivers order by the payload's `timestamp` and deduplicate on
 //! `webhook-id`.
 
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::core::webhooks::{self as usecase, Attempted, EndpointChange};
 use crate::domain::webhook::{AddressPolicy, EventType, signature_header};
@@ -87,7 +87,7 @@ struct Inner {
     settings: WebhookSettings,
     live: reqwest::Client,
     sandbox: reqwest::Client,
-    in_flight: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    in_flight: Mutex<HashMap<i64, Arc<Slots>>>,
 }
 
 /// Bytes of a receiver's answer kept with the attempt.
@@ -96,9 +96,16 @@ const RESPONSE_EXCERPT: usize = 1024;
 /// How long a claimed delivery waits for one of its endpoint's slots before it is handed back.
 /// A healthy endpoint frees a slot within a request's time, so a burst to it is sent, not
 /// deferred (each deferral is a write and a second's delay); an endpoint that does not answer
-/// keeps its slots, and its deliveries go back to the queue after this short wait instead of
-/// holding workers that other endpoints' deliveries need.
+/// keeps its slots, and its deliveries go back to the queue after this short wait. At most
+/// `per_endpoint_concurrency` deliveries wait so (`Slots::waiting`): a hanging endpoint holds
+/// twice that many workers at most, never the ones other endpoints' deliveries need.
 const ENDPOINT_WAIT: Duration = Duration::from_millis(50);
+
+/// Per endpoint on this node: requests in flight, and deliveries waiting to send one.
+struct Slots {
+    sending: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+}
 
 impl Webhooks {
     pub fn new(store: Store, kek: Arc<Kek>, settings: WebhookSettings) -> Result<Self, String> {
@@ -135,10 +142,24 @@ impl Webhooks {
         });
     }
 
-    fn permits(&self, endpoint: i64) -> Arc<Semaphore> {
+    fn slots(&self, endpoint: i64) -> Arc<Slots> {
         let mut map = self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.0.settings.per_endpoint_concurrency;
-        Arc::clone(map.entry(endpoint).or_insert_with(|| Arc::new(Semaphore::new(limit))))
+        Arc::clone(map.entry(endpoint).or_insert_with(|| {
+            Arc::new(Slots { sending: Arc::new(Semaphore::new(limit)), waiting: Arc::new(Semaphore::new(limit)) })
+        }))
+    }
+
+    /// One of the endpoint's sending slots: at once, or after a wait of at most `ENDPOINT_WAIT`
+    /// when fewer than `per_endpoint_concurrency` deliveries are already waiting for one; `None`
+    /// means hand the delivery back.
+    async fn sending_slot(&self, endpoint: i64) -> Option<OwnedSemaphorePermit> {
+        let slots = self.slots(endpoint);
+        if let Ok(permit) = slots.sending.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let _waiting = slots.waiting.clone().try_acquire_owned().ok()?;
+        tokio::time::timeout(ENDPOINT_WAIT, slots.sending.clone().acquire_owned()).await.ok()?.ok()
     }
 
     async fn deliver(&self, job: ClaimedJob) -> JobOutcome {
@@ -156,8 +177,7 @@ impl Webhooks {
             let why = if delivery.deleted { "the endpoint was deleted" } else { "the endpoint is disabled" };
             return committed(usecase::skip_delivery(store, job, why, now_ms()).await);
         }
-        let permits = self.permits(target.endpoint);
-        let Ok(Ok(permit)) = tokio::time::timeout(ENDPOINT_WAIT, permits.acquire_owned()).await else {
+        let Some(permit) = self.sending_slot(target.endpoint).await else {
             let later = now_ms() + rand::rng().random_range(500..1_500);
             return committed(usecase::defer_delivery(store, job, later, now_ms()).await);
         };
