@@ -314,7 +314,13 @@ async fn purge_done_periodically(store: Store, keep_hours: u64, mut stop: watch:
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match purge_done(&store, keep_hours, now_ms()).await {
+        // Shutdown does not wait for a long first sweep (a deployment onto old history): the
+        // batch in flight commits or not, as a whole, and the next start goes on.
+        let purged = tokio::select! {
+            purged = purge_done(&store, keep_hours, now_ms()) => purged,
+            _ = stop.changed() => return,
+        };
+        match purged {
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("jobs_purged_total").increment(n);

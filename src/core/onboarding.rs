@@ -375,8 +375,9 @@ pub(super) async fn move_to(
         let partner = PartnerId::new(record.partner_id).ok();
         let mut job = user_job(PROVISION_JOB, partner, record.id, record.cip_generation, now);
         // Once per entry into provisioning, not per generation: a customer whose opened account
-        // went to compliance and was cleared is provisioned again (job rows, and with them their
-        // dedupe keys, are kept).
+        // went to compliance and was cleared is provisioned again (a finished job's row, and
+        // with it its dedupe key, is kept for `jobs.keep_done_hours`; the entry time makes the
+        // key unique without it).
         job.dedupe_key = Some(format!("{PROVISION_JOB}:{}:{}:{now}", record.id, record.cip_generation));
         jobs::enqueue(tx, &job, now).await?;
     }
