@@ -17,7 +17,7 @@ use crate::domain::webhook::{
 use crate::domain::{Environment, Partner};
 use crate::kek::{Kek, KekError};
 use crate::mail::{MAIL_JOB, Outgoing};
-use crate::store::webhooks::{self as repo, DeliveryRef, EndpointRecord, NewAttempt, NewEndpoint};
+use crate::store::webhooks::{self as repo, Delivered, DeliveryRef, EndpointRecord, NewAttempt, NewEndpoint};
 use crate::store::{ClaimedJob, NewJob, ProspectRecord, Store, StoreError, StoreResult, Tx, boxed, jobs};
 
 /// How long a rotated-out secret keeps signing beside the new one.
@@ -387,6 +387,12 @@ pub async fn record_attempt(
     disable_before: i64,
     now: i64,
 ) -> StoreResult<EndpointChange> {
+    if let Attempted::Delivered { status, latency_ms } = attempted {
+        // The common case has a path of its own, which the store batches (a delivered attempt
+        // only clears the endpoint's failure, it never disables it).
+        store.record_delivered(Delivered { job, delivery, status, latency_ms, at: now }).await?;
+        return Ok(EndpointChange::None);
+    }
     store
         .write(move |mut tx| {
             boxed(async move {

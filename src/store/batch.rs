@@ -26,6 +26,7 @@ use super::idempotency::{self, Claim, ClaimRequest, IdempotencyScope, StoredResp
 use super::registrations::{Registered, RegistrationRecord};
 use super::tx::BoxFuture;
 use super::users::{NewMinimalUser, UserRecord, UserRow};
+use super::webhooks::{self, Delivered};
 use super::{Backend, BackendKind, DbSettings, Store, StoreError, StoreResult};
 use crate::domain::{PartnerId, PartnerRegistration, PublicUserId, SignIn};
 
@@ -64,6 +65,11 @@ struct CompleteJob {
     scope: IdempotencyScope,
     response: StoredResponse,
     reply: oneshot::Sender<StoreResult<()>>,
+}
+
+struct DeliveredJob {
+    delivered: Delivered,
+    reply: oneshot::Sender<StoreResult<bool>>,
 }
 
 /// A write of any shape that joins a SQLite batch (`Store::sqlite_unit`), type-erased so one
@@ -132,6 +138,9 @@ enum Job {
     /// would otherwise be an fsync of its own on the one writer.
     Claim(ClaimJob),
     Complete(CompleteJob),
+    /// A delivered webhook (SQLite): a batch's deliveries are recorded in three statements
+    /// together, where a unit each cost five round trips to the connection's thread.
+    Delivered(DeliveredJob),
     /// Any other SQLite write (`Store::sqlite_unit`).
     Unit(Box<dyn Unit>),
 }
@@ -150,19 +159,25 @@ struct Rows {
     completions: Vec<CompleteJob>,
     minimal: Vec<MinimalJob>,
     registrations: Vec<RegistrationJob>,
+    delivered: Vec<DeliveredJob>,
 }
 
 impl Rows {
     fn len(&self) -> usize {
-        self.claims.len() + self.completions.len() + self.minimal.len() + self.registrations.len()
+        self.claims.len()
+            + self.completions.len()
+            + self.minimal.len()
+            + self.registrations.len()
+            + self.delivered.len()
     }
 
     fn into_jobs(self) -> impl Iterator<Item = Job> {
-        let Rows { claims, completions, minimal, registrations } = self;
+        let Rows { claims, completions, minimal, registrations, delivered } = self;
         (claims.into_iter().map(Job::Claim))
             .chain(completions.into_iter().map(Job::Complete))
             .chain(minimal.into_iter().map(Job::Minimal))
             .chain(registrations.into_iter().map(Job::Registration))
+            .chain(delivered.into_iter().map(Job::Delivered))
     }
 }
 
@@ -174,6 +189,7 @@ impl Job {
             Job::Registration(job) => drop(job.reply.send(Err(err))),
             Job::Claim(job) => drop(job.reply.send(Err(err))),
             Job::Complete(job) => drop(job.reply.send(Err(err))),
+            Job::Delivered(job) => drop(job.reply.send(Err(err))),
             Job::Unit(unit) => unit.answer(false),
         }
     }
@@ -185,6 +201,8 @@ struct Outcomes {
     claims: Vec<Claim>,
     users: Vec<UserRecord>,
     registered: Vec<Registered>,
+    /// Per delivery: false when its job's lease was lost (nothing recorded).
+    delivered: Vec<bool>,
 }
 
 /// What one batch did: the outcome of its rows, and whether its units' savepoints were
@@ -199,6 +217,11 @@ impl From<StoreResult<Outcomes>> for BatchResult {
         let units_committed = rows.is_ok();
         Self { rows, units_committed }
     }
+}
+
+/// The writer's queue while the writer runs (`None` without one, or after shutdown).
+fn writer_queue(units: &std::sync::Mutex<Option<WeakQueue>>) -> Option<mpsc::Sender<Job>> {
+    units.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(|q| q.0.upgrade())
 }
 
 /// The writer's queue as `Store` holds it: weak, because the writer task owns a `Store` and a
@@ -336,6 +359,7 @@ fn sort(batch: Vec<Job>) -> Batch {
             Job::Registration(job) => jobs.rows.registrations.push(job),
             Job::Claim(job) => jobs.rows.claims.push(job),
             Job::Complete(job) => jobs.rows.completions.push(job),
+            Job::Delivered(job) => jobs.rows.delivered.push(job),
             Job::Unit(unit) => jobs.units.push(unit),
         }
     }
@@ -371,6 +395,9 @@ async fn answer(store: &Store, batch: Batch, result: BatchResult, on_failure: On
             }
             for (job, outcome) in jobs.registrations.into_iter().zip(outcomes.registered) {
                 let _ = job.reply.send(Ok(outcome));
+            }
+            for (job, kept) in jobs.delivered.into_iter().zip(outcomes.delivered) {
+                let _ = job.reply.send(Ok(kept));
             }
         }
         Err(err) if on_failure == OnFailure::Answer => {
@@ -511,6 +538,7 @@ impl Rows {
     fn is_one_statement(&self) -> bool {
         self.claims.is_empty()
             && self.completions.is_empty()
+            && self.delivered.is_empty()
             && self.minimal.is_empty() != self.registrations.is_empty()
             && self.minimal.iter().all(|job| job.complete.is_none())
     }
@@ -539,8 +567,7 @@ impl Store {
         let Backend::Sqlite { writer, units, .. } = &*self.backend else {
             return Err(StoreError::Corrupt("a SQLite unit on another backend".into()).into());
         };
-        let queue = units.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(|q| q.0.upgrade());
-        if let Some(queue) = queue {
+        if let Some(queue) = writer_queue(units) {
             let (unit, answer) = unit(body);
             // Waits for room rather than failing: units are few and each one matters (a
             // sign-up, a job's lease); a closed queue means shutdown.
@@ -551,6 +578,22 @@ impl Store {
         let value = body(&mut tx).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(value)
+    }
+
+    /// Records a delivered webhook attempt with its job's completion (`webhooks::Delivered`);
+    /// false when the job's lease was lost, and nothing was recorded. On SQLite with a writer it
+    /// joins the next batch as a row, otherwise it is a transaction of its own.
+    pub async fn record_delivered(&self, delivered: Delivered) -> StoreResult<bool> {
+        let queue = match &*self.backend {
+            Backend::Sqlite { units, .. } => writer_queue(units),
+            Backend::Postgres(_) => None,
+        };
+        if let Some(queue) = queue {
+            let (reply, answer) = oneshot::channel();
+            queue.send(Job::Delivered(DeliveredJob { delivered, reply })).await.map_err(|_| StoreError::Overloaded)?;
+            return answer.await.map_err(|_| StoreError::Overloaded)?;
+        }
+        self.write(move |mut tx| Box::pin(async move { webhooks::record_delivered(&mut tx, &delivered).await })).await
     }
 
     /// SQLite's one write connection, taken from its pool for a run of batches (`HOLD_WRITER`);
@@ -588,7 +631,7 @@ async fn sqlite_batch(connection: &mut SqliteConnection, batch: &mut Batch) -> S
     let Batch { rows: jobs, units } = batch;
     if units.is_empty() && jobs.is_one_statement() {
         let (users, registered) = insert_batch!(connection, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
-        return Ok(Ok(Outcomes { claims: Vec::new(), users, registered }).into());
+        return Ok(Ok(Outcomes { users, registered, ..Outcomes::default() }).into());
     }
     let mut tx = connection.begin_with(BEGIN_WRITE).await?;
     let rows = sqlite_rows(&mut tx, jobs).await;
@@ -620,7 +663,9 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 async fn sqlite_rows(tx: &mut SqliteConnection, jobs: &Rows) -> StoreResult<Outcomes> {
     let claims = idempotency_jobs!(tx, jobs);
     let (users, registered) = insert_batch!(tx, jobs, sqlite_insert_minimal, sqlite_insert_registrations);
-    Ok(Outcomes { claims, users, registered })
+    let delivered: Vec<&Delivered> = jobs.delivered.iter().map(|job| &job.delivered).collect();
+    let delivered = webhooks::sqlite_record_delivered(tx, &delivered).await?;
+    Ok(Outcomes { claims, users, registered, delivered })
 }
 
 /// A PostgreSQL batch (which never has units: `Store::sqlite_unit` is SQLite's).
@@ -628,13 +673,19 @@ async fn pg_batch(pool: &sqlx::PgPool, jobs: &Rows) -> StoreResult<Outcomes> {
     if jobs.is_one_statement() {
         let mut connection = pool.acquire().await?;
         let (users, registered) = insert_batch!(connection, jobs, pg_insert_minimal, pg_insert_registrations);
-        return Ok(Outcomes { claims: Vec::new(), users, registered });
+        return Ok(Outcomes { users, registered, ..Outcomes::default() });
     }
     let mut tx = pool.begin().await?;
     let claims = idempotency_jobs!(tx, jobs);
     let (users, registered) = insert_batch!(tx, jobs, pg_insert_minimal, pg_insert_registrations);
+    // Deliveries come through the queue on SQLite only (`Store::record_delivered`); one by one
+    // here keeps a batch of any shape correct.
+    let mut delivered = Vec::with_capacity(jobs.delivered.len());
+    for job in &jobs.delivered {
+        delivered.push(webhooks::record_delivered(&mut Tx::from(&mut *tx), &job.delivered).await?);
+    }
     tx.commit().await?;
-    Ok(Outcomes { claims, users, registered })
+    Ok(Outcomes { claims, users, registered, delivered })
 }
 
 /// Seed-001 users as one multi-row INSERT (SQLite has no array parameters).
@@ -957,6 +1008,76 @@ mod tests {
     }
 
     /// True for each answer that was `Ok`, in order.
+    #[tokio::test]
+    async fn a_batch_records_its_deliveries_together_and_skips_one_whose_lease_was_lost() {
+        use crate::store::webhooks::{DELIVER_JOB, DeliveryRef, NewEndpoint, insert_endpoint};
+        let (store, partner, _dir) = store().await;
+        let endpoint = NewEndpoint {
+            public_id: "ep_batch".into(),
+            partner_id: partner.get(),
+            url: "https://example.com/hooks".into(),
+            description: None,
+            events: None,
+            secret: vec![1, 2, 3],
+            now: 1,
+        };
+        let endpoint =
+            store.write(move |mut tx| pin_unit(async move { insert_endpoint(&mut tx, &endpoint).await })).await;
+        let endpoint = endpoint.unwrap().id;
+        // Four users, four `user.created` deliveries (the migration's triggers); the endpoint
+        // has been failing.
+        let mut batch = Batch::default();
+        for _ in 0..4 {
+            batch.rows.minimal.push(minimal(partner, &PublicUserId::generate()).0);
+        }
+        let mut connection = store.hold_writer().await.unwrap().unwrap();
+        assert!(sqlite_batch(&mut connection, &mut batch).await.unwrap().rows.is_ok());
+        sqlx::query("UPDATE webhook_endpoints SET failing_since = 5").execute(&mut *connection).await.unwrap();
+        drop(connection);
+        let claimed = store.claim_jobs(DELIVER_JOB, "w1", 10, 60_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 4);
+
+        let mut batch = Batch::default();
+        let mut answers = Vec::new();
+        for (n, mut job) in claimed.into_iter().enumerate() {
+            if n == 3 {
+                // This one is another worker's now: recording it would double its attempt.
+                job.worker = "w2".into();
+            }
+            let delivery: DeliveryRef = serde_json::from_str(&job.payload).unwrap();
+            let (reply, answer) = oneshot::channel();
+            let delivered = Delivered { job, delivery, status: 204, latency_ms: 3, at: 20 };
+            batch.rows.delivered.push(DeliveredJob { delivered, reply });
+            answers.push(answer);
+        }
+        let mut connection = store.hold_writer().await.unwrap().unwrap();
+        let result = sqlite_batch(&mut connection, &mut batch).await.unwrap();
+        drop(connection);
+        answer(&store, batch, result, OnFailure::Retry).await;
+        let mut kept = Vec::new();
+        for answer in answers {
+            kept.push(answer.await.unwrap().unwrap());
+        }
+        assert_eq!(kept, [true, true, true, false]);
+
+        let reader = match &*store.backend {
+            Backend::Sqlite { reader, .. } => reader.clone(),
+            Backend::Postgres(_) => unreachable!(),
+        };
+        let states: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, updated_at FROM jobs ORDER BY id").fetch_all(&reader).await.unwrap();
+        assert_eq!(states, [("done".into(), 20), ("done".into(), 20), ("done".into(), 20), ("running".into(), 10)]);
+        let attempts: Vec<(i64, i64, String, i64, i64)> =
+            sqlx::query_as("SELECT endpoint_id, attempt, result, status, latency_ms FROM webhook_attempts ORDER BY id")
+                .fetch_all(&reader)
+                .await
+                .unwrap();
+        assert_eq!(attempts, vec![(endpoint, 1, "delivered".to_owned(), 204, 3); 3]);
+        let failing: Option<i64> =
+            sqlx::query_scalar("SELECT failing_since FROM webhook_endpoints").fetch_one(&reader).await.unwrap();
+        assert_eq!(failing, None, "a delivery ends the endpoint's run of failures");
+    }
+
     async fn futures_ok(answers: Vec<oneshot::Receiver<StoreResult<()>>>) -> Vec<bool> {
         let mut outcomes = Vec::new();
         for answer in answers {

@@ -2,6 +2,7 @@
 //! inserts and CIP moves, and the delivery jobs of every event, are written by the triggers of
 //! the `webhooks` migration; what is here is the rest.
 
+use super::jobs::{self, ClaimedJob};
 use super::{Store, StoreResult, Tx};
 
 /// The job kind of one delivery (one event to one endpoint); its payload is `DeliveryRef`.
@@ -273,6 +274,105 @@ pub async fn record_attempt(tx: &mut Tx<'_>, a: &NewAttempt) -> StoreResult<Opti
         .await?
         .flatten()
     }))
+}
+
+/// A delivered attempt (a 2xx), recorded with its job's completion: the common case, which
+/// SQLite's writer records for a whole batch at once (`sqlite_record_delivered`).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub job: ClaimedJob,
+    pub delivery: DeliveryRef,
+    pub status: i64,
+    pub latency_ms: i64,
+    pub at: i64,
+}
+
+impl Delivered {
+    fn attempt(&self) -> NewAttempt {
+        NewAttempt {
+            delivery: self.delivery,
+            attempt: self.job.attempts,
+            at: self.at,
+            result: "delivered",
+            status: Some(self.status),
+            latency_ms: self.latency_ms,
+            response: None,
+            error: None,
+            next_at: None,
+        }
+    }
+}
+
+/// Records one delivered attempt in the open transaction: the job done, the attempt, the
+/// endpoint no longer failing. False when the job's lease was lost (another worker holds the
+/// delivery and records its own attempt); nothing is written then.
+pub async fn record_delivered(tx: &mut Tx<'_>, d: &Delivered) -> StoreResult<bool> {
+    if !jobs::complete(tx, &d.job, false, d.at).await? {
+        return Ok(false);
+    }
+    record_attempt(tx, &d.attempt()).await?;
+    Ok(true)
+}
+
+/// `record_delivered` for a SQLite batch, in three statements whatever its size (one per
+/// delivery cost five round trips to the connection's thread, savepoint included, and at
+/// 2,000 deliveries/s those left `POST /User` waiting behind them; BENCHMARKS.md, issue 23).
+/// The job update checks each job's lease as `jobs::complete` does; only the deliveries it
+/// kept are recorded. Answers in `batch`'s order.
+pub(super) async fn sqlite_record_delivered(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[&Delivered],
+) -> StoreResult<Vec<bool>> {
+    use sqlx::QueryBuilder;
+    let Some(now) = batch.iter().map(|d| d.at).max() else { return Ok(Vec::new()) };
+    let mut done =
+        QueryBuilder::new("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL, updated_at = ");
+    done.push_bind(now);
+    // The id list lets SQLite find the rows by primary key; the row values check the leases.
+    done.push(" WHERE state = 'running' AND id IN (");
+    let mut ids = done.separated(", ");
+    for d in batch {
+        ids.push_bind(d.job.id);
+    }
+    done.push(") AND (id, worker, attempts) IN (VALUES ");
+    for (n, d) in batch.iter().enumerate() {
+        done.push(if n == 0 { "(" } else { ", (" });
+        done.push_bind(d.job.id).push(", ").push_bind(d.job.worker.as_str()).push(", ").push_bind(d.job.attempts);
+        done.push(")");
+    }
+    done.push(") RETURNING id");
+    let kept: std::collections::HashSet<i64> =
+        done.build_query_scalar::<i64>().fetch_all(&mut *conn).await?.into_iter().collect();
+    let recorded: Vec<&&Delivered> = batch.iter().filter(|d| kept.contains(&d.job.id)).collect();
+    if !recorded.is_empty() {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO webhook_attempts (event_id, endpoint_id, attempt, at, result, status, latency_ms) ",
+        );
+        insert.push_values(&recorded, |mut row, d| {
+            row.push_bind(d.delivery.event)
+                .push_bind(d.delivery.endpoint)
+                .push_bind(d.job.attempts)
+                .push_bind(d.at)
+                .push_bind("delivered")
+                .push_bind(d.status)
+                .push_bind(d.latency_ms);
+        });
+        insert.build().execute(&mut *conn).await?;
+        let mut endpoints: Vec<i64> = recorded.iter().map(|d| d.delivery.endpoint).collect();
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        // Only an endpoint that was failing changes (`record_attempt` rewrote the row each time).
+        let mut healed = QueryBuilder::new(
+            "UPDATE webhook_endpoints SET failing_since = NULL WHERE failing_since IS NOT NULL AND id IN (",
+        );
+        let mut ids = healed.separated(", ");
+        for endpoint in endpoints {
+            ids.push_bind(endpoint);
+        }
+        healed.push(")");
+        healed.build().execute(&mut *conn).await?;
+    }
+    Ok(batch.iter().map(|d| kept.contains(&d.job.id)).collect())
 }
 
 /// Turns an endpoint off (410 Gone, or failing for too long); false when it already was.
