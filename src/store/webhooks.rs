@@ -213,6 +213,38 @@ pub async fn emit(
     }))
 }
 
+/// The oldest events (at most `limit`, by id) that were created before `before`: the ids, read
+/// from the front of the table so that a sweep that finds nothing old reads `limit` rows, not
+/// the table (there is no index on `created_at`; ids follow creation).
+macro_rules! purgeable_events {
+    () => {
+        "SELECT id FROM webhook_events WHERE created_at < $1
+           AND id IN (SELECT id FROM webhook_events ORDER BY id LIMIT $2)"
+    };
+}
+
+/// Deletes up to `limit` of the oldest events created before `before`, with their attempts, in
+/// one write; how many events. Deliveries still waiting for such an event (a replay of a dead
+/// one) find it gone and end as undeliverable.
+pub async fn purge_events(tx: &mut Tx<'_>, before: i64, limit: i64) -> StoreResult<u64> {
+    on_tx!(tx, |conn| {
+        sqlx::query(concat!("DELETE FROM webhook_attempts WHERE event_id IN (", purgeable_events!(), ")"))
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *conn)
+            .await
+            .map(drop)?
+    });
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query(concat!("DELETE FROM webhook_events WHERE id IN (", purgeable_events!(), ")"))
+            .bind(before)
+            .bind(limit)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    }))
+}
+
 /// Queues a new delivery of `event` to `endpoint` (a replay), with a fresh set of attempts.
 pub async fn queue_delivery(tx: &mut Tx<'_>, partner: i64, delivery: DeliveryRef, now: i64) -> StoreResult<()> {
     let mut job = super::jobs::NewJob::new(DELIVER_JOB, serde_json::json!(delivery), now);
@@ -317,8 +349,13 @@ pub async fn record_delivered(tx: &mut Tx<'_>, d: &Delivered) -> StoreResult<boo
 /// `record_delivered` for a SQLite batch, in three statements whatever its size (one per
 /// delivery cost five round trips to the connection's thread, savepoint included, and at
 /// 2,000 deliveries/s those left `POST /User` waiting behind them; BENCHMARKS.md, issue 23).
-/// The job update checks each job's lease as `jobs::complete` does; only the deliveries it
-/// kept are recorded. Answers in `batch`'s order.
+/// The job update checks each job's lease as `jobs::complete` does, and what it returns is
+/// matched by the whole lease: a batch may hold a stale attempt of a job beside the attempt that
+/// took it over (same id and, on one node, the same worker). Only the deliveries it kept are
+/// recorded. Answers in `batch`'s order. Every job gets the batch's latest `at` as `updated_at`
+/// (milliseconds apart; the retention sweep counts days). The statements are not kept prepared:
+/// each batch size is a new text, and would push the hot statements out of the connection's
+/// cache.
 pub(super) async fn sqlite_record_delivered(
     conn: &mut sqlx::SqliteConnection,
     batch: &[&Delivered],
@@ -340,10 +377,11 @@ pub(super) async fn sqlite_record_delivered(
         done.push_bind(d.job.id).push(", ").push_bind(d.job.worker.as_str()).push(", ").push_bind(d.job.attempts);
         done.push(")");
     }
-    done.push(") RETURNING id");
-    let kept: std::collections::HashSet<i64> =
-        done.build_query_scalar::<i64>().fetch_all(&mut *conn).await?.into_iter().collect();
-    let recorded: Vec<&&Delivered> = batch.iter().filter(|d| kept.contains(&d.job.id)).collect();
+    done.push(") RETURNING id, worker, attempts");
+    let kept: std::collections::HashSet<(i64, String, i64)> =
+        done.build_query_as().persistent(false).fetch_all(&mut *conn).await?.into_iter().collect();
+    let is_kept = |d: &Delivered| kept.contains(&(d.job.id, d.job.worker.clone(), d.job.attempts));
+    let recorded: Vec<&&Delivered> = batch.iter().filter(|d| is_kept(d)).collect();
     if !recorded.is_empty() {
         let mut insert = QueryBuilder::new(
             "INSERT INTO webhook_attempts (event_id, endpoint_id, attempt, at, result, status, latency_ms) ",
@@ -357,7 +395,7 @@ pub(super) async fn sqlite_record_delivered(
                 .push_bind(d.status)
                 .push_bind(d.latency_ms);
         });
-        insert.build().execute(&mut *conn).await?;
+        insert.build().persistent(false).execute(&mut *conn).await?;
         let mut endpoints: Vec<i64> = recorded.iter().map(|d| d.delivery.endpoint).collect();
         endpoints.sort_unstable();
         endpoints.dedup();
@@ -370,9 +408,9 @@ pub(super) async fn sqlite_record_delivered(
             ids.push_bind(endpoint);
         }
         healed.push(")");
-        healed.build().execute(&mut *conn).await?;
+        healed.build().persistent(false).execute(&mut *conn).await?;
     }
-    Ok(batch.iter().map(|d| kept.contains(&d.job.id)).collect())
+    Ok(batch.iter().map(|d| is_kept(d)).collect())
 }
 
 /// Turns an endpoint off (410 Gone, or failing for too long); false when it already was.
