@@ -114,17 +114,39 @@ impl JobWaker {
     }
 }
 
-/// Registered handlers; `start` spawns their workers.
+/// A retention sweep: deletes what is past its time, as of the given instant (ms); how many rows.
+type SweepFn = Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = crate::store::StoreResult<u64>> + Send>> + Send + Sync>;
+
+struct Sweep {
+    /// What it deletes, for the log.
+    what: &'static str,
+    /// The counter of rows it deleted.
+    metric: &'static str,
+    run: SweepFn,
+}
+
+/// Registered handlers and retention sweeps; `start` spawns their workers.
 #[derive(Default)]
 pub struct JobRegistry {
     kinds: HashMap<String, Kind>,
+    sweeps: Vec<Sweep>,
     waker: JobWaker,
 }
 
 impl JobRegistry {
     /// A registry whose workers `waker` can wake (handlers and request handlers hold clones).
     pub fn with_waker(waker: JobWaker) -> Self {
-        Self { kinds: HashMap::new(), waker }
+        Self { kinds: HashMap::new(), sweeps: Vec::new(), waker }
+    }
+
+    /// A retention sweep to run once a minute on this node, beside the one for finished jobs.
+    /// Two nodes sweeping at once delete disjoint rows or nothing.
+    pub fn sweep<F, Fut>(&mut self, what: &'static str, metric: &'static str, sweep: F)
+    where
+        F: Fn(i64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::store::StoreResult<u64>> + Send + 'static,
+    {
+        self.sweeps.push(Sweep { what, metric, run: Arc::new(move |now| Box::pin(sweep(now))) });
     }
 
     pub fn register<F, Fut>(&mut self, kind: &str, concurrency: usize, handler: F)
@@ -156,7 +178,17 @@ impl JobRegistry {
                 [wake.clone(), own],
             ));
         }
-        tasks.spawn(purge_done_periodically(store.clone(), settings.keep_done_hours, stop_rx.clone()));
+        let (purging, keep_hours) = (store.clone(), settings.keep_done_hours);
+        let mut sweeps = vec![Sweep {
+            what: "finished jobs past jobs.keep_done_hours",
+            metric: "jobs_purged_total",
+            run: Arc::new(move |now| {
+                let store = purging.clone();
+                Box::pin(async move { purge_done(&store, keep_hours, now).await })
+            }),
+        }];
+        sweeps.extend(self.sweeps);
+        tasks.spawn(sweep_periodically(sweeps, stop_rx.clone()));
         tasks.spawn(report_queue_depth(store, settings.clone(), kinds, stop_rx));
         JobRunner { stop: stop_tx, wake, tasks }
     }
@@ -304,9 +336,9 @@ pub async fn purge_done(store: &Store, keep_hours: u64, now: i64) -> crate::stor
     }
 }
 
-/// The retention sweep, once a minute on every node that runs workers (two nodes sweeping at
+/// The retention sweeps, once a minute on every node that runs workers (two nodes sweeping at
 /// once delete disjoint rows or nothing).
-async fn purge_done_periodically(store: Store, keep_hours: u64, mut stop: watch::Receiver<bool>) {
+async fn sweep_periodically(sweeps: Vec<Sweep>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -314,19 +346,21 @@ async fn purge_done_periodically(store: Store, keep_hours: u64, mut stop: watch:
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        // Shutdown does not wait for a long first sweep (a deployment onto old history): the
-        // batch in flight commits or not, as a whole, and the next start goes on.
-        let purged = tokio::select! {
-            purged = purge_done(&store, keep_hours, now_ms()) => purged,
-            _ = stop.changed() => return,
-        };
-        match purged {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("jobs_purged_total").increment(n);
-                tracing::info!(deleted = n, "finished jobs past jobs.keep_done_hours purged");
+        for sweep in &sweeps {
+            // Shutdown does not wait for a long first sweep (a deployment onto old history):
+            // the batch in flight commits or not, as a whole, and the next start goes on.
+            let purged = tokio::select! {
+                purged = (sweep.run)(now_ms()) => purged,
+                _ = stop.changed() => return,
+            };
+            match purged {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(sweep.metric).increment(n);
+                    tracing::info!(deleted = n, what = sweep.what, "retention sweep");
+                }
+                Err(err) => tracing::warn!(error = ?err, what = sweep.what, "retention sweep failed; it runs again"),
             }
-            Err(err) => tracing::warn!(error = ?err, "purging finished jobs failed; the sweep runs again"),
         }
     }
 }

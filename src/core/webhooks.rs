@@ -468,6 +468,30 @@ pub async fn skip_delivery(store: &Store, job: ClaimedJob, why: &str, now: i64) 
     store.write(move |mut tx| boxed(async move { jobs::fail(&mut tx, &job, &why, true, now, now).await })).await
 }
 
+/// Events deleted per write by the retention sweep.
+pub const PURGE_BATCH: i64 = 1_000;
+
+/// Deletes every event created more than `keep_days` before `now`, with its attempts, a batch
+/// per write; how many events. 0 days keeps them all.
+pub async fn purge_events(store: &Store, keep_days: u64, now: i64) -> StoreResult<u64> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let before = now.saturating_sub(crate::domain::secs_to_ms(keep_days.saturating_mul(86_400)));
+    let mut purged = 0;
+    loop {
+        let deleted = store
+            .write(move |mut tx| boxed(async move { repo::purge_events(&mut tx, before, PURGE_BATCH).await }))
+            .await?;
+        purged += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(purged);
+        }
+        // Between batches, the writes that were waiting for the connection go first.
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Hands a delivery back unattempted (this node already has enough in flight to its endpoint).
 pub async fn defer_delivery(store: &Store, job: ClaimedJob, run_at: i64, now: i64) -> StoreResult<bool> {
     store.write(move |mut tx| boxed(async move { jobs::defer(&mut tx, &job, run_at, now).await })).await

@@ -50,6 +50,9 @@ pub struct WebhookSettings {
     pub disable_after_hours: u64,
     /// The retry delays, in seconds (at most 9 entries; default `SCHEDULE_SECS`).
     pub schedule_secs: Vec<u64>,
+    /// Events and their delivery attempts are deleted this long after the event (0 keeps them):
+    /// what a partner can list and replay. Longer than the retry schedule runs.
+    pub keep_events_days: u64,
 }
 
 impl Default for WebhookSettings {
@@ -61,6 +64,7 @@ impl Default for WebhookSettings {
             allow_loopback: false,
             disable_after_hours: 120,
             schedule_secs: SCHEDULE_SECS.to_vec(),
+            keep_events_days: 30,
         }
     }
 }
@@ -72,6 +76,14 @@ impl WebhookSettings {
         }
         if self.timeout_ms == 0 || self.concurrency == 0 || self.per_endpoint_concurrency == 0 {
             return Err("webhooks.timeout_ms, concurrency and per_endpoint_concurrency must be positive".into());
+        }
+        let retries_secs: u64 = self.schedule_secs.iter().sum();
+        if self.keep_events_days != 0 && self.keep_events_days.saturating_mul(86_400) <= retries_secs {
+            return Err(format!(
+                "webhooks.keep_events_days must be 0 (keep them) or at least {}: the retry schedule runs {:.1} days",
+                retries_secs.div_ceil(86_400),
+                retries_secs as f64 / 86_400.0
+            ));
         }
         Ok(())
     }
@@ -139,6 +151,11 @@ impl Webhooks {
         registry.register(DELIVER_JOB, self.0.settings.concurrency, move |job| {
             let this = this.clone();
             async move { this.deliver(job).await }
+        });
+        let (store, keep_days) = (self.0.store.clone(), self.0.settings.keep_events_days);
+        registry.sweep("webhook events past webhooks.keep_events_days", "webhook_events_purged_total", move |now| {
+            let store = store.clone();
+            async move { usecase::purge_events(&store, keep_days, now).await }
         });
     }
 
@@ -353,6 +370,14 @@ async fn excerpt(response: &mut reqwest::Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_kept_longer_than_their_retries_run() {
+        let keep = |days| WebhookSettings { keep_events_days: days, ..WebhookSettings::default() }.validate();
+        // The default schedule runs 3.15 days.
+        assert!(keep(3).unwrap_err().contains("at least 4"));
+        assert!(keep(4).is_ok() && keep(0).is_ok() && keep(30).is_ok());
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

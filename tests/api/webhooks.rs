@@ -534,4 +534,65 @@ on_both_backends! {
         assert!(problem["errors"][0]["message"].as_str().unwrap().contains("loopback"), "{problem}");
         assert_eq!(app.webhooks_call(reqwest::Method::POST, "", &sandbox, Some(json!({"url": "http://10.1.2.3:9/x"}))).await.status(), 201);
     }
+
+    // A store without an application: an application's own sweep would race the test's.
+    async fn events_and_their_attempts_are_purged_after_their_retention(store: Store) {
+        use onboard::store::pin_unit;
+        use onboard::store::webhooks::{self as repo, DeliveryRef, NewAttempt, NewEndpoint};
+        let (day, now) = (86_400_000, now_ms());
+        let key = NewApiKey::generate(Environment::Sandbox);
+        let name = PartnerName::parse("Retention").unwrap();
+        let partner =
+            store.create_partner(&name, Environment::Sandbox, &key, &NewClient::generate(), now).await.unwrap().id.get();
+        let endpoint = NewEndpoint {
+            public_id: "ep_retention".into(),
+            partner_id: partner,
+            url: "https://example.com/hooks".into(),
+            description: None,
+            events: Some(",webhook.test,".into()),
+            secret: vec![1],
+            now,
+        };
+        let endpoint =
+            store.write(move |mut tx| pin_unit(async move { repo::insert_endpoint(&mut tx, &endpoint).await })).await;
+        let endpoint = endpoint.unwrap().id;
+        // Events 40, 35, 31 and 29 days and a minute old, each with an attempt.
+        for age in [40 * day, 35 * day, 31 * day, 29 * day, 60_000] {
+            let at = now - age;
+            let emitted = store.write(move |mut tx| {
+                pin_unit(async move { repo::emit(&mut tx, partner, "user.created", None, None, &json!({}), at).await })
+            });
+            emitted.await.unwrap();
+        }
+        let events = store.webhook_events(partner, None, None, 10).await.unwrap();
+        assert_eq!(events.len(), 5);
+        for event in &events {
+            let attempt = NewAttempt {
+                delivery: DeliveryRef { event: event.id, endpoint },
+                attempt: 1,
+                at: event.created_at,
+                result: "delivered",
+                status: Some(204),
+                latency_ms: 1,
+                response: None,
+                error: None,
+                next_at: None,
+            };
+            let recorded =
+                store.write(move |mut tx| pin_unit(async move { repo::record_attempt(&mut tx, &attempt).await }));
+            recorded.await.unwrap();
+        }
+
+        let before = now - 30 * day;
+        let batch = store.write(move |mut tx| pin_unit(async move { repo::purge_events(&mut tx, before, 2).await }));
+        assert_eq!(batch.await.unwrap(), 2, "one bounded batch");
+        let purge = |days, at| onboard::core::webhooks::purge_events(&store, days, at);
+        assert_eq!(purge(30, now).await.unwrap(), 1, "the sweep takes the rest");
+        assert_eq!(purge(30, now).await.unwrap(), 0);
+        assert_eq!(purge(0, now + 1_000 * day).await.unwrap(), 0, "0 keeps them all");
+        let left: Vec<i64> = store.webhook_events(partner, None, None, 10).await.unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(left, [events[3].id, events[4].id]);
+        let attempts = store.webhook_attempts(partner, 0, i64::MAX).await.unwrap();
+        assert_eq!(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>(), left, "the attempts went with their events");
+    }
 }
