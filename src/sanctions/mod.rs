@@ -183,40 +183,16 @@ impl Sanctions {
             return Ok(commit_rescreen_page(store, job, Vec::new(), None, now_ms()).await?.map(|_| 0));
         }
         let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
-        let mut outcomes = Vec::with_capacity(people.len());
-        for person in &people {
-            let query = person_query(
-                person.full_name(),
-                person.date_of_birth.as_deref().and_then(parse_date),
-                person.country.clone(),
-            );
-            let screening = screen_with(&loaded, &query);
-            let partner = PartnerId::new(person.partner_id).ok();
-            let user = UserId::new(person.id).ok();
-            let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
-            let candidates = screening
-                .matches
-                .iter()
-                .filter(|c| c.decision != Decision::Clear)
-                .map(|c| RescreenCandidate {
-                    entity_id: c.entity_id,
-                    fingerprint: c.fingerprint.clone(),
-                    reason: format!(
-                        "list {}: {} {} ({})",
-                        loaded.version.id,
-                        c.decision.as_str(),
-                        c.entity_id,
-                        c.reasons.join("; ")
-                    ),
-                })
-                .collect();
-            outcomes.push(RescreenOutcome {
-                user_id: person.id,
-                partner_id: person.partner_id,
-                screening: row,
-                candidates,
-            });
-        }
+        // A page is ~100 ms of matching: on the runtime it would hold one of its workers that
+        // long, and the requests queued on it with it (`POST /User` p99 39 ms beside a
+        // re-screening, BENCHMARKS.md, issue 27).
+        let list = Arc::clone(&loaded);
+        let (people, outcomes) = tokio::task::spawn_blocking(move || {
+            let outcomes: Vec<RescreenOutcome> = people.iter().map(|person| rescreen_one(&list, person)).collect();
+            (people, outcomes)
+        })
+        .await
+        .map_err(|e| SanctionsError::Fetch(format!("re-screening a page failed: {e}")))?;
         let next = (people.len() as i64 == RESCREEN_PAGE).then(|| {
             let after = people.last().map_or(0, |p| p.id);
             NewJob::new(RESCREEN_JOB, serde_json::json!({ "listId": page.list_id, "afterUserId": after }), now_ms())
@@ -261,6 +237,34 @@ struct RescreenCommit {
 /// written). Whether a user moves is decided here, under the user's row lock, from the state
 /// and clearances as they are at commit — not as they were when the page was read — so a case
 /// cleared meanwhile is reopened by a new entity and not by the entry just cleared.
+/// One person of a re-screening page against `loaded`: the screening to record, and the
+/// entries that now reach `review` or `match`.
+fn rescreen_one(loaded: &LoadedList, person: &crate::store::sanctions::ScreenablePerson) -> RescreenOutcome {
+    let query =
+        person_query(person.full_name(), person.date_of_birth.as_deref().and_then(parse_date), person.country.clone());
+    let screening = screen_with(loaded, &query);
+    let partner = PartnerId::new(person.partner_id).ok();
+    let user = UserId::new(person.id).ok();
+    let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
+    let candidates = screening
+        .matches
+        .iter()
+        .filter(|c| c.decision != Decision::Clear)
+        .map(|c| RescreenCandidate {
+            entity_id: c.entity_id,
+            fingerprint: c.fingerprint.clone(),
+            reason: format!(
+                "list {}: {} {} ({})",
+                loaded.version.id,
+                c.decision.as_str(),
+                c.entity_id,
+                c.reasons.join("; ")
+            ),
+        })
+        .collect();
+    RescreenOutcome { user_id: person.id, partner_id: person.partner_id, screening: row, candidates }
+}
+
 async fn commit_rescreen_page(
     store: &Store,
     job: &ClaimedJob,
@@ -276,11 +280,9 @@ async fn commit_rescreen_page(
                     return Ok(None);
                 }
                 let mut done = RescreenCommit { moved: 0, skipped: 0 };
-                for outcome in &outcomes {
-                    store_sanctions::insert_screening(&mut tx, &outcome.screening).await?;
-                    if outcome.candidates.is_empty() {
-                        continue;
-                    }
+                let screenings: Vec<&NewScreening> = outcomes.iter().map(|o| &o.screening).collect();
+                store_sanctions::insert_screenings(&mut tx, &screenings).await?;
+                for outcome in outcomes.iter().filter(|o| !o.candidates.is_empty()) {
                     let whose = Whose::Id { user: outcome.user_id, partner: outcome.partner_id };
                     let Some(record) = prospects::lock(&mut tx, whose).await? else { continue };
                     let Some(state) = record.cip_state()? else { continue };

@@ -153,6 +153,34 @@ pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<
     }))
 }
 
+/// Inserts many screening rows in the open transaction, as multi-row statements: a
+/// re-screening page records 500 at once, and one statement each held the single SQLite writer
+/// (and every `POST /User` behind it) for tens of milliseconds (BENCHMARKS.md, issue 27).
+pub async fn insert_screenings(tx: &mut Tx<'_>, screenings: &[&NewScreening]) -> StoreResult<()> {
+    // 9 parameters a row: 1,000 rows stay far below either database's limit.
+    for chunk in screenings.chunks(1_000) {
+        on_tx!(tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO screenings (list_id, partner_id, user_id, actor, query, decision, top_score, matches, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, s| {
+                row.push_bind(s.list_id)
+                    .push_bind(s.partner.map(|p| p.get()))
+                    .push_bind(s.user.map(|u| u.get()))
+                    .push_bind(&s.actor)
+                    .push_bind(&s.query)
+                    .push_bind(&s.decision)
+                    .push_bind(s.top_score)
+                    .push_bind(&s.matches)
+                    .push_bind(s.created_at);
+            });
+            // Each chunk size is a new text: not worth a place in the connection's cache.
+            insert.build().persistent(false).execute(&mut *conn).await.map(drop)?
+        });
+    }
+    Ok(())
+}
+
 /// The newest screening of a user, in the open transaction: (list id, candidates JSON).
 pub async fn latest_user_screening(tx: &mut Tx<'_>, user: i64) -> StoreResult<Option<(i64, String)>> {
     Ok(on_tx!(tx, |conn| {
