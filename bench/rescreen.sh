@@ -4,8 +4,9 @@
 # server starts and loads the built-in OFAC snapshot, which re-screens every one of them. Prints
 # how long that took and, when RATE > 0, `POST /User`'s p99 at RATE/s while it ran.
 #
-#   bench/rescreen.sh [USERS=100000] [RATE=500] [BIN_DIR=target/release]
+#   [THREADS=n] bench/rescreen.sh [USERS=100000] [RATE=500] [BIN_DIR=target/release]
 #
+# THREADS sets `sanctions.rescreen_threads` (default 0: one less than the CPUs).
 # Needs `cargo build --release` first, and python3 (its sqlite3 module writes the users).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,7 @@ con.close()
 EOF
 
 started=$(date +%s.%N)
-start
+start ONBOARD_SANCTIONS__RESCREEN_THREADS="${THREADS:-0}"
 bench=
 if [ "$rate" != 0 ]; then
     value() { grep "$1" "$dir/server.out" | tail -1 | awk '{print $NF}'; }

@@ -80,11 +80,20 @@ pub struct SanctionsSettings {
     pub refresh_secs: u64,
     /// Thresholds of the matcher.
     pub policy: crate::sanctions::MatchPolicy,
+    /// Threads that match a re-screening page (0: one less than the CPUs, at least one, so that
+    /// requests keep a core while a list change re-screens everyone).
+    pub rescreen_threads: usize,
 }
 
 impl Default for SanctionsSettings {
     fn default() -> Self {
-        Self { autoload_dir: String::new(), builtin_snapshot: true, refresh_secs: 60, policy: Default::default() }
+        Self {
+            autoload_dir: String::new(),
+            builtin_snapshot: true,
+            refresh_secs: 60,
+            policy: Default::default(),
+            rescreen_threads: 0,
+        }
     }
 }
 

@@ -257,10 +257,14 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     state.kyc.register_jobs(&mut registry, settings.cip.concurrency);
     state.webhooks.register_jobs(&mut registry);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
+    let threads = match settings.sanctions.rescreen_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+        n => n,
+    };
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());
         async move {
-            match sanctions.rescreen_page(&store, &job).await {
+            match sanctions.rescreen_page(&store, &job, threads).await {
                 Ok(_) => JobOutcome::Committed,
                 Err(SanctionsError::Invalid(e)) => JobOutcome::Fail(e.to_string()),
                 Err(e) => JobOutcome::Retry(e.to_string()),

@@ -168,7 +168,12 @@ impl Sanctions {
     /// screening now reaches `review` or `match` on an entry compliance has not cleared them of
     /// (or one that changed since), and who were not already a compliance case, move to
     /// `UpgradePending/Compliance`. Returns how many moved, or `None` if the lease was lost.
-    pub async fn rescreen_page(&self, store: &Store, job: &ClaimedJob) -> Result<Option<u64>, SanctionsError> {
+    pub async fn rescreen_page(
+        &self,
+        store: &Store,
+        job: &ClaimedJob,
+        threads: usize,
+    ) -> Result<Option<u64>, SanctionsError> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Page {
@@ -188,7 +193,19 @@ impl Sanctions {
         // re-screening, BENCHMARKS.md, issue 27).
         let list = Arc::clone(&loaded);
         let (people, outcomes) = tokio::task::spawn_blocking(move || {
-            let outcomes: Vec<RescreenOutcome> = people.iter().map(|person| rescreen_one(&list, person)).collect();
+            let part = people.len().div_ceil(threads.max(1)).max(1);
+            let outcomes: Vec<RescreenOutcome> = std::thread::scope(|scope| {
+                let parts: Vec<_> = people
+                    .chunks(part)
+                    .map(|part| {
+                        scope.spawn(|| part.iter().map(|person| rescreen_one(&list, person)).collect::<Vec<_>>())
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
             (people, outcomes)
         })
         .await
