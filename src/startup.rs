@@ -257,9 +257,11 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
     state.kyc.register_jobs(&mut registry, settings.cip.concurrency);
     state.webhooks.register_jobs(&mut registry);
     let (sanctions, store) = (state.sanctions.clone(), state.store.clone());
+    // More threads than cores only adds switching.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = match settings.sanctions.rescreen_threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
-        n => n,
+        0 => cores.saturating_sub(1).max(1),
+        n => n.min(cores),
     };
     registry.register(sanctions::RESCREEN_JOB, 1, move |job| {
         let (sanctions, store) = (sanctions.clone(), store.clone());

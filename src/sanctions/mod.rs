@@ -20,7 +20,7 @@ use crate::domain::cip::Status;
 use crate::domain::cip::{CipState, Transition};
 pub use crate::domain::parse_date;
 use crate::domain::{PartnerId, UserId, now_ms};
-use crate::store::sanctions as store_sanctions;
+use crate::store::sanctions::{self as store_sanctions, ScreenablePerson};
 use crate::store::{
     ClaimedJob, ListVersion, NewJob, NewList, NewScreening, Store, StoreError, Whose, events, jobs, prospects,
 };
@@ -193,14 +193,15 @@ impl Sanctions {
         // re-screening, BENCHMARKS.md, issue 27).
         let list = Arc::clone(&loaded);
         let (people, outcomes) = tokio::task::spawn_blocking(move || {
-            let part = people.len().div_ceil(threads.max(1)).max(1);
+            let rescreen_all =
+                |people: &[ScreenablePerson]| people.iter().map(|p| rescreen_one(&list, p)).collect::<Vec<_>>();
+            if threads <= 1 {
+                let outcomes = rescreen_all(&people);
+                return (people, outcomes);
+            }
+            let part = people.len().div_ceil(threads).max(1);
             let outcomes: Vec<RescreenOutcome> = std::thread::scope(|scope| {
-                let parts: Vec<_> = people
-                    .chunks(part)
-                    .map(|part| {
-                        scope.spawn(|| part.iter().map(|person| rescreen_one(&list, person)).collect::<Vec<_>>())
-                    })
-                    .collect();
+                let parts: Vec<_> = people.chunks(part).map(|part| scope.spawn(|| rescreen_all(part))).collect();
                 parts
                     .into_iter()
                     .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
@@ -249,14 +250,9 @@ struct RescreenCommit {
     skipped: u64,
 }
 
-/// Commits one page of re-screening: the screenings, the moves to `Compliance`, the next page's
-/// job and this job's completion, all or nothing (`None` when the lease was lost: nothing is
-/// written). Whether a user moves is decided here, under the user's row lock, from the state
-/// and clearances as they are at commit — not as they were when the page was read — so a case
-/// cleared meanwhile is reopened by a new entity and not by the entry just cleared.
 /// One person of a re-screening page against `loaded`: the screening to record, and the
 /// entries that now reach `review` or `match`.
-fn rescreen_one(loaded: &LoadedList, person: &crate::store::sanctions::ScreenablePerson) -> RescreenOutcome {
+fn rescreen_one(loaded: &LoadedList, person: &ScreenablePerson) -> RescreenOutcome {
     let query =
         person_query(person.full_name(), person.date_of_birth.as_deref().and_then(parse_date), person.country.clone());
     let screening = screen_with(loaded, &query);
@@ -282,6 +278,11 @@ fn rescreen_one(loaded: &LoadedList, person: &crate::store::sanctions::Screenabl
     RescreenOutcome { user_id: person.id, partner_id: person.partner_id, screening: row, candidates }
 }
 
+/// Commits one page of re-screening: the screenings, the moves to `Compliance`, the next page's
+/// job and this job's completion, all or nothing (`None` when the lease was lost: nothing is
+/// written). Whether a user moves is decided here, under the user's row lock, from the state
+/// and clearances as they are at commit — not as they were when the page was read — so a case
+/// cleared meanwhile is reopened by a new entity and not by the entry just cleared.
 async fn commit_rescreen_page(
     store: &Store,
     job: &ClaimedJob,

@@ -213,36 +213,40 @@ pub async fn emit(
     }))
 }
 
-/// The oldest events (at most `limit`, by id) that were created before `before`: the ids, read
-/// from the front of the table so that a sweep that finds nothing old reads `limit` rows, not
-/// the table (there is no index on `created_at`; ids follow creation).
-macro_rules! purgeable_events {
-    () => {
-        "SELECT id FROM webhook_events WHERE created_at < $1
-           AND id IN (SELECT id FROM webhook_events ORDER BY id LIMIT $2)"
-    };
-}
-
 /// Deletes up to `limit` of the oldest events created before `before`, with their attempts, in
-/// one write; how many events. Deliveries still waiting for such an event (a replay of a dead
-/// one) find it gone and end as undeliverable.
+/// one write; how many events. The ids are chosen once, from the front of the table (there is
+/// no index on `created_at`; ids follow creation), so a sweep that finds nothing old reads
+/// `limit` rows, not the table, and both deletes act on the same events even when another
+/// node sweeps at the same time (on PostgreSQL each statement sees its own snapshot).
+/// Deliveries still waiting for such an event (a replay of a dead one) find it gone and end as
+/// undeliverable.
 pub async fn purge_events(tx: &mut Tx<'_>, before: i64, limit: i64) -> StoreResult<u64> {
-    on_tx!(tx, |conn| {
-        sqlx::query(concat!("DELETE FROM webhook_attempts WHERE event_id IN (", purgeable_events!(), ")"))
-            .bind(before)
-            .bind(limit)
-            .execute(&mut *conn)
-            .await
-            .map(drop)?
+    let ids: Vec<i64> = on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "SELECT id FROM webhook_events WHERE created_at < $1
+               AND id IN (SELECT id FROM webhook_events ORDER BY id LIMIT $2) ORDER BY id",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?
     });
-    Ok(on_tx!(tx, |conn| {
-        sqlx::query(concat!("DELETE FROM webhook_events WHERE id IN (", purgeable_events!(), ")"))
-            .bind(before)
-            .bind(limit)
-            .execute(conn)
-            .await?
-            .rows_affected()
-    }))
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    for table in ["webhook_attempts WHERE event_id", "webhook_events WHERE id"] {
+        deleted = on_tx!(tx, |conn| {
+            let mut delete = sqlx::QueryBuilder::new(format!("DELETE FROM {table} IN ("));
+            let mut list = delete.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            delete.push(")");
+            delete.build().persistent(false).execute(&mut *conn).await?.rows_affected()
+        });
+    }
+    Ok(deleted)
 }
 
 /// Queues a new delivery of `event` to `endpoint` (a replay), with a fresh set of attempts.

@@ -51,7 +51,7 @@ pub struct WebhookSettings {
     /// The retry delays, in seconds (at most 9 entries; default `SCHEDULE_SECS`).
     pub schedule_secs: Vec<u64>,
     /// Events and their delivery attempts are deleted this long after the event (0 keeps them):
-    /// what a partner can list and replay. Longer than the retry schedule runs.
+    /// what a partner can list and replay. Never less than `event_retention_days` allows.
     pub keep_events_days: u64,
 }
 
@@ -70,20 +70,24 @@ impl Default for WebhookSettings {
 }
 
 impl WebhookSettings {
+    /// How long events are kept: `keep_events_days`, but never less than two weeks, nor than a
+    /// delivery may still be retrying (each delay with its 10 % jitter, or a `Retry-After` of up
+    /// to a day instead); 0 keeps them. A lower setting is raised rather than refused, so that
+    /// a longer `schedule_secs` never stops a node from starting.
+    pub fn event_retention_days(&self) -> u64 {
+        if self.keep_events_days == 0 {
+            return 0;
+        }
+        let retrying_secs: u64 = self.schedule_secs.iter().map(|delay| delay + delay / 10 + 86_400).sum();
+        self.keep_events_days.max(retrying_secs.div_ceil(86_400)).max(14)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.schedule_secs.is_empty() || self.schedule_secs.len() > SCHEDULE_SECS.len() {
             return Err(format!("webhooks.schedule_secs needs 1 to {} delays", SCHEDULE_SECS.len()));
         }
         if self.timeout_ms == 0 || self.concurrency == 0 || self.per_endpoint_concurrency == 0 {
             return Err("webhooks.timeout_ms, concurrency and per_endpoint_concurrency must be positive".into());
-        }
-        let retries_secs: u64 = self.schedule_secs.iter().sum();
-        if self.keep_events_days != 0 && self.keep_events_days.saturating_mul(86_400) <= retries_secs {
-            return Err(format!(
-                "webhooks.keep_events_days must be 0 (keep them) or at least {}: the retry schedule runs {:.1} days",
-                retries_secs.div_ceil(86_400),
-                retries_secs as f64 / 86_400.0
-            ));
         }
         Ok(())
     }
@@ -152,7 +156,7 @@ impl Webhooks {
             let this = this.clone();
             async move { this.deliver(job).await }
         });
-        let (store, keep_days) = (self.0.store.clone(), self.0.settings.keep_events_days);
+        let (store, keep_days) = (self.0.store.clone(), self.0.settings.event_retention_days());
         registry.sweep("webhook events past webhooks.keep_events_days", "webhook_events_purged_total", move |now| {
             let store = store.clone();
             async move { usecase::purge_events(&store, keep_days, now).await }
@@ -372,11 +376,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_are_kept_longer_than_their_retries_run() {
-        let keep = |days| WebhookSettings { keep_events_days: days, ..WebhookSettings::default() }.validate();
-        // The default schedule runs 3.15 days.
-        assert!(keep(3).unwrap_err().contains("at least 4"));
-        assert!(keep(4).is_ok() && keep(0).is_ok() && keep(30).is_ok());
+    fn events_are_kept_longer_than_their_retries_can_run() {
+        let keep = |days, schedule_secs: Vec<u64>| {
+            WebhookSettings { keep_events_days: days, schedule_secs, ..WebhookSettings::default() }
+                .event_retention_days()
+        };
+        // The default schedule runs 3.15 days, 12.5 with every Retry-After at its day.
+        assert_eq!(keep(30, SCHEDULE_SECS.to_vec()), 30);
+        assert_eq!(keep(3, SCHEDULE_SECS.to_vec()), 14);
+        assert_eq!(keep(0, SCHEDULE_SECS.to_vec()), 0, "0 keeps them");
+        // Nine retries of 10 days: 99 days of jitter and 9 of Retry-After.
+        assert_eq!(keep(30, vec![864_000; 9]), 108);
     }
 
     #[test]
