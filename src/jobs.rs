@@ -239,6 +239,8 @@ async fn work_kind(
         while running.try_join_next().is_some() {}
         let free = permits.available_permits();
         let mut claimed = Vec::new();
+        // The leases run from the claim, so the handlers' deadline does too.
+        let claimed_at = tokio::time::Instant::now();
         if free > 0 {
             match store.claim_jobs(&kind, &worker, free as i64, lease_ms, now_ms()).await {
                 Ok(jobs) => claimed = jobs,
@@ -250,7 +252,7 @@ async fn work_kind(
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let (store, handler, settings) = (store.clone(), spec.handler.clone(), settings.clone());
             running.spawn(async move {
-                run_one(&store, &settings, handler, job).await;
+                run_one(&store, &settings, handler, job, claimed_at).await;
                 drop(permit);
             });
         }
@@ -267,17 +269,25 @@ async fn work_kind(
     while running.join_next().await.is_some() {}
 }
 
-async fn run_one(store: &Store, settings: &JobSettings, handler: Handler, job: ClaimedJob) {
+async fn run_one(
+    store: &Store,
+    settings: &JobSettings,
+    handler: Handler,
+    job: ClaimedJob,
+    claimed_at: tokio::time::Instant,
+) {
     let kind = job.kind.clone();
     let started = std::time::Instant::now();
     let outcome = if job.attempts > job.max_attempts {
         // Its earlier workers all died holding it (a job that crashes the process, say).
         JobOutcome::Fail(format!("lease expired on {} attempts", job.attempts - 1))
     } else {
-        let timeout = Duration::from_secs(settings.lease_secs);
-        match tokio::time::timeout(timeout, handler(job.clone())).await {
+        // A handler stops at four fifths of its lease, so its outcome is recorded while the lease
+        // still holds and no other worker has taken the job over meanwhile.
+        let deadline = claimed_at + handler_budget(settings.lease_secs);
+        match tokio::time::timeout_at(deadline, handler(job.clone())).await {
             Ok(outcome) => outcome,
-            Err(_) => JobOutcome::Retry(format!("timed out after {}s", timeout.as_secs())),
+            Err(_) => JobOutcome::Retry(format!("timed out after {:.1}s", started.elapsed().as_secs_f64())),
         }
     };
     metrics::histogram!("jobs_run_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
@@ -304,6 +314,11 @@ async fn run_one(store: &Store, settings: &JobSettings, handler: Handler, job: C
         }
     }
     metrics::counter!("jobs_finished_total", "kind" => kind, "outcome" => label).increment(1);
+}
+
+/// How long a handler may run: the lease less a fifth, left for recording its outcome.
+fn handler_budget(lease_secs: u64) -> Duration {
+    Duration::from_secs(lease_secs).mul_f64(0.8)
 }
 
 /// `base × 2^(attempt-1)`, capped, with ±20 % jitter so retries of a burst spread out.
