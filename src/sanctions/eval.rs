@@ -435,6 +435,36 @@ mod tests {
         assert!(report.review_rate() <= 0.02, "review rate {:.4}", report.review_rate());
     }
 
+    /// The bound that skips names before scoring them changes no answer: every benchmark query
+    /// (listed names, their variants, common names with dates of birth and countries, and the
+    /// same without them) gives the same candidates with and without it.
+    #[test]
+    fn skipping_names_by_their_bound_changes_no_answer() {
+        let index = SanctionsIndex::build(parse_list(&test_files("data/ofac")).unwrap().entries, Default::default());
+        let mut queries: Vec<Query> = bench_queries(&index).into_iter().step_by(4).collect();
+        let bare: Vec<Query> = queries.iter().map(|q| Query { name: q.name.clone(), ..Query::default() }).collect();
+        queries.extend(bare);
+        for name in
+            ["قاسم سليماني", "اسماعیل قاآنی", "حماس", "محمد علي", "عبد الله", "최룡해", "马晓红", "Мохаммед Али"]
+        {
+            queries.push(Query { name: name.into(), ..Query::default() });
+        }
+        let mut flagged = 0;
+        for query in &queries {
+            let (pruned, full) = (index.screen(query), index.screen_unpruned(query));
+            let digest = |found: &[crate::sanctions::Candidate]| -> Vec<(i64, f64, f64, Decision)> {
+                found.iter().map(|c| (c.entity_id, c.score, c.name_score, c.decision)).collect()
+            };
+            assert_eq!(digest(&pruned), digest(&full), "{query:?}");
+            flagged += usize::from(!full.is_empty());
+        }
+        assert!(
+            flagged > queries.len() / 4,
+            "{flagged} of {} flagged: the comparison must cover answers",
+            queries.len()
+        );
+    }
+
     /// Korean, Chinese, Arabic and Persian names in their own scripts reach their entries first.
     #[test]
     fn names_in_their_own_scripts_are_flagged() {

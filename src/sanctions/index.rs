@@ -75,6 +75,8 @@ struct IndexedName {
     weight: u32,
     /// The tokens written together, for names whose spacing or hyphenation varies.
     joined: Box<str>,
+    /// How often each letter and digit occurs in `joined`: bounds its similarity to a query's.
+    letters: Letters,
     text: Box<str>,
 }
 
@@ -171,7 +173,15 @@ impl SanctionsIndex {
                 }
             }
         }
-        self.names.push(IndexedName { entry, tokens: ids.into(), weight, joined: joined.into(), text: text.into() });
+        let letters = letters(&joined);
+        self.names.push(IndexedName {
+            entry,
+            tokens: ids.into(),
+            weight,
+            joined: joined.into(),
+            letters,
+            text: text.into(),
+        });
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -191,58 +201,119 @@ impl SanctionsIndex {
     }
 
     /// Every entry scoring at least `review`, best first, one candidate per entry.
+    ///
+    /// Query tokens pair only with the dictionary tokens their keys reach (one edit apart, the
+    /// same consonant skeleton, or an Arabic-script word's skeleton), so what the key hits say
+    /// about a name bounds its score before it is scored: a name that cannot reach `review` even
+    /// with the best corroboration its entry allows is skipped. Common words (`Mohammad`, `Ali`)
+    /// put thousands of names in reach; few of them hold the query's other words.
     pub fn screen(&self, query: &Query) -> Vec<Candidate> {
+        SCRATCH.with(|scratch| self.screen_with(query, &mut scratch.borrow_mut(), true))
+    }
+
+    /// `screen` scoring every name in reach: what the bound must never change.
+    #[cfg(test)]
+    pub(crate) fn screen_unpruned(&self, query: &Query) -> Vec<Candidate> {
+        self.screen_with(query, &mut Scratch::default(), false)
+    }
+
+    fn screen_with(&self, query: &Query, scratch: &mut Scratch, prune: bool) -> Vec<Candidate> {
         let (arabic, rest) = super::arabic::split(&query.name);
         let mut query_tokens = tokens(&rest);
         let latin = query_tokens.len();
         query_tokens.extend(arabic.iter().map(|w| w.rendered.clone()));
+        // Pairs are tracked in 64-bit masks, so a query longer than that keeps its first 64 words.
+        query_tokens.truncate(64);
         if query_tokens.is_empty() {
             return Vec::new();
         }
-        // Query token × dictionary token similarities, computed once per pair.
+        // Query token × dictionary token similarities: every pair the scorer may use.
         let mut similar: Vec<FxHashMap<u32, f64>> = vec![FxHashMap::default(); query_tokens.len()];
-        let mut candidates: FxHashSet<u32> = FxHashSet::default();
         // Arabic-script words pair with the list's tokens of the same consonant skeleton, the
         // closer to the word's vowelled rendering the better (0.90 to 0.99).
-        for (offset, word) in arabic.iter().enumerate() {
+        for (offset, word) in arabic.iter().enumerate().take(64usize.saturating_sub(latin)) {
             for &tid in self.skeletons.get(word.skeleton.as_str()).map(Vec::as_slice).unwrap_or_default() {
                 let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
                 similar[latin + offset].insert(tid, 0.90 + 0.09 * closeness);
-                candidates.extend(self.postings[tid as usize].iter().copied());
             }
         }
-        for (qi, token) in query_tokens.iter().enumerate() {
-            let mut seen: FxHashSet<u32> = FxHashSet::default();
-            for key in neighbourhood(token) {
-                for &tid in self.keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default() {
-                    if !seen.insert(tid) {
-                        continue;
-                    }
+        for (qi, token) in query_tokens.iter().enumerate().take(latin) {
+            let mut consider = |tid: u32| {
+                if let std::collections::hash_map::Entry::Vacant(slot) = similar[qi].entry(tid) {
                     let sim = token_similarity(token, &self.dictionary[tid as usize]);
                     if sim >= PAIR_FLOOR {
-                        similar[qi].insert(tid, sim);
-                        candidates.extend(self.postings[tid as usize].iter().copied());
+                        slot.insert(sim);
                     }
+                }
+            };
+            for key in neighbourhood(token) {
+                self.keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default().iter().for_each(|&t| consider(t));
+            }
+            // Spellings apart by their vowels (`Usama`/`Osama`, `Mohammed`/`Muhammad`) share a
+            // consonant skeleton even when they are more than one edit apart.
+            if token.len() >= FUZZY_MIN_LEN {
+                let skeleton = super::arabic::latin_skeleton(token);
+                self.skeletons
+                    .get(skeleton.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .for_each(|&t| consider(t));
+            }
+        }
+
+        scratch.reset(self.names.len());
+        for (qi, pairs) in similar.iter().enumerate() {
+            let q_len = query_tokens[qi].len() as f32;
+            for (&tid, &sim) in pairs {
+                let t_len = self.dictionary[tid as usize].len() as u32;
+                for &name_id in &self.postings[tid as usize] {
+                    scratch.hit(name_id, qi as u16, sim as f32 * q_len, t_len);
                 }
             }
         }
-
         let query_joined = query_tokens.concat();
         if query_joined.len() <= JOINED_KEY_MAX_LEN {
             for key in neighbourhood(&query_joined) {
-                candidates.extend(self.joined_keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default());
+                for &name_id in self.joined_keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default() {
+                    scratch.joined(name_id);
+                }
             }
         }
+        let joined_letters = letters(&query_joined);
 
+        let q_weight: usize = query_tokens.iter().map(String::len).sum();
+        let review = self.policy.review_threshold;
+        let max_bonus = max_adjustment(query);
         let mut best: FxHashMap<u32, (f64, u32)> = FxHashMap::default();
-        for name_id in candidates {
+        let Scratch { bounds, touched, pairs } = scratch;
+        for &name_id in touched.iter() {
+            let bound = bounds[name_id as usize].finish();
             let name = &self.names[name_id as usize];
             let entry = &self.entries[name.entry as usize];
             if query.kind.is_some_and(|k| k != entry.kind) {
                 continue;
             }
-            let mut score = self.name_score(&query_tokens, &mut similar, name);
-            if score < self.policy.review_threshold {
+            let q_bound = f64::from(bound.q_cover) / q_weight as f64;
+            let n_bound = (f64::from(bound.n_len) / f64::from(name.weight)).min(1.0);
+            let token_bound = q_bound * (0.8 + 0.2 * n_bound);
+            let joined_bound = if bound.joined {
+                1.0
+            } else {
+                joined_bound(&query_joined, &joined_letters, &name.joined, &name.letters)
+            };
+            let upper = token_bound.max(joined_bound);
+            // A margin for the bounds' single precision: a name at the threshold is always scored.
+            let upper = upper + 1e-6;
+            if prune && upper + max_bonus < review {
+                continue;
+            }
+            let (dob, country) = corroboration(query, entry);
+            if prune && upper + adjustment(dob, country) < review {
+                continue;
+            }
+            let mut score = self.name_score(&query_tokens, &similar, name, pairs);
+            if score < review && (!prune || joined_bound > 0.0) {
                 score = score.max(joined_similarity(&query_joined, &name.joined));
             }
             let slot = best.entry(name.entry).or_insert((0.0, name_id));
@@ -266,28 +337,32 @@ impl SanctionsIndex {
     /// (best pairs first), then weigh how much of the query and how much of the name is covered.
     /// The query's coverage counts most: people leave out middle names and second surnames far
     /// more often than they add names the list does not have.
-    fn name_score(&self, query: &[String], similar: &mut [FxHashMap<u32, f64>], name: &IndexedName) -> f64 {
-        let mut pairs: Vec<(f64, usize, usize)> = Vec::with_capacity(query.len() * name.tokens.len());
-        for (qi, q) in query.iter().enumerate() {
-            for (ni, &tid) in name.tokens.iter().enumerate() {
-                let sim =
-                    *similar[qi].entry(tid).or_insert_with(|| token_similarity(q, &self.dictionary[tid as usize]));
-                if sim >= PAIR_FLOOR {
-                    pairs.push((sim, qi, ni));
+    fn name_score(
+        &self,
+        query: &[String],
+        similar: &[FxHashMap<u32, f64>],
+        name: &IndexedName,
+        pairs: &mut Vec<(f64, u8, u8)>,
+    ) -> f64 {
+        pairs.clear();
+        for (qi, pairs_of) in similar.iter().enumerate() {
+            for (ni, tid) in name.tokens.iter().enumerate().take(64) {
+                if let Some(&sim) = pairs_of.get(tid) {
+                    pairs.push((sim, qi as u8, ni as u8));
                 }
             }
         }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let (mut q_used, mut n_used) = (0u64, 0u64);
         let (mut q_cover, mut n_cover) = (0.0, 0.0);
-        for (sim, qi, ni) in pairs {
-            if qi >= 64 || ni >= 64 || q_used & (1 << qi) != 0 || n_used & (1 << ni) != 0 {
+        for &(sim, qi, ni) in pairs.iter() {
+            if q_used & (1 << qi) != 0 || n_used & (1 << ni) != 0 {
                 continue;
             }
             q_used |= 1 << qi;
             n_used |= 1 << ni;
-            q_cover += sim * query[qi].len() as f64;
-            n_cover += sim * self.dictionary[name.tokens[ni] as usize].len() as f64;
+            q_cover += sim * query[qi as usize].len() as f64;
+            n_cover += sim * self.dictionary[name.tokens[ni as usize] as usize].len() as f64;
         }
         let q_weight: usize = query.iter().map(String::len).sum();
         let q_cover = q_cover / q_weight as f64;
@@ -299,51 +374,19 @@ impl SanctionsIndex {
         let entry = &self.entries[entry_at as usize];
         let name = &self.names[name_id as usize];
         let mut reasons = vec![format!("name {name_score:.2} vs {:?}", &*name.text)];
-        let mut score = name_score;
-
-        let dob = match query.date_of_birth {
-            None => Corroboration::Unknown,
-            Some(_) if entry.remarks.dobs.is_empty() => Corroboration::Unknown,
-            Some(date) => {
-                if entry.remarks.dobs.iter().any(|d| d.is_exact() && d.contains(date)) {
-                    Corroboration::Equal
-                } else if entry.remarks.dobs.iter().any(|d| d.contains(date)) {
-                    Corroboration::Consistent
-                } else {
-                    Corroboration::Conflict
-                }
-            }
-        };
+        let (dob, country) = corroboration(query, entry);
+        let score = name_score + adjustment(dob, country);
         match dob {
-            Corroboration::Equal => {
-                score += 0.08;
-                reasons.push("DOB equal".into());
-            }
-            Corroboration::Consistent => {
-                score += 0.03;
-                reasons.push("DOB within the listed range".into());
-            }
-            Corroboration::Conflict => {
-                score -= 0.15;
-                reasons.push("DOB differs".into());
-            }
+            Corroboration::Equal => reasons.push("DOB equal".into()),
+            Corroboration::Consistent => reasons.push("DOB within the listed range".into()),
+            Corroboration::Conflict => reasons.push("DOB differs".into()),
             Corroboration::Unknown => {}
         }
-        let country = match query.country.as_deref() {
-            None => Corroboration::Unknown,
-            Some(_) if entry.countries.is_empty() => Corroboration::Unknown,
-            Some(code) if entry.countries.iter().any(|c| c.eq_ignore_ascii_case(code)) => Corroboration::Equal,
-            Some(_) => Corroboration::Conflict,
-        };
         let code = query.country.as_deref().unwrap_or_default().to_ascii_uppercase();
         match country {
-            Corroboration::Equal => {
-                score += 0.03;
-                reasons.push(format!("country {code} listed"));
-            }
+            Corroboration::Equal => reasons.push(format!("country {code} listed")),
             Corroboration::Conflict => {
-                score -= 0.05;
-                reasons.push(format!("country {code} not listed ({})", entry.countries.join(", ")));
+                reasons.push(format!("country {code} not listed ({})", entry.countries.join(", ")))
             }
             _ => {}
         }
@@ -380,6 +423,52 @@ impl SanctionsIndex {
     }
 }
 
+/// How the query's date of birth and country bear on an entry.
+fn corroboration(query: &Query, entry: &Entry) -> (Corroboration, Corroboration) {
+    let dob = match query.date_of_birth {
+        None => Corroboration::Unknown,
+        Some(_) if entry.remarks.dobs.is_empty() => Corroboration::Unknown,
+        Some(date) => {
+            if entry.remarks.dobs.iter().any(|d| d.is_exact() && d.contains(date)) {
+                Corroboration::Equal
+            } else if entry.remarks.dobs.iter().any(|d| d.contains(date)) {
+                Corroboration::Consistent
+            } else {
+                Corroboration::Conflict
+            }
+        }
+    };
+    let country = match query.country.as_deref() {
+        None => Corroboration::Unknown,
+        Some(_) if entry.countries.is_empty() => Corroboration::Unknown,
+        Some(code) if entry.countries.iter().any(|c| c.eq_ignore_ascii_case(code)) => Corroboration::Equal,
+        Some(_) => Corroboration::Conflict,
+    };
+    (dob, country)
+}
+
+/// What the date of birth and the country add to (or take from) the name's score.
+fn adjustment(dob: Corroboration, country: Corroboration) -> f64 {
+    let dob = match dob {
+        Corroboration::Equal => 0.08,
+        Corroboration::Consistent => 0.03,
+        Corroboration::Conflict => -0.15,
+        Corroboration::Unknown => 0.0,
+    };
+    let country = match country {
+        Corroboration::Equal => 0.03,
+        Corroboration::Conflict => -0.05,
+        _ => 0.0,
+    };
+    dob + country
+}
+
+/// The most the date of birth and the country can add to a query's name score against any entry.
+fn max_adjustment(query: &Query) -> f64 {
+    let dob = if query.date_of_birth.is_some() { 0.08 } else { 0.0 };
+    dob + if query.country.is_some() { 0.03 } else { 0.0 }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Corroboration {
     Unknown,
@@ -406,6 +495,116 @@ fn joined_similarity(a: &str, b: &str) -> f64 {
     }
     let sim = strsim::normalized_levenshtein(a, b);
     if sim >= 0.88 { sim } else { 0.0 }
+}
+
+/// Counts of `a`–`z` and `0`–`9` (what tokens are made of), saturating.
+type Letters = [u8; 36];
+
+fn letters(joined: &str) -> Letters {
+    let mut counts = [0u8; 36];
+    for b in joined.bytes() {
+        let slot = match b {
+            b'a'..=b'z' => b - b'a',
+            b'0'..=b'9' => 26 + b - b'0',
+            _ => continue,
+        };
+        counts[slot as usize] = counts[slot as usize].saturating_add(1);
+    }
+    counts
+}
+
+/// An upper bound of `joined_similarity` without computing it: an edit script keeps at most the
+/// letters both strings have, so the distance is at least the longer length less those.
+fn joined_bound(a: &str, a_letters: &Letters, b: &str, b_letters: &Letters) -> f64 {
+    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
+    if long == 0 || (short as f64) < long as f64 * 0.88 {
+        return 0.0;
+    }
+    let common: u32 = a_letters.iter().zip(b_letters).map(|(&x, &y)| u32::from(x.min(y))).sum();
+    let bound = f64::from(common) / long as f64;
+    if bound >= 0.88 { bound } else { 0.0 }
+}
+
+thread_local! {
+    /// Working memory of the queries run on this thread.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// A query's working memory, kept between queries so that none allocates per candidate name.
+#[derive(Default)]
+struct Scratch {
+    /// Per name id; only the `touched` ones hold anything.
+    bounds: Vec<NameBound>,
+    touched: Vec<u32>,
+    /// The scorer's (similarity, query token, name token) pairs.
+    pairs: Vec<(f64, u8, u8)>,
+}
+
+/// What the key hits say about one name while a query gathers them, query token by query token.
+#[derive(Debug, Clone, Copy, Default)]
+struct NameBound {
+    /// The query token being gathered, plus one.
+    at: u16,
+    /// Its best similarity × its length, and the longest of the name's tokens it reached.
+    cover: f32,
+    len: u32,
+    /// The same, summed over the query tokens gathered before.
+    q_cover: f32,
+    n_len: u32,
+    /// Reached through the joined spelling.
+    joined: bool,
+    touched: bool,
+}
+
+/// A name's bound once every query token is gathered.
+struct Bound {
+    q_cover: f32,
+    n_len: u32,
+    joined: bool,
+}
+
+impl NameBound {
+    fn finish(&self) -> Bound {
+        Bound { q_cover: self.q_cover + self.cover, n_len: self.n_len + self.len, joined: self.joined }
+    }
+}
+
+impl Scratch {
+    fn reset(&mut self, names: usize) {
+        for name in self.touched.drain(..) {
+            self.bounds[name as usize] = NameBound::default();
+        }
+        if self.bounds.len() < names {
+            self.bounds.resize(names, NameBound::default());
+        }
+    }
+
+    fn touch(&mut self, name: u32) -> &mut NameBound {
+        let bound = &mut self.bounds[name as usize];
+        if !bound.touched {
+            bound.touched = true;
+            self.touched.push(name);
+        }
+        bound
+    }
+
+    /// Query token `qi` reaches a token of `name` of length `len` with similarity × its own
+    /// length `cover`. Tokens arrive in order, so a name holds only the current one's best.
+    fn hit(&mut self, name: u32, qi: u16, cover: f32, len: u32) {
+        let bound = self.touch(name);
+        if bound.at != qi + 1 {
+            bound.q_cover += bound.cover;
+            bound.n_len += bound.len;
+            (bound.at, bound.cover, bound.len) = (qi + 1, cover, len);
+        } else {
+            bound.cover = bound.cover.max(cover);
+            bound.len = bound.len.max(len);
+        }
+    }
+
+    fn joined(&mut self, name: u32) {
+        self.touch(name).joined = true;
+    }
 }
 
 /// Jaro-Winkler for tokens long enough to be fuzzy; exact equality for short ones.
@@ -474,6 +673,11 @@ mod tests {
         let partial = top(Query { date_of_birth: Some(date!(1963 - 07 - 28)), ..q("Elvis Logan") }).unwrap();
         assert_eq!(partial.0, 10278);
         assert!(partial.1 >= 0.86, "{partial:?}");
+        // Spellings apart by their vowels meet through their consonant skeleton (`Artyom` is two
+        // edits from `Artem`, out of reach of the one-edit keys).
+        let variant = top(q("Artyom Mikhaylovich Lifshitz")).unwrap();
+        assert_eq!(variant.0, 29702);
+        assert!(variant.1 >= 0.86, "{variant:?}");
         // An alias from the Remarks field is a name too.
         assert_eq!(top(q("HESA")).map(|c| c.0), Some(11195));
         // One shared surname is not enough.
