@@ -86,11 +86,11 @@ pub struct SanctionsIndex {
     dictionary: Vec<Box<str>>,
     token_ids: FxHashMap<Box<str>, u32>,
     /// Deletion-neighbourhood key → dictionary tokens.
-    keys: FxHashMap<Box<str>, Vec<u32>>,
+    keys: KeyIndex,
     /// Dictionary token → names that contain it.
     postings: Vec<Vec<u32>>,
     /// Deletion-neighbourhood key of a short joined name (`EP-MOB` → `epmob`) → names.
-    joined_keys: FxHashMap<Box<str>, Vec<u32>>,
+    joined_keys: KeyIndex,
     /// Consonant skeleton (`arabic::latin_skeleton`) → dictionary tokens: where Arabic-script
     /// query words find their Latin spellings.
     skeletons: FxHashMap<Box<str>, Vec<u32>>,
@@ -110,9 +110,9 @@ impl SanctionsIndex {
             names: Vec::new(),
             dictionary: Vec::new(),
             token_ids: FxHashMap::default(),
-            keys: FxHashMap::default(),
+            keys: KeyIndex::default(),
             postings: Vec::new(),
-            joined_keys: FxHashMap::default(),
+            joined_keys: KeyIndex::default(),
             skeletons: FxHashMap::default(),
             policy,
         };
@@ -136,7 +136,8 @@ impl SanctionsIndex {
             }
         }
         index.entries = entries;
-        index.keys.shrink_to_fit();
+        index.keys.finish();
+        index.joined_keys.finish();
         index
     }
 
@@ -152,7 +153,7 @@ impl SanctionsIndex {
                     self.token_ids.insert(token.as_str().into(), id);
                     self.postings.push(Vec::new());
                     for key in neighbourhood(token) {
-                        self.keys.entry(key.into_boxed_str()).or_default().push(id);
+                        self.keys.insert(&key, id);
                     }
                     id
                 }
@@ -167,10 +168,7 @@ impl SanctionsIndex {
         let joined = toks.concat();
         if toks.len() > 1 && joined.len() <= JOINED_KEY_MAX_LEN {
             for key in neighbourhood(&joined) {
-                let names = self.joined_keys.entry(key.into_boxed_str()).or_default();
-                if names.last() != Some(&name_id) {
-                    names.push(name_id);
-                }
+                self.joined_keys.insert(&key, name_id);
             }
         }
         let letters = letters(&joined);
@@ -197,7 +195,7 @@ impl SanctionsIndex {
     }
 
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.keys.distinct
     }
 
     /// Every entry scoring at least `review`, best first, one candidate per entry.
@@ -247,7 +245,7 @@ impl SanctionsIndex {
                 }
             };
             for key in neighbourhood(token) {
-                self.keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default().iter().for_each(|&t| consider(t));
+                self.keys.get(&key).for_each(&mut consider);
             }
             // Spellings apart by their vowels (`Usama`/`Osama`, `Mohammed`/`Muhammad`) share a
             // consonant skeleton even when they are more than one edit apart.
@@ -275,7 +273,7 @@ impl SanctionsIndex {
         let query_joined = query_tokens.concat();
         if query_joined.len() <= JOINED_KEY_MAX_LEN {
             for key in neighbourhood(&query_joined) {
-                for &name_id in self.joined_keys.get(key.as_str()).map(Vec::as_slice).unwrap_or_default() {
+                for name_id in self.joined_keys.get(&key) {
                     scratch.joined(name_id);
                 }
             }
@@ -495,6 +493,41 @@ fn joined_similarity(a: &str, b: &str) -> f64 {
     }
     let sim = strsim::normalized_levenshtein(a, b);
     if sim >= 0.88 { sim } else { 0.0 }
+}
+
+/// Deletion-neighbourhood keys and the ids under them, as (hash of the key, id) pairs in order: a
+/// hash map of strings to vectors took ~100 bytes a key (the map's slot, the string's and the
+/// vector's allocations), these take 16 a pair. Keys whose hashes collide share their ids, which
+/// is harmless: every id found is compared with the query before it counts.
+#[derive(Default)]
+struct KeyIndex {
+    pairs: Vec<(u64, u32)>,
+    /// Distinct keys, for the benchmark's report.
+    distinct: usize,
+}
+
+impl KeyIndex {
+    fn hash(key: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key)
+    }
+
+    fn insert(&mut self, key: &str, id: u32) {
+        self.pairs.push((Self::hash(key), id));
+    }
+
+    fn finish(&mut self) {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        self.pairs.shrink_to_fit();
+        self.distinct = self.pairs.chunk_by(|a, b| a.0 == b.0).count();
+    }
+
+    fn get(&self, key: &str) -> impl Iterator<Item = u32> + '_ {
+        let hash = Self::hash(key);
+        let start = self.pairs.partition_point(|&(h, _)| h < hash);
+        self.pairs[start..].iter().take_while(move |&&(h, _)| h == hash).map(|&(_, id)| id)
+    }
 }
 
 /// Counts of `a`–`z` and `0`–`9` (what tokens are made of), saturating.
