@@ -15,6 +15,8 @@ pub struct ArabicWord {
     pub skeleton: String,
     /// A Latin rendering with its long vowels, to rank candidates: `قاسم` → `qasm`.
     pub rendered: String,
+    /// It ends in `ه`, which Latin spellings write (`ALLAH`, `TAHA`) or leave out (`SHIHATA`).
+    pub silent_h: bool,
 }
 
 fn is_arabic(c: char) -> bool {
@@ -26,21 +28,84 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
     if !name.chars().any(is_arabic) {
         return (Vec::new(), name.to_owned());
     }
-    let mut words = Vec::new();
+    let mut words: Vec<ArabicWord> = Vec::new();
     let mut rest = String::new();
+    // A particle (`عبد`, `بن`, `أبو` …) joins the next word, as the Latin tokens glue them
+    // (`عبد الله` is the list's `ABDALLAH`).
+    let mut particle: Option<ArabicWord> = None;
     for word in name.split(|c: char| c.is_whitespace() || c == ',' || c == '-') {
         if word.chars().any(is_arabic) {
             let (skeleton, rendered) = arabic_word(word);
-            if !skeleton.is_empty() {
-                words.push(ArabicWord { skeleton, rendered });
+            if skeleton.is_empty() {
+                continue;
+            }
+            let word = ArabicWord { skeleton, rendered, silent_h: word.ends_with('ه') };
+            let is_particle = PARTICLES.contains(&word.rendered.as_str());
+            let word = match particle.take() {
+                Some(mut joined) => {
+                    joined.join(&word);
+                    joined
+                }
+                None => word,
+            };
+            match words.last_mut() {
+                // Particles chain (`بن عبد العزيز` is the list's `BEN ABDUL AZIZ`, one token).
+                _ if is_particle => particle = Some(word),
+                // `الله` and `الدين` end compound names the list writes as one (`KHAYRALLAH`,
+                // `SALAHALDIN`).
+                Some(previous) if SUFFIXES.contains(&word.rendered.as_str()) && particle.is_none() => {
+                    previous.join(&word)
+                }
+                _ => words.push(word),
             }
         } else {
             rest.push(' ');
             rest.push_str(word);
         }
     }
+    // A particle that ends the name stands alone.
+    words.extend(particle);
     (words, rest)
 }
+
+impl ArabicWord {
+    /// Appends `next` as the list writes glued names: skeletons meet without a doubled class.
+    fn join(&mut self, next: &ArabicWord) {
+        let skip = match (self.skeleton.chars().last(), next.skeleton.chars().next()) {
+            (Some(a), Some(b)) if a == b => b.len_utf8(),
+            _ => 0,
+        };
+        self.skeleton.push_str(&next.skeleton[skip..]);
+        self.rendered.push_str(&next.rendered);
+        self.silent_h = next.silent_h;
+    }
+
+    /// The skeletons Latin spellings of the word may have: its own; without the article `ال`,
+    /// which they often leave out or assimilate (`الشاهبندر` / `SHAHBANDAR`, `الصبار` /
+    /// `ESSABAR`); without a final `ه` they do not write (`شحاته` / `SHIHATA`); without both.
+    pub fn skeletons(&self) -> Vec<&str> {
+        let mut out = vec![self.skeleton.as_str()];
+        if self.rendered.starts_with("al") && self.skeleton.len() > 1 {
+            out.push(&self.skeleton[1..]);
+        }
+        if self.silent_h && self.skeleton.len() > 1 && self.skeleton.ends_with('h') {
+            for at in 0..out.len() {
+                let shorter = &out[at][..out[at].len() - 1];
+                if !shorter.is_empty() {
+                    out.push(shorter);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Renderings of the words that end a compound name, joined to the word before them.
+const SUFFIXES: &[&str] = &["aldin", "allh"];
+
+/// Renderings of the particles that are written apart in Arabic script and glued in the list's
+/// Latin spellings: ʿabd (`bd`), bin, ibn (`abn`), bint, abu (`abu`, `bu`).
+const PARTICLES: &[&str] = &["abn", "abu", "bd", "bn", "bnt", "bu"];
 
 /// Each letter's (sound class, rendering); `None` for letters that carry no consonant.
 fn letter(c: char) -> Option<(char, &'static str)> {
@@ -116,6 +181,11 @@ pub fn latin_skeleton(token: &str) -> String {
                 },
                 2,
             ),
+            // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
+        // hard by the letters). `dj` is ج (`DJAMEL`), `c` before e, i, y is س
+            // (`FAYCAL`, `LOUNICI`, `BELGACEM`).
+            (b'd', Some(b'j')) => (b'j', 2),
+            (b'c', Some(b'e' | b'i' | b'y')) => (b's', 1),
             (b'q' | b'g' | b'c', _) => (b'k', 1),
             (b'p', _) => (b'b', 1),
             (b'v', _) => (b'f', 1),
@@ -133,6 +203,27 @@ pub fn latin_skeleton(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn particles_compounds_articles_and_french_spellings() {
+        let skeletons = |name: &str| split(name).0.into_iter().map(|w| w.skeleton).collect::<Vec<_>>();
+        // Particles glue forward and chain, as the Latin tokens glue them.
+        assert_eq!(skeletons("حمادي بن عبد العزيز"), ["hmd", "bnbdlz"]);
+        assert_eq!(latin_skeleton("benabdulaziz"), "bnbdlz");
+        assert_eq!(skeletons("يحيى عبد الله"), ["h", "bdlh"]);
+        // `الله` and `الدين` end the word before them.
+        assert_eq!(skeletons("ساجدة خير الله طلفاح"), ["sjd", "krlh", "tlfh"]);
+        assert_eq!(latin_skeleton("khayrallah"), "krlh");
+        // The article and a final `ه` may be left out of the Latin spelling.
+        assert_eq!(split("الشاهبندر").0[0].skeletons(), ["lshbndr", "shbndr"]);
+        assert_eq!(split("شحاته").0[0].skeletons(), ["shth", "sht"]);
+        assert_eq!(latin_skeleton("shihata"), "sht");
+        // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
+        // hard by the letters).
+        assert_eq!(latin_skeleton("djamel"), skeletons("جمال")[0]);
+        assert_eq!(latin_skeleton("belgacem"), skeletons("بلقاسم")[0]);
+        assert_eq!(latin_skeleton("lounici"), skeletons("لونيسي")[0]);
+    }
 
     #[test]
     fn arabic_and_latin_spellings_share_a_skeleton() {

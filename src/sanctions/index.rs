@@ -100,6 +100,8 @@ pub struct SanctionsIndex {
 /// Tokens shorter than this are only ever compared exactly: short tokens are where fuzzy
 /// matching produces its false positives.
 const FUZZY_MIN_LEN: usize = 4;
+/// How close an Arabic-script word of one consonant must be rendered to a token to pair with it.
+const SHORT_SKELETON_FLOOR: f64 = 0.80;
 /// Two tokens count as paired from this Jaro-Winkler similarity on.
 const PAIR_FLOOR: f64 = 0.84;
 
@@ -131,7 +133,7 @@ impl SanctionsIndex {
         }
         for (tid, token) in index.dictionary.iter().enumerate() {
             let skeleton = super::arabic::latin_skeleton(token);
-            if skeleton.len() >= 2 {
+            if !skeleton.is_empty() {
                 index.skeletons.entry(skeleton.into_boxed_str()).or_default().push(tid as u32);
             }
         }
@@ -230,8 +232,14 @@ impl SanctionsIndex {
         // Arabic-script words pair with the list's tokens of the same consonant skeleton, the
         // closer to the word's vowelled rendering the better (0.90 to 0.99).
         for (offset, word) in arabic.iter().enumerate().take(64usize.saturating_sub(latin)) {
-            for &tid in self.skeletons.get(word.skeleton.as_str()).map(Vec::as_slice).unwrap_or_default() {
+            let spellings = word.skeletons().into_iter().filter_map(|skeleton| self.skeletons.get(skeleton));
+            for &tid in spellings.flatten() {
                 let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
+                // One consonant (`علي` → `l`) is shared by hundreds of tokens: only those close
+                // to the word's rendering (`ali`, `aly`; not `lee`, `lola`) pair with it.
+                if word.skeleton.len() == 1 && closeness < SHORT_SKELETON_FLOOR {
+                    continue;
+                }
                 similar[latin + offset].insert(tid, 0.90 + 0.09 * closeness);
             }
         }

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod index;
 pub mod normalize;
 pub mod parse;
+pub mod un;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

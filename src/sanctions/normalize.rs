@@ -71,7 +71,7 @@ const NOISE: &[&str] = &[
 
 /// Particles that transliterations write either apart or glued to the next word
 /// (`AL ZAWAHIRI` / `ALZAWAHIRI`, `ABDUL RAHMAN` / `ABDULRAHMAN`): always glued here.
-const GLUED: &[&str] = &["abd", "abdel", "abdul", "abu", "al", "bin", "bint", "el", "ibn", "ul"];
+const GLUED: &[&str] = &["abd", "abdel", "abdul", "abo", "abou", "abu", "al", "ben", "bin", "bint", "el", "ibn", "ul"];
 
 /// Case-folds, transliterates (`Nicolás` → `nicolas`, `Мадуро` → `maduro`), turns `LAST, First`
 /// into `First LAST`, splits on punctuation, glues particles and drops noise words.
@@ -212,6 +212,19 @@ const LONG_NOISE: &[&str] = &["company", "corporation", "incorporated", "limited
 fn is_noise(token: &str) -> bool {
     NOISE.binary_search(&token).is_ok()
         || token.len() >= 6 && LONG_NOISE.iter().any(|w| strsim::damerau_levenshtein(token, w) <= 1)
+}
+
+/// The script a name is written in, by its first letter outside ASCII.
+pub fn script_of(name: &str) -> &'static str {
+    match name.chars().find(|c| !c.is_ascii()).map(u32::from) {
+        Some(0x0600..=0x06FF | 0x0750..=0x077F | 0xFB50..=0xFDFF | 0xFE70..=0xFEFF) => "Arabic",
+        Some(0x0400..=0x052F) => "Cyrillic",
+        Some(0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF) => "Han",
+        Some(0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF) => "Hangul",
+        Some(0x0370..=0x03FF) => "Greek",
+        Some(0x0590..=0x05FF) => "Hebrew",
+        _ => "Latin",
+    }
 }
 
 #[cfg(test)]
