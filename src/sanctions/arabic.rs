@@ -182,7 +182,7 @@ pub fn latin_skeleton(token: &str) -> String {
                 2,
             ),
             // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
-        // hard by the letters). `dj` is ج (`DJAMEL`), `c` before e, i, y is س
+            // hard by the letters). `dj` is ج (`DJAMEL`), `c` before e, i, y is س
             // (`FAYCAL`, `LOUNICI`, `BELGACEM`).
             (b'd', Some(b'j')) => (b'j', 2),
             (b'c', Some(b'e' | b'i' | b'y')) => (b's', 1),
