@@ -296,9 +296,15 @@ fn time_index_build(args: &BenchArgs) -> anyhow::Result<SanctionsIndex> {
     Ok(index)
 }
 
-/// Screens `count` queries of the built-in mix on one thread, printing throughput and latency.
+/// Screens `count` queries of the built-in mix on one thread, then common names in Arabic script,
+/// printing throughput and latency for each.
 fn time_queries(index: &SanctionsIndex, count: usize) {
-    let queries = crate::sanctions::eval::bench_queries(index);
+    time_mix(index, "screen", &crate::sanctions::eval::bench_queries(index), count);
+    let arabic: Vec<Query> = crate::sanctions::eval::arabic_common_probes(2_000).into_iter().map(|p| p.0).collect();
+    time_mix(index, "screen, Arabic script", &arabic, count / 4);
+}
+
+fn time_mix(index: &SanctionsIndex, label: &str, queries: &[Query], count: usize) {
     let mut latencies = Vec::with_capacity(count);
     let mut flagged = 0usize;
     let run = Instant::now();
@@ -312,7 +318,7 @@ fn time_queries(index: &SanctionsIndex, count: usize) {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "screen: {} queries ({} distinct, {} with candidates) on one thread in {elapsed:.2?}: {:.0}/s, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        "{label}: {} queries ({} distinct, {} with candidates) on one thread in {elapsed:.2?}: {:.0}/s, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
         latencies.len(),
         queries.len(),
         flagged,
