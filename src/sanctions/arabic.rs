@@ -17,6 +17,9 @@ pub struct ArabicWord {
     pub rendered: String,
     /// It ends in `ه`, which Latin spellings write (`ALLAH`, `TAHA`) or leave out (`SHIHATA`).
     pub silent_h: bool,
+    /// The skeleton with the Persian and Urdu values of `ث` (s) and `ذ`, `ض`, `ظ` (z), when it
+    /// differs: `فضل` is `FAZAL`, `ثناء اللہ` is `SANAULLAH`.
+    pub persian: Option<String>,
 }
 
 fn is_arabic(c: char) -> bool {
@@ -35,11 +38,12 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
     let mut particle: Option<ArabicWord> = None;
     for word in name.split(|c: char| c.is_whitespace() || c == ',' || c == '-') {
         if word.chars().any(is_arabic) {
-            let (skeleton, rendered) = arabic_word(word);
+            let (skeleton, rendered) = arabic_word(word, false);
             if skeleton.is_empty() {
                 continue;
             }
-            let word = ArabicWord { skeleton, rendered, silent_h: word.ends_with('ه') };
+            let persian = Some(arabic_word(word, true).0).filter(|p| *p != skeleton);
+            let word = ArabicWord { skeleton, rendered, silent_h: word.ends_with(['ه', 'ہ', 'ھ']), persian };
             let is_particle = PARTICLES.contains(&word.rendered.as_str());
             let word = match particle.take() {
                 Some(mut joined) => {
@@ -75,6 +79,16 @@ impl ArabicWord {
             (Some(a), Some(b)) if a == b => b.len_utf8(),
             _ => 0,
         };
+        if self.persian.is_some() || next.persian.is_some() {
+            let mut persian = self.persian.take().unwrap_or_else(|| self.skeleton.clone());
+            let tail = next.persian.as_deref().unwrap_or(&next.skeleton);
+            let skip = match (persian.chars().last(), tail.chars().next()) {
+                (Some(a), Some(b)) if a == b => b.len_utf8(),
+                _ => 0,
+            };
+            persian.push_str(&tail[skip..]);
+            self.persian = Some(persian);
+        }
         self.skeleton.push_str(&next.skeleton[skip..]);
         self.rendered.push_str(&next.rendered);
         self.silent_h = next.silent_h;
@@ -85,8 +99,13 @@ impl ArabicWord {
     /// `ESSABAR`); without a final `ه` they do not write (`شحاته` / `SHIHATA`); without both.
     pub fn skeletons(&self) -> Vec<&str> {
         let mut out = vec![self.skeleton.as_str()];
-        if self.rendered.starts_with("al") && self.skeleton.len() > 1 {
-            out.push(&self.skeleton[1..]);
+        out.extend(self.persian.as_deref());
+        if self.rendered.starts_with("al") {
+            for at in 0..out.len() {
+                if out[at].len() > 1 && out[at].starts_with('l') {
+                    out.push(&out[at][1..]);
+                }
+            }
         }
         if self.silent_h && self.skeleton.len() > 1 && self.skeleton.ends_with('h') {
             for at in 0..out.len() {
@@ -108,15 +127,17 @@ const SUFFIXES: &[&str] = &["aldin", "allh"];
 const PARTICLES: &[&str] = &["abn", "abu", "bd", "bn", "bnt", "bu"];
 
 /// Each letter's (sound class, rendering); `None` for letters that carry no consonant.
-fn letter(c: char) -> Option<(char, &'static str)> {
+fn letter(c: char, persian: bool) -> Option<(char, &'static str)> {
     Some(match c {
+        'ث' if persian => ('s', "s"),
+        'ذ' | 'ض' | 'ظ' if persian => ('z', "z"),
         'ب' => ('b', "b"),
         'پ' => ('b', "p"),
         'ت' | 'ط' => ('t', "t"),
         'ث' => ('t', "th"),
         'ج' => ('j', "j"),
         'چ' => ('k', "ch"),
-        'ح' | 'ه' | 'ۀ' => ('h', "h"),
+        'ح' | 'ه' | 'ۀ' | 'ہ' | 'ھ' => ('h', "h"),
         'خ' => ('k', "kh"),
         'د' | 'ض' => ('d', "d"),
         'ذ' => ('d', "dh"),
@@ -139,22 +160,28 @@ fn letter(c: char) -> Option<(char, &'static str)> {
 /// The long vowels (and ta marbuta) as they are rendered; they carry no consonant.
 fn vowel(c: char) -> Option<&'static str> {
     Some(match c {
-        'ا' | 'آ' | 'أ' | 'إ' | 'ٱ' | 'ة' => "a",
+        'ا' | 'آ' | 'أ' | 'إ' | 'ٱ' | 'ة' | 'ۃ' => "a",
         'و' | 'ؤ' => "u",
         'ي' | 'ى' | 'ی' | 'ئ' => "i",
         _ => return None,
     })
 }
 
-fn arabic_word(word: &str) -> (String, String) {
+fn arabic_word(word: &str, persian: bool) -> (String, String) {
     let (mut skeleton, mut rendered) = (String::new(), String::new());
     for c in word.chars() {
-        if let Some((class, latin)) = letter(c) {
+        if let Some((class, latin)) = letter(c, persian) {
             if !skeleton.ends_with(class) {
                 skeleton.push(class);
             }
             rendered.push_str(latin);
         } else if let Some(latin) = vowel(c) {
+            // Word-initial `ي` and `و` are the consonants y and w (`یار` is `YAR`, `ولي` `WALI`).
+            let latin = match (rendered.is_empty(), latin) {
+                (true, "i") => "y",
+                (true, "u") if c != 'ؤ' => "w",
+                _ => latin,
+            };
             rendered.push_str(latin);
         }
         // ʿayn, hamza, tatweel and the short-vowel marks carry nothing either side agrees on.
@@ -181,9 +208,8 @@ pub fn latin_skeleton(token: &str) -> String {
                 },
                 2,
             ),
-            // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
-            // hard by the letters). `dj` is ج (`DJAMEL`), `c` before e, i, y is س
-            // (`FAYCAL`, `LOUNICI`, `BELGACEM`).
+            // French spellings of Maghrebi names: `dj` is ج (`DJAMEL`), `c` before e, i, y is س
+            // (`LOUNICI`, `BELGACEM`).
             (b'd', Some(b'j')) => (b'j', 2),
             (b'c', Some(b'e' | b'i' | b'y')) => (b's', 1),
             (b'q' | b'g' | b'c', _) => (b'k', 1),
@@ -218,6 +244,13 @@ mod tests {
         assert_eq!(split("الشاهبندر").0[0].skeletons(), ["lshbndr", "shbndr"]);
         assert_eq!(split("شحاته").0[0].skeletons(), ["shth", "sht"]);
         assert_eq!(latin_skeleton("shihata"), "sht");
+        // Persian and Urdu values, and word-initial y and w.
+        assert_eq!(split("فضل").0[0].skeletons(), ["fdl", "fzl"]);
+        assert_eq!(latin_skeleton("fazal"), "fzl");
+        assert_eq!(split("ثناء اللہ").0[0].skeletons(), ["tnlh", "snlh", "tnl", "snl"]);
+        assert_eq!(latin_skeleton("sanaullah"), "snlh");
+        assert_eq!(split("یار").0[0].rendered, "yar");
+        assert_eq!(split("ولي").0[0].rendered, "wli");
         // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
         // hard by the letters).
         assert_eq!(latin_skeleton("djamel"), skeletons("جمال")[0]);
