@@ -232,15 +232,20 @@ impl SanctionsIndex {
         // Arabic-script words pair with the list's tokens of the same consonant skeleton, the
         // closer to the word's vowelled rendering the better (0.90 to 0.99).
         for (offset, word) in arabic.iter().enumerate().take(64usize.saturating_sub(latin)) {
-            let spellings = word.skeletons().into_iter().filter_map(|skeleton| self.skeletons.get(skeleton));
-            for &tid in spellings.flatten() {
-                let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
-                // One consonant (`علي` → `l`) is shared by hundreds of tokens: only those close
-                // to the word's rendering (`ali`, `aly`; not `lee`, `lola`) pair with it.
-                if word.skeleton.len() == 1 && closeness < SHORT_SKELETON_FLOOR {
-                    continue;
+            for skeleton in word.skeletons() {
+                let Some(tids) = self.skeletons.get(skeleton) else { continue };
+                for &tid in tids {
+                    let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
+                    // One consonant (`علي` → `l`, or `طه` → `t` without its `ه`) is shared by
+                    // hundreds of tokens: only those close to the word's rendering (`ali`, `aly`;
+                    // not `lee`, `lola`) pair with it.
+                    if skeleton.len() == 1 && closeness < SHORT_SKELETON_FLOOR {
+                        continue;
+                    }
+                    let sim = 0.90 + 0.09 * closeness;
+                    let slot = similar[latin + offset].entry(tid).or_insert(sim);
+                    *slot = slot.max(sim);
                 }
-                similar[latin + offset].insert(tid, 0.90 + 0.09 * closeness);
             }
         }
         for (qi, token) in query_tokens.iter().enumerate().take(latin) {
