@@ -196,6 +196,15 @@ pub fn latin_skeleton(token: &str) -> String {
     let bytes = token.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        // `x` is k and s (`ALEXANDER` / `ALEKSANDR`, `MAXIM` / `MAKSIM`).
+        if bytes[i] == b'x' {
+            if !skeleton.ends_with('k') {
+                skeleton.push('k');
+            }
+            skeleton.push('s');
+            i += 1;
+            continue;
+        }
         let (class, step) = match (bytes[i], bytes.get(i + 1)) {
             (b'k' | b'g' | b's' | b't' | b'd' | b'z' | b'c' | b'p', Some(b'h')) => (
                 match bytes[i] {

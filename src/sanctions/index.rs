@@ -94,12 +94,19 @@ pub struct SanctionsIndex {
     /// Consonant skeleton (`arabic::latin_skeleton`) → dictionary tokens: where Arabic-script
     /// query words find their Latin spellings.
     skeletons: FxHashMap<Box<str>, Vec<u32>>,
+    /// Consonant skeletons of three or more letters and each with one letter deleted →
+    /// dictionary tokens: where spellings two or more edits apart that differ by one consonant
+    /// meet (`ABDELRAHMAN` / `ABDURRAHMAN`, `ABDULLA` / `ABDALLAH`).
+    skeleton_keys: KeyIndex,
     policy: MatchPolicy,
 }
 
 /// Tokens shorter than this are only ever compared exactly: short tokens are where fuzzy
 /// matching produces its false positives.
 const FUZZY_MIN_LEN: usize = 4;
+/// Skeletons shorter than this are only looked up whole: one deletion from two consonants
+/// reaches too many tokens to compare.
+const SKELETON_KEY_MIN_LEN: usize = 3;
 /// How close an Arabic-script word of one consonant must be rendered to a token to pair with it.
 const SHORT_SKELETON_FLOOR: f64 = 0.80;
 /// Two tokens count as paired from this Jaro-Winkler similarity on.
@@ -116,6 +123,7 @@ impl SanctionsIndex {
             postings: Vec::new(),
             joined_keys: KeyIndex::default(),
             skeletons: FxHashMap::default(),
+            skeleton_keys: KeyIndex::default(),
             policy,
         };
         for (at, entry) in entries.iter().enumerate() {
@@ -133,6 +141,11 @@ impl SanctionsIndex {
         }
         for (tid, token) in index.dictionary.iter().enumerate() {
             let skeleton = super::arabic::latin_skeleton(token);
+            if token.len() >= FUZZY_MIN_LEN && skeleton.len() >= SKELETON_KEY_MIN_LEN {
+                for key in neighbourhood(&skeleton) {
+                    index.skeleton_keys.insert(&key, tid as u32);
+                }
+            }
             if !skeleton.is_empty() {
                 index.skeletons.entry(skeleton.into_boxed_str()).or_default().push(tid as u32);
             }
@@ -140,6 +153,7 @@ impl SanctionsIndex {
         index.entries = entries;
         index.keys.finish();
         index.joined_keys.finish();
+        index.skeleton_keys.finish();
         index
     }
 
@@ -264,6 +278,11 @@ impl SanctionsIndex {
             // consonant skeleton even when they are more than one edit apart.
             if token.len() >= FUZZY_MIN_LEN {
                 let skeleton = super::arabic::latin_skeleton(token);
+                if skeleton.len() >= SKELETON_KEY_MIN_LEN {
+                    for key in neighbourhood(&skeleton) {
+                        self.skeleton_keys.get(&key).for_each(&mut consider);
+                    }
+                }
                 self.skeletons
                     .get(skeleton.as_str())
                     .map(Vec::as_slice)
@@ -684,7 +703,7 @@ fn neighbourhood(token: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::sanctions::parse::parse_list;
-    use crate::sanctions::test_files;
+    use crate::sanctions::{ListFiles, test_files};
     use time::macros::date;
 
     fn small_index() -> SanctionsIndex {
@@ -729,6 +748,19 @@ mod tests {
         // One shared surname is not enough.
         assert_eq!(top(q("Maria Moreno")), None);
         assert_eq!(top(q("supermarket")), None);
+    }
+
+    /// Spellings two edits apart that differ by a consonant meet through the skeleton keys.
+    #[test]
+    fn spelling_variants_more_than_one_edit_apart() {
+        let sdn = "1,\"ABDURRAHMAN, Ahmed Hassan\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\
+                   2,\"KUZNETSOV, Aleksandr Ivanovich\",\"individual\",\"RUSSIA-EO14024\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n";
+        let files = ListFiles { sdn: sdn.as_bytes().to_vec(), alt: Vec::new(), add: Vec::new(), comments: Vec::new() };
+        let index = SanctionsIndex::build(parse_list(&files).unwrap().entries, MatchPolicy::default());
+        for (name, entity) in [("Abdelrahman Ahmed Hassan", 1), ("Alexander Ivanovich Kuznetsov", 2)] {
+            let found = index.screen(&q(name));
+            assert_eq!(found.first().map(|c| c.entity_id), Some(entity), "{name}: {found:?}");
+        }
     }
 
     #[test]
