@@ -9,7 +9,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use time::Date;
 
-use super::normalize::tokens;
+use super::normalize::{tokens, tokens_apart};
 use super::parse::{EntityKind, Entry};
 
 /// Thresholds and weights; `Default` is what the evaluation suite is tuned on.
@@ -133,10 +133,12 @@ impl SanctionsIndex {
                 .chain(entry.remarks.aliases.iter().map(String::as_str));
             for name in names {
                 let toks = tokens(name);
-                if toks.is_empty() || !seen.insert(toks.clone()) {
-                    continue;
+                for toks in std::iter::once(toks).chain(tokens_apart(name)) {
+                    if toks.is_empty() || !seen.insert(toks.clone()) {
+                        continue;
+                    }
+                    index.add_name(at as u32, name, &toks);
                 }
-                index.add_name(at as u32, name, &toks);
             }
         }
         for (tid, token) in index.dictionary.iter().enumerate() {
@@ -750,14 +752,19 @@ mod tests {
         assert_eq!(top(q("supermarket")), None);
     }
 
-    /// Spellings two edits apart that differ by a consonant meet through the skeleton keys.
+    /// Spellings two edits apart that differ by a consonant meet through the skeleton keys, and a
+    /// particle left out still meets its name.
     #[test]
     fn spelling_variants_more_than_one_edit_apart() {
         let sdn = "1,\"ABDURRAHMAN, Ahmed Hassan\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\
-                   2,\"KUZNETSOV, Aleksandr Ivanovich\",\"individual\",\"RUSSIA-EO14024\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n";
+                   2,\"KUZNETSOV, Aleksandr Ivanovich\",\"individual\",\"RUSSIA-EO14024\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\
+                   3,\"BEN ALI, Mohamed\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n";
         let files = ListFiles { sdn: sdn.as_bytes().to_vec(), alt: Vec::new(), add: Vec::new(), comments: Vec::new() };
         let index = SanctionsIndex::build(parse_list(&files).unwrap().entries, MatchPolicy::default());
-        for (name, entity) in [("Abdelrahman Ahmed Hassan", 1), ("Alexander Ivanovich Kuznetsov", 2)] {
+        // A particle left out meets the name indexed with its particles apart.
+        for (name, entity) in
+            [("Abdelrahman Ahmed Hassan", 1), ("Alexander Ivanovich Kuznetsov", 2), ("Mohamed Ali", 3)]
+        {
             let found = index.screen(&q(name));
             assert_eq!(found.first().map(|c| c.entity_id), Some(entity), "{name}: {found:?}");
         }

@@ -81,6 +81,18 @@ pub fn is_particle(word: &str) -> bool {
 }
 
 pub fn tokens(name: &str) -> Vec<String> {
+    tokens_with(name, true)
+}
+
+/// The tokens with particles left apart, when `tokens` glued any: a listed name is indexed both
+/// ways, so a query that leaves a particle out (`Mohamed Ali` for `Mohamed BEN ALI`) still meets
+/// it, and one that writes it glued or apart meets it too.
+pub fn tokens_apart(name: &str) -> Option<Vec<String>> {
+    let (glued, apart) = (tokens_with(name, true), tokens_with(name, false));
+    (glued != apart).then_some(apart)
+}
+
+fn tokens_with(name: &str, glue: bool) -> Vec<String> {
     let ascii = deunicode::deunicode(&east_asian_names(name));
     // `LAST, First Middle`: only one comma means the list's own person format; more commas are
     // part of a company name and stay where they are.
@@ -106,7 +118,7 @@ pub fn tokens(name: &str) -> Vec<String> {
     let mut glued: Vec<String> = Vec::with_capacity(raw.len());
     let mut carry = String::new();
     for (i, token) in raw.iter().enumerate() {
-        if GLUED.binary_search(&token.as_str()).is_ok() && i + 1 < raw.len() {
+        if glue && GLUED.binary_search(&token.as_str()).is_ok() && i + 1 < raw.len() {
             carry.push_str(token);
             continue;
         }
