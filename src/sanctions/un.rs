@@ -60,7 +60,10 @@ pub fn parse_un(xml: &[u8]) -> Result<UnList, ParseError> {
     // Text is trimmed per element once read whole: trimming the pieces around a reference would
     // join `Tom &amp; Jerry` into `Tom&Jerry`.
     let mut reader = Reader::from_reader(xml);
-    let error = |at: u64, problem: String| ParseError::Row { file: "consolidated.xml", line: at, problem };
+    let error = |at: u64, problem: String| {
+        let line = xml[..(at as usize).min(xml.len())].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        ParseError::Row { file: "consolidated.xml", line, problem }
+    };
     let mut entries = Vec::new();
     let mut generated_on = None;
     let mut path: Vec<Vec<u8>> = Vec::new();
@@ -86,6 +89,9 @@ pub fn parse_un(xml: &[u8]) -> Result<UnList, ParseError> {
                                 generated_on = value.get(..10).and_then(crate::domain::parse_date);
                             }
                         }
+                    }
+                    b"INDIVIDUAL" | b"ENTITY" if record.is_some() => {
+                        return Err(error(at, "a record inside another record".into()));
                     }
                     b"INDIVIDUAL" => record = Some((EntityKind::Individual, Record::default())),
                     b"ENTITY" => record = Some((EntityKind::Entity, Record::default())),
@@ -319,6 +325,7 @@ mod tests {
             "<CONSOLIDATED_LIST>",
             "<CONSOLIDATED_LIST><INDIVIDUALS><INDIVIDUAL><FIRST_NAME>X</FIRST_NAME></INDIVIDUAL></INDIVIDUALS></CONSOLIDATED_LIST>",
             "<a></b>",
+            "<CONSOLIDATED_LIST><INDIVIDUALS><INDIVIDUAL><DATAID>1</DATAID><FIRST_NAME>X</FIRST_NAME><INDIVIDUAL><DATAID>2</DATAID><FIRST_NAME>Y</FIRST_NAME></INDIVIDUAL></INDIVIDUAL></INDIVIDUALS></CONSOLIDATED_LIST>",
         ] {
             assert!(parse_un(xml.as_bytes()).is_err(), "{xml}");
         }
