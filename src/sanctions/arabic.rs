@@ -55,8 +55,9 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
             match words.last_mut() {
                 // Particles chain (`بن عبد العزيز` is the list's `BEN ABDUL AZIZ`, one token).
                 _ if is_particle => particle = Some(word),
-                // `الله` and `الدين` end compound names the list writes as one (`KHAYRALLAH`,
-                // `SALAHALDIN`).
+                // `الله` ends compound names the list writes as one (`KHAYRALLAH`). `الدين` is left
+                // apart: the list writes it both ways (`SALAHALDIN`, `SAIF-AL-DIN`), and a listed
+                // name with particles is also indexed with them apart, which meets more of them.
                 Some(previous) if SUFFIXES.contains(&word.rendered.as_str()) && particle.is_none() => {
                     previous.join(&word)
                 }
@@ -75,21 +76,12 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
 impl ArabicWord {
     /// Appends `next` as the list writes glued names: skeletons meet without a doubled class.
     fn join(&mut self, next: &ArabicWord) {
-        let skip = match (self.skeleton.chars().last(), next.skeleton.chars().next()) {
-            (Some(a), Some(b)) if a == b => b.len_utf8(),
-            _ => 0,
-        };
         if self.persian.is_some() || next.persian.is_some() {
             let mut persian = self.persian.take().unwrap_or_else(|| self.skeleton.clone());
-            let tail = next.persian.as_deref().unwrap_or(&next.skeleton);
-            let skip = match (persian.chars().last(), tail.chars().next()) {
-                (Some(a), Some(b)) if a == b => b.len_utf8(),
-                _ => 0,
-            };
-            persian.push_str(&tail[skip..]);
+            push_skeleton(&mut persian, next.persian.as_deref().unwrap_or(&next.skeleton));
             self.persian = Some(persian);
         }
-        self.skeleton.push_str(&next.skeleton[skip..]);
+        push_skeleton(&mut self.skeleton, &next.skeleton);
         self.rendered.push_str(&next.rendered);
         self.silent_h = next.silent_h;
     }
@@ -119,8 +111,17 @@ impl ArabicWord {
     }
 }
 
-/// Renderings of the words that end a compound name, joined to the word before them.
-const SUFFIXES: &[&str] = &["aldin", "allh"];
+/// Appends a skeleton to another without doubling the class where they meet.
+fn push_skeleton(skeleton: &mut String, tail: &str) {
+    let skip = match (skeleton.chars().last(), tail.chars().next()) {
+        (Some(a), Some(b)) if a == b => b.len_utf8(),
+        _ => 0,
+    };
+    skeleton.push_str(&tail[skip..]);
+}
+
+/// Renderings of the words that end a compound name, joined to the word before them (`الله`).
+const SUFFIXES: &[&str] = &["allh"];
 
 /// Renderings of the particles that are written apart in Arabic script and glued in the list's
 /// Latin spellings: ʿabd (`bd`), bin, ibn (`abn`), bint, abu (`abu`, `bu`).
@@ -246,7 +247,7 @@ mod tests {
         assert_eq!(skeletons("حمادي بن عبد العزيز"), ["hmd", "bnbdlz"]);
         assert_eq!(latin_skeleton("benabdulaziz"), "bnbdlz");
         assert_eq!(skeletons("يحيى عبد الله"), ["h", "bdlh"]);
-        // `الله` and `الدين` end the word before them.
+        // `الله` ends the word before it; `الدين` stays apart.
         assert_eq!(skeletons("ساجدة خير الله طلفاح"), ["sjd", "krlh", "tlfh"]);
         assert_eq!(latin_skeleton("khayrallah"), "krlh");
         // The article and a final `ه` may be left out of the Latin spelling.

@@ -664,7 +664,7 @@ mod tests {
         // a change that loses names in a script fails here.
         let recall = |script: &str| reports.iter().find(|r| r.script == script).map_or(0.0, ScriptReport::recall);
         assert!(reports.iter().find(|r| r.script == "Arabic").is_some_and(|r| r.queries > 350));
-        assert!(recall("Arabic") >= 0.67, "Arabic recall {:.3}", recall("Arabic"));
+        assert!(recall("Arabic") >= 0.69, "Arabic recall {:.3}", recall("Arabic"));
         assert!(recall("Cyrillic") >= 0.80, "Cyrillic recall {:.3}", recall("Cyrillic"));
     }
 
