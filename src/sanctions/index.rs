@@ -278,19 +278,22 @@ impl SanctionsIndex {
             }
             // Spellings apart by their vowels (`Usama`/`Osama`, `Mohammed`/`Muhammad`) share a
             // consonant skeleton even when they are more than one edit apart.
+            // The skeleton keys hold each long skeleton itself too, and the tokens shorter than
+            // four letters they leave out never pair with this one, so one lookup serves.
             if token.len() >= FUZZY_MIN_LEN {
                 let skeleton = super::arabic::latin_skeleton(token);
                 if skeleton.len() >= SKELETON_KEY_MIN_LEN {
                     for key in neighbourhood(&skeleton) {
                         self.skeleton_keys.get(&key).for_each(&mut consider);
                     }
+                } else {
+                    self.skeletons
+                        .get(skeleton.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .for_each(|&t| consider(t));
                 }
-                self.skeletons
-                    .get(skeleton.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .for_each(|&t| consider(t));
             }
         }
 
@@ -521,12 +524,20 @@ const JOINED_KEY_MAX_LEN: usize = 12;
 /// spellings that split or join words differently (`ABDL-HALIM` / `ABDULHALIM`). Only counts
 /// from 0.88 on (one edit in eight letters); skipped when the lengths alone rule that out.
 fn joined_similarity(a: &str, b: &str) -> f64 {
-    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
-    if long == 0 || (short as f64) < long as f64 * 0.88 {
+    if joined_length(a, b).is_none() {
         return 0.0;
     }
     let sim = strsim::normalized_levenshtein(a, b);
-    if sim >= 0.88 { sim } else { 0.0 }
+    if sim >= JOINED_FLOOR { sim } else { 0.0 }
+}
+
+/// Where `joined_similarity` starts counting: one edit in eight letters.
+const JOINED_FLOOR: f64 = 0.88;
+
+/// The longer length of two joined names, unless their lengths alone keep them below the floor.
+fn joined_length(a: &str, b: &str) -> Option<usize> {
+    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
+    (long > 0 && short as f64 >= long as f64 * JOINED_FLOOR).then_some(long)
 }
 
 /// Deletion-neighbourhood keys and the ids under them, as (hash of the key, id) pairs in order: a
@@ -583,13 +594,10 @@ fn letters(joined: &str) -> Letters {
 /// An upper bound of `joined_similarity` without computing it: an edit script keeps at most the
 /// letters both strings have, so the distance is at least the longer length less those.
 fn joined_bound(a: &str, a_letters: &Letters, b: &str, b_letters: &Letters) -> f64 {
-    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
-    if long == 0 || (short as f64) < long as f64 * 0.88 {
-        return 0.0;
-    }
+    let Some(long) = joined_length(a, b) else { return 0.0 };
     let common: u32 = a_letters.iter().zip(b_letters).map(|(&x, &y)| u32::from(x.min(y))).sum();
     let bound = f64::from(common) / long as f64;
-    if bound >= 0.88 { bound } else { 0.0 }
+    if bound >= JOINED_FLOOR { bound } else { 0.0 }
 }
 
 thread_local! {
