@@ -283,8 +283,8 @@ fn job_registry(state: &AppState, settings: &Settings) -> JobRegistry {
 async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
     let sanctions = Sanctions::new(settings.sanctions.policy);
     match sanctions.refresh(store).await {
-        Ok(Some(_)) => return sanctions,
-        Ok(None) => {}
+        Ok(loaded) if !loaded.is_empty() => return sanctions,
+        Ok(_) => {}
         Err(err) => {
             tracing::warn!(error = %err, "cannot load the sanctions list; screening is unavailable");
             return sanctions;
@@ -292,7 +292,7 @@ async fn load_sanctions(store: &Store, settings: &Settings) -> Sanctions {
     }
     let configured = &settings.sanctions.autoload_dir;
     let publication = if !configured.is_empty() {
-        sanctions::Publication::from_dir(std::path::Path::new(configured))
+        sanctions::Publication::from_dir(std::path::Path::new(configured), sanctions::ListSource::OfacSdn)
     } else if settings.sanctions.builtin_snapshot {
         sanctions::builtin()
     } else {

@@ -10,7 +10,7 @@ use crate::domain::cip::{Check, CheckResult, CipState, Outcome};
 use crate::domain::prospect::DateOfBirth;
 use crate::domain::{PartnerId, UserId, now_ms};
 use crate::jobs::{JobOutcome, JobRegistry, JobWaker};
-use crate::sanctions::{self, Decision, Sanctions};
+use crate::sanctions::{self, Decision, ListSelection, Sanctions};
 use crate::store::{ClaimedJob, NewScreening, ProspectRecord, Store};
 
 #[derive(serde::Deserialize)]
@@ -69,7 +69,15 @@ async fn run_check(
         // The user corrected the data; the new generation has its own jobs.
         return JobOutcome::Done;
     }
-    let (result, screening) = match evaluate(sanctions, check, &record) {
+    // The partner's choice of lists, read only where it is used.
+    let lists = match check {
+        Check::Sanctions => match store.partner_sanctions_lists(partner).await {
+            Ok(stored) => stored.as_deref().and_then(|s| ListSelection::parse(s).ok()),
+            Err(err) => return JobOutcome::Retry(err.to_string()),
+        },
+        _ => None,
+    };
+    let (result, screening) = match evaluate(sanctions, lists.as_ref(), check, &record) {
         Ok(evaluated) => evaluated,
         Err(outcome) => return outcome,
     };
@@ -102,6 +110,7 @@ async fn run_check(
 /// Runs one check on a stored registration.
 fn evaluate(
     sanctions: &Sanctions,
+    lists: Option<&ListSelection>,
     check: Check,
     record: &ProspectRecord,
 ) -> Result<(CheckResult, Option<NewScreening>), JobOutcome> {
@@ -120,7 +129,7 @@ fn evaluate(
                 prospect.country.map(|c| c.as_str().to_owned()),
             );
             let (partner, user) = (PartnerId::new(record.partner_id).ok(), UserId::new(record.id).ok());
-            let (screening, row) = match sanctions.screen_person(&query, "cip:sanctions", partner, user) {
+            let (screening, row) = match sanctions.screen_person(&query, lists, "cip:sanctions", partner, user) {
                 Ok(screened) => screened,
                 // Never pass a person unscreened: without a list, wait for one.
                 Err(err) => return Err(JobOutcome::Retry(err.to_string())),
@@ -132,7 +141,8 @@ fn evaluate(
             };
             let reason = match screening.matches.first() {
                 Some(top) if outcome != Outcome::Pass => format!(
-                    "list {}: {} {} score {:.3} ({})",
+                    "{} list {}: {} {} score {:.3} ({})",
+                    top.list,
                     screening.list_version,
                     top.decision.as_str(),
                     top.entity_id,

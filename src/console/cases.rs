@@ -145,6 +145,8 @@ pub(crate) struct CandidateView {
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredCandidate {
+    #[serde(default)]
+    list_version: Option<i64>,
     entity_id: i64,
     name: String,
     matched_name: String,
@@ -243,12 +245,15 @@ fn candidates(state: &AppState, facts: &users::Facts) -> Result<Vec<CandidateVie
     let stored: Vec<StoredCandidate> = serde_json::from_str(&latest.matches).map_err(|e| {
         PageError::Internal(anyhow::anyhow!("screening of {}: stored candidates: {e}", latest.created_at))
     })?;
-    let list = facts.list(latest.list_id);
-    let loaded = state.sanctions.current().filter(|l| l.version.id == latest.list_id);
+    let current = state.sanctions.current();
     Ok(stored
         .into_iter()
         .map(|c| {
-            let entry = loaded.as_ref().and_then(|l| l.index.entries().iter().find(|e| e.id == c.entity_id));
+            // Screenings recorded before there were several lists name no version: theirs is the row's.
+            let version = c.list_version.unwrap_or(latest.list_id);
+            let list = facts.list(version);
+            let loaded = current.iter().find(|l| l.version.id == version);
+            let entry = loaded.and_then(|l| l.index.entries().iter().find(|e| e.id == c.entity_id));
             let mut view = CandidateView {
                 name: c.name,
                 kind: c.kind,

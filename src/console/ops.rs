@@ -149,7 +149,7 @@ async fn ops_page(
             run_at: when(j.run_at),
         })
         .collect();
-    let current = state.sanctions.current().map(|l| l.version.id);
+    let current: Vec<i64> = state.sanctions.current().iter().map(|l| l.version.id).collect();
     let lists = state
         .store
         .sanctions_lists(20)
@@ -161,7 +161,7 @@ async fn ops_page(
             published: l.published_on.unwrap_or_else(|| "—".to_owned()),
             entries: l.counts.entries,
             loaded_at: when(l.loaded_at),
-            current: Some(l.id) == current,
+            current: current.contains(&l.id),
         })
         .collect();
     let partners = state

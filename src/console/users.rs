@@ -145,7 +145,7 @@ pub(crate) async fn list_names(state: &AppState) -> Result<HashMap<i64, String>,
         .into_iter()
         .map(|l| {
             let published = l.published_on.map(|p| format!(", published {p}")).unwrap_or_default();
-            (l.id, format!("{} #{}{published}", l.source, l.id))
+            (l.id, format!("{} {} #{}{published}", l.list, l.source, l.id))
         })
         .collect())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::auth::tokens::{generate_signing_key, open_private_key, seal_signing_key};
 use crate::domain::credentials::{StaffRole, StoredSecret};
 use crate::kek::Kek;
-use crate::sanctions::{Query, Sanctions, SanctionsError, Screening};
+use crate::sanctions::{ListSelection, Query, Sanctions, SanctionsError, Screening};
 use crate::store::ListVersion;
 use crate::store::{StaffTokenRecord, Store, StoreResult, jobs, pin_unit, sanctions, staff};
 
@@ -91,12 +91,14 @@ pub async fn screen(
     store: &Store,
     sanctions: &Sanctions,
     query: &Query,
+    lists: Option<&ListSelection>,
     actor: &str,
     now: i64,
 ) -> Result<Screening, SanctionsError> {
-    let (screening, row) = sanctions.screen_person(query, actor, None, None)?;
+    let (screening, row) = sanctions.screen_person(query, lists, actor, None, None)?;
     let detail = serde_json::json!({
         "listVersion": screening.list_version,
+        "lists": screening.lists,
         "decision": screening.decision,
         "candidates": screening.matches.iter().map(|c| c.entity_id).collect::<Vec<_>>(),
     });

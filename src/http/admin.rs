@@ -14,7 +14,7 @@ use super::fields::Problems;
 use crate::auth::staff::{Staff, StaffRole};
 use crate::core::{self, onboarding::CaseDecision, onboarding::MoveError};
 use crate::domain::now_ms;
-use crate::sanctions::{self, EntityKind, SanctionsError, Screening};
+use crate::sanctions::{self, EntityKind, ListSelection, ListSource, SanctionsError, Screening};
 use crate::store::{ComplianceCase, JobRow, ListVersion};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(screen))
         .routes(routes!(current_list))
+        .routes(routes!(current_lists))
         .routes(routes!(jobs))
         .routes(routes!(retry_job))
         .routes(routes!(compliance_cases))
@@ -76,10 +77,13 @@ pub struct ScreenRequest {
     country: Option<String>,
     #[serde(default, rename = "type")]
     kind: Option<EntityKind>,
+    /// The lists to screen against (default: every list loaded).
+    #[serde(default)]
+    lists: Option<Vec<ListSource>>,
 }
 
 impl ScreenRequest {
-    fn parse(self) -> Result<sanctions::Query, ApiError> {
+    fn parse(self) -> Result<(sanctions::Query, Option<ListSelection>), ApiError> {
         let mut p = Problems::default();
         let parts: Vec<String> = [self.first_name, self.middle_name, self.last_name, self.second_last_name]
             .into_iter()
@@ -122,10 +126,21 @@ impl ScreenRequest {
                 None
             }
         };
+        let lists = match self.lists {
+            None => None,
+            Some(lists) => {
+                let names: Vec<&str> = lists.iter().map(|l| l.as_str()).collect();
+                let chosen = ListSelection::parse(&names.join(",")).ok();
+                if chosen.is_none() {
+                    p.add("lists", "must name at least one list");
+                }
+                chosen
+            }
+        };
         if !p.0.is_empty() {
             return Err(ApiError::Validation { detail: "The screening request is not valid.".into(), errors: p.0 });
         }
-        Ok(sanctions::Query { name, date_of_birth, country, kind: self.kind })
+        Ok((sanctions::Query { name, date_of_birth, country, kind: self.kind }, lists))
     }
 }
 
@@ -142,7 +157,8 @@ impl From<SanctionsError> for ApiError {
     }
 }
 
-/// Screens a name against the current list; the screening and the action are recorded.
+/// Screens a name against the current lists (or those of `lists`); the screening and the
+/// action are recorded.
 #[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest, security(("bearer" = [])),
     responses((status = 200, body = crate::sanctions::Screening, description = "Candidates that reach review, best first"), BadRequest, Unauthorized, Forbidden, Unavailable,
         UnsupportedMediaType,
@@ -153,22 +169,36 @@ pub(super) async fn screen(
     ApiJson(body): ApiJson<ScreenRequest>,
 ) -> Result<Json<Screening>, ApiError> {
     let staff = staff.require(StaffRole::Compliance)?;
-    let query = body.parse()?;
-    let screening = core::staff::screen(&state.store, &state.sanctions, &query, &staff.actor(), now_ms()).await?;
+    let (query, lists) = body.parse()?;
+    let screening =
+        core::staff::screen(&state.store, &state.sanctions, &query, lists.as_ref(), &staff.actor(), now_ms()).await?;
     Ok(Json(screening))
 }
 
-/// The sanctions list version screenings use now.
+/// The newest of the list versions screenings use now (`/admin/sanctions/lists`: each list's).
 #[utoipa::path(get, path = "/admin/sanctions/list", tag = "Staff", security(("bearer" = [])),
-    responses((status = 200, body = crate::store::ListVersion, description = "The list version: id, source, publication date, entry counts"),
+    responses((status = 200, body = crate::store::ListVersion, description = "The list version: id, list, source, publication date, entry counts"),
         Unauthorized, Forbidden, (status = 503, description = "No list is loaded", body = super::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn current_list(
     State(state): State<AppState>,
     staff: StaffAuth,
 ) -> Result<Json<ListVersion>, ApiError> {
     staff.require(StaffRole::Compliance)?;
-    let loaded = state.sanctions.current().ok_or(SanctionsError::NotLoaded)?;
-    Ok(Json(loaded.version.clone()))
+    let current = state.sanctions.current();
+    let newest = current.iter().max_by_key(|l| l.version.id).ok_or(SanctionsError::NotLoaded)?;
+    Ok(Json(newest.version.clone()))
+}
+
+/// The version of each list screenings use now, in list order (empty when none is loaded).
+#[utoipa::path(get, path = "/admin/sanctions/lists", tag = "Staff", security(("bearer" = [])),
+    responses((status = 200, body = [crate::store::ListVersion], description = "Each loaded list's current version"),
+        Unauthorized, Forbidden))]
+pub(super) async fn current_lists(
+    State(state): State<AppState>,
+    staff: StaffAuth,
+) -> Result<Json<Vec<ListVersion>>, ApiError> {
+    staff.require(StaffRole::Compliance)?;
+    Ok(Json(state.sanctions.current().iter().map(|l| l.version.clone()).collect()))
 }
 
 #[derive(Deserialize)]

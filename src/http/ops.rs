@@ -66,7 +66,7 @@ pub struct Readiness {
     migrations: &'static str,
     /// `loaded` or `missing`.
     sanctions: &'static str,
-    /// The list version this node screens with.
+    /// The newest list version this node screens with (`/admin/sanctions/lists` shows each).
     #[serde(skip_serializing_if = "Option::is_none")]
     sanctions_list_version: Option<i64>,
 }
@@ -87,7 +87,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
     if !matches!(state.store.migrations_current().await, Ok(true)) {
         return Err(unavailable("Database migrations are not current."));
     }
-    let list = state.sanctions.current().map(|loaded| loaded.version.id);
+    let list = state.sanctions.current().iter().map(|loaded| loaded.version.id).max();
     Ok(Json(Readiness {
         status: if list.is_some() { "ready" } else { "degraded" },
         database: "ok",

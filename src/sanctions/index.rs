@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use time::Date;
 
 use super::normalize::{tokens, tokens_apart};
-use super::parse::{EntityKind, Entry};
+use super::parse::{EntityKind, Entry, ListSource};
 
 /// Thresholds and weights; `Default` is what the evaluation suite is tuned on.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -51,6 +51,9 @@ pub struct Query {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
+    /// The list the entry is on, and the version of it that was screened.
+    pub list: ListSource,
+    pub list_version: i64,
     pub entity_id: i64,
     /// The list's primary name of the entry.
     pub name: String,
@@ -64,7 +67,9 @@ pub struct Candidate {
     pub decision: Decision,
     pub reasons: Vec<String>,
     /// `Entry::fingerprint` of the entry as this list version describes it: what a compliance
-    /// clearance is tied to.
+    /// clearance is tied to. Entries of the other lists carry the list's name in front
+    /// (`un:…`): entity ids are only unique within one list, and OFAC SDN fingerprints stay as
+    /// they were before there were other lists, so clearances made then still hold.
     pub fingerprint: String,
 }
 
@@ -81,6 +86,9 @@ struct IndexedName {
 }
 
 pub struct SanctionsIndex {
+    /// The list and list version the entries are from (named in every candidate).
+    list: ListSource,
+    version: i64,
     entries: Vec<Entry>,
     names: Vec<IndexedName>,
     dictionary: Vec<Box<str>>,
@@ -115,6 +123,8 @@ const PAIR_FLOOR: f64 = 0.84;
 impl SanctionsIndex {
     pub fn build(entries: Vec<Entry>, policy: MatchPolicy) -> Self {
         let mut index = SanctionsIndex {
+            list: ListSource::OfacSdn,
+            version: 0,
             entries: Vec::new(),
             names: Vec::new(),
             dictionary: Vec::new(),
@@ -210,6 +220,17 @@ impl SanctionsIndex {
 
     pub fn name_count(&self) -> usize {
         self.names.len()
+    }
+
+    /// Names the list version these entries are from (OFAC SDN, version 0, unless said).
+    pub fn for_list(mut self, list: ListSource, version: i64) -> Self {
+        self.list = list;
+        self.version = version;
+        self
+    }
+
+    pub fn list(&self) -> ListSource {
+        self.list
     }
 
     pub fn key_count(&self) -> usize {
@@ -443,7 +464,13 @@ impl SanctionsIndex {
         } else {
             return None;
         };
+        let fingerprint = match self.list {
+            ListSource::OfacSdn => entry.fingerprint(),
+            other => format!("{other}:{}", entry.fingerprint()),
+        };
         Some(Candidate {
+            list: self.list,
+            list_version: self.version,
             entity_id: entry.id,
             name: entry.name.clone(),
             matched_name: name.text.to_string(),
@@ -453,7 +480,7 @@ impl SanctionsIndex {
             name_score: round(name_score),
             decision,
             reasons,
-            fingerprint: entry.fingerprint(),
+            fingerprint,
         })
     }
 }
@@ -767,7 +794,7 @@ mod tests {
         let sdn = "1,\"ABDURRAHMAN, Ahmed Hassan\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\
                    2,\"KUZNETSOV, Aleksandr Ivanovich\",\"individual\",\"RUSSIA-EO14024\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\
                    3,\"BEN ALI, Mohamed\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n";
-        let files = ListFiles { sdn: sdn.as_bytes().to_vec(), alt: Vec::new(), add: Vec::new(), comments: Vec::new() };
+        let files = ListFiles::of(ListSource::OfacSdn, [sdn.as_bytes().to_vec()]);
         let index = SanctionsIndex::build(parse_list(&files).unwrap().entries, MatchPolicy::default());
         // A particle left out meets the name indexed with its particles apart.
         for (name, entity) in

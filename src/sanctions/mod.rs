@@ -4,18 +4,22 @@
 
 mod arabic;
 mod countries;
+pub mod eu;
 pub mod eval;
 pub mod index;
 pub mod normalize;
 pub mod parse;
+pub mod uk;
 pub mod un;
+mod xml;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+pub use crate::domain::sanctions_list::ListSelection;
 pub use index::{Candidate, Decision, MatchPolicy, Query, SanctionsIndex};
-pub use parse::{EntityKind, ListCounts, ListFiles, ParseError, country_code, is_country_code, parse_list};
+pub use parse::{EntityKind, ListCounts, ListFiles, ListSource, ParseError, country_code, is_country_code, parse_list};
 
 use crate::domain::cip::Status;
 use crate::domain::cip::{CipState, Transition};
@@ -42,19 +46,33 @@ pub enum SanctionsError {
     Store(#[from] StoreError),
 }
 
-/// A list version and its index, as one unit: a screening never mixes two versions.
+/// A list version and its index, as one unit: a screening never mixes two versions of a list.
 pub struct LoadedList {
     pub version: ListVersion,
     pub index: SanctionsIndex,
 }
 
-/// The answer to one screening: the list it was judged against and the candidates.
+/// One list version a screening was judged against.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScreenedList {
+    pub list: ListSource,
+    pub version: i64,
+    pub published_on: Option<String>,
+}
+
+/// The answer to one screening: the lists it was judged against and the candidates.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Screening {
+    /// The newest of the list versions screened against: the one id a reason quotes.
     pub list_version: i64,
+    /// That version's publication date.
     pub list_published: Option<String>,
+    /// Every list version screened against, in list order.
+    pub lists: Vec<ScreenedList>,
     pub decision: Decision,
+    /// From every list, the strongest first; each names its list.
     pub matches: Vec<Candidate>,
 }
 
@@ -64,10 +82,13 @@ impl Screening {
     }
 }
 
-/// The current list, shared by the HTTP surfaces and the job workers of one process.
+/// The lists one process screens with: the newest loaded version of each, in list order.
+pub type Loaded = Arc<Vec<Arc<LoadedList>>>;
+
+/// The current lists, shared by the HTTP surfaces and the job workers of one process.
 #[derive(Clone, Default)]
 pub struct Sanctions {
-    current: Arc<RwLock<Option<Arc<LoadedList>>>>,
+    current: Arc<RwLock<Loaded>>,
     policy: MatchPolicy,
 }
 
@@ -76,60 +97,93 @@ impl Sanctions {
         Self { current: Arc::default(), policy }
     }
 
-    pub fn current(&self) -> Option<Arc<LoadedList>> {
+    /// Every list loaded (empty when none is).
+    pub fn current(&self) -> Loaded {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes the database's newest list the one this process screens with (a no-op when it
-    /// already is). Parsing and indexing run off the async runtime.
-    pub async fn refresh(&self, store: &Store) -> Result<Option<Arc<LoadedList>>, SanctionsError> {
-        let Some(version) = store.current_sanctions_list().await? else {
-            metrics::gauge!("sanctions_list_loaded").set(0.0);
-            return Ok(None);
-        };
-        if let Some(loaded) = self.current()
-            && loaded.version.id == version.id
-        {
-            return Ok(Some(loaded));
-        }
-        let files = store.sanctions_list_files(version.id).await?;
-        let entries = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
-            .await
-            .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
-        self.index(version, entries).await.map(Some)
+    /// The loaded version of one list.
+    pub fn loaded(&self, list: ListSource) -> Option<Arc<LoadedList>> {
+        self.current().iter().find(|l| l.version.list == list).cloned()
     }
 
-    /// After `stored` was written from `prepared`: screens with it when it is the database's
-    /// newest, indexing the entries parsed while preparing (one parse per load); otherwise with
-    /// whatever is newest.
-    pub async fn adopt(&self, store: &Store, stored: &ListVersion, prepared: Parsed) -> Result<(), SanctionsError> {
-        let newest = store.current_sanctions_list().await?;
-        let already = self.current().is_some_and(|loaded| loaded.version.id == stored.id);
-        match newest {
-            Some(version) if version.id == stored.id && !already => self.index(version, prepared.0).await.map(drop),
-            _ => self.refresh(store).await.map(drop),
+    /// Makes the database's newest version of each list the ones this process screens with
+    /// (lists already current are kept as they are). Parsing and indexing run off the async
+    /// runtime.
+    pub async fn refresh(&self, store: &Store) -> Result<Loaded, SanctionsError> {
+        let versions = store.current_sanctions_lists().await?;
+        let current = self.current();
+        let mut fresh = Vec::new();
+        for version in versions {
+            if current.iter().any(|l| l.version.id == version.id) {
+                continue;
+            }
+            let files = store.sanctions_list_files(&version).await?;
+            let entries = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
+                .await
+                .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
+            fresh.push(self.index(version, entries).await?);
         }
+        Ok(self.publish(fresh))
+    }
+
+    /// After `stored` was written from `prepared`: screens with it unless a newer version of
+    /// its list is loaded, indexing the entries parsed while preparing (one parse per load).
+    pub async fn adopt(&self, store: &Store, stored: &ListVersion, prepared: Parsed) -> Result<(), SanctionsError> {
+        let newest = store.current_sanctions_lists().await?;
+        let is_newest = newest.iter().any(|v| v.id == stored.id);
+        let already = self.current().iter().any(|l| l.version.id == stored.id);
+        if is_newest && !already {
+            let loaded = self.index(stored.clone(), prepared.0).await?;
+            self.publish(vec![loaded]);
+            Ok(())
+        } else {
+            self.refresh(store).await.map(drop)
+        }
+    }
+
+    /// Puts freshly indexed versions beside the others; of two versions of one list the newer
+    /// stays, so two refreshes that cross never step a list back.
+    fn publish(&self, fresh: Vec<Arc<LoadedList>>) -> Loaded {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if fresh.is_empty() {
+            metrics::gauge!("sanctions_list_loaded").set(if current.is_empty() { 0.0 } else { 1.0 });
+            return current.clone();
+        }
+        let mut lists: Vec<Arc<LoadedList>> = current.iter().cloned().collect();
+        for loaded in fresh {
+            match lists.iter_mut().find(|l| l.version.list == loaded.version.list) {
+                Some(slot) if slot.version.id < loaded.version.id => *slot = loaded,
+                Some(_) => {}
+                None => lists.push(loaded),
+            }
+        }
+        lists.sort_by_key(|l| l.version.list);
+        metrics::gauge!("sanctions_list_loaded").set(1.0);
+        *current = Arc::new(lists);
+        current.clone()
     }
 
     async fn index(&self, version: ListVersion, entries: Vec<parse::Entry>) -> Result<Arc<LoadedList>, SanctionsError> {
         let policy = self.policy;
+        let list = version.list;
         let started = Instant::now();
-        let index = tokio::task::spawn_blocking(move || SanctionsIndex::build(entries, policy))
+        let id = version.id;
+        let index = tokio::task::spawn_blocking(move || SanctionsIndex::build(entries, policy).for_list(list, id))
             .await
             .map_err(|e| SanctionsError::Fetch(format!("index build panicked: {e}")))?;
-        metrics::histogram!("sanctions_index_build_seconds").record(started.elapsed().as_secs_f64());
-        metrics::gauge!("sanctions_list_version").set(version.id as f64);
-        metrics::gauge!("sanctions_list_loaded").set(1.0);
-        metrics::gauge!("sanctions_index_names").set(index.name_count() as f64);
+        metrics::histogram!("sanctions_index_build_seconds", "list" => list.as_str())
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("sanctions_list_version", "list" => list.as_str()).set(version.id as f64);
+        metrics::gauge!("sanctions_index_names", "list" => list.as_str()).set(index.name_count() as f64);
         tracing::info!(
-            list = version.id,
+            list = list.as_str(),
+            version = version.id,
             entries = index.entry_count(),
             names = index.name_count(),
             "sanctions list loaded"
         );
-        let loaded = Arc::new(LoadedList { version, index });
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
-        Ok(loaded)
+        Ok(Arc::new(LoadedList { version, index }))
     }
 
     /// Validates and stores a list publication, then loads it. Loading the same files again
@@ -145,10 +199,17 @@ impl Sanctions {
         Ok((version, created))
     }
 
-    /// Screens against the current list, without recording it (`core::staff::screen` records).
-    pub fn screen(&self, query: &Query) -> Result<Screening, SanctionsError> {
-        let loaded = self.current().ok_or(SanctionsError::NotLoaded)?;
-        Ok(screen_with(&loaded, query))
+    /// Screens against the current lists (those of `lists`, or all), without recording it
+    /// (`core::staff::screen` records). With none of them loaded there is no answer: a person
+    /// is never passed unscreened.
+    pub fn screen(&self, query: &Query, lists: Option<&ListSelection>) -> Result<Screening, SanctionsError> {
+        let current = self.current();
+        let chosen: Vec<&LoadedList> =
+            current.iter().map(|l| &**l).filter(|l| lists.is_none_or(|s| s.contains(l.version.list))).collect();
+        if chosen.is_empty() {
+            return Err(SanctionsError::NotLoaded);
+        }
+        Ok(screen_with(&chosen, query))
     }
 
     /// Screens a person for onboarding and returns the screening with the row that records it
@@ -156,11 +217,12 @@ impl Sanctions {
     pub fn screen_person(
         &self,
         query: &Query,
+        lists: Option<&ListSelection>,
         actor: &str,
         partner: Option<PartnerId>,
         user: Option<UserId>,
     ) -> Result<(Screening, NewScreening), SanctionsError> {
-        let screening = self.screen(query)?;
+        let screening = self.screen(query, lists)?;
         let row = screening_row(&screening, query, actor, partner, user);
         Ok((screening, row))
     }
@@ -183,19 +245,25 @@ impl Sanctions {
         }
         let page: Page =
             serde_json::from_str(&job.payload).map_err(|e| SanctionsError::Fetch(format!("bad payload: {e}")))?;
-        let loaded = self.refresh(store).await?.ok_or(SanctionsError::NotLoaded)?;
-        if loaded.version.id != page.list_id {
-            // A newer list arrived meanwhile; its own re-screening covers everyone.
+        let current = self.refresh(store).await?;
+        let Some(loaded) = current.iter().find(|l| l.version.id == page.list_id).cloned() else {
+            // A newer version of the list arrived meanwhile; its own re-screening covers everyone.
             return Ok(commit_rescreen_page(store, job, Vec::new(), None, now_ms()).await?.map(|_| 0));
-        }
+        };
         let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
         // A page is ~100 ms of matching: on the runtime it would hold one of its workers that
         // long, and the requests queued on it with it (`POST /User` p99 39 ms beside a
         // re-screening, BENCHMARKS.md, issue 27).
         let list = Arc::clone(&loaded);
         let (people, outcomes) = tokio::task::spawn_blocking(move || {
-            let rescreen_all =
-                |people: &[ScreenablePerson]| people.iter().map(|p| rescreen_one(&list, p)).collect::<Vec<_>>();
+            // Only the users whose partner screens against this list.
+            let rescreen_all = |people: &[ScreenablePerson]| {
+                people
+                    .iter()
+                    .filter(|p| screens_against(p, list.version.list))
+                    .map(|p| rescreen_one(&list, p))
+                    .collect::<Vec<_>>()
+            };
             if threads <= 1 {
                 let outcomes = rescreen_all(&people);
                 return (people, outcomes);
@@ -251,12 +319,18 @@ struct RescreenCommit {
     skipped: u64,
 }
 
+/// Whether the person's partner screens its users against `list` (a choice that no longer
+/// parses is read as every list: screening more is the safe side).
+fn screens_against(person: &ScreenablePerson, list: ListSource) -> bool {
+    person.sanctions_lists.as_deref().and_then(|s| ListSelection::parse(s).ok()).is_none_or(|s| s.contains(list))
+}
+
 /// One person of a re-screening page against `loaded`: the screening to record, and the
 /// entries that now reach `review` or `match`.
 fn rescreen_one(loaded: &LoadedList, person: &ScreenablePerson) -> RescreenOutcome {
     let query =
         person_query(person.full_name(), person.date_of_birth.as_deref().and_then(parse_date), person.country.clone());
-    let screening = screen_with(loaded, &query);
+    let screening = screen_with(&[loaded], &query);
     let partner = PartnerId::new(person.partner_id).ok();
     let user = UserId::new(person.id).ok();
     let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
@@ -268,7 +342,8 @@ fn rescreen_one(loaded: &LoadedList, person: &ScreenablePerson) -> RescreenOutco
             entity_id: c.entity_id,
             fingerprint: c.fingerprint.clone(),
             reason: format!(
-                "list {}: {} {} ({})",
+                "{} list {}: {} {} ({})",
+                c.list,
                 loaded.version.id,
                 c.decision.as_str(),
                 c.entity_id,
@@ -340,13 +415,33 @@ pub fn person_query(name: String, date_of_birth: Option<time::Date>, country: Op
     Query { name, date_of_birth, country, kind: Some(EntityKind::Individual) }
 }
 
-fn screen_with(loaded: &LoadedList, query: &Query) -> Screening {
+/// Screens against each of `lists` and merges the candidates, strongest first as each index
+/// orders its own (a corroborated match before a review, then by score).
+fn screen_with(lists: &[&LoadedList], query: &Query) -> Screening {
     let started = Instant::now();
-    let matches = loaded.index.screen(query);
+    let mut matches: Vec<Candidate> = Vec::new();
+    for loaded in lists {
+        matches.extend(loaded.index.screen(query));
+    }
+    if lists.len() > 1 {
+        matches.sort_by(|a, b| {
+            let strength = b.decision.cmp(&a.decision).then(b.score.total_cmp(&a.score));
+            strength.then(a.list.cmp(&b.list)).then(a.entity_id.cmp(&b.entity_id))
+        });
+    }
     metrics::histogram!("sanctions_screen_seconds").record(started.elapsed().as_secs_f64());
+    let newest = lists.iter().max_by_key(|l| l.version.id);
     Screening {
-        list_version: loaded.version.id,
-        list_published: loaded.version.published_on.clone(),
+        list_version: newest.map_or(0, |l| l.version.id),
+        list_published: newest.and_then(|l| l.version.published_on.clone()),
+        lists: lists
+            .iter()
+            .map(|l| ScreenedList {
+                list: l.version.list,
+                version: l.version.id,
+                published_on: l.version.published_on.clone(),
+            })
+            .collect(),
         decision: matches.first().map_or(Decision::Clear, |c| c.decision),
         matches,
     }
@@ -378,8 +473,8 @@ fn screening_row(
     }
 }
 
-/// A list publication as read from a directory or downloaded: its files, where they came
-/// from, and its publication date when known.
+/// A list publication as read from a directory or downloaded: its files (which say which list
+/// it is), where they came from, and its publication date when known.
 pub struct Publication {
     pub files: ListFiles,
     pub source: String,
@@ -401,18 +496,23 @@ pub async fn prepare(publication: Publication) -> Result<(NewList, Parsed), Sanc
     .await
     .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
     let rescreen = NewJob::new(RESCREEN_JOB, serde_json::json!({ "afterUserId": 0 }), now_ms());
+    // The XML lists say when they were generated; a date given by the operator comes first.
+    let published_on = published_on.or_else(|| parsed.generated_on.map(|d| d.to_string()));
     let list = NewList { files, sha256, published_on, source, counts: parsed.counts, rescreen };
     Ok((list, Parsed(parsed.entries)))
 }
 
-/// Reads the four files from a directory (sdn.csv is required) and its `PUBLISHED` date if any.
-pub fn read_dir(dir: &Path) -> Result<(ListFiles, Option<String>), SanctionsError> {
-    let mut files = ListFiles::default();
-    for name in ListFiles::NAMES {
+/// Reads a list's files from a directory (the first of `ListSource::file_names` is required)
+/// and its `PUBLISHED` date if any.
+pub fn read_dir(dir: &Path, list: ListSource) -> Result<(ListFiles, Option<String>), SanctionsError> {
+    let mut files = ListFiles::new(list);
+    for (at, name) in list.file_names().iter().enumerate() {
         let path = dir.join(name);
         match std::fs::read(&path) {
-            Ok(bytes) => files.set(name, bytes),
-            Err(e) if name != "sdn.csv" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(bytes) => {
+                files.set(name, bytes);
+            }
+            Err(e) if at > 0 && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(SanctionsError::Fetch(format!("{}: {e}", path.display()))),
         }
     }
@@ -428,8 +528,8 @@ fn published_date(text: String) -> Option<String> {
 
 impl Publication {
     /// The list in a directory (`read_dir`), with the directory as its source.
-    pub fn from_dir(dir: &Path) -> Result<Self, SanctionsError> {
-        let (files, published_on) = read_dir(dir)?;
+    pub fn from_dir(dir: &Path, list: ListSource) -> Result<Self, SanctionsError> {
+        let (files, published_on) = read_dir(dir, list)?;
         Ok(Self { files, source: format!("dir:{}", dir.display()), published_on })
     }
 }
@@ -446,7 +546,7 @@ pub fn builtin() -> Result<Publication, SanctionsError> {
         miniz_oxide::inflate::decompress_to_vec(packed)
             .map_err(|e| SanctionsError::Fetch(format!("built-in {name} is damaged: {e:?}")))
     };
-    let mut files = ListFiles::default();
+    let mut files = ListFiles::new(ListSource::OfacSdn);
     for (name, packed) in [
         ("sdn.csv", packed!("sdn.csv")),
         ("alt.csv", packed!("alt.csv")),
@@ -460,8 +560,8 @@ pub fn builtin() -> Result<Publication, SanctionsError> {
     Ok(Publication { files, source, published_on: published })
 }
 
-/// The shipped snapshot (`data/ofac`) or the small fixture (`tests/fixtures/ofac-small`), for tests.
+/// The shipped OFAC snapshot (`data/ofac`) or the small fixture (`tests/fixtures/ofac-small`), for tests.
 #[cfg(test)]
 pub(crate) fn test_files(relative: &str) -> ListFiles {
-    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).expect("test list files").0
+    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(relative), ListSource::OfacSdn).expect("test list files").0
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use time::{Date, Month};
 
 use super::countries::COUNTRY_NAMES;
-pub use crate::domain::sanctions_list::{ListCounts, ListFiles};
+pub use crate::domain::sanctions_list::{ListCounts, ListFiles, ListSource};
 
 crate::domain::wire_enum! {
     #[derive(serde::Serialize, serde::Deserialize, clap::ValueEnum, utoipa::ToSchema)]
@@ -133,34 +133,71 @@ impl Entry {
 pub enum ParseError {
     #[error("{file} line {line}: {problem}")]
     Row { file: &'static str, line: u64, problem: String },
-    #[error("sdn.csv holds no entries")]
-    Empty,
+    #[error("{0} holds no entries")]
+    Empty(&'static str),
 }
 
 pub struct ParsedList {
     pub entries: Vec<Entry>,
     pub counts: ListCounts,
+    /// The day the publication says it was generated, when it says (the XML lists do).
+    pub generated_on: Option<Date>,
 }
 
-/// Parses the four files. Only sdn.csv is required; the others may be empty.
+impl ParsedList {
+    /// A list read from one document: the counts are what its entries hold.
+    pub(super) fn of_entries(entries: Vec<Entry>, generated_on: Option<Date>) -> Self {
+        let counts = ListCounts {
+            entries: entries.len() as u64,
+            alt_rows: entries.iter().map(|e| e.alt_names.len() as u64).sum(),
+            address_rows: entries.iter().map(|e| e.addresses.len() as u64).sum(),
+            comment_rows: 0,
+            orphan_rows: 0,
+        };
+        Self { entries, counts, generated_on }
+    }
+}
+
+/// Parses a publication of any list, by the list's own format.
 pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
+    let first = files.names()[0];
+    let parsed = match files.source() {
+        ListSource::OfacSdn | ListSource::OfacCons => parse_ofac(files)?,
+        ListSource::Un => {
+            super::un::parse_un(files.nth(0)).map(|l| ParsedList::of_entries(l.entries, l.generated_on))?
+        }
+        ListSource::Eu => super::eu::parse_eu(files.nth(0))?,
+        ListSource::Uk => super::uk::parse_uk(files.nth(0))?,
+    };
+    if parsed.entries.is_empty() {
+        return Err(ParseError::Empty(first));
+    }
+    Ok(parsed)
+}
+
+/// Parses OFAC's four CSV files (the SDN list's or the consolidated list's: one format under
+/// two sets of names). Only the first is required; the others may be empty.
+fn parse_ofac(files: &ListFiles) -> Result<ParsedList, ParseError> {
+    let &[primary, alt_file, add_file, comments_file] = files.names() else {
+        unreachable!("OFAC publications have four files")
+    };
     let mut counts = ListCounts::default();
     let mut entries = Vec::new();
     let mut position: HashMap<i64, usize> = HashMap::new();
 
-    for (line, row) in rows(&files.sdn, "sdn.csv")? {
-        let id = ent_num(&row, "sdn.csv", line)?;
+    for (line, row) in rows(files.nth(0), primary)? {
+        let id = ent_num(&row, primary, line)?;
         let kind = match field(&row, 2).as_deref() {
             None => EntityKind::Entity,
             Some("individual") => EntityKind::Individual,
             Some("vessel") => EntityKind::Vessel,
             Some("aircraft") => EntityKind::Aircraft,
             Some(other) => {
-                return Err(ParseError::Row { file: "sdn.csv", line, problem: format!("unknown SDN_Type {other:?}") });
+                return Err(ParseError::Row { file: primary, line, problem: format!("unknown SDN_Type {other:?}") });
             }
         };
         let name = field(&row, 1).ok_or_else(|| ParseError::Row {
-            file: "sdn.csv",
+            file: primary,
             line,
             problem: "SDN_Name is empty".into(),
         })?;
@@ -182,13 +219,13 @@ pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
         });
     }
     if entries.is_empty() {
-        return Err(ParseError::Empty);
+        return Err(ParseError::Empty(primary));
     }
     counts.entries = entries.len() as u64;
 
-    for (line, row) in rows(&files.comments, "sdn_comments.csv")? {
+    for (line, row) in rows(files.nth(3), comments_file)? {
         counts.comment_rows += 1;
-        match position.get(&ent_num(&row, "sdn_comments.csv", line)?) {
+        match position.get(&ent_num(&row, comments_file, line)?) {
             Some(&at) => {
                 if let Some(more) = field(&row, 1) {
                     entries[at].remarks_text.push_str(&more);
@@ -197,9 +234,9 @@ pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
             None => counts.orphan_rows += 1,
         }
     }
-    for (line, row) in rows(&files.alt, "alt.csv")? {
+    for (line, row) in rows(files.nth(1), alt_file)? {
         counts.alt_rows += 1;
-        let Some(&at) = position.get(&ent_num(&row, "alt.csv", line)?) else {
+        let Some(&at) = position.get(&ent_num(&row, alt_file, line)?) else {
             counts.orphan_rows += 1;
             continue;
         };
@@ -208,9 +245,9 @@ pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
             entries[at].alt_names.push(AltName { kind, name });
         }
     }
-    for (line, row) in rows(&files.add, "add.csv")? {
+    for (line, row) in rows(files.nth(2), add_file)? {
         counts.address_rows += 1;
-        let Some(&at) = position.get(&ent_num(&row, "add.csv", line)?) else {
+        let Some(&at) = position.get(&ent_num(&row, add_file, line)?) else {
             counts.orphan_rows += 1;
             continue;
         };
@@ -238,7 +275,7 @@ pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
             }
         }
     }
-    Ok(ParsedList { entries, counts })
+    Ok(ParsedList { entries, counts, generated_on: None })
 }
 
 type Row = csv::ByteRecord;
@@ -439,6 +476,12 @@ pub fn country_code(name: &str) -> Option<&'static str> {
     COUNTRY_NAMES.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|at| COUNTRY_NAMES[at].1)
 }
 
+/// The table's own copy of an ISO 3166-1 alpha-2 code (`"AF"` → `Some("AF")`), for lists that
+/// give codes rather than names.
+pub fn known_code(code: &str) -> Option<&'static str> {
+    COUNTRY_NAMES.iter().map(|(_, c)| *c).find(|c| c.eq_ignore_ascii_case(code))
+}
+
 /// Whether `code` is an ISO 3166-1 alpha-2 code the table knows (or the user-assigned `XK`).
 pub fn is_country_code(code: &str) -> bool {
     COUNTRY_NAMES.iter().any(|(_, c)| *c == code)
@@ -494,12 +537,12 @@ mod properties {
 
         #[test]
         fn list_files_never_panic(sdn in csv(12), alt in csv(5), add in csv(6), comments in csv(3)) {
-            let _ = parse_list(&ListFiles { sdn, alt, add, comments });
+            let _ = parse_list(&ListFiles::of(ListSource::OfacSdn, [sdn, alt, add, comments]));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(sdn in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse_list(&ListFiles { sdn, alt: Vec::new(), add: Vec::new(), comments: Vec::new() });
+            let _ = parse_list(&ListFiles::of(ListSource::OfacSdn, [sdn]));
         }
     }
 }
@@ -537,12 +580,11 @@ mod tests {
 
     #[test]
     fn null_markers_eof_byte_and_orphans() {
-        let files = ListFiles {
-            sdn: b"1,\"DOE, John\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB circa 1970; nationality Korea, North.\"\r\n2,\"ACME TRADING CO.\",-0- ,\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\x1a".to_vec(),
-            alt: b"1,10,\"aka\",\"DOE, Johnny\",-0- \r\n99,11,\"aka\",\"NOBODY\",-0- \r\n".to_vec(),
-            add: b"2,20,-0- ,\"Dubai\",\"United Arab Emirates\",-0- \r\n".to_vec(),
-            comments: Vec::new(),
-        };
+        let files = ListFiles::of(ListSource::OfacSdn, [
+            b"1,\"DOE, John\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB circa 1970; nationality Korea, North.\"\r\n2,\"ACME TRADING CO.\",-0- ,\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n\x1a".to_vec(),
+            b"1,10,\"aka\",\"DOE, Johnny\",-0- \r\n99,11,\"aka\",\"NOBODY\",-0- \r\n".to_vec(),
+            b"2,20,-0- ,\"Dubai\",\"United Arab Emirates\",-0- \r\n".to_vec(),
+        ]);
         let list = parse_list(&files).unwrap();
         assert_eq!(
             list.counts,

@@ -8,13 +8,12 @@
 //! the name in its original script as one more name, dates of birth (a date, a year, a range,
 //! `APPROXIMATELY` a year), nationalities, places of birth and addresses.
 
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use time::Date;
 
 use super::parse::{
     Address, AltName, DobSpan, EntityKind, Entry, Gender, ParseError, Remarks, country_code, parse_dob,
 };
+use super::xml::{Node, walk};
 
 /// The alias kind given to a name in its original script.
 pub const ORIGINAL_SCRIPT: &str = "original script";
@@ -57,84 +56,36 @@ struct Dob {
 
 /// Reads the whole document; a record without a `DATAID` or a name is an error naming where.
 pub fn parse_un(xml: &[u8]) -> Result<UnList, ParseError> {
-    // Text is trimmed per element once read whole: trimming the pieces around a reference would
-    // join `Tom &amp; Jerry` into `Tom&Jerry`.
-    let mut reader = Reader::from_reader(xml);
-    let error = |at: u64, problem: String| {
-        let line = xml[..(at as usize).min(xml.len())].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-        ParseError::Row { file: "consolidated.xml", line, problem }
-    };
     let mut entries = Vec::new();
     let mut generated_on = None;
-    let mut path: Vec<Vec<u8>> = Vec::new();
-    let mut text = String::new();
     let mut record: Option<(EntityKind, Record)> = None;
-    let mut buf = Vec::new();
-    loop {
-        let at = reader.buffer_position();
-        match reader.read_event_into(&mut buf) {
-            Err(err) => return Err(error(at, err.to_string())),
-            Ok(Event::Eof) if path.is_empty() => break,
-            Ok(Event::Eof) => {
-                let open = String::from_utf8_lossy(path.last().map(Vec::as_slice).unwrap_or_default()).into_owned();
-                return Err(error(at, format!("the document ends inside <{open}>")));
+    walk(xml, "consolidated.xml", |node| {
+        match node {
+            Node::Open { name: b"CONSOLIDATED_LIST", attributes } => {
+                generated_on =
+                    attributes.get("dateGenerated").and_then(|v| v.get(..10).and_then(crate::domain::parse_date));
             }
-            Ok(Event::Start(start)) => {
-                let name = start.name().as_ref().to_vec();
-                match name.as_slice() {
-                    b"CONSOLIDATED_LIST" => {
-                        for attribute in start.attributes().flatten() {
-                            if attribute.key.as_ref() == b"dateGenerated" {
-                                let value = String::from_utf8_lossy(&attribute.value).into_owned();
-                                generated_on = value.get(..10).and_then(crate::domain::parse_date);
-                            }
-                        }
-                    }
-                    b"INDIVIDUAL" | b"ENTITY" if record.is_some() => {
-                        return Err(error(at, "a record inside another record".into()));
-                    }
-                    b"INDIVIDUAL" => record = Some((EntityKind::Individual, Record::default())),
-                    b"ENTITY" => record = Some((EntityKind::Entity, Record::default())),
-                    _ => {}
-                }
-                path.push(name);
-                text.clear();
+            Node::Open { name: b"INDIVIDUAL" | b"ENTITY", .. } if record.is_some() => {
+                return Err("a record inside another record".into());
             }
-            Ok(Event::Empty(_)) => {}
-            Ok(Event::Text(t)) => text.push_str(
-                &t.xml_content(quick_xml::XmlVersion::Explicit1_0).map_err(|err| error(at, err.to_string()))?,
-            ),
-            Ok(Event::GeneralRef(r)) => {
-                // Character references and the five XML entities, as the text they stand for.
-                match r.resolve_char_ref().map_err(|err| error(at, err.to_string()))? {
-                    Some(c) => text.push(c),
-                    None => {
-                        let name = r.decode().map_err(|err| error(at, err.to_string()))?;
-                        let resolved = quick_xml::escape::resolve_xml_entity(&name)
-                            .ok_or_else(|| error(at, format!("unknown entity &{name};")))?;
-                        text.push_str(resolved);
-                    }
+            Node::Open { name: b"INDIVIDUAL", .. } => record = Some((EntityKind::Individual, Record::default())),
+            Node::Open { name: b"ENTITY", .. } => record = Some((EntityKind::Entity, Record::default())),
+            Node::Open { .. } => {}
+            Node::Close { name: b"INDIVIDUAL" | b"ENTITY", .. } => {
+                if let Some((kind, done)) = record.take() {
+                    entries.push(entry(kind, done)?);
                 }
             }
-            Ok(Event::CData(c)) => text.push_str(&String::from_utf8_lossy(&c)),
-            Ok(Event::End(_)) => {
-                let Some(element) = path.pop() else { return Err(error(at, "unbalanced end tag".into())) };
-                let parent = path.last().map(Vec::as_slice).unwrap_or_default();
-                let value = std::mem::take(&mut text);
-                if matches!(element.as_slice(), b"INDIVIDUAL" | b"ENTITY") {
-                    if let Some((kind, done)) = record.take() {
-                        entries.push(entry(kind, done).map_err(|problem| error(at, problem))?);
-                    }
-                } else if let Some((_, current)) = record.as_mut() {
-                    element_end(current, parent, &element, value.trim());
+            Node::Close { name, parent, text } => {
+                if let Some((_, current)) = record.as_mut() {
+                    element_end(current, parent, name, text);
                 }
             }
-            Ok(_) => {}
         }
-        buf.clear();
-    }
+        Ok(())
+    })?;
     if entries.is_empty() {
-        return Err(ParseError::Empty);
+        return Err(ParseError::Empty("consolidated.xml"));
     }
     Ok(UnList { entries, generated_on })
 }

@@ -3,7 +3,7 @@
 use super::jobs::{self, NewJob};
 use super::{Store, StoreError, StoreResult, Tx, pin_unit};
 use crate::domain::cip::CipState;
-use crate::domain::sanctions_list::{ListCounts, ListFiles};
+use crate::domain::sanctions_list::{ListCounts, ListFiles, ListSource};
 use crate::domain::{PartnerId, UserId};
 
 /// One loaded list publication.
@@ -11,6 +11,8 @@ use crate::domain::{PartnerId, UserId};
 #[serde(rename_all = "camelCase")]
 pub struct ListVersion {
     pub id: i64,
+    /// Which list this is a version of.
+    pub list: ListSource,
     /// Of the publication's files, hex.
     #[serde(serialize_with = "hex_digest")]
     #[schema(value_type = String)]
@@ -28,6 +30,7 @@ fn hex_digest<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Erro
 #[derive(sqlx::FromRow)]
 struct ListRow {
     id: i64,
+    list: String,
     sha256: Vec<u8>,
     published_on: Option<String>,
     source: String,
@@ -39,11 +42,15 @@ struct ListRow {
     loaded_at: i64,
 }
 
-impl From<ListRow> for ListVersion {
-    fn from(row: ListRow) -> Self {
+impl TryFrom<ListRow> for ListVersion {
+    type Error = StoreError;
+    fn try_from(row: ListRow) -> StoreResult<Self> {
         let n = |v: i64| v.max(0) as u64;
-        ListVersion {
+        let list = ListSource::parse(&row.list)
+            .ok_or_else(|| StoreError::Corrupt(format!("sanctions list {}: list {:?}", row.id, row.list)))?;
+        Ok(ListVersion {
             id: row.id,
+            list,
             sha256: row.sha256,
             published_on: row.published_on,
             source: row.source,
@@ -55,17 +62,18 @@ impl From<ListRow> for ListVersion {
                 orphan_rows: n(row.orphan_rows),
             },
             loaded_at: row.loaded_at,
-        }
+        })
     }
 }
 
 macro_rules! list_columns {
     () => {
-        "id, sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at"
+        "id, list, sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at"
     };
 }
 
-/// A list to store; `rescreen` is the job that re-screens users against it.
+/// A list to store (which list it is, its files say); `rescreen` is the job that re-screens
+/// users against it.
 pub struct NewList {
     pub files: ListFiles,
     pub sha256: [u8; 32],
@@ -104,6 +112,8 @@ pub struct ScreenablePerson {
     pub country: Option<String>,
     pub cip_status: Option<String>,
     pub cip_detail: Option<String>,
+    /// The partner's choice of lists (`partners.sanctions_lists`); `None`: every list.
+    pub sanctions_lists: Option<String>,
 }
 
 impl ScreenablePerson {
@@ -241,9 +251,10 @@ pub async fn insert_cleared_match(
 pub async fn insert_list(tx: &mut Tx<'_>, list: &NewList, now: i64) -> StoreResult<(ListVersion, bool)> {
     let inserted: Option<i64> = on_tx!(tx, |conn| {
         sqlx::query_scalar(
-            "INSERT INTO sanctions_lists (sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+            "INSERT INTO sanctions_lists (list, sha256, published_on, source, entries, alt_rows, address_rows, comment_rows, orphan_rows, loaded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sha256) DO NOTHING RETURNING id",
         )
+        .bind(list.files.source().as_str())
         .bind(&list.sha256[..])
         .bind(list.published_on.as_deref())
         .bind(&list.source)
@@ -257,7 +268,7 @@ pub async fn insert_list(tx: &mut Tx<'_>, list: &NewList, now: i64) -> StoreResu
         .await?
     });
     if let Some(id) = inserted {
-        for name in ListFiles::NAMES {
+        for name in list.files.names() {
             on_tx!(tx, |conn| {
                 sqlx::query("INSERT INTO sanctions_list_files (list_id, name, content) VALUES ($1, $2, $3)")
                     .bind(id)
@@ -279,7 +290,7 @@ pub async fn insert_list(tx: &mut Tx<'_>, list: &NewList, now: i64) -> StoreResu
             .fetch_one(conn)
             .await?
     });
-    Ok((ListVersion::from(row), inserted.is_some()))
+    Ok((ListVersion::try_from(row)?, inserted.is_some()))
 }
 
 impl Store {
@@ -289,26 +300,35 @@ impl Store {
         self.write(move |mut tx| pin_unit(async move { insert_list(&mut tx, &list, now).await })).await
     }
 
-    /// The newest list version, if any was loaded.
-    pub async fn current_sanctions_list(&self) -> StoreResult<Option<ListVersion>> {
-        let row: Option<ListRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(concat!("SELECT ", list_columns!(), " FROM sanctions_lists ORDER BY id DESC LIMIT 1"))
-                .fetch_optional(pool)
-                .await?
+    /// The newest version of each list loaded, in `ListSource` order.
+    pub async fn current_sanctions_lists(&self) -> StoreResult<Vec<ListVersion>> {
+        let rows: Vec<ListRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                list_columns!(),
+                " FROM sanctions_lists WHERE id IN (SELECT max(id) FROM sanctions_lists GROUP BY list)"
+            ))
+            .fetch_all(pool)
+            .await?
         });
-        Ok(row.map(ListVersion::from))
+        let mut versions = rows.into_iter().map(ListVersion::try_from).collect::<StoreResult<Vec<_>>>()?;
+        versions.sort_by_key(|v| v.list);
+        Ok(versions)
     }
 
-    pub async fn sanctions_list_files(&self, id: i64) -> StoreResult<ListFiles> {
+    /// The files of one stored version.
+    pub async fn sanctions_list_files(&self, version: &ListVersion) -> StoreResult<ListFiles> {
         let rows: Vec<(String, Vec<u8>)> = with_pool!(self, read, |pool| {
             sqlx::query_as("SELECT name, content FROM sanctions_list_files WHERE list_id = $1")
-                .bind(id)
+                .bind(version.id)
                 .fetch_all(pool)
                 .await?
         });
-        let mut files = ListFiles::default();
+        let mut files = ListFiles::new(version.list);
         for (name, content) in rows {
-            files.set(&name, content);
+            if !files.set(&name, content) {
+                return Err(StoreError::Corrupt(format!("sanctions list {}: a file {name:?}", version.id)));
+            }
         }
         Ok(files)
     }
@@ -321,7 +341,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows.into_iter().map(ListVersion::from).collect())
+        rows.into_iter().map(ListVersion::try_from).collect()
     }
 
     /// The screenings of one user, newest first: (list id, decision, top score, matches JSON).
@@ -336,13 +356,25 @@ impl Store {
         }))
     }
 
+    /// The lists a partner's users are screened against, as stored (`None`: every list).
+    pub async fn partner_sanctions_lists(&self, partner: i64) -> StoreResult<Option<String>> {
+        let row: Option<Option<String>> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT sanctions_lists FROM partners WHERE id = $1")
+                .bind(partner)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.flatten())
+    }
+
     /// Users with a last name and an id above `after`, in id order: one page of re-screening.
     pub async fn screenable_people(&self, after: i64, limit: i64) -> StoreResult<Vec<ScreenablePerson>> {
         Ok(with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT id, partner_id, first_name, middle_name, last_name, second_last_name, date_of_birth, country,
-                        cip_status, cip_detail
-                 FROM users WHERE last_name IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+                "SELECT u.id, u.partner_id, u.first_name, u.middle_name, u.last_name, u.second_last_name, u.date_of_birth,
+                        u.country, u.cip_status, u.cip_detail, p.sanctions_lists
+                 FROM users u JOIN partners p ON p.id = u.partner_id
+                 WHERE u.last_name IS NOT NULL AND u.id > $1 ORDER BY u.id LIMIT $2",
             )
             .bind(after)
             .bind(limit)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use onboard::auth::staff::{NewStaffToken, StaffRole};
 use onboard::domain::{Environment, PartnerId, PartnerName, now_ms};
-use onboard::sanctions::{Publication, read_dir};
+use onboard::sanctions::{ListSource, Publication, read_dir};
 use onboard::store::NewJob;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -56,7 +56,9 @@ pub fn prospect(n: u32, changes: Value) -> Value {
 }
 
 pub async fn load_small_list(app: &TestApp) {
-    let files = read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
+    let files = read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small"), ListSource::OfacSdn)
+        .unwrap()
+        .0;
     app.state
         .sanctions
         .install(app.store(), Publication { files, source: "test:small".into(), published_on: None })
@@ -395,7 +397,7 @@ on_both_backends! {
         assert_eq!(by("partner.create").map(|e| e.actor.as_str()), Some("cli:ops"));
         assert_eq!(by("partner.api_key.rotate").map(|e| e.actor.clone()), Some(format!("partner:{target}")));
         onboard::core::staff::rotate_signing_key(store, &onboard::kek::Kek::development(), Duration::from_secs(60), "cli:ops", now_ms()).await.unwrap();
-        let small = || read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0;
+        let small = || read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small"), ListSource::OfacSdn).unwrap().0;
         let again = Publication { files: small(), source: "test:again".into(), published_on: None };
         let (list, created) = onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, again, "cli:ops", now_ms()).await.unwrap();
         assert!(!created, "the same files are the same list");
@@ -425,7 +427,7 @@ on_both_backends! {
         assert_problem(rolled, 500).await;
         assert!(onboard::core::staff::rotate_signing_key(store, &onboard::kek::Kek::development(), Duration::from_secs(60), "cli:ops", now_ms()).await.is_err());
         let mut newer = small();
-        newer.sdn.extend_from_slice(b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n");
+        newer.file_mut("sdn.csv").unwrap().extend_from_slice(b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n");
         let newer = Publication { files: newer, source: "test:newer".into(), published_on: None };
         assert!(onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, newer, "cli:ops", now_ms()).await.is_err());
 
@@ -438,7 +440,7 @@ on_both_backends! {
         assert!(tokens.iter().all(|t| t.name != "Never Made"), "{tokens:?}");
         assert!(tokens.iter().all(|t| t.revoked_at.is_none()), "{tokens:?}");
         assert_eq!(store.list_partners().await.unwrap().len(), partners);
-        assert_eq!(store.current_sanctions_list().await.unwrap().map(|v| v.id), Some(list.id));
+        assert_eq!(store.current_sanctions_lists().await.unwrap().iter().map(|v| v.id).collect::<Vec<_>>(), [list.id]);
         assert_eq!(kids(store.usable_signing_keys(now_ms()).await.unwrap()), signing_keys);
         // The key the refused rotation would have revoked at once still works.
         assert_eq!(app.get_partner_with_key(&partner.api_key).await.status(), 200);

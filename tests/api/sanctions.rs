@@ -11,7 +11,7 @@ use onboard::domain::cip::{Detail, Status};
 use onboard::domain::prospect::{DateOfBirth, PersonName, Prospect};
 use onboard::domain::{PartnerId, PublicUserId, now_ms};
 use onboard::domain::{Phone, parse_date};
-use onboard::sanctions::{ListFiles, Publication, read_dir};
+use onboard::sanctions::{ListFiles, ListSource, Publication, read_dir};
 use onboard::store::{NewProspect, events, pin_unit, prospects};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -20,13 +20,13 @@ use crate::helpers::{TestApp, assert_problem};
 use crate::on_both_backends;
 
 fn small_list() -> ListFiles {
-    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small")).unwrap().0
+    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small"), ListSource::OfacSdn).unwrap().0
 }
 
 /// The small list plus one newly designated person.
 fn small_list_with_new_designation() -> ListFiles {
     let mut files = small_list();
-    files.sdn.extend_from_slice(
+    files.file_mut("sdn.csv").unwrap().extend_from_slice(
         b"99001,\"QUIXANO, Alonso\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB 02 Feb 1980; nationality Spain.\"\r\n",
     );
     files
@@ -262,7 +262,7 @@ on_both_backends! {
         // A later list in which entry 99001 is unchanged (another person is designated): screened
         // and recorded, but the case is not reopened.
         let mut unchanged = small_list_with_new_designation();
-        unchanged.sdn.extend_from_slice(
+        unchanged.file_mut("sdn.csv").unwrap().extend_from_slice(
             b"99002,\"PANZA, Sancho\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB 03 Mar 1975; nationality Spain.\"\r\n",
         );
         let (third, _) = load(&app, unchanged.clone(), "test:small+2").await;
@@ -273,7 +273,7 @@ on_both_backends! {
 
         // The entry changes (a new alias): the clearance no longer covers it.
         let mut changed = unchanged;
-        changed.alt.extend_from_slice(b"99001,99901,\"aka\",\"QUIJANO, Alonso\",-0- \r\n");
+        changed.file_mut("alt.csv").unwrap().extend_from_slice(b"99001,99901,\"aka\",\"QUIJANO, Alonso\",-0- \r\n");
         load(&app, changed, "test:small+3").await;
         let reflagged = events_reach(&app, quixano, 4).await;
         assert_eq!((reflagged[3].to_detail.as_str(), reflagged[3].actor.as_str()), (Detail::Compliance.as_str(), "sanctions:rescreen"));
