@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::credentials::IssuedCredentials;
 use crate::config::Settings;
 use crate::core;
+use crate::domain::sanctions_list::ListSelection;
 use crate::domain::{Environment, PartnerId, PartnerName, now_ms};
 use crate::startup::{self, Application, open_store};
 use crate::store::Store;
@@ -112,6 +113,17 @@ enum PartnerCommand {
     Kyc(kyc::KycArgs),
     /// Set the partner's payment provider (Stripe) and its secrets.
     Payments(plans::PaymentsArgs),
+    /// Choose the sanctions lists the partner's users are screened against.
+    SanctionsLists {
+        #[arg(long)]
+        partner: PartnerId,
+        /// Comma-separated: ofac-sdn, ofac-cons, un, eu, uk.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        lists: Option<String>,
+        /// Every list loaded (the default of a new partner).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +222,15 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
             PartnerCommand::RotateKey { partner, grace, json } => rotate_key(&store, partner, grace, json).await?,
             PartnerCommand::Kyc(args) => kyc::configure(&store, &secrets, args).await?,
             PartnerCommand::Payments(args) => plans::configure_payments(&store, &secrets, args).await?,
+            PartnerCommand::SanctionsLists { partner, lists, all: _ } => {
+                let lists = lists.as_deref().map(ListSelection::parse).transpose().context("--lists")?;
+                let actor = staff::cli_actor();
+                if !core::partners::set_sanctions_lists(&store, partner, lists.as_ref(), &actor, now_ms()).await? {
+                    anyhow::bail!("no partner {partner}");
+                }
+                let chosen = lists.map_or_else(|| "every list loaded".to_owned(), |l| l.to_string());
+                println!("partner {partner} is screened against {chosen}");
+            }
         }
         Ok(())
     })

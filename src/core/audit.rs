@@ -25,6 +25,7 @@ pub enum Action {
     PlanCreate,
     PlanArchive,
     PartnerPaymentsConfigure,
+    PartnerSanctionsLists,
     ConsoleSignIn,
     ConsoleSignOut,
 }
@@ -51,6 +52,7 @@ impl Action {
             Action::PlanCreate => "plan.create",
             Action::PlanArchive => "plan.archive",
             Action::PartnerPaymentsConfigure => "partner.payments.configure",
+            Action::PartnerSanctionsLists => "partner.sanctions_lists.set",
             Action::ConsoleSignIn => "console.sign_in",
             Action::ConsoleSignOut => "console.sign_out",
         }

@@ -10,7 +10,8 @@ use super::audit::{self, Action};
 use crate::auth::credentials::{IssuedCredentials, NewApiKey, NewClient};
 use crate::domain::cip::RequiredConsents;
 use crate::domain::credentials::StoredSecret;
-use crate::domain::{Environment, Partner, PartnerName};
+use crate::domain::sanctions_list::ListSelection;
+use crate::domain::{Environment, Partner, PartnerId, PartnerName};
 use crate::store::{Store, StoreResult, partners, pin_unit};
 
 /// Creates a partner with its first API key and OAuth client; audited as `actor`'s.
@@ -89,6 +90,33 @@ pub struct PartnerSettings {
     pub consent_confirmation: Option<crate::domain::consent::ConsentConfirmation>,
     /// Where Onboard writes to the partner (a webhook endpoint disabled, say).
     pub contact_email: Option<crate::domain::Email>,
+}
+
+/// Chooses the sanctions lists a partner's users are screened against (`None`: every list
+/// loaded), for an operator: the choice and its audit entry are one write. False (and nothing
+/// audited) when there is no such partner. Users already screened are screened against the
+/// new choice at their next screening (a correction, or a list's next version).
+pub async fn set_sanctions_lists(
+    store: &Store,
+    partner: PartnerId,
+    lists: Option<&ListSelection>,
+    actor: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let (stored, actor) = (lists.map(ToString::to_string), actor.to_owned());
+    store
+        .write(move |mut tx| {
+            pin_unit(async move {
+                let set = crate::store::sanctions::set_partner_lists(&mut tx, partner, stored.as_deref()).await?;
+                if set {
+                    let detail = serde_json::json!({ "lists": stored.as_deref().unwrap_or("all") });
+                    let target = partner.to_string();
+                    audit::record(&mut tx, &actor, Action::PartnerSanctionsLists, Some(&target), detail, now).await?;
+                }
+                Ok(set)
+            })
+        })
+        .await
 }
 
 /// Changes the partner's settings in one statement; false when the partner does not exist.

@@ -475,6 +475,7 @@ fn screening_row(
 
 /// A list publication as read from a directory or downloaded: its files (which say which list
 /// it is), where they came from, and its publication date when known.
+#[derive(Clone)]
 pub struct Publication {
     pub files: ListFiles,
     pub source: String,

@@ -142,6 +142,19 @@ pub(super) fn stored_cip_state(user: i64, status: Option<&str>, detail: Option<&
     }
 }
 
+/// Sets the lists a partner's users are screened against (`None`: every list), in the open
+/// transaction; false when there is no such partner.
+pub async fn set_partner_lists(tx: &mut Tx<'_>, partner: PartnerId, lists: Option<&str>) -> StoreResult<bool> {
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query("UPDATE partners SET sanctions_lists = $1 WHERE id = $2")
+            .bind(lists)
+            .bind(partner.get())
+            .execute(conn)
+            .await?
+            .rows_affected()
+    }) == 1)
+}
+
 /// Inserts one screening row in the open transaction; returns its id.
 pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<i64> {
     Ok(on_tx!(tx, |conn| {

@@ -543,4 +543,28 @@ on_both_backends! {
         let response = app.client.post(app.url("/register-user-v2")).header("PartnerApiKey", &other_key).json(&ana()).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
+
+    async fn the_sanctions_check_screens_against_the_lists_the_partner_chose(app) {
+        load_small_list(&app).await;
+        let eu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eu-small");
+        app.state.sanctions.install(app.store(), Publication::from_dir(&eu, ListSource::Eu).unwrap()).await.unwrap();
+        let partner = onboard::domain::PartnerId::new(app.sandbox.partner_id).unwrap();
+        let dorda = |n| prospect(n, json!({"firstName": "Abu Zayd Umar", "middleName": null, "lastName": "Dorda", "secondLastName": null, "dateOfBirth": "1944-04-04"}));
+
+        // Screened against OFAC SDN only, the person on the EU list passes the sanctions check.
+        let only_sdn = onboard::sanctions::ListSelection::parse("ofac-sdn").unwrap();
+        assert!(onboard::core::partners::set_sanctions_lists(app.store(), partner, Some(&only_sdn), "cli:ops", now_ms()).await.unwrap());
+        let first = accepted(&app, &dorda(1)).await;
+        let (status, detail) = settled(&app, &first).await;
+        assert!(detail != "Compliance" && detail != "OfacFailed", "{status}/{detail}");
+
+        // Against every list again (the default), the same person is a corroborated match (the
+        // seed's `OfacFailed` names any list's), and the reason names the EU list.
+        assert!(onboard::core::partners::set_sanctions_lists(app.store(), partner, None, "cli:ops", now_ms()).await.unwrap());
+        let second = accepted(&app, &dorda(2)).await;
+        assert_eq!(settled(&app, &second).await, ("UpgradeFailed".into(), "OfacFailed".into()));
+        let timeline = events(&app, &second).await;
+        let reason = timeline.iter().find(|e| e["statusDetail"] == "OfacFailed").map(|e| e["reason"].to_string()).unwrap_or_default();
+        assert!(reason.contains("eu list"), "{timeline:?}");
+    }
 }

@@ -9,9 +9,9 @@ use onboard::domain::address::Country;
 use onboard::domain::cip::{CipState, Transition};
 use onboard::domain::cip::{Detail, Status};
 use onboard::domain::prospect::{DateOfBirth, PersonName, Prospect};
-use onboard::domain::{PartnerId, PublicUserId, now_ms};
+use onboard::domain::{Environment, PartnerId, PartnerName, PublicUserId, now_ms};
 use onboard::domain::{Phone, parse_date};
-use onboard::sanctions::{ListFiles, ListSource, Publication, read_dir};
+use onboard::sanctions::{ListFiles, ListSelection, ListSource, Publication, read_dir};
 use onboard::store::{NewProspect, events, pin_unit, prospects};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -59,7 +59,18 @@ async fn person(app: &TestApp, first: &str, last: &str, dob: &str, country: &str
 
 /// `person`, with the user id partners and staff see.
 async fn person_with_public_id(app: &TestApp, first: &str, last: &str, dob: &str, country: &str) -> (i64, String) {
-    let partner = PartnerId::new(app.sandbox.partner_id).unwrap();
+    person_of(app, PartnerId::new(app.sandbox.partner_id).unwrap(), first, last, dob, country).await
+}
+
+/// `person_with_public_id`, of any partner.
+async fn person_of(
+    app: &TestApp,
+    partner: PartnerId,
+    first: &str,
+    last: &str,
+    dob: &str,
+    country: &str,
+) -> (i64, String) {
     let prospect = Prospect {
         first_name: PersonName::parse(first).unwrap(),
         middle_name: None,
@@ -278,5 +289,87 @@ on_both_backends! {
         let reflagged = events_reach(&app, quixano, 4).await;
         assert_eq!((reflagged[3].to_detail.as_str(), reflagged[3].actor.as_str()), (Detail::Compliance.as_str(), "sanctions:rescreen"));
         assert!(reflagged[3].reason.contains("99001"), "{}", reflagged[3].reason);
+    }
+
+    async fn every_list_loads_names_itself_in_candidates_and_a_partner_is_screened_against_its_choice(app) {
+        let store = app.store();
+        let token = staff_token(&app, "Rita Reviewer", StaffRole::Compliance).await;
+        let (sdn, _) = load(&app, small_list(), "test:small").await;
+        rescreens_done(&app, 1).await;
+
+        // A second partner whose users are screened against OFAC SDN only: the choice is audited.
+        let narrow = onboard::core::partners::create(store, &PartnerName::parse("Narrow").unwrap(), Environment::Sandbox, "cli:ops", now_ms()).await.unwrap();
+        let narrow = PartnerId::new(narrow.partner_id).unwrap();
+        let only_sdn = ListSelection::parse("ofac-sdn").unwrap();
+        assert!(onboard::core::partners::set_sanctions_lists(store, narrow, Some(&only_sdn), "cli:ops", now_ms()).await.unwrap());
+        let audited = &store.audit_log(1).await.unwrap()[0];
+        assert_eq!((audited.action.as_str(), audited.target.as_deref()), ("partner.sanctions_lists.set", Some(narrow.to_string().as_str())));
+        let nobody = PartnerId::new(999_999).unwrap();
+        assert!(!onboard::core::partners::set_sanctions_lists(store, nobody, None, "cli:ops", now_ms()).await.unwrap());
+
+        // The same person (on the EU list only) at each partner, before the EU list is loaded.
+        let everyone = person(&app, "Abu Zayd Umar", "Dorda", "1944-04-04", "LY").await;
+        let (chosen, _) = person_of(&app, narrow, "Abu Zayd Umar", "Dorda", "1944-04-04", "LY").await;
+
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut versions = vec![(ListSource::OfacSdn, sdn)];
+        for (list, dir, published) in [
+            (ListSource::OfacCons, "data/ofac-cons", None),
+            (ListSource::Un, "tests/fixtures/un-small", Some("2026-02-27")),
+            (ListSource::Eu, "tests/fixtures/eu-small", Some("2026-08-05")),
+            (ListSource::Uk, "tests/fixtures/uk-small", Some("2026-09-10")),
+        ] {
+            let publication = Publication::from_dir(&root.join(dir), list).unwrap();
+            let (version, created) = onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, publication.clone(), "cli:ops", now_ms()).await.unwrap();
+            assert!(created, "{list}");
+            assert_eq!((version.list, version.published_on.as_deref()), (list, published), "the XML lists say when they were generated");
+            let (again, created) = onboard::core::staff::load_sanctions_list(store, &app.state.sanctions, publication, "cli:ops", now_ms()).await.unwrap();
+            assert_eq!((again.id, created), (version.id, false), "{list}: the same files are the same version");
+            versions.push((list, version.id));
+        }
+        rescreens_done(&app, 5).await;
+
+        let response = app.client.get(app.url("/admin/sanctions/lists")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let lists: Value = response.json().await.unwrap();
+        let listed: Vec<(String, i64)> = lists.as_array().unwrap().iter().map(|l| (l["list"].as_str().unwrap().to_owned(), l["id"].as_i64().unwrap())).collect();
+        let expected: Vec<(String, i64)> = versions.iter().map(|(l, id)| (l.as_str().to_owned(), *id)).collect();
+        assert_eq!(listed, expected);
+
+        // Each list's own people are found there, and the candidate says which list and version.
+        for (body, list, entity) in [
+            (json!({"name": "Abu Zayd Umar Dorda", "dateOfBirth": "1944-04-04"}), "eu", 6106),
+            (json!({"name": "Doku Umarov"}), "un", 2960872),
+            (json!({"name": "Fadhil Harun", "dateOfBirth": "1972-05-01"}), "uk", i64::from_str_radix("AQD0195", 36).unwrap()),
+            (json!({"name": "Ismail Haniya"}), "ofac-cons", 9639),
+        ] {
+            let response = screen(&app, &token, &body).await;
+            assert_eq!(response.status(), 200);
+            let screening: Value = response.json().await.unwrap();
+            let top = &screening["matches"][0];
+            assert_eq!((top["list"].as_str(), top["entityId"].as_i64()), (Some(list), Some(entity)), "{body}: {screening}");
+            let version = versions.iter().find(|(l, _)| l.as_str() == list).unwrap().1;
+            assert_eq!(top["listVersion"], version);
+            assert_eq!(screening["lists"].as_array().unwrap().len(), 5);
+            assert!(top["fingerprint"].as_str().unwrap().starts_with(&format!("{list}:")));
+        }
+        // Screening against some lists only.
+        let body = json!({"name": "Abu Zayd Umar Dorda", "dateOfBirth": "1944-04-04", "lists": ["ofac-sdn", "un"]});
+        let screening: Value = screen(&app, &token, &body).await.json().await.unwrap();
+        assert_eq!(screening["decision"], "clear", "{screening}");
+        let named: Vec<&str> = screening["lists"].as_array().unwrap().iter().map(|l| l["list"].as_str().unwrap()).collect();
+        assert_eq!(named, ["ofac-sdn", "un"]);
+        for bad in [json!({"name": "X", "lists": []}), json!({"name": "X", "lists": ["ofac"]}), json!({"name": "X", "lists": "un"})] {
+            assert_problem(screen(&app, &token, &bad).await, 400).await;
+        }
+
+        // The EU list's re-screening moved the user of the partner that screens against every
+        // list, and not the same person at the partner that chose OFAC SDN only.
+        let moved = events_reach(&app, everyone, 2).await;
+        assert_eq!(moved[1].to_detail, Detail::Compliance.as_str());
+        assert!(moved[1].reason.starts_with("eu list "), "{}", moved[1].reason);
+        assert_eq!(store.user_events(chosen).await.unwrap().len(), 1, "not screened against the EU list");
+        let screened: Vec<i64> = store.user_screenings(chosen).await.unwrap().iter().map(|s| s.0).collect();
+        assert!(screened.iter().all(|id| *id == sdn), "screened against OFAC SDN only: {screened:?}");
     }
 }
