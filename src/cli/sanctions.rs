@@ -201,7 +201,9 @@ async fn download(list: ListSource, url: &str) -> anyhow::Result<(ListFiles, Opt
         if !response.status().is_success() {
             bail!("GET {url}: {}", response.status());
         }
-        if at == 0 {
+        // The XML lists say in the document when they were generated (`prepare` reads it): a
+        // server's Last-Modified is only the day a copy was made.
+        if at == 0 && list.url_is_base() {
             published = response
                 .headers()
                 .get(reqwest::header::LAST_MODIFIED)

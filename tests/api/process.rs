@@ -502,45 +502,122 @@ fn sanctions_cli_loads_the_snapshot_and_screens() {
     assert!(run(&["jobs", "stats"]).contains("sanctions.rescreen"));
 }
 
+/// Every list loads by `--url` from a server that publishes it as its owner does (OFAC's CSV
+/// files under a base URL, the XML lists as one document each), then screens by list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sanctions_load_downloads_from_a_base_url() {
+async fn sanctions_load_downloads_every_list_from_its_url() {
     use axum::http::header::LAST_MODIFIED;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac-small");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).to_owned();
     let app = axum::Router::new().route(
-        "/downloads/{file}",
-        axum::routing::get(move |axum::extract::Path(file): axum::extract::Path<String>| {
-            let fixture = fixture.clone();
+        "/{dir}/{file}",
+        axum::routing::get(move |axum::extract::Path((dir, file)): axum::extract::Path<(String, String)>| {
+            let root = root.clone();
             async move {
-                match std::fs::read(fixture.join(&file)) {
-                    Ok(bytes) if file.ends_with(".csv") => {
-                        ([(LAST_MODIFIED, "Fri, 03 May 2024 14:00:00 GMT")], bytes).into_response()
-                    }
+                let folder = match dir.as_str() {
+                    "downloads" => "tests/fixtures/ofac-small",
+                    "consolidated" => "data/ofac-cons",
+                    "un" => "tests/fixtures/un-small",
+                    "eu" => "tests/fixtures/eu-small",
+                    "uk" => "tests/fixtures/uk-small",
+                    _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
+                };
+                match std::fs::read(root.join(folder).join(&file)) {
+                    Ok(bytes) => ([(LAST_MODIFIED, "Fri, 03 May 2024 14:00:00 GMT")], bytes).into_response(),
                     _ => axum::http::StatusCode::NOT_FOUND.into_response(),
                 }
             }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/downloads", listener.local_addr().unwrap());
+    let server = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let (path, url) = (dir.path().to_owned(), base.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(["sanctions", "load", "--url", &url, "--json"])
-            .current_dir(path)
-            .env_remove("DATABASE_URL")
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let loaded: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(loaded["list"]["counts"]["entries"], 17);
-    assert_eq!(loaded["list"]["publishedOn"], "2024-05-03");
-    assert_eq!(loaded["list"]["source"], base);
+    let path = dir.path().to_owned();
+    let cli = move |args: Vec<String>| {
+        let path = path.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_onboard"))
+                    .args(&args)
+                    .current_dir(path)
+                    .env_remove("DATABASE_URL")
+                    .output()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let load = |source: &str, url: String| {
+        ["sanctions", "load", "--source", source, "--url", &url, "--json"].map(str::to_owned).to_vec()
+    };
+    // (list, URL, entries, publication date: Last-Modified for OFAC's files, the document's own otherwise)
+    for (source, url, entries, published) in [
+        ("ofac-sdn", format!("{server}/downloads"), 17, "2024-05-03"),
+        ("ofac-cons", format!("{server}/consolidated/"), 442, "2024-05-03"),
+        ("un", format!("{server}/un/consolidated.xml"), 12, "2026-02-27"),
+        ("eu", format!("{server}/eu/eu_fsf.xml"), 3, "2026-08-05"),
+        ("uk", format!("{server}/uk/UK_Sanctions_List.xml"), 5, "2026-09-10"),
+    ] {
+        let (ok, stdout, stderr) = cli(load(source, url.clone())).await;
+        assert!(ok, "{source}: {stderr}");
+        let loaded: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(loaded["list"]["list"], source);
+        assert_eq!(loaded["list"]["counts"]["entries"], entries, "{source}");
+        assert_eq!(loaded["list"]["publishedOn"], published, "{source}");
+        assert_eq!(loaded["list"]["source"], url);
+    }
+    let (_, status, _) = cli(["sanctions", "status", "--json"].map(str::to_owned).to_vec()).await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let lists: Vec<&str> = status.as_array().unwrap().iter().map(|v| v["list"].as_str().unwrap()).collect();
+    assert_eq!(lists, ["ofac-sdn", "ofac-cons", "un", "eu", "uk"]);
+
+    let screen = |extra: &[&str]| {
+        let mut args = ["sanctions", "screen", "--name", "Doku Umarov", "--json"].map(str::to_owned).to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let (ok, found, _) = cli(screen(&[])).await;
+    assert!(ok);
+    let found: Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(
+        (found["matches"][0]["list"].as_str(), found["matches"][0]["entityId"].as_i64()),
+        (Some("un"), Some(2960872))
+    );
+    let (ok, narrow, _) = cli(screen(&["--lists", "ofac-sdn,eu"])).await;
+    assert!(ok);
+    let narrow: Value = serde_json::from_str(&narrow).unwrap();
+    assert!(narrow["matches"].as_array().unwrap().iter().all(|m| m["list"] != "un"), "{narrow}");
+
+    // Clear refusals, and nothing loaded by them.
+    for (args, says) in [
+        (load("un", format!("{server}/un/missing.xml")), "404"),
+        (load("eu", format!("{server}/un/consolidated.xml")), "no entries"),
+        (["sanctions", "load", "--source", "un", "--builtin"].map(str::to_owned).to_vec(), "OFAC SDN list only"),
+        (screen(&["--lists", "ofac"]), "not a list"),
+        (["partner", "sanctions-lists", "--partner", "1", "--lists", "un"].map(str::to_owned).to_vec(), "no partner 1"),
+    ] {
+        let (ok, _, stderr) = cli(args.clone()).await;
+        assert!(!ok && stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let (_, status_after, _) = cli(["sanctions", "status", "--json"].map(str::to_owned).to_vec()).await;
+    assert_eq!(serde_json::from_str::<Value>(&status_after).unwrap(), status);
+
+    let (ok, created, _) = cli(["partner", "create", "--name", "Lists", "--json"].map(str::to_owned).to_vec()).await;
+    assert!(ok);
+    let partner = serde_json::from_str::<Value>(&created).unwrap()["partnerId"].to_string();
+    let (ok, said, stderr) = cli(["partner", "sanctions-lists", "--partner", &partner, "--lists", "un,ofac-sdn"]
+        .map(str::to_owned)
+        .to_vec())
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(said.contains("screened against ofac-sdn,un"), "{said}");
 }
 
 /// Settings for nodes that run the validators: the small fixture list, fast polling, short leases.
