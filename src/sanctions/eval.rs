@@ -562,7 +562,7 @@ pub fn bench_queries(index: &SanctionsIndex) -> Vec<Query> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sanctions::parse::parse_list;
+    use crate::sanctions::parse_list;
     use crate::sanctions::test_files;
 
     /// The quality gate: recall on listed names and their variants, false positives on common

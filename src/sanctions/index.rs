@@ -739,7 +739,7 @@ fn neighbourhood(token: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sanctions::parse::parse_list;
+    use crate::sanctions::parse_list;
     use crate::sanctions::{ListFiles, test_files};
     use time::macros::date;
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 pub use crate::domain::sanctions_list::ListSelection;
 pub use index::{Candidate, Decision, MatchPolicy, Query, SanctionsIndex};
-pub use parse::{EntityKind, ListCounts, ListFiles, ListSource, ParseError, country_code, is_country_code, parse_list};
+pub use parse::{EntityKind, ListCounts, ListFiles, ListSource, ParseError, ParsedList, country_code, is_country_code};
 
 use crate::domain::cip::Status;
 use crate::domain::cip::{CipState, Transition};
@@ -407,6 +407,21 @@ async fn commit_rescreen_page(
             })
         })
         .await
+}
+
+/// Parses a publication of any list, by the list's own format; a list without entries is an
+/// error (a truncated download must not replace a list with nothing).
+pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
+    let parsed = match files.source() {
+        ListSource::OfacSdn | ListSource::OfacCons => parse::parse_ofac(files)?,
+        ListSource::Un => un::parse_un(files.nth(0)).map(|l| ParsedList::of_entries(l.entries, l.generated_on))?,
+        ListSource::Eu => eu::parse_eu(files.nth(0))?,
+        ListSource::Uk => uk::parse_uk(files.nth(0))?,
+    };
+    if parsed.entries.is_empty() {
+        return Err(ParseError::Empty(files.names()[0]));
+    }
+    Ok(parsed)
 }
 
 /// How a person (a user, not a vessel or a company) is screened, wherever it is screened: the

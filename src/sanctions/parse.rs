@@ -158,26 +158,9 @@ impl ParsedList {
     }
 }
 
-/// Parses a publication of any list, by the list's own format.
-pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
-    let first = files.names()[0];
-    let parsed = match files.source() {
-        ListSource::OfacSdn | ListSource::OfacCons => parse_ofac(files)?,
-        ListSource::Un => {
-            super::un::parse_un(files.nth(0)).map(|l| ParsedList::of_entries(l.entries, l.generated_on))?
-        }
-        ListSource::Eu => super::eu::parse_eu(files.nth(0))?,
-        ListSource::Uk => super::uk::parse_uk(files.nth(0))?,
-    };
-    if parsed.entries.is_empty() {
-        return Err(ParseError::Empty(first));
-    }
-    Ok(parsed)
-}
-
 /// Parses OFAC's four CSV files (the SDN list's or the consolidated list's: one format under
 /// two sets of names). Only the first is required; the others may be empty.
-fn parse_ofac(files: &ListFiles) -> Result<ParsedList, ParseError> {
+pub fn parse_ofac(files: &ListFiles) -> Result<ParsedList, ParseError> {
     let &[primary, alt_file, add_file, comments_file] = files.names() else {
         unreachable!("OFAC publications have four files")
     };
@@ -537,12 +520,12 @@ mod properties {
 
         #[test]
         fn list_files_never_panic(sdn in csv(12), alt in csv(5), add in csv(6), comments in csv(3)) {
-            let _ = parse_list(&ListFiles::of(ListSource::OfacSdn, [sdn, alt, add, comments]));
+            let _ = parse_ofac(&ListFiles::of(ListSource::OfacSdn, [sdn, alt, add, comments]));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(sdn in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse_list(&ListFiles::of(ListSource::OfacSdn, [sdn]));
+            let _ = parse_ofac(&ListFiles::of(ListSource::OfacSdn, [sdn]));
         }
     }
 }
@@ -558,7 +541,7 @@ mod tests {
 
     #[test]
     fn parses_the_small_fixture() {
-        let list = parse_list(&small()).unwrap();
+        let list = parse_ofac(&small()).unwrap();
         assert_eq!(list.counts.entries, 17);
         let moreno = list.entries.iter().find(|e| e.id == 15102).unwrap();
         assert_eq!(moreno.name, "MORENO, Daniel");
@@ -585,7 +568,7 @@ mod tests {
             b"1,10,\"aka\",\"DOE, Johnny\",-0- \r\n99,11,\"aka\",\"NOBODY\",-0- \r\n".to_vec(),
             b"2,20,-0- ,\"Dubai\",\"United Arab Emirates\",-0- \r\n".to_vec(),
         ]);
-        let list = parse_list(&files).unwrap();
+        let list = parse_ofac(&files).unwrap();
         assert_eq!(
             list.counts,
             ListCounts { entries: 2, alt_rows: 2, address_rows: 1, comment_rows: 0, orphan_rows: 1 }
@@ -633,7 +616,7 @@ mod tests {
 
     #[test]
     fn parses_the_full_snapshot() {
-        let list = parse_list(&crate::sanctions::test_files("data/ofac")).unwrap();
+        let list = parse_ofac(&crate::sanctions::test_files("data/ofac")).unwrap();
         assert_eq!(list.counts.entries, 14_965);
         let kinds = |k| list.entries.iter().filter(|e| e.kind == k).count();
         assert_eq!((kinds(EntityKind::Individual), kinds(EntityKind::Entity)), (6_854, 6_884));
