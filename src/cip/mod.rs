@@ -143,7 +143,7 @@ fn evaluate(
                 Some(top) if outcome != Outcome::Pass => format!(
                     "{} list {}: {} {} score {:.3} ({})",
                     top.list,
-                    screening.list_version,
+                    top.list_version,
                     top.decision.as_str(),
                     top.entity_id,
                     top.score,

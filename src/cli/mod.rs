@@ -228,8 +228,23 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
                 if !core::partners::set_sanctions_lists(&store, partner, lists.as_ref(), &actor, now_ms()).await? {
                     anyhow::bail!("no partner {partner}");
                 }
+                let loaded = store.current_sanctions_lists().await?;
+                let missing: Vec<&str> = lists
+                    .iter()
+                    .flat_map(|l| l.lists())
+                    .filter(|l| !loaded.iter().any(|v| v.list == **l))
+                    .map(|l| l.as_str())
+                    .collect();
                 let chosen = lists.map_or_else(|| "every list loaded".to_owned(), |l| l.to_string());
                 println!("partner {partner} is screened against {chosen}");
+                if !missing.is_empty() {
+                    // Set before loading is allowed (an operator may prepare); until then its
+                    // users' sanctions checks wait and retry.
+                    eprintln!(
+                        "warning: {} not loaded yet: the partner's sanctions checks wait until it is (onboard sanctions load --source …)",
+                        missing.join(", ")
+                    );
+                }
             }
         }
         Ok(())

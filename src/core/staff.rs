@@ -100,7 +100,11 @@ pub async fn screen(
         "listVersion": screening.list_version,
         "lists": screening.lists,
         "decision": screening.decision,
-        "candidates": screening.matches.iter().map(|c| c.entity_id).collect::<Vec<_>>(),
+        "candidates": screening
+            .matches
+            .iter()
+            .map(|c| serde_json::json!({ "list": c.list, "listVersion": c.list_version, "entityId": c.entity_id }))
+            .collect::<Vec<_>>(),
     });
     let actor = actor.to_owned();
     store

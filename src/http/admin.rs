@@ -151,6 +151,10 @@ impl From<SanctionsError> for ApiError {
                 detail: "No sanctions list is loaded yet; run `onboard sanctions load`.",
                 retry_after_secs: 30,
             },
+            // Asked for by name: what is missing is the request's to fix or to wait for.
+            SanctionsError::Missing(lists) => {
+                ApiError::Conflict(format!("The sanctions lists {lists} are not loaded."))
+            }
             SanctionsError::Store(e) => e.into(),
             other => ApiError::Internal(other.into()),
         }
@@ -161,6 +165,7 @@ impl From<SanctionsError> for ApiError {
 /// action are recorded.
 #[utoipa::path(post, path = "/admin/sanctions/screen", tag = "Staff", request_body = ScreenRequest, security(("bearer" = [])),
     responses((status = 200, body = crate::sanctions::Screening, description = "Candidates that reach review, best first"), BadRequest, Unauthorized, Forbidden, Unavailable,
+        (status = 409, description = "A list named in `lists` is not loaded", body = super::error::Problem, content_type = "application/problem+json"),
         UnsupportedMediaType,
     ))]
 pub(super) async fn screen(

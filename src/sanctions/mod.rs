@@ -38,6 +38,10 @@ const RESCREEN_PAGE: i64 = 500;
 pub enum SanctionsError {
     #[error("no sanctions list is loaded; run `onboard sanctions load`")]
     NotLoaded,
+    /// Some of the lists asked for (or chosen for the partner) have no version loaded: a
+    /// screening against fewer lists than chosen would pass people unscreened.
+    #[error("the sanctions lists {0} are not loaded; run `onboard sanctions load --source …`")]
+    Missing(String),
     #[error("the list files are invalid: {0}")]
     Invalid(#[from] ParseError),
     #[error("{0}")]
@@ -109,7 +113,9 @@ impl Sanctions {
 
     /// Makes the database's newest version of each list the ones this process screens with
     /// (lists already current are kept as they are). Parsing and indexing run off the async
-    /// runtime.
+    /// runtime. A stored version that does not parse (a reader made stricter since it was
+    /// loaded) is logged and left out — the other lists still screen; its re-screening job
+    /// retries — rather than taking every list down with it.
     pub async fn refresh(&self, store: &Store) -> Result<Loaded, SanctionsError> {
         let versions = store.current_sanctions_lists().await?;
         let current = self.current();
@@ -119,10 +125,17 @@ impl Sanctions {
                 continue;
             }
             let files = store.sanctions_list_files(&version).await?;
-            let entries = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
+            let parsed = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
                 .await
-                .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
-            fresh.push(self.index(version, entries).await?);
+                .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))?;
+            match parsed {
+                Ok(entries) => fresh.push(self.index(version, entries).await?),
+                Err(err) => {
+                    metrics::counter!("sanctions_list_load_failures_total", "list" => version.list.as_str())
+                        .increment(1);
+                    tracing::error!(list = version.list.as_str(), version = version.id, error = %err, "a stored sanctions list does not parse; screening goes on without it");
+                }
+            }
         }
         Ok(self.publish(fresh))
     }
@@ -206,8 +219,19 @@ impl Sanctions {
         let current = self.current();
         let chosen: Vec<&LoadedList> =
             current.iter().map(|l| &**l).filter(|l| lists.is_none_or(|s| s.contains(l.version.list))).collect();
-        if chosen.is_empty() {
+        if chosen.is_empty() && lists.is_none() {
             return Err(SanctionsError::NotLoaded);
+        }
+        if let Some(lists) = lists {
+            let missing: Vec<&str> = lists
+                .lists()
+                .iter()
+                .filter(|l| !chosen.iter().any(|c| c.version.list == **l))
+                .map(|l| l.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Err(SanctionsError::Missing(missing.join(", ")));
+            }
         }
         Ok(screen_with(&chosen, query))
     }
@@ -246,7 +270,11 @@ impl Sanctions {
         let page: Page =
             serde_json::from_str(&job.payload).map_err(|e| SanctionsError::Fetch(format!("bad payload: {e}")))?;
         let current = self.refresh(store).await?;
-        let Some(loaded) = current.iter().find(|l| l.version.id == page.list_id).cloned() else {
+        let Some(changed) = current.iter().find(|l| l.version.id == page.list_id).map(|l| l.version.list) else {
+            if store.current_sanctions_lists().await?.iter().any(|v| v.id == page.list_id) {
+                // The newest version of its list, stored but not loadable here: try again later.
+                return Err(SanctionsError::Fetch(format!("list version {} could not be loaded", page.list_id)));
+            }
             // A newer version of the list arrived meanwhile; its own re-screening covers everyone.
             return Ok(commit_rescreen_page(store, job, Vec::new(), None, now_ms()).await?.map(|_| 0));
         };
@@ -254,14 +282,15 @@ impl Sanctions {
         // A page is ~100 ms of matching: on the runtime it would hold one of its workers that
         // long, and the requests queued on it with it (`POST /User` p99 39 ms beside a
         // re-screening, BENCHMARKS.md, issue 27).
-        let list = Arc::clone(&loaded);
         let (people, outcomes) = tokio::task::spawn_blocking(move || {
-            // Only the users whose partner screens against this list.
+            // The users whose partner screens against the list that changed, each against every
+            // list of its partner's choice: the newest screening of a user then always holds
+            // every candidate it has, which is what a case shows and a clearance remembers.
             let rescreen_all = |people: &[ScreenablePerson]| {
                 people
                     .iter()
-                    .filter(|p| screens_against(p, list.version.list))
-                    .map(|p| rescreen_one(&list, p))
+                    .filter(|p| screens_against(p, changed))
+                    .map(|p| rescreen_one(&current, p))
                     .collect::<Vec<_>>()
             };
             if threads <= 1 {
@@ -319,18 +348,26 @@ struct RescreenCommit {
     skipped: u64,
 }
 
-/// Whether the person's partner screens its users against `list` (a choice that no longer
-/// parses is read as every list: screening more is the safe side).
-fn screens_against(person: &ScreenablePerson, list: ListSource) -> bool {
-    person.sanctions_lists.as_deref().and_then(|s| ListSelection::parse(s).ok()).is_none_or(|s| s.contains(list))
+/// The person's partner's choice of lists (a choice that no longer parses is read as every
+/// list: screening more is the safe side).
+fn choice_of(person: &ScreenablePerson) -> Option<ListSelection> {
+    person.sanctions_lists.as_deref().and_then(|s| ListSelection::parse(s).ok())
 }
 
-/// One person of a re-screening page against `loaded`: the screening to record, and the
-/// entries that now reach `review` or `match`.
-fn rescreen_one(loaded: &LoadedList, person: &ScreenablePerson) -> RescreenOutcome {
+/// Whether the person's partner screens its users against `list`.
+fn screens_against(person: &ScreenablePerson, list: ListSource) -> bool {
+    choice_of(person).is_none_or(|s| s.contains(list))
+}
+
+/// One person of a re-screening page against the lists of its partner's choice among
+/// `current`: the screening to record, and the entries that now reach `review` or `match`.
+fn rescreen_one(current: &[Arc<LoadedList>], person: &ScreenablePerson) -> RescreenOutcome {
     let query =
         person_query(person.full_name(), person.date_of_birth.as_deref().and_then(parse_date), person.country.clone());
-    let screening = screen_with(&[loaded], &query);
+    let choice = choice_of(person);
+    let lists: Vec<&LoadedList> =
+        current.iter().map(|l| &**l).filter(|l| choice.as_ref().is_none_or(|s| s.contains(l.version.list))).collect();
+    let screening = screen_with(&lists, &query);
     let partner = PartnerId::new(person.partner_id).ok();
     let user = UserId::new(person.id).ok();
     let row = screening_row(&screening, &query, "sanctions:rescreen", partner, user);
@@ -344,7 +381,7 @@ fn rescreen_one(loaded: &LoadedList, person: &ScreenablePerson) -> RescreenOutco
             reason: format!(
                 "{} list {}: {} {} ({})",
                 c.list,
-                loaded.version.id,
+                c.list_version,
                 c.decision.as_str(),
                 c.entity_id,
                 c.reasons.join("; ")
@@ -421,6 +458,12 @@ pub fn parse_list(files: &ListFiles) -> Result<ParsedList, ParseError> {
     if parsed.entries.is_empty() {
         return Err(ParseError::Empty(files.names()[0]));
     }
+    // An id names one entry: a case, a clearance and the console all look entries up by it.
+    let mut ids: Vec<i64> = parsed.entries.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    if let Some(twice) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ParseError::Duplicate { file: files.names()[0], id: twice[0] });
+    }
     Ok(parsed)
 }
 
@@ -469,11 +512,14 @@ fn screening_row(
     partner: Option<PartnerId>,
     user: Option<UserId>,
 ) -> NewScreening {
+    // Which list versions the answer covers, kept with the question: a clear screening is
+    // evidence of what it was clear against.
     let query_json = serde_json::json!({
         "name": query.name,
         "dateOfBirth": query.date_of_birth.map(|d| d.to_string()),
         "country": query.country,
         "type": query.kind,
+        "lists": screening.lists,
     });
     NewScreening {
         list_id: screening.list_version,

@@ -135,6 +135,8 @@ pub enum ParseError {
     Row { file: &'static str, line: u64, problem: String },
     #[error("{0} holds no entries")]
     Empty(&'static str),
+    #[error("{file} holds entry {id} twice")]
+    Duplicate { file: &'static str, id: i64 },
 }
 
 pub struct ParsedList {

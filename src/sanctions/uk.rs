@@ -35,6 +35,7 @@ struct Record {
     nationalities: Vec<String>,
     birth_place: [String; 2],
     places_of_birth: Vec<String>,
+    birth_countries: Vec<String>,
     addresses: Vec<Address>,
     address_lines: Vec<String>,
     address_city: Option<String>,
@@ -122,6 +123,9 @@ fn element_end(record: &mut Record, parent: &[u8], element: &[u8], value: &str) 
         (b"Location", b"CountryOfBirth") => record.birth_place[1] = owned(),
         (b"BirthDetails", b"Location") => {
             let place = std::mem::take(&mut record.birth_place);
+            if !place[1].is_empty() {
+                record.birth_countries.push(place[1].clone());
+            }
             let place: Vec<&String> = place.iter().filter(|p| !p.is_empty()).collect();
             if !place.is_empty() {
                 record.places_of_birth.push(place.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
@@ -150,7 +154,9 @@ fn uk_date(text: &str) -> Option<Date> {
     span.is_exact().then_some(span.from)
 }
 
-/// `12/05/1958`, `dd/05/1958`, `dd/mm/1945` or `1946` as the span of days it allows.
+/// `12/05/1958`, `dd/05/1958`, `dd/mm/1945` or `1946` as the span of days it allows (a day
+/// without its month is no narrower than the year). The literal `dd` and `mm` are the only
+/// unknown parts; anything else that is not a number is no date.
 fn uk_dob(text: &str) -> Option<DobSpan> {
     let parts: Vec<&str> = text.trim().split('/').collect();
     let (day, month, year) = match parts.as_slice() {
@@ -158,31 +164,41 @@ fn uk_dob(text: &str) -> Option<DobSpan> {
         [day, month, year] => (*day, *month, *year),
         _ => return None,
     };
-    let year: i32 = year.parse().ok()?;
-    let (first, last) = match month.parse::<u8>().ok() {
-        Some(m) => {
-            let month = Month::try_from(m).ok()?;
-            (month, month)
+    let number = |part: &str, unknown: &str| -> Option<Option<u8>> {
+        if part == unknown {
+            return Some(None);
         }
-        None => (Month::January, Month::December),
+        (part.len() <= 2 && part.bytes().all(|b| b.is_ascii_digit())).then(|| part.parse().ok()).flatten().map(Some)
     };
-    let (from, to) = match day.parse::<u8>().ok() {
-        Some(d) => (d, d),
-        None => (1, last.length(year)),
-    };
-    Some(DobSpan {
-        from: Date::from_calendar_date(year, first, from).ok()?,
-        to: Date::from_calendar_date(year, last, to).ok()?,
-    })
-}
-
-/// `AFG0006` as the base-36 number it spells: an integer id that is unique as the reference is,
-/// and reads back (`reference`).
-fn entity_id(unique_id: &str) -> Option<i64> {
-    if unique_id.is_empty() || unique_id.len() > 12 {
+    let (day, month) = (number(day, "dd")?, number(month, "mm")?);
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    i64::from_str_radix(unique_id, 36).ok().filter(|id| *id > 0)
+    let year: i32 = year.parse().ok()?;
+    let span = |first: Month, from: u8, last: Month, to: u8| {
+        Some(DobSpan {
+            from: Date::from_calendar_date(year, first, from).ok()?,
+            to: Date::from_calendar_date(year, last, to).ok()?,
+        })
+    };
+    match (day, month.map(Month::try_from)) {
+        (_, Some(Err(_))) => None,
+        (Some(day), Some(Ok(month))) => span(month, day, month, day),
+        (None, Some(Ok(month))) => span(month, 1, month, month.length(year)),
+        (_, None) => span(Month::January, 1, Month::December, 31),
+    }
+}
+
+/// `AFG0006` as the base-36 number it spells: an integer id that is unique as the reference is
+/// and reads back. Only the published shape is taken — a capital letter, then capitals and
+/// digits, ten at most — so no two spellings give one id (`afg0006`, `+AFG0006`, `0AFG0006`)
+/// and every id stays below 2^53, exact in any JSON reader.
+fn entity_id(unique_id: &str) -> Option<i64> {
+    let bytes = unique_id.as_bytes();
+    let shaped = matches!(bytes.first(), Some(b'A'..=b'Z'))
+        && bytes.len() <= 10
+        && bytes.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    shaped.then(|| i64::from_str_radix(unique_id, 36).ok()).flatten()
 }
 
 fn entry(record: Record) -> Result<Entry, String> {
@@ -203,7 +219,7 @@ fn entry(record: Record) -> Result<Entry, String> {
         .collect();
     alt_names.extend(record.original_script.into_iter().map(|name| AltName { kind: ORIGINAL_SCRIPT.into(), name }));
     let mut countries: Vec<&'static str> = Vec::new();
-    let birth_countries = record.places_of_birth.iter().filter_map(|p| p.rsplit(", ").next());
+    let birth_countries = record.birth_countries.iter().map(String::as_str);
     let addressed = record.addresses.iter().filter_map(|a| a.country.as_deref());
     for code in
         record.nationalities.iter().map(String::as_str).chain(birth_countries).chain(addressed).filter_map(country_code)
@@ -295,6 +311,14 @@ mod tests {
         assert_eq!(uk_dob("31/02/2000"), None);
         assert_eq!(uk_dob("yesterday"), None);
         assert_eq!(uk_date("dd/mm/2026"), None);
+        assert_eq!(uk_dob("12/mm/1958"), Some(DobSpan { from: date!(1958 - 01 - 01), to: date!(1958 - 12 - 31) }));
+        for bad in ["O5/05/1958", "300/05/1958", "12/13/1958", "12/05/58", "+12/05/1958", "12/05/1958/1"] {
+            assert_eq!(uk_dob(bad), None, "{bad}");
+        }
+        assert_eq!(entity_id("AFG0006"), Some(i64::from_str_radix("AFG0006", 36).unwrap()));
+        for bad in ["afg0006", "+AFG0006", "0AFG0006", "AFG-0006", "", "ABCDEFGHIJK"] {
+            assert_eq!(entity_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -547,7 +547,10 @@ on_both_backends! {
     async fn the_sanctions_check_screens_against_the_lists_the_partner_chose(app) {
         load_small_list(&app).await;
         let eu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eu-small");
-        app.state.sanctions.install(app.store(), Publication::from_dir(&eu, ListSource::Eu).unwrap()).await.unwrap();
+        let (eu, _) = app.state.sanctions.install(app.store(), Publication::from_dir(&eu, ListSource::Eu).unwrap()).await.unwrap();
+        // Another list loaded after it: a reason must quote the version of the candidate's list.
+        let un = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/un-small");
+        app.state.sanctions.install(app.store(), Publication::from_dir(&un, ListSource::Un).unwrap()).await.unwrap();
         let partner = onboard::domain::PartnerId::new(app.sandbox.partner_id).unwrap();
         let dorda = |n| prospect(n, json!({"firstName": "Abu Zayd Umar", "middleName": null, "lastName": "Dorda", "secondLastName": null, "dateOfBirth": "1944-04-04"}));
 
@@ -565,6 +568,6 @@ on_both_backends! {
         assert_eq!(settled(&app, &second).await, ("UpgradeFailed".into(), "OfacFailed".into()));
         let timeline = events(&app, &second).await;
         let reason = timeline.iter().find(|e| e["statusDetail"] == "OfacFailed").map(|e| e["reason"].to_string()).unwrap_or_default();
-        assert!(reason.contains("eu list"), "{timeline:?}");
+        assert!(reason.contains(&format!("eu list {}: match 6106 ", eu.id)), "{timeline:?}");
     }
 }

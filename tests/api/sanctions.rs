@@ -294,8 +294,6 @@ on_both_backends! {
     async fn every_list_loads_names_itself_in_candidates_and_a_partner_is_screened_against_its_choice(app) {
         let store = app.store();
         let token = staff_token(&app, "Rita Reviewer", StaffRole::Compliance).await;
-        let (sdn, _) = load(&app, small_list(), "test:small").await;
-        rescreens_done(&app, 1).await;
 
         // A second partner whose users are screened against OFAC SDN only: the choice is audited.
         let narrow = onboard::core::partners::create(store, &PartnerName::parse("Narrow").unwrap(), Environment::Sandbox, "cli:ops", now_ms()).await.unwrap();
@@ -310,6 +308,8 @@ on_both_backends! {
         // The same person (on the EU list only) at each partner, before the EU list is loaded.
         let everyone = person(&app, "Abu Zayd Umar", "Dorda", "1944-04-04", "LY").await;
         let (chosen, _) = person_of(&app, narrow, "Abu Zayd Umar", "Dorda", "1944-04-04", "LY").await;
+        let (sdn, _) = load(&app, small_list(), "test:small").await;
+        rescreens_done(&app, 1).await;
 
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut versions = vec![(ListSource::OfacSdn, sdn)];
@@ -367,9 +367,51 @@ on_both_backends! {
         // list, and not the same person at the partner that chose OFAC SDN only.
         let moved = events_reach(&app, everyone, 2).await;
         assert_eq!(moved[1].to_detail, Detail::Compliance.as_str());
-        assert!(moved[1].reason.starts_with("eu list "), "{}", moved[1].reason);
+        let eu = versions.iter().find(|(l, _)| *l == ListSource::Eu).unwrap().1;
+        assert!(moved[1].reason.starts_with(&format!("eu list {eu}: match 6106 ")), "{}", moved[1].reason);
         assert_eq!(store.user_events(chosen).await.unwrap().len(), 1, "not screened against the EU list");
         let screened: Vec<i64> = store.user_screenings(chosen).await.unwrap().iter().map(|s| s.0).collect();
-        assert!(screened.iter().all(|id| *id == sdn), "screened against OFAC SDN only: {screened:?}");
+        assert_eq!(screened, [sdn], "screened once, by the OFAC SDN list's re-screening, and against it only");
+
+    }
+
+    async fn a_clearance_holds_while_other_lists_are_re_screened(app) {
+        let (doku, public) = person_with_public_id(&app, "Doku", "Umarov", "1964-04-13", "RU").await;
+        load(&app, small_list(), "test:small").await;
+        let un_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/un-small");
+        let un = Publication::from_dir(&un_dir, ListSource::Un).unwrap();
+        app.state.sanctions.install(app.store(), un.clone()).await.unwrap();
+        let flagged = events_reach(&app, doku, 2).await;
+        assert_eq!(flagged[1].to_detail, Detail::Compliance.as_str());
+        assert!(flagged[1].reason.contains("un list"), "{}", flagged[1].reason);
+
+        // Lists named but not loaded: no screening against fewer lists than asked for.
+        let token = staff_token(&app, "Rita Reviewer", StaffRole::Compliance).await;
+        let partial = json!({"name": "Doku Umarov", "lists": ["un", "eu"]});
+        let problem = assert_problem(screen(&app, &token, &partial).await, 409).await;
+        assert!(problem["detail"].as_str().unwrap().contains("eu"), "{problem}");
+
+        // Another list's new version re-screens the user against every list: its screening
+        // still holds the UN candidate, which is what the case shows and the clearance keeps.
+        load(&app, small_list_with_new_designation(), "test:small+1").await;
+        rescreens_done(&app, 3).await;
+        let newest = &app.store().user_screenings(doku).await.unwrap()[0].3;
+        assert!(newest.contains("\"list\":\"un\"") && newest.contains("2960872"), "{newest}");
+        let decision = onboard::core::onboarding::CaseDecision {
+            user: public,
+            clear: true,
+            reason: "different person: date of birth checked".into(),
+            actor: "staff:rita".into(),
+        };
+        onboard::core::onboarding::decide_case(app.store(), decision, now_ms()).await.unwrap();
+        let cleared = events_reach(&app, doku, 3).await;
+
+        // A new UN version with the entry unchanged: screened, not reopened.
+        let mut again = un;
+        again.files.file_mut("consolidated.xml").unwrap().extend_from_slice(b"\n");
+        app.state.sanctions.install(app.store(), again).await.unwrap();
+        rescreens_done(&app, 4).await;
+        assert_eq!(app.store().user_screenings(doku).await.unwrap().len(), 4);
+        assert_eq!(app.store().user_events(doku).await.unwrap(), cleared, "a cleared, unchanged UN entry is not re-flagged");
     }
 }
