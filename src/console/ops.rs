@@ -59,6 +59,7 @@ pub(crate) struct DeadJobView {
 
 pub(crate) struct ListView {
     id: i64,
+    list: &'static str,
     source: String,
     published: String,
     entries: u64,
@@ -157,6 +158,7 @@ async fn ops_page(
         .into_iter()
         .map(|l| ListView {
             id: l.id,
+            list: l.list.as_str(),
             source: l.source,
             published: l.published_on.unwrap_or_else(|| "—".to_owned()),
             entries: l.counts.entries,
