@@ -12,7 +12,8 @@ use crate::domain::cip::RequiredConsents;
 use crate::domain::credentials::StoredSecret;
 use crate::domain::sanctions_list::ListSelection;
 use crate::domain::{Environment, Partner, PartnerId, PartnerName};
-use crate::store::{Store, StoreResult, partners, pin_unit};
+use crate::sanctions::RescreenPage;
+use crate::store::{ListVersion, Store, StoreResult, jobs, partners, pin_unit, sanctions};
 
 /// Creates a partner with its first API key and OAuth client; audited as `actor`'s.
 pub async fn create(
@@ -93,9 +94,9 @@ pub struct PartnerSettings {
 }
 
 /// Chooses the sanctions lists a partner's users are screened against (`None`: every list
-/// loaded), for an operator: the choice and its audit entry are one write. False (and nothing
-/// audited) when there is no such partner. Users already screened are screened against the
-/// new choice at their next screening (a correction, or a list's next version).
+/// loaded), for an operator. The choice, its audit entry and the re-screening of the partner's
+/// users against each loaded list the choice gained are one write; a list dropped changes no
+/// screening already made. False (and nothing audited) when there is no such partner.
 pub async fn set_sanctions_lists(
     store: &Store,
     partner: PartnerId,
@@ -103,17 +104,39 @@ pub async fn set_sanctions_lists(
     actor: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let (stored, actor) = (lists.map(ToString::to_string), actor.to_owned());
+    // A version loaded after this read re-screens everyone itself.
+    let loaded = store.current_sanctions_lists().await?;
+    let (chosen, actor) = (lists.cloned(), actor.to_owned());
     store
         .write(move |mut tx| {
             pin_unit(async move {
-                let set = crate::store::sanctions::set_partner_lists(&mut tx, partner, stored.as_deref()).await?;
-                if set {
-                    let detail = serde_json::json!({ "lists": stored.as_deref().unwrap_or("all") });
-                    let target = partner.to_string();
-                    audit::record(&mut tx, &actor, Action::PartnerSanctionsLists, Some(&target), detail, now).await?;
+                let Some(before) = sanctions::lock_partner_lists(&mut tx, partner).await? else {
+                    return Ok(false);
+                };
+                let before = before.as_deref().and_then(|s| ListSelection::parse(s).ok());
+                let stored = chosen.as_ref().map(ToString::to_string);
+                sanctions::set_partner_lists(&mut tx, partner, stored.as_deref()).await?;
+                let gained: Vec<&ListVersion> = loaded
+                    .iter()
+                    .filter(|v| chosen.as_ref().is_none_or(|c| c.contains(v.list)))
+                    .filter(|v| before.as_ref().is_some_and(|b| !b.contains(v.list)))
+                    .collect();
+                for version in &gained {
+                    let page = RescreenPage {
+                        list_id: version.id,
+                        after_user_id: 0,
+                        partner_id: Some(partner.get()),
+                        run: Some(now),
+                    };
+                    jobs::enqueue(&mut tx, &page.job(now), now).await?;
                 }
-                Ok(set)
+                let detail = serde_json::json!({
+                    "lists": stored.as_deref().unwrap_or("all"),
+                    "rescreening": gained.iter().map(|v| v.list).collect::<Vec<_>>(),
+                });
+                let target = partner.to_string();
+                audit::record(&mut tx, &actor, Action::PartnerSanctionsLists, Some(&target), detail, now).await?;
+                Ok(true)
             })
         })
         .await

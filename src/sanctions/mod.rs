@@ -261,13 +261,7 @@ impl Sanctions {
         job: &ClaimedJob,
         threads: usize,
     ) -> Result<Option<u64>, SanctionsError> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Page {
-            list_id: i64,
-            after_user_id: i64,
-        }
-        let page: Page =
+        let page: RescreenPage =
             serde_json::from_str(&job.payload).map_err(|e| SanctionsError::Fetch(format!("bad payload: {e}")))?;
         let current = self.refresh(store).await?;
         let Some(changed) = current.iter().find(|l| l.version.id == page.list_id).map(|l| l.version.list) else {
@@ -278,7 +272,7 @@ impl Sanctions {
             // A newer version of the list arrived meanwhile; its own re-screening covers everyone.
             return Ok(commit_rescreen_page(store, job, Vec::new(), None, now_ms()).await?.map(|_| 0));
         };
-        let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE).await?;
+        let people = store.screenable_people(page.after_user_id, RESCREEN_PAGE, page.partner_id).await?;
         // A page is ~100 ms of matching: on the runtime it would hold one of its workers that
         // long, and the requests queued on it with it (`POST /User` p99 39 ms beside a
         // re-screening, BENCHMARKS.md, issue 27).
@@ -309,11 +303,8 @@ impl Sanctions {
         })
         .await
         .map_err(|e| SanctionsError::Fetch(format!("re-screening a page failed: {e}")))?;
-        let next = (people.len() as i64 == RESCREEN_PAGE).then(|| {
-            let after = people.last().map_or(0, |p| p.id);
-            NewJob::new(RESCREEN_JOB, serde_json::json!({ "listId": page.list_id, "afterUserId": after }), now_ms())
-                .dedupe(format!("{RESCREEN_JOB}:{}:{after}", page.list_id))
-        });
+        let next = (people.len() as i64 == RESCREEN_PAGE)
+            .then(|| RescreenPage { after_user_id: people.last().map_or(0, |p| p.id), ..page }.job(now_ms()));
         let committed = commit_rescreen_page(store, job, outcomes, next, now_ms()).await?;
         if let Some(c) = &committed {
             metrics::counter!("sanctions_rescreened_users_total").increment(people.len() as u64);
@@ -323,6 +314,34 @@ impl Sanctions {
             metrics::gauge!("sanctions_rescreen_last_user_id").set(people.last().map_or(0, |p| p.id) as f64);
         }
         Ok(committed.map(|c| c.moved))
+    }
+}
+
+/// One page of a re-screening (the `sanctions.rescreen` job's payload): the users after
+/// `after_user_id` against list version `list_id` — all users, or, when a partner's choice
+/// gained lists, that partner's only (`partner_id`, with `run` telling two such choices apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RescreenPage {
+    pub list_id: i64,
+    pub after_user_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
+}
+
+impl RescreenPage {
+    /// The job that re-screens this page, keyed so that each page is enqueued once.
+    pub fn job(self, now: i64) -> NewJob {
+        let key = match (self.partner_id, self.run) {
+            (Some(partner), run) => {
+                format!("{RESCREEN_JOB}:{}:partner:{partner}:{}:{}", self.list_id, run.unwrap_or(0), self.after_user_id)
+            }
+            (None, _) => format!("{RESCREEN_JOB}:{}:{}", self.list_id, self.after_user_id),
+        };
+        let payload = serde_json::to_value(self).unwrap_or_default();
+        NewJob::new(RESCREEN_JOB, payload, now).dedupe(key)
     }
 }
 

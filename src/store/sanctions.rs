@@ -155,6 +155,20 @@ pub async fn set_partner_lists(tx: &mut Tx<'_>, partner: PartnerId, lists: Optio
     }) == 1)
 }
 
+/// A partner's choice of lists as stored, under the partner's row lock: `None` when there is
+/// no such partner, `Some(None)` for every list.
+pub async fn lock_partner_lists(tx: &mut Tx<'_>, partner: PartnerId) -> StoreResult<Option<Option<String>>> {
+    Ok(on_tx!(tx, |conn| {
+        // The UPDATE of no column takes PostgreSQL's row lock as SQLite's single writer does.
+        sqlx::query_scalar(
+            "UPDATE partners SET sanctions_lists = sanctions_lists WHERE id = $1 RETURNING sanctions_lists",
+        )
+        .bind(partner.get())
+        .fetch_optional(conn)
+        .await?
+    }))
+}
+
 /// Inserts one screening row in the open transaction; returns its id.
 pub async fn insert_screening(tx: &mut Tx<'_>, s: &NewScreening) -> StoreResult<i64> {
     Ok(on_tx!(tx, |conn| {
@@ -380,17 +394,33 @@ impl Store {
         Ok(row.flatten())
     }
 
-    /// Users with a last name and an id above `after`, in id order: one page of re-screening.
-    pub async fn screenable_people(&self, after: i64, limit: i64) -> StoreResult<Vec<ScreenablePerson>> {
+    /// Users with a last name and an id above `after` (of one partner, or of all), in id
+    /// order: one page of re-screening.
+    pub async fn screenable_people(
+        &self,
+        after: i64,
+        limit: i64,
+        partner: Option<i64>,
+    ) -> StoreResult<Vec<ScreenablePerson>> {
+        macro_rules! select {
+            ($partner:literal) => {
+                concat!(
+                    "SELECT u.id, u.partner_id, u.first_name, u.middle_name, u.last_name, u.second_last_name, u.date_of_birth,
+                            u.country, u.cip_status, u.cip_detail, p.sanctions_lists
+                     FROM users u JOIN partners p ON p.id = u.partner_id
+                     WHERE u.last_name IS NOT NULL AND u.id > $1",
+                    $partner,
+                    " ORDER BY u.id LIMIT $2"
+                )
+            };
+        }
         Ok(with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT u.id, u.partner_id, u.first_name, u.middle_name, u.last_name, u.second_last_name, u.date_of_birth,
-                        u.country, u.cip_status, u.cip_detail, p.sanctions_lists
-                 FROM users u JOIN partners p ON p.id = u.partner_id
-                 WHERE u.last_name IS NOT NULL AND u.id > $1 ORDER BY u.id LIMIT $2",
-            )
-            .bind(after)
-            .bind(limit)
+            match partner {
+                Some(partner) => {
+                    sqlx::query_as(select!(" AND u.partner_id = $3")).bind(after).bind(limit).bind(partner)
+                }
+                None => sqlx::query_as(select!("")).bind(after).bind(limit),
+            }
             .fetch_all(pool)
             .await?
         }))

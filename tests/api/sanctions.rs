@@ -373,6 +373,19 @@ on_both_backends! {
         let screened: Vec<i64> = store.user_screenings(chosen).await.unwrap().iter().map(|s| s.0).collect();
         assert_eq!(screened, [sdn], "screened once, by the OFAC SDN list's re-screening, and against it only");
 
+        // Widening the choice to every list re-screens that partner's users against the lists
+        // it gained, in the write that records the choice; the other partner's are left alone.
+        let others = store.user_screenings(everyone).await.unwrap().len();
+        assert!(onboard::core::partners::set_sanctions_lists(store, narrow, None, "cli:ops", now_ms()).await.unwrap());
+        let audited = &store.audit_log(1).await.unwrap()[0];
+        let detail: Value = serde_json::from_str(&audited.detail).unwrap();
+        assert_eq!(detail["rescreening"], json!(["ofac-cons", "un", "eu", "uk"]), "{audited:?}");
+        let moved = events_reach(&app, chosen, 2).await;
+        assert_eq!(moved[1].to_detail, Detail::Compliance.as_str());
+        assert!(moved[1].reason.starts_with(&format!("eu list {eu}: match 6106 ")), "{}", moved[1].reason);
+        rescreens_done(&app, 9).await;
+        assert_eq!(store.user_screenings(everyone).await.unwrap().len(), others);
+
     }
 
     async fn a_clearance_holds_while_other_lists_are_re_screened(app) {
