@@ -20,14 +20,20 @@ pub struct ArabicWord {
     /// The skeleton with the Persian and Urdu values of `ث` (s) and `ذ`, `ض`, `ظ` (z), when it
     /// differs: `فضل` is `FAZAL`, `ثناء اللہ` is `SANAULLAH`.
     pub persian: Option<String>,
+    /// A compound glued over an article, with the article's `l` left out as Latin spellings
+    /// assimilate it: `شمس الدين` → `shmsdn` (`SHAMSUDDIN`) beside `shmsldn` (`SHAMSALDIN`).
+    pub assimilated: Option<String>,
 }
 
 fn is_arabic(c: char) -> bool {
     matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{FB50}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}')
 }
 
-/// Splits `name` into its Arabic-script words and the rest (left for the usual tokens).
-pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
+/// Splits `name` into its Arabic-script words and the rest (left for the usual tokens). With
+/// `glue`, the second words of compounds (`الدين`, `الرحمن`, `زاده`, `جان`, `خیل`) are glued to
+/// the word before as well, as the list often writes them (`JALALUDDIN`, `AKHUNDZADA`,
+/// `WALIJAN`); a screening tries both readings (`SanctionsIndex::screen`).
+pub fn split(name: &str, glue: bool) -> (Vec<ArabicWord>, String) {
     if !name.chars().any(is_arabic) {
         return (Vec::new(), name.to_owned());
     }
@@ -43,7 +49,8 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
                 continue;
             }
             let persian = Some(arabic_word(word, true).0).filter(|p| *p != skeleton);
-            let word = ArabicWord { skeleton, rendered, silent_h: word.ends_with(['ه', 'ہ', 'ھ']), persian };
+            let silent_h = word.ends_with(['ه', 'ہ', 'ھ']);
+            let word = ArabicWord { skeleton, rendered, silent_h, persian, assimilated: None };
             let is_particle = PARTICLES.contains(&word.rendered.as_str());
             let word = match particle.take() {
                 Some(mut joined) => {
@@ -61,6 +68,7 @@ pub fn split(name: &str) -> (Vec<ArabicWord>, String) {
                 Some(previous) if SUFFIXES.contains(&word.rendered.as_str()) && particle.is_none() => {
                     previous.join(&word)
                 }
+                Some(previous) if glue && is_compound_tail(&word) && particle.is_none() => previous.glue(&word),
                 _ => words.push(word),
             }
         } else {
@@ -86,12 +94,25 @@ impl ArabicWord {
         self.silent_h = next.silent_h;
     }
 
+    /// Glues the second word of a compound: as `join`, and also with the article of the second
+    /// word assimilated (`assimilated`).
+    fn glue(&mut self, next: &ArabicWord) {
+        let assimilated = next.rendered.starts_with("al") && next.skeleton.len() > 1 && next.skeleton.starts_with('l');
+        let mut without = self.skeleton.clone();
+        self.join(next);
+        if assimilated {
+            push_skeleton(&mut without, &next.skeleton[1..]);
+            self.assimilated = Some(without);
+        }
+    }
+
     /// The skeletons Latin spellings of the word may have: its own; without the article `ال`,
     /// which they often leave out or assimilate (`الشاهبندر` / `SHAHBANDAR`, `الصبار` /
     /// `ESSABAR`); without a final `ه` they do not write (`شحاته` / `SHIHATA`); without both.
     pub fn skeletons(&self) -> Vec<&str> {
         let mut out = vec![self.skeleton.as_str()];
         out.extend(self.persian.as_deref());
+        out.extend(self.assimilated.as_deref());
         if self.rendered.starts_with("al") {
             for at in 0..out.len() {
                 if out[at].len() > 1 && out[at].starts_with('l') {
@@ -122,6 +143,17 @@ fn push_skeleton(skeleton: &mut String, tail: &str) {
 
 /// Renderings of the words that end a compound name, joined to the word before them (`الله`).
 const SUFFIXES: &[&str] = &["allh"];
+
+/// The second words of compound names that the list writes glued or apart, in Arabic and
+/// Persian spelling: al-Din, al-Rahman, -zada, -jan, -khel (Pashto).
+const COMPOUND_TAILS: &[&str] = &["الدين", "الدین", "الرحمن", "الرحمان", "زاده", "زادہ", "جان", "خیل", "خيل"];
+
+/// Whether `word` is one of `COMPOUND_TAILS` (compared by rendering, so spelling variants of
+/// one letter meet).
+fn is_compound_tail(word: &ArabicWord) -> bool {
+    static TAILS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAILS.get_or_init(|| COMPOUND_TAILS.iter().map(|t| arabic_word(t, false).1).collect()).contains(&word.rendered)
+}
 
 /// Renderings of the particles that are written apart in Arabic script and glued in the list's
 /// Latin spellings: ʿabd (`bd`), bin, ibn (`abn`), bint, abu (`abu`, `bu`).
@@ -242,7 +274,7 @@ mod tests {
 
     #[test]
     fn particles_compounds_articles_and_french_spellings() {
-        let skeletons = |name: &str| split(name).0.into_iter().map(|w| w.skeleton).collect::<Vec<_>>();
+        let skeletons = |name: &str| split(name, false).0.into_iter().map(|w| w.skeleton).collect::<Vec<_>>();
         // Particles glue forward and chain, as the Latin tokens glue them.
         assert_eq!(skeletons("حمادي بن عبد العزيز"), ["hmd", "bnbdlz"]);
         assert_eq!(latin_skeleton("benabdulaziz"), "bnbdlz");
@@ -251,16 +283,16 @@ mod tests {
         assert_eq!(skeletons("ساجدة خير الله طلفاح"), ["sjd", "krlh", "tlfh"]);
         assert_eq!(latin_skeleton("khayrallah"), "krlh");
         // The article and a final `ه` may be left out of the Latin spelling.
-        assert_eq!(split("الشاهبندر").0[0].skeletons(), ["lshbndr", "shbndr"]);
-        assert_eq!(split("شحاته").0[0].skeletons(), ["shth", "sht"]);
+        assert_eq!(split("الشاهبندر", false).0[0].skeletons(), ["lshbndr", "shbndr"]);
+        assert_eq!(split("شحاته", false).0[0].skeletons(), ["shth", "sht"]);
         assert_eq!(latin_skeleton("shihata"), "sht");
         // Persian and Urdu values, and word-initial y and w.
-        assert_eq!(split("فضل").0[0].skeletons(), ["fdl", "fzl"]);
+        assert_eq!(split("فضل", false).0[0].skeletons(), ["fdl", "fzl"]);
         assert_eq!(latin_skeleton("fazal"), "fzl");
-        assert_eq!(split("ثناء اللہ").0[0].skeletons(), ["tnlh", "snlh", "tnl", "snl"]);
+        assert_eq!(split("ثناء اللہ", false).0[0].skeletons(), ["tnlh", "snlh", "tnl", "snl"]);
         assert_eq!(latin_skeleton("sanaullah"), "snlh");
-        assert_eq!(split("یار").0[0].rendered, "yar");
-        assert_eq!(split("ولي").0[0].rendered, "wli");
+        assert_eq!(split("یار", false).0[0].rendered, "yar");
+        assert_eq!(split("ولي", false).0[0].rendered, "wli");
         // French spellings of Maghrebi names (`FAYCAL` for Fayçal stays out of reach: its `c` is
         // hard by the letters).
         assert_eq!(latin_skeleton("djamel"), skeletons("جمال")[0]);
@@ -270,20 +302,40 @@ mod tests {
 
     #[test]
     fn arabic_and_latin_spellings_share_a_skeleton() {
-        let (words, rest) = split("قاسم سليماني");
+        let (words, rest) = split("قاسم سليماني", false);
         assert_eq!(rest.trim(), "");
         let skeletons: Vec<&str> = words.iter().map(|w| w.skeleton.as_str()).collect();
         assert_eq!(skeletons, ["ksm", "slmn"]);
         assert_eq!(latin_skeleton("qasem"), "ksm");
         assert_eq!(latin_skeleton("soleimani"), "slmn");
-        assert_eq!(split("اسماعیل قاآنی").0.iter().map(|w| w.skeleton.clone()).collect::<Vec<_>>(), ["sml", "kn"]);
+        assert_eq!(
+            split("اسماعیل قاآنی", false).0.iter().map(|w| w.skeleton.clone()).collect::<Vec<_>>(),
+            ["sml", "kn"]
+        );
         assert_eq!(latin_skeleton("esmail"), "sml");
         assert_eq!(latin_skeleton("ghani"), "kn");
-        assert_eq!(split("حماس").0[0].skeleton, latin_skeleton("hamas"));
-        assert_eq!(split("محمد").0[0].skeleton, latin_skeleton("mohammed"));
+        assert_eq!(split("حماس", false).0[0].skeleton, latin_skeleton("hamas"));
+        assert_eq!(split("محمد", false).0[0].skeleton, latin_skeleton("mohammed"));
         assert_eq!(latin_skeleton("muhammad"), "mhmd");
-        assert_eq!(split("قاسم").0[0].rendered, "qasm");
-        assert_eq!(split("Ana حماس").1.trim(), "Ana");
-        assert!(split("Nicolás Maduro").0.is_empty());
+        assert_eq!(split("قاسم", false).0[0].rendered, "qasm");
+        assert_eq!(split("Ana حماس", false).1.trim(), "Ana");
+        assert!(split("Nicolás Maduro", false).0.is_empty());
+    }
+
+    #[test]
+    fn compounds_are_glued_in_the_second_reading_with_and_without_the_article() {
+        assert_eq!(split("جلال الدين حقانى", false).0.len(), 3);
+        let glued = split("جلال الدين حقانى", true).0;
+        assert_eq!(glued.len(), 2);
+        let shams = &split("شمس الدین", true).0[0];
+        for latin in ["shamsuddin", "shamsaldin"] {
+            assert!(shams.skeletons().contains(&latin_skeleton(latin).as_str()), "{latin}: {:?}", shams.skeletons());
+        }
+        assert_eq!(split("ولی جان", true).0[0].skeleton, latin_skeleton("walijan"));
+        let akhund = split("احمد جان آخوند زاده", true).0;
+        assert_eq!(akhund.len(), 2);
+        assert!(akhund[1].skeletons().contains(&latin_skeleton("akhundzada").as_str()), "{:?}", akhund[1].skeletons());
+        // Not after a particle: `عبد الرحمن` is glued as a particle already.
+        assert_eq!(split("عبد الرحمن", true).0.len(), 1);
     }
 }

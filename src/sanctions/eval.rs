@@ -523,6 +523,7 @@ pub fn script_recall(mut entries: Vec<Entry>) -> Vec<ScriptReport> {
         entry.alt_names = kept;
         probes.extend(scripted.into_iter().map(|alt| (entry.id, alt.name)));
     }
+    let listed: std::collections::HashMap<i64, String> = entries.iter().map(|e| (e.id, e.name.clone())).collect();
     let index = SanctionsIndex::build(entries, Default::default());
     let mut reports: Vec<ScriptReport> = Vec::new();
     for (id, name) in probes {
@@ -540,12 +541,14 @@ pub fn script_recall(mut entries: Vec<Entry>) -> Vec<ScriptReport> {
         };
         let report = &mut reports[at];
         report.queries += 1;
+        let listed = listed.get(&id).map_or("", String::as_str);
         match found.first() {
             Some(top) if top.entity_id == id => report.found += 1,
-            Some(top) => report
-                .misses
-                .push(format!("{id} {name:?}: ranked {} {:?} ({}) first", top.entity_id, top.name, top.score)),
-            None => report.misses.push(format!("{id} {name:?}: nothing found")),
+            Some(top) => report.misses.push(format!(
+                "{id} {name:?} (listed as {listed:?}): ranked {} {:?} ({}) first",
+                top.entity_id, top.name, top.score
+            )),
+            None => report.misses.push(format!("{id} {name:?} (listed as {listed:?}): nothing found")),
         }
     }
     reports.sort_by_key(|r| r.script);
@@ -664,7 +667,7 @@ mod tests {
         // a change that loses names in a script fails here.
         let recall = |script: &str| reports.iter().find(|r| r.script == script).map_or(0.0, ScriptReport::recall);
         assert!(reports.iter().find(|r| r.script == "Arabic").is_some_and(|r| r.queries > 350));
-        assert!(recall("Arabic") >= 0.69, "Arabic recall {:.3}", recall("Arabic"));
+        assert!(recall("Arabic") >= 0.72, "Arabic recall {:.3}", recall("Arabic"));
         assert!(recall("Cyrillic") >= 0.80, "Cyrillic recall {:.3}", recall("Cyrillic"));
     }
 

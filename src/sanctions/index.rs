@@ -245,17 +245,45 @@ impl SanctionsIndex {
     /// with the best corroboration its entry allows is skipped. Common words (`Mohammad`, `Ali`)
     /// put thousands of names in reach; few of them hold the query's other words.
     pub fn screen(&self, query: &Query) -> Vec<Candidate> {
-        SCRATCH.with(|scratch| self.screen_with(query, &mut scratch.borrow_mut(), true))
+        SCRATCH.with(|scratch| self.screen_readings(query, &mut scratch.borrow_mut(), true))
     }
 
     /// `screen` scoring every name in reach: what the bound must never change.
     #[cfg(test)]
     pub(crate) fn screen_unpruned(&self, query: &Query) -> Vec<Candidate> {
-        self.screen_with(query, &mut Scratch::default(), false)
+        self.screen_readings(query, &mut Scratch::default(), false)
     }
 
-    fn screen_with(&self, query: &Query, scratch: &mut Scratch, prune: bool) -> Vec<Candidate> {
-        let (arabic, rest) = super::arabic::split(&query.name);
+    /// Screens the name as written and, when its Arabic-script words hold a compound the list
+    /// may write glued (`جلال الدين` / `JALALUDDIN`), with the compound glued too; each entry
+    /// keeps its better candidate. A name without such a compound is screened once.
+    fn screen_readings(&self, query: &Query, scratch: &mut Scratch, prune: bool) -> Vec<Candidate> {
+        let apart = super::arabic::split(&query.name, false);
+        let words = apart.0.len();
+        let mut found = self.screen_with(query, apart, scratch, prune);
+        if words == 0 {
+            return found;
+        }
+        let glued = super::arabic::split(&query.name, true);
+        if glued.0.len() == words {
+            return found;
+        }
+        found.extend(self.screen_with(query, glued, scratch, prune));
+        found.sort_by(|a, b| {
+            b.decision.cmp(&a.decision).then(b.score.total_cmp(&a.score)).then(a.entity_id.cmp(&b.entity_id))
+        });
+        let mut seen = FxHashSet::default();
+        found.retain(|c| seen.insert(c.entity_id));
+        found
+    }
+
+    fn screen_with(
+        &self,
+        query: &Query,
+        (arabic, rest): (Vec<super::arabic::ArabicWord>, String),
+        scratch: &mut Scratch,
+        prune: bool,
+    ) -> Vec<Candidate> {
         let mut query_tokens = tokens(&rest);
         let latin = query_tokens.len();
         query_tokens.extend(arabic.iter().map(|w| w.rendered.clone()));
