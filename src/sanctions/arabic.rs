@@ -23,6 +23,8 @@ pub struct ArabicWord {
     /// A compound glued over an article, with the article's `l` left out as Latin spellings
     /// assimilate it: `شمس الدين` → `shmsdn` (`SHAMSUDDIN`) beside `shmsldn` (`SHAMSALDIN`).
     pub assimilated: Option<String>,
+    /// It starts with ʿayn, which Latin spellings write as a vowel (`علي` is `ALI`).
+    pub initial_ayn: bool,
 }
 
 fn is_arabic(c: char) -> bool {
@@ -50,7 +52,8 @@ pub fn split(name: &str, glue: bool) -> (Vec<ArabicWord>, String) {
             }
             let persian = Some(arabic_word(word, true).0).filter(|p| *p != skeleton);
             let silent_h = word.ends_with(['ه', 'ہ', 'ھ']);
-            let word = ArabicWord { skeleton, rendered, silent_h, persian, assimilated: None };
+            let initial_ayn = word.starts_with('ع');
+            let word = ArabicWord { skeleton, rendered, silent_h, persian, assimilated: None, initial_ayn };
             let is_particle = PARTICLES.contains(&word.rendered.as_str());
             let word = match particle.take() {
                 Some(mut joined) => {
@@ -92,6 +95,14 @@ impl ArabicWord {
         push_skeleton(&mut self.skeleton, &next.skeleton);
         self.rendered.push_str(&next.rendered);
         self.silent_h = next.silent_h;
+    }
+
+    /// The rendering a one-consonant word is compared by: with the vowel Latin spellings write
+    /// for an initial ʿayn (`علي` → `ali`, not `li`, which shares no letter position with `ALI`).
+    /// Only for one-consonant words: on longer ones the extra vowel brought common names close
+    /// to unrelated listed ones (`عبد الله السيد` to `ABDULAHI, Asad`).
+    pub fn short_rendering(&self) -> std::borrow::Cow<'_, str> {
+        if self.initial_ayn { format!("a{}", self.rendered).into() } else { self.rendered.as_str().into() }
     }
 
     /// Glues the second word of a compound: as `join`, and also with the article of the second
@@ -335,6 +346,8 @@ mod tests {
         let akhund = split("احمد جان آخوند زاده", true).0;
         assert_eq!(akhund.len(), 2);
         assert!(akhund[1].skeletons().contains(&latin_skeleton("akhundzada").as_str()), "{:?}", akhund[1].skeletons());
+        assert_eq!(split("علي", false).0[0].short_rendering(), "ali");
+        assert_eq!(split("ولي", false).0[0].short_rendering(), "wli");
         // Not after a particle: `عبد الرحمن` is glued as a particle already.
         assert_eq!(split("عبد الرحمن", true).0.len(), 1);
     }

@@ -667,7 +667,7 @@ mod tests {
         // a change that loses names in a script fails here.
         let recall = |script: &str| reports.iter().find(|r| r.script == script).map_or(0.0, ScriptReport::recall);
         assert!(reports.iter().find(|r| r.script == "Arabic").is_some_and(|r| r.queries > 350));
-        assert!(recall("Arabic") >= 0.72, "Arabic recall {:.3}", recall("Arabic"));
+        assert!(recall("Arabic") >= 0.74, "Arabic recall {:.3}", recall("Arabic"));
         assert!(recall("Cyrillic") >= 0.80, "Cyrillic recall {:.3}", recall("Cyrillic"));
     }
 

@@ -158,7 +158,9 @@ impl SanctionsIndex {
                     index.skeleton_keys.insert(&key, tid as u32);
                 }
             }
-            if !skeleton.is_empty() {
+            // A particle standing alone (`AL`, `BEN` of a name indexed with its particles apart)
+            // is no word of the name to meet: `علي` (`l`) must not pair with `AL`.
+            if !skeleton.is_empty() && !super::normalize::is_particle(token) {
                 index.skeletons.entry(skeleton.into_boxed_str()).or_default().push(tid as u32);
             }
         }
@@ -299,8 +301,9 @@ impl SanctionsIndex {
         for (offset, word) in arabic.iter().enumerate().take(64usize.saturating_sub(latin)) {
             for skeleton in word.skeletons() {
                 let Some(tids) = self.skeletons.get(skeleton) else { continue };
+                let rendered = if skeleton.len() == 1 { word.short_rendering() } else { word.rendered.as_str().into() };
                 for &tid in tids {
-                    let closeness = strsim::jaro_winkler(&word.rendered, &self.dictionary[tid as usize]);
+                    let closeness = strsim::jaro_winkler(&rendered, &self.dictionary[tid as usize]);
                     // One consonant (`علي` → `l`, or `طه` → `t` without its `ه`) is shared by
                     // hundreds of tokens: only those close to the word's rendering (`ali`, `aly`;
                     // not `lee`, `lola`) pair with it.
