@@ -149,7 +149,11 @@ fn evaluate(
                     top.score,
                     top.reasons.join("; ")
                 ),
-                _ => format!("clear against list {}", screening.list_version),
+                _ => {
+                    let lists: Vec<String> =
+                        screening.lists.iter().map(|l| format!("{} {}", l.list, l.version)).collect();
+                    format!("clear against lists {}", lists.join(", "))
+                }
             };
             return Ok((CheckResult { check, outcome, reason }, Some(row)));
         }

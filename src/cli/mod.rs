@@ -224,10 +224,8 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
             PartnerCommand::Payments(args) => plans::configure_payments(&store, &secrets, args).await?,
             PartnerCommand::SanctionsLists { partner, lists, all: _ } => {
                 let lists = lists.as_deref().map(ListSelection::parse).transpose().context("--lists")?;
-                let actor = staff::cli_actor();
-                if !core::partners::set_sanctions_lists(&store, partner, lists.as_ref(), &actor, now_ms()).await? {
-                    anyhow::bail!("no partner {partner}");
-                }
+                // A list chosen but never loaded would fail every sanctions check of the
+                // partner's users until it is: load it first.
                 let loaded = store.current_sanctions_lists().await?;
                 let missing: Vec<&str> = lists
                     .iter()
@@ -235,16 +233,19 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
                     .filter(|l| !loaded.iter().any(|v| v.list == **l))
                     .map(|l| l.as_str())
                     .collect();
-                let chosen = lists.map_or_else(|| "every list loaded".to_owned(), |l| l.to_string());
-                println!("partner {partner} is screened against {chosen}");
                 if !missing.is_empty() {
-                    // Set before loading is allowed (an operator may prepare); until then its
-                    // users' sanctions checks wait and retry.
-                    eprintln!(
-                        "warning: {} not loaded yet: the partner's sanctions checks wait until it is (onboard sanctions load --source …)",
-                        missing.join(", ")
+                    anyhow::bail!(
+                        "{} not loaded; load it first (onboard sanctions load --source {})",
+                        missing.join(", "),
+                        missing[0]
                     );
                 }
+                let actor = staff::cli_actor();
+                if !core::partners::set_sanctions_lists(&store, partner, lists.as_ref(), &actor, now_ms()).await? {
+                    anyhow::bail!("no partner {partner}");
+                }
+                let chosen = lists.map_or_else(|| "every list loaded".to_owned(), |l| l.to_string());
+                println!("partner {partner} is screened against {chosen}");
             }
         }
         Ok(())

@@ -307,6 +307,9 @@ async fn remember_cleared(tx: &mut Tx<'_>, user: i64, actor: &str, now: i64) -> 
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Listed {
+        // The candidate's own list version; screenings recorded before there were several
+        // lists name none: theirs is the screening's.
+        list_version: Option<i64>,
         entity_id: i64,
         decision: String,
         // Absent in screenings recorded before clearances were remembered: nothing to tie to.
@@ -320,7 +323,8 @@ async fn remember_cleared(tx: &mut Tx<'_>, user: i64, actor: &str, now: i64) -> 
     for entry in listed.into_iter().filter(|l| l.decision != "clear") {
         if let Some(fingerprint) = entry.fingerprint {
             let cleared = sanctions::ClearedMatch { user_id: user, entity_id: entry.entity_id, fingerprint };
-            sanctions::insert_cleared_match(tx, &cleared, list_id, actor, now).await?;
+            let list = entry.list_version.unwrap_or(list_id);
+            sanctions::insert_cleared_match(tx, &cleared, list, actor, now).await?;
         }
     }
     Ok(())

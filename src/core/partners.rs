@@ -121,12 +121,15 @@ pub async fn set_sanctions_lists(
                     .filter(|v| chosen.as_ref().is_none_or(|c| c.contains(v.list)))
                     .filter(|v| before.as_ref().is_some_and(|b| !b.contains(v.list)))
                     .collect();
-                for version in &gained {
+                // One run covers every list gained: each user is screened against all of its
+                // partner's lists at once.
+                if let Some(version) = gained.first() {
                     let page = RescreenPage {
                         list_id: version.id,
                         after_user_id: 0,
                         partner_id: Some(partner.get()),
                         run: Some(now),
+                        list: Some(version.list),
                     };
                     jobs::enqueue(&mut tx, &page.job(now), now).await?;
                 }

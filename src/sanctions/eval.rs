@@ -428,6 +428,13 @@ const ARABIC_GIVEN: &[(&str, &str)] = &[
     ("رنا", "Rana"),
     ("دينا", "Dina"),
     ("سلمى", "Salma"),
+    // Compounds, which are also screened in a second, glued reading.
+    ("نور الدين", "Nour El Din"),
+    ("صلاح الدين", "Salah El Din"),
+    ("علاء الدين", "Alaa El Din"),
+    ("شمس الدين", "Shams El Din"),
+    ("فضل الرحمن", "Fazal ur Rehman"),
+    ("محمد جان", "Mohammad Jan"),
 ];
 
 const ARABIC_FAMILY: &[(&str, &str)] = &[
@@ -605,9 +612,22 @@ mod tests {
         let mut queries: Vec<Query> = bench_queries(&index).into_iter().step_by(4).collect();
         let bare: Vec<Query> = queries.iter().map(|q| Query { name: q.name.clone(), ..Query::default() }).collect();
         queries.extend(bare);
-        for name in
-            ["قاسم سليماني", "اسماعیل قاآنی", "حماس", "محمد علي", "عبد الله", "최룡해", "马晓红", "Мохаммед Али"]
-        {
+        for name in [
+            "قاسم سليماني",
+            "اسماعیل قاآنی",
+            "حماس",
+            "محمد علي",
+            "عبد الله",
+            "최룡해",
+            "马晓红",
+            "Мохаммед Али",
+            "جلال الدين حقاني",
+            "شمس الدين",
+            "محمد جان",
+            "فضل الرحمن",
+            "صلاح الدين محمد",
+            "احمد جان آخوند زاده",
+        ] {
             queries.push(Query { name: name.into(), ..Query::default() });
         }
         let mut flagged = 0;

@@ -114,8 +114,9 @@ impl Sanctions {
     /// Makes the database's newest version of each list the ones this process screens with
     /// (lists already current are kept as they are). Parsing and indexing run off the async
     /// runtime. A stored version that does not parse (a reader made stricter since it was
-    /// loaded) is logged and left out — the other lists still screen; its re-screening job
-    /// retries — rather than taking every list down with it.
+    /// stored) is an error and changes nothing loaded: screening on without one list would
+    /// pass people unscreened against it, and a node that starts with it screens nothing (and
+    /// says so) rather than fall back to the built-in snapshot over the operator's lists.
     pub async fn refresh(&self, store: &Store) -> Result<Loaded, SanctionsError> {
         let versions = store.current_sanctions_lists().await?;
         let current = self.current();
@@ -125,17 +126,10 @@ impl Sanctions {
                 continue;
             }
             let files = store.sanctions_list_files(&version).await?;
-            let parsed = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
+            let entries = tokio::task::spawn_blocking(move || parse_list(&files).map(|parsed| parsed.entries))
                 .await
-                .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))?;
-            match parsed {
-                Ok(entries) => fresh.push(self.index(version, entries).await?),
-                Err(err) => {
-                    metrics::counter!("sanctions_list_load_failures_total", "list" => version.list.as_str())
-                        .increment(1);
-                    tracing::error!(list = version.list.as_str(), version = version.id, error = %err, "a stored sanctions list does not parse; screening goes on without it");
-                }
-            }
+                .map_err(|e| SanctionsError::Fetch(format!("parse panicked: {e}")))??;
+            fresh.push(self.index(version, entries).await?);
         }
         Ok(self.publish(fresh))
     }
@@ -264,7 +258,14 @@ impl Sanctions {
         let page: RescreenPage =
             serde_json::from_str(&job.payload).map_err(|e| SanctionsError::Fetch(format!("bad payload: {e}")))?;
         let current = self.refresh(store).await?;
-        let Some(changed) = current.iter().find(|l| l.version.id == page.list_id).map(|l| l.version.list) else {
+        let mut changed = current.iter().find(|l| l.version.id == page.list_id).map(|l| l.version.list);
+        if changed.is_none() && page.partner_id.is_some() {
+            // A partner's users against a list its choice gained: a newer version of that list
+            // may have re-screened everyone before the choice committed, so this run screens
+            // against the list as it is now.
+            changed = page.list.filter(|list| current.iter().any(|l| l.version.list == *list));
+        }
+        let Some(changed) = changed else {
             if store.current_sanctions_lists().await?.iter().any(|v| v.id == page.list_id) {
                 // The newest version of its list, stored but not loadable here: try again later.
                 return Err(SanctionsError::Fetch(format!("list version {} could not be loaded", page.list_id)));
@@ -329,6 +330,9 @@ pub struct RescreenPage {
     pub partner_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<i64>,
+    /// The list of `list_id` (a partner's run screens against its current version if it changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListSource>,
 }
 
 impl RescreenPage {

@@ -564,6 +564,13 @@ on_both_backends! {
         // Against every list again (the default), the same person is a corroborated match (the
         // seed's `OfacFailed` names any list's), and the reason names the EU list.
         assert!(onboard::core::partners::set_sanctions_lists(app.store(), partner, None, "cli:ops", now_ms()).await.unwrap());
+        // The widening re-screens the partner's users (the first Dorda among them): let it finish
+        // first, so that it does not also decide the second one while its checks run.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while app.store().list_jobs(Some("sanctions.rescreen"), Some("done"), 100).await.unwrap().len() < 4 {
+            assert!(tokio::time::Instant::now() < deadline, "the re-screenings did not run");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let second = accepted(&app, &dorda(2)).await;
         assert_eq!(settled(&app, &second).await, ("UpgradeFailed".into(), "OfacFailed".into()));
         let timeline = events(&app, &second).await;

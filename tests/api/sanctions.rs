@@ -376,6 +376,8 @@ on_both_backends! {
         // Widening the choice to every list re-screens that partner's users against the lists
         // it gained, in the write that records the choice; the other partner's are left alone.
         let others = store.user_screenings(everyone).await.unwrap().len();
+        let rescreens = |state| async move { store.list_jobs(Some("sanctions.rescreen"), Some(state), 100).await.unwrap().len() };
+        let (queued, done) = (rescreens("queued").await, rescreens("done").await);
         assert!(onboard::core::partners::set_sanctions_lists(store, narrow, None, "cli:ops", now_ms()).await.unwrap());
         let audited = &store.audit_log(1).await.unwrap()[0];
         let detail: Value = serde_json::from_str(&audited.detail).unwrap();
@@ -383,8 +385,17 @@ on_both_backends! {
         let moved = events_reach(&app, chosen, 2).await;
         assert_eq!(moved[1].to_detail, Detail::Compliance.as_str());
         assert!(moved[1].reason.starts_with(&format!("eu list {eu}: match 6106 ")), "{}", moved[1].reason);
-        rescreens_done(&app, 9).await;
+        // One run for the four lists gained, committed with the choice.
+        rescreens_done(&app, done + 1).await;
+        assert_eq!(rescreens("queued").await + rescreens("running").await, queued);
         assert_eq!(store.user_screenings(everyone).await.unwrap().len(), others);
+        assert_eq!(store.user_screenings(chosen).await.unwrap().len(), 2, "screened once more, against every list at once");
+        // A choice that gains nothing queues nothing; a partner that does not exist audits nothing.
+        let audited = store.audit_log(100).await.unwrap().len();
+        assert!(onboard::core::partners::set_sanctions_lists(store, narrow, Some(&only_sdn), "cli:ops", now_ms()).await.unwrap());
+        assert!(!onboard::core::partners::set_sanctions_lists(store, nobody, None, "cli:ops", now_ms()).await.unwrap());
+        assert_eq!(store.audit_log(100).await.unwrap().len(), audited + 1);
+        assert_eq!(rescreens("queued").await, queued);
 
     }
 
@@ -406,8 +417,9 @@ on_both_backends! {
 
         // Another list's new version re-screens the user against every list: its screening
         // still holds the UN candidate, which is what the case shows and the clearance keeps.
-        load(&app, small_list_with_new_designation(), "test:small+1").await;
+        let (sdn2, _) = load(&app, small_list_with_new_designation(), "test:small+1").await;
         rescreens_done(&app, 3).await;
+        assert_eq!(app.store().user_screenings(doku).await.unwrap()[0].0, sdn2, "the OFAC SDN re-screening recorded it");
         let newest = &app.store().user_screenings(doku).await.unwrap()[0].3;
         assert!(newest.contains("\"list\":\"un\"") && newest.contains("2960872"), "{newest}");
         let decision = onboard::core::onboarding::CaseDecision {
