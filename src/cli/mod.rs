@@ -227,18 +227,8 @@ async fn partner(settings: Settings, command: PartnerCommand) -> anyhow::Result<
                 // A list chosen but never loaded would fail every sanctions check of the
                 // partner's users until it is: load it first.
                 let loaded = store.current_sanctions_lists().await?;
-                let missing: Vec<&str> = lists
-                    .iter()
-                    .flat_map(|l| l.lists())
-                    .filter(|l| !loaded.iter().any(|v| v.list == **l))
-                    .map(|l| l.as_str())
-                    .collect();
-                if !missing.is_empty() {
-                    anyhow::bail!(
-                        "{} not loaded; load it first (onboard sanctions load --source {})",
-                        missing.join(", "),
-                        missing[0]
-                    );
+                if let Some(missing) = lists.as_ref().and_then(|s| s.missing(loaded.iter().map(|v| v.list))) {
+                    anyhow::bail!("{missing} not loaded; load it first (onboard sanctions load --source …)");
                 }
                 let actor = staff::cli_actor();
                 if !core::partners::set_sanctions_lists(&store, partner, lists.as_ref(), &actor, now_ms()).await? {

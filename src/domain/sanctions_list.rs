@@ -165,6 +165,14 @@ impl ListSelection {
     pub fn lists(&self) -> &[ListSource] {
         &self.0
     }
+
+    /// The chosen lists that are not among `loaded`, joined for a message (`un, eu`); `None`
+    /// when every one is.
+    pub fn missing(&self, loaded: impl Iterator<Item = ListSource> + Clone) -> Option<String> {
+        let missing: Vec<&str> =
+            self.0.iter().filter(|l| !loaded.clone().any(|have| have == **l)).map(|l| l.as_str()).collect();
+        (!missing.is_empty()).then(|| missing.join(", "))
+    }
 }
 
 impl std::fmt::Display for ListSelection {
@@ -194,6 +202,8 @@ mod tests {
         assert_eq!(chosen.lists(), [ListSource::OfacSdn, ListSource::Un]);
         assert_eq!(chosen.to_string(), "ofac-sdn,un");
         assert!(chosen.contains(ListSource::Un) && !chosen.contains(ListSource::Eu));
+        assert_eq!(chosen.missing([ListSource::Un, ListSource::Eu].into_iter()).as_deref(), Some("ofac-sdn"));
+        assert_eq!(chosen.missing(ListSource::ALL.iter().copied()), None);
         assert_eq!(ListSelection::parse(" , "), Err(InvalidSelection::Empty));
         assert_eq!(ListSelection::parse("un,OFAC"), Err(InvalidSelection::Unknown("OFAC".into())));
     }

@@ -216,16 +216,8 @@ impl Sanctions {
         if chosen.is_empty() && lists.is_none() {
             return Err(SanctionsError::NotLoaded);
         }
-        if let Some(lists) = lists {
-            let missing: Vec<&str> = lists
-                .lists()
-                .iter()
-                .filter(|l| !chosen.iter().any(|c| c.version.list == **l))
-                .map(|l| l.as_str())
-                .collect();
-            if !missing.is_empty() {
-                return Err(SanctionsError::Missing(missing.join(", ")));
-            }
+        if let Some(missing) = lists.and_then(|s| s.missing(chosen.iter().map(|l| l.version.list))) {
+            return Err(SanctionsError::Missing(missing));
         }
         Ok(screen_with(&chosen, query))
     }
