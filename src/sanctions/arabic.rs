@@ -17,9 +17,10 @@ pub struct ArabicWord {
     pub rendered: String,
     /// It ends in `ه`, which Latin spellings write (`ALLAH`, `TAHA`) or leave out (`SHIHATA`).
     pub silent_h: bool,
-    /// The skeleton with the Persian and Urdu values of `ث` (s) and `ذ`, `ض`, `ظ` (z), when it
-    /// differs: `فضل` is `FAZAL`, `ثناء اللہ` is `SANAULLAH`.
-    pub persian: Option<String>,
+    /// The skeleton with the other values names are often spelled with, when it differs:
+    /// Persian and Urdu `ث` (s) and `ذ`, `ض`, `ظ` (z) — `فضل` is `FAZAL`, `ثناء اللہ` is
+    /// `SANAULLAH` — and Egyptian `ج` (g): `رجب` is `RAGAB`.
+    pub regional: Option<String>,
     /// A compound glued over an article, with the article's `l` left out as Latin spellings
     /// assimilate it: `شمس الدين` → `shmsdn` (`SHAMSUDDIN`) beside `shmsldn` (`SHAMSALDIN`).
     pub assimilated: Option<String>,
@@ -50,10 +51,10 @@ pub fn split(name: &str, glue: bool) -> (Vec<ArabicWord>, String) {
             if skeleton.is_empty() {
                 continue;
             }
-            let persian = Some(arabic_word(word, true).0).filter(|p| *p != skeleton);
+            let regional = Some(arabic_word(word, true).0).filter(|p| *p != skeleton);
             let silent_h = word.ends_with(['ه', 'ہ', 'ھ']);
             let initial_ayn = word.starts_with('ع');
-            let word = ArabicWord { skeleton, rendered, silent_h, persian, assimilated: None, initial_ayn };
+            let word = ArabicWord { skeleton, rendered, silent_h, regional, assimilated: None, initial_ayn };
             let is_particle = PARTICLES.contains(&word.rendered.as_str());
             let word = match particle.take() {
                 Some(mut joined) => {
@@ -87,10 +88,10 @@ pub fn split(name: &str, glue: bool) -> (Vec<ArabicWord>, String) {
 impl ArabicWord {
     /// Appends `next` as the list writes glued names: skeletons meet without a doubled class.
     fn join(&mut self, next: &ArabicWord) {
-        if self.persian.is_some() || next.persian.is_some() {
-            let mut persian = self.persian.take().unwrap_or_else(|| self.skeleton.clone());
-            push_skeleton(&mut persian, next.persian.as_deref().unwrap_or(&next.skeleton));
-            self.persian = Some(persian);
+        if self.regional.is_some() || next.regional.is_some() {
+            let mut regional = self.regional.take().unwrap_or_else(|| self.skeleton.clone());
+            push_skeleton(&mut regional, next.regional.as_deref().unwrap_or(&next.skeleton));
+            self.regional = Some(regional);
         }
         push_skeleton(&mut self.skeleton, &next.skeleton);
         self.rendered.push_str(&next.rendered);
@@ -122,7 +123,7 @@ impl ArabicWord {
     /// `ESSABAR`); without a final `ه` they do not write (`شحاته` / `SHIHATA`); without both.
     pub fn skeletons(&self) -> Vec<&str> {
         let mut out = vec![self.skeleton.as_str()];
-        out.extend(self.persian.as_deref());
+        out.extend(self.regional.as_deref());
         out.extend(self.assimilated.as_deref());
         if self.rendered.starts_with("al") {
             for at in 0..out.len() {
@@ -171,10 +172,11 @@ fn is_compound_tail(word: &ArabicWord) -> bool {
 const PARTICLES: &[&str] = &["abn", "abu", "bd", "bn", "bnt", "bu"];
 
 /// Each letter's (sound class, rendering); `None` for letters that carry no consonant.
-fn letter(c: char, persian: bool) -> Option<(char, &'static str)> {
+fn letter(c: char, regional: bool) -> Option<(char, &'static str)> {
     Some(match c {
-        'ث' if persian => ('s', "s"),
-        'ذ' | 'ض' | 'ظ' if persian => ('z', "z"),
+        'ث' if regional => ('s', "s"),
+        'ذ' | 'ض' | 'ظ' if regional => ('z', "z"),
+        'ج' if regional => ('k', "g"),
         'ب' => ('b', "b"),
         'پ' => ('b', "p"),
         'ت' | 'ط' => ('t', "t"),
@@ -211,10 +213,10 @@ fn vowel(c: char) -> Option<&'static str> {
     })
 }
 
-fn arabic_word(word: &str, persian: bool) -> (String, String) {
+fn arabic_word(word: &str, regional: bool) -> (String, String) {
     let (mut skeleton, mut rendered) = (String::new(), String::new());
     for c in word.chars() {
-        if let Some((class, latin)) = letter(c, persian) {
+        if let Some((class, latin)) = letter(c, regional) {
             if !skeleton.ends_with(class) {
                 skeleton.push(class);
             }
@@ -299,6 +301,7 @@ mod tests {
         assert_eq!(latin_skeleton("shihata"), "sht");
         // Persian and Urdu values, and word-initial y and w.
         assert_eq!(split("فضل", false).0[0].skeletons(), ["fdl", "fzl"]);
+        assert!(split("رجب", false).0[0].skeletons().contains(&latin_skeleton("ragab").as_str()));
         assert_eq!(latin_skeleton("fazal"), "fzl");
         assert_eq!(split("ثناء اللہ", false).0[0].skeletons(), ["tnlh", "snlh", "tnl", "snl"]);
         assert_eq!(latin_skeleton("sanaullah"), "snlh");
