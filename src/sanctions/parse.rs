@@ -252,13 +252,7 @@ pub fn parse_ofac(files: &ListFiles) -> Result<ParsedList, ParseError> {
             .map(String::as_str)
             .chain(entry.addresses.iter().filter_map(|a| a.country.as_deref()))
             .chain(entry.remarks.places_of_birth.iter().filter_map(|p| p.rsplit(',').next()));
-        for name in named {
-            if let Some(code) = country_code(name)
-                && !entry.countries.contains(&code)
-            {
-                entry.countries.push(code);
-            }
-        }
+        entry.countries = country_codes(named);
     }
     Ok(ParsedList { entries, counts, generated_on: None })
 }
@@ -459,6 +453,18 @@ pub fn country_code(name: &str) -> Option<&'static str> {
     let key = fold_country(name);
     let key = key.strip_prefix("possibly ").unwrap_or(&key);
     COUNTRY_NAMES.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|at| COUNTRY_NAMES[at].1)
+}
+
+/// The ISO codes of the countries `names` name, each once, in the order first named (names the
+/// table does not know are left out): what every list reader files as an entry's countries.
+pub(super) fn country_codes<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = Vec::new();
+    for code in names.filter_map(country_code) {
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    codes
 }
 
 /// The table's own copy of an ISO 3166-1 alpha-2 code (`"AF"` → `Some("AF")`), for lists that

@@ -11,7 +11,7 @@
 use time::{Date, Month};
 
 use super::parse::{
-    Address, AltName, DobSpan, Document, EntityKind, Entry, Gender, ParseError, ParsedList, Remarks, country_code,
+    Address, AltName, DobSpan, Document, EntityKind, Entry, Gender, ParseError, ParsedList, Remarks, country_codes,
 };
 use super::un::ORIGINAL_SCRIPT;
 use super::xml::{Node, walk};
@@ -203,7 +203,9 @@ fn entity_id(unique_id: &str) -> Option<i64> {
 
 fn entry(record: Record) -> Result<Entry, String> {
     let reference = record.unique_id.ok_or("a Designation without a UniqueID")?;
-    let id = entity_id(&reference).ok_or_else(|| format!("UniqueID {reference:?} is not 1–12 letters and digits"))?;
+    let id = entity_id(&reference).ok_or_else(|| {
+        format!("UniqueID {reference:?} is not a capital letter and up to nine more capitals and digits")
+    })?;
     let primary = record
         .names
         .iter()
@@ -218,16 +220,8 @@ fn entry(record: Record) -> Result<Entry, String> {
         .map(|(_, (name, _))| AltName { kind: "aka".into(), name: name.clone() })
         .collect();
     alt_names.extend(record.original_script.into_iter().map(|name| AltName { kind: ORIGINAL_SCRIPT.into(), name }));
-    let mut countries: Vec<&'static str> = Vec::new();
-    let birth_countries = record.birth_countries.iter().map(String::as_str);
-    let addressed = record.addresses.iter().filter_map(|a| a.country.as_deref());
-    for code in
-        record.nationalities.iter().map(String::as_str).chain(birth_countries).chain(addressed).filter_map(country_code)
-    {
-        if !countries.contains(&code) {
-            countries.push(code);
-        }
-    }
+    let named = record.nationalities.iter().chain(&record.birth_countries).map(String::as_str);
+    let countries = country_codes(named.chain(record.addresses.iter().filter_map(|a| a.country.as_deref())));
     let mut remarks_text = format!("UK reference {reference}.");
     for remark in &record.remarks {
         remarks_text.push(' ');

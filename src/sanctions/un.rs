@@ -11,7 +11,7 @@
 use time::Date;
 
 use super::parse::{
-    Address, AltName, DobSpan, EntityKind, Entry, Gender, ParseError, Remarks, country_code, parse_dob,
+    Address, AltName, DobSpan, EntityKind, Entry, Gender, ParseError, Remarks, country_codes, parse_dob,
 };
 use super::xml::{Node, walk};
 
@@ -192,14 +192,8 @@ fn entry(kind: EntityKind, record: Record) -> Result<Entry, String> {
     }
     let mut alt_names = record.aliases;
     alt_names.extend(record.original_script.into_iter().map(|name| AltName { kind: ORIGINAL_SCRIPT.into(), name }));
-    let mut countries: Vec<&'static str> = Vec::new();
-    let named = record.nationalities.iter().chain(&record.places_of_birth);
-    let addressed = record.addresses.iter().filter_map(|a| a.country.as_ref());
-    for code in named.chain(addressed).filter_map(|name| country_code(name)) {
-        if !countries.contains(&code) {
-            countries.push(code);
-        }
-    }
+    let named = record.nationalities.iter().chain(&record.places_of_birth).map(String::as_str);
+    let countries = country_codes(named.chain(record.addresses.iter().filter_map(|a| a.country.as_deref())));
     let programs = record.list_type.into_iter().collect();
     let remarks_text = match record.reference {
         Some(reference) if record.comments.is_empty() => format!("UN reference {reference}."),
